@@ -1,0 +1,99 @@
+"""The project's attention function, registered once through transformers' attention interface.
+
+By default it computes dense softmax attention exactly as transformers' eager path does (same float32 ops),
+and returns the probabilities that fast paths (SDPA/flash) never return. Per call, an optional *plan* read from
+a ``contextvars.ContextVar`` may observe Q/K/V/probabilities (capture) or replace probability rows
+(substitution of a sampled scheme, counterfactual routing). No hooks are registered and no module is patched,
+so the shared model object is never changed, and concurrent sessions (threads) never see each other's plans.
+"""
+from __future__ import annotations
+
+import contextlib
+from contextvars import ContextVar
+from typing import Iterator
+
+import torch
+from transformers import AttentionInterface
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+ATTN_IMPLEMENTATION = "expertlens"
+
+_PLAN: ContextVar["AttentionPlan | None"] = ContextVar("expertlens_attention_plan", default=None)
+
+
+class AttentionPlan:
+    """What to do at each attention call inside ``with attention_plan(plan):``.
+
+    ``layer_of`` maps attention modules to layer indices for architectures whose modules carry no
+    ``layer_idx`` (DistilBERT). Subclasses override :meth:`rows` and/or :meth:`observe`.
+    """
+
+    def __init__(self, layer_of: dict[int, int] | None = None):
+        self.layer_of = layer_of or {}
+
+    def layer(self, module: torch.nn.Module) -> int:
+        idx = getattr(module, "layer_idx", None)
+        return int(idx) if idx is not None else self.layer_of[id(module)]
+
+    def rows(self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+             scores: torch.Tensor, probs: torch.Tensor, key_valid: torch.Tensor | None) -> torch.Tensor | None:
+        """Return replacement probabilities (same shape as ``probs``) or None to keep dense ones."""
+        return None
+
+    def observe(self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                probs: torch.Tensor, output: torch.Tensor) -> None:
+        """See the tensors of one call (query/key/value/probs: batch × heads × n × ·; output: batch × n × heads × d_h)."""
+
+
+@contextlib.contextmanager
+def attention_plan(plan: AttentionPlan | None) -> Iterator[AttentionPlan | None]:
+    """Activate ``plan`` for model calls made in this context (thread/task local); always restored."""
+    token = _PLAN.set(plan)
+    try:
+        yield plan
+    finally:
+        _PLAN.reset(token)
+
+
+def key_valid_from_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """Boolean (batch × 1 × q × k) validity from the mask transformers passes (bool, or additive float)."""
+    if attention_mask is None:
+        return None
+    if attention_mask.dtype == torch.bool:
+        return attention_mask
+    return attention_mask > torch.finfo(attention_mask.dtype).min / 2
+
+
+def expertlens_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                         attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
+                         **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dense attention: softmax(QKᵀ·scaling + mask)·V, with an optional per-call plan (see module docstring)."""
+    if scaling is None:
+        scaling = query.size(-1) ** -0.5
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    valid = key_valid_from_mask(attention_mask)
+    if valid is not None:
+        scores = scores.masked_fill(~valid, torch.finfo(scores.dtype).min)
+    probs = torch.nn.functional.softmax(scores, dim=-1)
+    plan = _PLAN.get()
+    layer = None
+    if plan is not None:
+        layer = plan.layer(module)
+        replaced = plan.rows(layer, query, key, value, scores, probs, valid)
+        if replaced is not None:
+            probs = replaced
+    if dropout and module.training:
+        probs = torch.nn.functional.dropout(probs, p=dropout, training=True)
+    output = torch.matmul(probs, value).transpose(1, 2).contiguous()
+    if plan is not None:
+        plan.observe(layer, query, key, value, probs, output)
+    return output, probs
+
+
+def _boolean_mask(*args, **kwargs):
+    """Padding mask as booleans (True = attend); None when nothing is padded."""
+    return sdpa_mask(*args, **kwargs)
+
+
+AttentionInterface.register(ATTN_IMPLEMENTATION, expertlens_attention)
+AttentionMaskInterface.register(ATTN_IMPLEMENTATION, _boolean_mask)

@@ -1,0 +1,267 @@
+"""Text → tokens → one forward pass of the model, captured once into a :class:`Trace`.
+
+The capture goes through the project's attention function (see ``attention.py``): per layer it records the
+model's own Q, K, V, attention probabilities and head outputs; hidden states and logits come from the same
+forward pass (``output_hidden_states``). The attention ``dense`` output and the post-attention LayerNorm are the
+model's own modules applied to the captured head outputs. Everything else in ``interp`` reads from the trace.
+"""
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+
+import torch
+
+from .attention import AttentionPlan, attention_plan
+from .loader import LoadedModel
+
+
+class InputError(ValueError):
+    """Bad input text; ``str(err)`` is one clear line for the UI and the CLI."""
+
+
+@dataclass
+class Truncation:
+    """The text was longer than the model's positions: what was kept and what was cut."""
+    tokens_total: int      # tokens the full text needs (special tokens included)
+    tokens_kept: int
+    cut_from_char: int     # first character of the text that was cut
+    cut_text_preview: str
+
+    def message(self) -> str:
+        return (f"input is {self.tokens_total} tokens; the model reads at most {self.tokens_kept}: "
+                f"analysed up to character {self.cut_from_char}, cut {self.tokens_total - self.tokens_kept} "
+                f"tokens starting “{self.cut_text_preview}”")
+
+
+@dataclass
+class Encoded:
+    input_ids: torch.Tensor            # B × n
+    attention_mask: torch.Tensor       # B × n (1 = real token)
+    token_type_ids: torch.Tensor | None
+    tokens: list[list[str]]            # per example, real tokens only
+    special: torch.Tensor              # B × n bool
+    notes: list[list[str]]
+    truncation: list[Truncation | None]
+
+
+def clean_text(text: str) -> tuple[str, list[str]]:
+    """Normalise what tokenizers mishandle; report every change. Raises InputError on empty text."""
+    if text is None:
+        raise InputError("no text given: type a sentence")
+    notes: list[str] = []
+    if text.startswith("\ufeff"):
+        text = text.lstrip("\ufeff")
+        notes.append("removed a byte-order mark (BOM) at the start")
+    controls = [c for c in text if unicodedata.category(c) in ("Cc", "Cf") and c not in "\n\t\r"]
+    if controls:
+        text = "".join(" " if c in controls and unicodedata.category(c) == "Cc" else c
+                       for c in text if not (unicodedata.category(c) == "Cf" and c in controls))
+        notes.append(f"removed {len(controls)} control/format character(s)")
+    if not text.strip():
+        raise InputError("empty text: type a sentence (use [MASK] where the model should predict a word)")
+    return text, notes
+
+
+def encode(lm: LoadedModel, texts: list[str]) -> Encoded:
+    """Tokenise a batch with special tokens, right padding, and explicit truncation reports."""
+    tok = lm.tokenizer
+    max_len = lm.max_tokens
+    rows, notes, truncs, toks = [], [], [], []
+    for text in texts:
+        text, note = clean_text(text)
+        if lm.config.model_type != "expertlens-paper" and getattr(tok, "mask_token", None):
+            text = _normalise_mask(text, tok.mask_token)
+        enc = tok(text, truncation=False, return_offsets_mapping=True, add_special_tokens=True)
+        ids = list(enc["input_ids"])
+        offsets = list(enc["offset_mapping"])
+        types = list(enc.get("token_type_ids", [0] * len(ids)))
+        trunc = None
+        if len(ids) > max_len:
+            keep = max_len - 1  # keep the final special token ([SEP] / </s>)
+            cut_char = next((s for s, e in offsets[keep - 1:] if e > s), len(text)) if keep > 0 else 0
+            cut_char = offsets[keep - 1][0] if offsets[keep - 1][1] > offsets[keep - 1][0] else cut_char
+            trunc = Truncation(len(ids), max_len, int(cut_char), text[cut_char:cut_char + 40])
+            ids = ids[:keep] + ids[-1:]
+            types = types[:keep] + types[-1:]
+            note.append(trunc.message())
+        unk = getattr(tok, "unk_token_id", None)
+        n_unk = sum(1 for i in ids if unk is not None and i == unk)
+        if n_unk:
+            note.append(f"{n_unk} piece(s) unknown to this model's vocabulary became {tok.unk_token}")
+        rows.append((ids, types))
+        notes.append(note)
+        truncs.append(trunc)
+        toks.append(tok.convert_ids_to_tokens(ids))
+    n = max(len(r[0]) for r in rows)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    B = len(rows)
+    input_ids = torch.full((B, n), pad, dtype=torch.long)
+    mask = torch.zeros((B, n), dtype=torch.long)
+    types = torch.zeros((B, n), dtype=torch.long)
+    for b, (ids, tt) in enumerate(rows):
+        input_ids[b, :len(ids)] = torch.tensor(ids)
+        mask[b, :len(ids)] = 1
+        types[b, :len(ids)] = torch.tensor(tt)
+    special_ids = set(tok.all_special_ids)
+    special = torch.tensor([[int(i) in special_ids for i in row] for row in input_ids.tolist()]) & mask.bool()
+    has_types = lm.config.model_type not in ("distilbert", "expertlens-paper")
+    return Encoded(input_ids, mask, types if has_types else None, toks, special, notes, truncs)
+
+
+def _normalise_mask(text: str, mask_token: str) -> str:
+    """Accept [MASK], [mask] and <mask> for whatever the model's mask token is."""
+    for alias in ("[MASK]", "[mask]", "<mask>", "[Mask]"):
+        if alias != mask_token:
+            text = text.replace(alias, mask_token)
+    return text
+
+
+@dataclass
+class LayerTrace:
+    """One layer of one example (n real tokens, d model width, H heads of width d_h)."""
+    hidden_in: torch.Tensor     # n × d       input hidden states X
+    q: torch.Tensor             # H × n × d_h
+    k: torch.Tensor             # H × n × d_h
+    v: torch.Tensor             # H × n × d_h
+    probs: torch.Tensor         # H × n × n   gates a^h_ij (the model's attention probabilities)
+    context: torch.Tensor       # n × (H·d_h) concatenated head outputs Σ_j a_ij v_j
+    dense_out: torch.Tensor     # n × d       attention output dense (= context when the model has none)
+    attn_out: torch.Tensor      # n × d       after the post-attention LayerNorm (= dense_out without one)
+    ln_sigma: torch.Tensor | None  # n       LayerNorm scale σ_i = sqrt(var(dense_out_i + x_i) + eps)
+    hidden_out: torch.Tensor    # n × d       the layer's output in the model's own forward pass
+
+
+@dataclass
+class Trace:
+    """One example's forward pass. ``output`` is MLM logits (n × V) or, without an MLM head, the mean-pooled
+    sentence embedding (d)."""
+    model_name: str
+    tokens: list[str]
+    input_ids: torch.Tensor
+    token_type_ids: torch.Tensor | None
+    special: torch.Tensor          # n bool
+    layers: list[LayerTrace]
+    final_hidden: torch.Tensor     # n × d
+    output: torch.Tensor
+    has_mlm_head: bool
+    notes: list[str] = field(default_factory=list)
+    truncation: Truncation | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def n_heads(self) -> int:
+        return self.layers[0].probs.shape[0]
+
+    def mask_positions(self, mask_token_id: int | None) -> list[int]:
+        if mask_token_id is None:
+            return []
+        return [i for i, t in enumerate(self.input_ids.tolist()) if t == mask_token_id]
+
+
+@dataclass
+class BatchTrace:
+    """A batch's forward pass (right-padded); :meth:`example` gives each example's :class:`Trace`."""
+    model_name: str
+    encoded: Encoded
+    q: list[torch.Tensor]          # per layer B × H × n × d_h
+    k: list[torch.Tensor]
+    v: list[torch.Tensor]
+    probs: list[torch.Tensor]      # per layer B × H × n × n
+    context: list[torch.Tensor]    # per layer B × n × H·d_h
+    hidden: tuple[torch.Tensor, ...]  # L+1 of B × n × d
+    output: torch.Tensor           # B × n × V logits, or B × d pooled
+    has_mlm_head: bool
+    adapter: object
+
+    @property
+    def batch_size(self) -> int:
+        return self.encoded.input_ids.shape[0]
+
+    def example(self, b: int) -> Trace:
+        enc = self.encoded
+        n = int(enc.attention_mask[b].sum())
+        layers = []
+        ad = self.adapter
+        for l, parts in enumerate(ad.layers):
+            x = self.hidden[l][b, :n]
+            ctx = self.context[l][b, :n]
+            dense = parts.o(ctx) if parts.o is not None else ctx
+            if parts.ln is not None:
+                pre = dense + x
+                sigma = torch.sqrt(pre.var(-1, unbiased=False) + parts.ln.eps)
+                attn_out = parts.ln(pre)
+            else:
+                sigma, attn_out = None, dense
+            layers.append(LayerTrace(x, self.q[l][b, :, :n], self.k[l][b, :, :n], self.v[l][b, :, :n],
+                                     self.probs[l][b, :, :n, :n], ctx, dense, attn_out, sigma,
+                                     self.hidden[l + 1][b, :n]))
+        out = self.output[b, :n] if self.has_mlm_head else self.output[b]
+        return Trace(self.model_name, enc.tokens[b], enc.input_ids[b, :n],
+                     None if enc.token_type_ids is None else enc.token_type_ids[b, :n], enc.special[b, :n],
+                     layers, self.hidden[-1][b, :n], out, self.has_mlm_head, enc.notes[b], enc.truncation[b])
+
+
+class CapturePlan(AttentionPlan):
+    """Records each layer's Q, K, V, probabilities and head outputs (detached)."""
+
+    def __init__(self, layer_of: dict[int, int]):
+        super().__init__(layer_of)
+        self.q, self.k, self.v, self.probs, self.context = {}, {}, {}, {}, {}
+
+    def observe(self, layer, query, key, value, probs, output):
+        self.q[layer], self.k[layer], self.v[layer] = query.detach(), key.detach(), value.detach()
+        self.probs[layer] = probs.detach()
+        self.context[layer] = output.detach().flatten(2)
+
+
+def forward(lm: LoadedModel, enc: Encoded, plan: AttentionPlan | None = None, hidden_states: bool = False):
+    """One call of the model itself on an encoded batch, under ``plan``; returns the model's output object."""
+    dev = lm.device
+    kwargs = dict(input_ids=enc.input_ids.to(dev), attention_mask=enc.attention_mask.to(dev))
+    if enc.token_type_ids is not None:
+        kwargs["token_type_ids"] = enc.token_type_ids.to(dev)
+    with torch.no_grad(), attention_plan(plan):
+        return lm.model(**kwargs, output_hidden_states=hidden_states)
+
+
+def model_output(lm: LoadedModel, out, enc: Encoded) -> torch.Tensor:
+    """MLM logits (B × n × V), or the mean-pooled embedding (B × d) for encoders without an MLM head."""
+    if lm.has_mlm_head:
+        return out.logits
+    last = out.last_hidden_state if getattr(out, "last_hidden_state", None) is not None else out.hidden_states[-1]
+    return lm.adapter.output(last, enc.attention_mask.to(last.device).bool())
+
+
+def capture(lm: LoadedModel, texts: list[str] | str) -> BatchTrace:
+    """Tokenise and run one forward pass, capturing everything the analyses need."""
+    if isinstance(texts, str):
+        texts = [texts]
+    if not texts:
+        raise InputError("no texts given")
+    return capture_encoded(lm, encode(lm, texts))
+
+
+def capture_encoded(lm: LoadedModel, enc: Encoded) -> BatchTrace:
+    plan = CapturePlan(lm.adapter.layer_of)
+    out = forward(lm, enc, plan, hidden_states=True)
+    L = lm.n_layers
+    missing = [l for l in range(L) if l not in plan.probs]
+    if missing:  # pragma: no cover - would mean the model bypassed the attention interface
+        raise RuntimeError(f"attention of layers {missing} was not captured")
+    return BatchTrace(lm.name, enc, [plan.q[l] for l in range(L)], [plan.k[l] for l in range(L)],
+                      [plan.v[l] for l in range(L)], [plan.probs[l] for l in range(L)],
+                      [plan.context[l] for l in range(L)], tuple(out.hidden_states),
+                      model_output(lm, out, enc), lm.has_mlm_head, lm.adapter)
+
+
+def trace_text(lm: LoadedModel, text: str) -> Trace:
+    """The usual entry point: one text → one :class:`Trace`."""
+    return capture(lm, [text]).example(0)
