@@ -1,0 +1,402 @@
+"""Every attention head as a mixture of positional experts (MATH.md §2 and §4).
+
+Wibisono & Wang, "Bidirectional Attention as a Mixture of Continuous Word Experts" (UAI 2023): the attention
+row a^h_i· is the gate, each position j is an expert whose message does not depend on the query i.
+Norm-based firing strength after Kobayashi et al., "Attention is Not Only a Weight" (EMNLP 2020).
+
+For head h of layer l with input X (n × d):
+
+* gate        a^h_ij — the model's own attention probabilities                                 (exact)
+* message     o^h_j = W_O^h (W_V^h x_j + b_V^h) = W_O^h v^h_j, in model space                  (exact)
+* identity 1  dense_i = b_O + Σ_h Σ_j a^h_ij o^h_j                                             (exact)
+* identity 2  LN(dense_i + x_i) = γ ⊙ [c(x_i + b_O) + Σ_h Σ_j a^h_ij c(o^h_j)] / σ_i + β,
+              c(v) = v − mean(v), σ_i the LayerNorm scale of the actual forward pass              (exact)
+* firing      f^h_ij = a^h_ij ‖c(o^h_j)‖ / σ_i (‖o^h_j‖ where the model has no LayerNorm)        (exact norms)
+* effective experts exp(H(a^h_i·))                                                               (exact)
+* role        a label read off the positional profile                                            (heuristic)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .loader import LoadedModel
+from .trace import LayerTrace, Trace
+
+ROLES = ("previous-token", "next-token", "self", "delimiter sink", "broad (CBOW-like)", "content-driven")
+ROLE_THRESHOLD = 0.5
+
+
+def _centre(x: torch.Tensor) -> torch.Tensor:
+    return x - x.mean(-1, keepdim=True)
+
+
+def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max over rows of ‖a_i − b_i‖ / ‖b_i‖ (rows are the last dimension's vectors)."""
+    num = (a.double() - b.double()).norm(dim=-1)
+    den = b.double().norm(dim=-1).clamp(min=1e-30)
+    return float((num / den).max())
+
+
+def head_weights(lm: LoadedModel, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """W_O split by head: (H × d_model × d_h), and b_O (None where the model has no output projection)."""
+    parts = lm.adapter.layers[layer]
+    H, dh = parts.n_heads, parts.head_dim
+    if parts.o is None:
+        eye = torch.eye(H * dh, dtype=lm.dtype, device=lm.device)
+        return eye.view(H * dh, H, dh).permute(1, 0, 2), None
+    W = parts.o.weight  # d_model × (H·d_h)
+    return W.view(W.shape[0], H, dh).permute(1, 0, 2), parts.o.bias
+
+
+def messages(lm: LoadedModel, lt: LayerTrace, layer: int) -> torch.Tensor:
+    """Expert messages o^h_j = W_O^h v^h_j for every head: H × n × d_model (exact)."""
+    W, _ = head_weights(lm, layer)
+    return torch.einsum("hjd,hed->hje", lt.v, W)
+
+
+def reconstruct_dense(lm: LoadedModel, lt: LayerTrace, layer: int, msgs: torch.Tensor | None = None) -> torch.Tensor:
+    """b_O + Σ_h Σ_j a^h_ij o^h_j (identity 1)."""
+    msgs = messages(lm, lt, layer) if msgs is None else msgs
+    _, b = head_weights(lm, layer)
+    out = torch.einsum("hij,hje->ie", lt.probs, msgs)
+    return out + b if b is not None else out
+
+
+def reconstruct_ln(lm: LoadedModel, lt: LayerTrace, layer: int, msgs: torch.Tensor | None = None) -> torch.Tensor:
+    """γ ⊙ [c(x_i + b_O) + Σ_h Σ_j a^h_ij c(o^h_j)] / σ_i + β (identity 2, LayerNorm scale frozen)."""
+    parts = lm.adapter.layers[layer]
+    if parts.ln is None:
+        return reconstruct_dense(lm, lt, layer, msgs)
+    msgs = messages(lm, lt, layer) if msgs is None else msgs
+    _, b = head_weights(lm, layer)
+    base = lt.hidden_in + (b if b is not None else 0)
+    inner = _centre(base) + torch.einsum("hij,hje->ie", lt.probs, _centre(msgs))
+    return parts.ln.weight * inner / lt.ln_sigma[:, None] + parts.ln.bias
+
+
+def head_contribution(lm: LoadedModel, lt: LayerTrace, layer: int, head: int) -> torch.Tensor:
+    """Head h's exact additive share of the attention output at every query (n × d), LayerNorm frozen:
+    γ ⊙ Σ_j a^h_ij c(o^h_j) / σ_i (without LayerNorm: Σ_j a^h_ij o^h_j)."""
+    msgs = messages(lm, lt, layer)[head]
+    parts = lm.adapter.layers[layer]
+    if parts.ln is None:
+        return lt.probs[head] @ msgs
+    return parts.ln.weight * (lt.probs[head] @ _centre(msgs)) / lt.ln_sigma[:, None]
+
+
+def identity_checks(lm: LoadedModel, trace: Trace) -> dict:
+    """Max relative errors (row-wise ‖·‖, over all layers) of identity 1 against the model's own dense output,
+    identity 2 against the model's own LayerNorm output, and the layer output rebuilt by the model's own FFN from
+    the identity-2 reconstruction against the hidden state of the actual forward pass."""
+    dense_err, ln_err, chain_err = 0.0, 0.0, 0.0
+    has_ln = False
+    for l, lt in enumerate(trace.layers):
+        msgs = messages(lm, lt, l)
+        dense_err = max(dense_err, _rel_err(reconstruct_dense(lm, lt, l, msgs), lt.dense_out))
+        parts = lm.adapter.layers[l]
+        recon = reconstruct_ln(lm, lt, l, msgs)
+        if parts.ln is not None:
+            has_ln = True
+            ln_err = max(ln_err, _rel_err(recon, lt.attn_out))
+        with torch.no_grad():
+            chain_err = max(chain_err, _rel_err(parts.ffn(recon), lt.hidden_out))
+    return {"identity_dense_max_rel_err": dense_err,
+            "identity_ln_max_rel_err": ln_err if has_ln else None,
+            "layer_output_max_rel_err": chain_err}
+
+
+# --- which experts fire ----------------------------------------------------------------------------------
+
+def message_norms(lm: LoadedModel, lt: LayerTrace, layer: int) -> torch.Tensor:
+    """‖c(o^h_j)‖ (‖o^h_j‖ without LayerNorm): H × n."""
+    msgs = messages(lm, lt, layer)
+    return (_centre(msgs) if lm.adapter.layers[layer].ln is not None else msgs).norm(dim=-1)
+
+
+def firing_strength(lm: LoadedModel, lt: LayerTrace, layer: int, norms: torch.Tensor | None = None) -> torch.Tensor:
+    """f^h_ij = a^h_ij ‖c(o^h_j)‖ / σ_i: H × n × n."""
+    norms = message_norms(lm, lt, layer) if norms is None else norms
+    f = lt.probs * norms[:, None, :]
+    if lt.ln_sigma is not None:
+        f = f / lt.ln_sigma[None, :, None]
+    return f
+
+
+def renormalise(probs: torch.Tensor, keep_keys: torch.Tensor) -> torch.Tensor:
+    """Gate restricted to ``keep_keys`` and renormalised (rows with no mass left stay zero)."""
+    p = probs * keep_keys.to(probs.dtype)
+    return p / p.sum(-1, keepdim=True).clamp(min=1e-30)
+
+
+def effective_experts(probs: torch.Tensor, keep_keys: torch.Tensor | None = None) -> torch.Tensor:
+    """exp(H(a_i·)) of each row (1 = one expert, n = uniform), optionally over ``keep_keys`` renormalised."""
+    p = probs if keep_keys is None else renormalise(probs, keep_keys)
+    logp = torch.where(p > 0, p.clamp(min=1e-38).log(), torch.zeros_like(p))
+    return torch.exp(-(p * logp).sum(-1))
+
+
+@dataclass
+class PositionalProfile:
+    """Gate mass by offset j − i (offsets −(n−1)…n−1), averaged over the queries used."""
+    offsets: np.ndarray            # 2n−1
+    mass: np.ndarray               # H × (2n−1), each row sums to 1 (all keys) or to the non-special share
+    special_mass: np.ndarray       # H: mean gate mass on special tokens
+    cls_mass: np.ndarray           # H: mean mass on the first token
+    sep_mass: np.ndarray           # H: mean mass on the last token
+    exclude_special: bool
+
+
+def positional_profile(lt: LayerTrace, special: torch.Tensor, exclude_special: bool = False) -> PositionalProfile:
+    """Mean gate mass by offset. With ``exclude_special``, special-token keys are dropped and rows renormalised,
+    and special-token queries are skipped."""
+    H, n, _ = lt.probs.shape
+    probs = lt.probs.double()
+    queries = torch.ones(n, dtype=torch.bool, device=probs.device)
+    if exclude_special:
+        probs = renormalise(probs, ~special)
+        queries = ~special
+    if not bool(queries.any()):
+        queries = torch.ones(n, dtype=torch.bool, device=probs.device)
+    idx = torch.arange(n, device=probs.device)
+    off = (idx[None, :] - idx[:, None]) + (n - 1)  # n × n offsets shifted to 0…2n−2
+    mass = torch.zeros(H, 2 * n - 1, dtype=torch.float64, device=probs.device)
+    sel = probs[:, queries]                         # H × q × n
+    mass.index_add_(1, off[queries].reshape(-1), sel.reshape(H, -1))
+    mass /= int(queries.sum())
+    raw = lt.probs.double()[:, queries]
+    spec = raw[..., special].sum(-1).mean(-1)
+    return PositionalProfile(np.arange(-(n - 1), n), mass.cpu().numpy(), spec.cpu().numpy(),
+                             raw[..., 0].mean(-1).cpu().numpy(), raw[..., n - 1].mean(-1).cpu().numpy(),
+                             exclude_special)
+
+
+def head_role(special_mass: float, profile_nospecial: PositionalProfile, head: int, eff_ratio: float) -> str:
+    """A label from the positional profile (heuristic): delimiter sink if ≥ 50% of the mass sits on special
+    tokens; else previous-token / next-token / self if one offset carries ≥ 50% of the non-special mass; else
+    broad (CBOW-like) if the effective number of experts is ≥ 50% of the non-special keys; else content-driven."""
+    if special_mass >= ROLE_THRESHOLD:
+        return "delimiter sink"
+    n = (len(profile_nospecial.offsets) + 1) // 2
+    m = profile_nospecial.mass[head]
+    for label, offset in (("previous-token", -1), ("next-token", 1), ("self", 0)):
+        if m[offset + n - 1] >= ROLE_THRESHOLD:
+            return label
+    if eff_ratio >= ROLE_THRESHOLD:
+        return "broad (CBOW-like)"
+    return "content-driven"
+
+
+@dataclass
+class Overview:
+    """All layers × heads at a glance (arrays are numpy; L × H or L × H × n)."""
+    tokens: list[str]
+    special: np.ndarray                  # n bool
+    role: list[list[str]]                # L × H
+    effective_experts: np.ndarray        # L × H × n (all keys)
+    effective_experts_nospecial: np.ndarray  # L × H × n (special keys excluded; nan for special queries)
+    special_mass: np.ndarray             # L × H × n
+    firing_total: np.ndarray             # L × H × n   Σ_j f^h_ij (how much the head moves the output at i)
+    top_expert: np.ndarray               # L × H × n   argmax_j a^h_ij
+    top_firing_expert: np.ndarray        # L × H × n   argmax_j f^h_ij
+    mean_effective_experts: np.ndarray   # L × H  over queries (special queries included)
+    mean_special_mass: np.ndarray        # L × H
+    checks: dict = field(default_factory=dict)
+
+
+def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True) -> Overview:
+    """Decompose every head of every layer (one pass over the captured trace; no model re-run)."""
+    L, H, n = trace.n_layers, trace.n_heads, trace.n
+    special = trace.special.to(trace.layers[0].probs.device)
+    nonspecial_keys = ~special
+    n_nonspecial = max(int(nonspecial_keys.sum()), 1)
+    eff = torch.empty(L, H, n)
+    eff_ns = torch.full((L, H, n), float("nan"))
+    spec_mass = torch.empty(L, H, n)
+    fire = torch.empty(L, H, n)
+    top = torch.empty(L, H, n, dtype=torch.long)
+    top_f = torch.empty(L, H, n, dtype=torch.long)
+    roles: list[list[str]] = []
+    checks: dict = {}
+    for l, lt in enumerate(trace.layers):
+        p = lt.probs
+        eff[l] = effective_experts(p).cpu()
+        if bool(nonspecial_keys.any()):
+            e = effective_experts(p, nonspecial_keys).cpu()
+            eff_ns[l][:, ~special.cpu()] = e[:, ~special.cpu()]
+        spec_mass[l] = p[..., special].sum(-1).cpu()
+        f = firing_strength(lm, lt, l)
+        fire[l] = f.sum(-1).cpu()
+        top[l] = p.argmax(-1).cpu()
+        top_f[l] = f.argmax(-1).cpu()
+        prof = positional_profile(lt, special, exclude_special=True)
+        mean_eff_ns = torch.nanmean(eff_ns[l], dim=-1) if bool(nonspecial_keys.any()) else eff[l].mean(-1)
+        roles.append([head_role(float(spec_mass[l, h].mean()), prof, h, float(mean_eff_ns[h]) / n_nonspecial)
+                      for h in range(H)])
+    if with_checks:
+        checks = identity_checks(lm, trace)
+    return Overview(trace.tokens, trace.special.cpu().numpy(), roles, eff.numpy(), eff_ns.numpy(),
+                    spec_mass.numpy(), fire.numpy(), top.numpy(), top_f.numpy(), eff.mean(-1).numpy(),
+                    spec_mass.mean(-1).numpy(), checks)
+
+
+@dataclass
+class HeadView:
+    """One head as a mixture of experts."""
+    layer: int
+    head: int
+    tokens: list[str]
+    gates: np.ndarray            # n × n  a_ij (query × expert)
+    firing: np.ndarray           # n × n  f_ij
+    message_norms: np.ndarray    # n      ‖c(o_j)‖
+    effective_experts: np.ndarray  # n
+    role: str
+    profile: PositionalProfile
+    profile_nospecial: PositionalProfile
+    contribution_norms: np.ndarray  # n  ‖head's share of the attention output at i‖
+
+    def top_experts(self, query: int, k: int = 5, by: str = "gate") -> list[tuple[int, str, float, float]]:
+        """(position, token, gate, firing) of the k strongest experts for ``query``."""
+        score = self.gates[query] if by == "gate" else self.firing[query]
+        order = np.argsort(-score, kind="stable")[:k]
+        return [(int(j), self.tokens[j], float(self.gates[query, j]), float(self.firing[query, j])) for j in order]
+
+    def caption(self, query: int) -> str:
+        """Plain-language summary of what this head does here (facts read off the arrays)."""
+        tops = self.top_experts(query, 2)
+        j, tok, g, _ = tops[0]
+        eff = float(self.effective_experts[query])
+        strongest = self.top_experts(query, 1, by="firing")[0]
+        parts = [f"Layer {self.layer}, head {self.head} acts as a {self.role} head on this input.",
+                 f"For “{self.tokens[query]}” (position {query}) it gives {g:.0%} of its gate to “{tok}” "
+                 f"(position {j}) and spreads over about {eff:.1f} experts."]
+        if strongest[0] != j:
+            parts.append(f"Weighted by message size, the expert that moves the output most is “{strongest[1]}” "
+                         f"(position {strongest[0]}): a large gate on a small message changes little.")
+        return " ".join(parts)
+
+
+def head_view(lm: LoadedModel, trace: Trace, layer: int, head: int) -> HeadView:
+    check_head(trace, layer, head)
+    lt = trace.layers[layer]
+    special = trace.special.to(lt.probs.device)
+    norms = message_norms(lm, lt, layer)
+    f = firing_strength(lm, lt, layer, norms)[head]
+    prof = positional_profile(lt, special)
+    prof_ns = positional_profile(lt, special, exclude_special=True)
+    eff = effective_experts(lt.probs[head])
+    eff_ns = effective_experts(lt.probs[head], ~special) if bool((~special).any()) else eff
+    mean_ns = float(eff_ns[~special].mean()) if bool((~special).any()) else float(eff.mean())
+    role = head_role(float(lt.probs[head][:, special].sum(-1).mean()), prof_ns, head,
+                     mean_ns / max(int((~special).sum()), 1))
+    contrib = head_contribution(lm, lt, layer, head).norm(dim=-1)
+    return HeadView(layer, head, trace.tokens, lt.probs[head].cpu().numpy(), f.cpu().numpy(),
+                    norms[head].cpu().numpy(), eff.cpu().numpy(), role, prof, prof_ns, contrib.cpu().numpy())
+
+
+def check_head(trace: Trace, layer: int, head: int, query: int | None = None) -> None:
+    if not 0 <= layer < trace.n_layers:
+        raise ValueError(f"layer {layer} is out of range: the model has layers 0–{trace.n_layers - 1}")
+    if not 0 <= head < trace.n_heads:
+        raise ValueError(f"head {head} is out of range: each layer has heads 0–{trace.n_heads - 1}")
+    if query is not None and not 0 <= query < trace.n:
+        raise ValueError(f"query {query} is out of range: the input has tokens 0–{trace.n - 1}")
+
+
+# --- layer 0: the CBOW split and the gate-score split -------------------------------------------------------
+
+@dataclass
+class CBOWSplit:
+    """Layer-0 messages of one head split into word / position / segment+bias parts (exact; embedding LayerNorm
+    scale σ^E_j frozen). ``*_part``: n × d_model; their sum equals the message."""
+    head: int
+    word_part: torch.Tensor
+    position_part: torch.Tensor
+    segment_bias_part: torch.Tensor
+    message: torch.Tensor
+
+    def norms(self) -> dict[str, np.ndarray]:
+        return {k: getattr(self, f"{k}_part").norm(dim=-1).cpu().numpy()
+                for k in ("word", "position", "segment_bias")}
+
+    def max_rel_err(self) -> float:
+        return _rel_err(self.word_part + self.position_part + self.segment_bias_part, self.message)
+
+
+def _input_split(lm: LoadedModel, trace: Trace) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """X0 = word + position + rest, each in model space, with the embedding LayerNorm frozen (exact)."""
+    ad = lm.adapter
+    ids = trace.input_ids.to(lm.device)
+    tt = trace.token_type_ids.to(lm.device) if trace.token_type_ids is not None else None
+    with torch.no_grad():
+        ep = ad.embedding_parts(ids, tt)
+        if ep.ln is None:
+            w, p, s = ep.word, ep.position, ep.segment
+        else:
+            pre = ep.word + ep.position + ep.segment
+            sigma = torch.sqrt(pre.var(-1, unbiased=False) + ep.ln.eps)[:, None]
+            g = ep.ln.weight
+            w, p = g * _centre(ep.word) / sigma, g * _centre(ep.position) / sigma
+            s = g * _centre(ep.segment) / sigma + ep.ln.bias
+        if ep.proj is not None:
+            w, p, s = w @ ep.proj.weight.T, p @ ep.proj.weight.T, s @ ep.proj.weight.T + ep.proj.bias
+    return w, p, s
+
+
+def cbow_split(lm: LoadedModel, trace: Trace, head: int) -> CBOWSplit:
+    """o^h_j = W_O^h W_V^h (word_j + position_j + rest_j) + W_O^h b_V^h, split by input part (layer 0)."""
+    check_head(trace, 0, head)
+    parts = lm.adapter.layers[0]
+    w, p, s = _input_split(lm, trace)
+    W, _ = head_weights(lm, 0)
+    dh = parts.head_dim
+    Wv = parts.v.weight[head * dh:(head + 1) * dh]            # d_h × d
+    bv = parts.v.bias[head * dh:(head + 1) * dh] if parts.v.bias is not None else None
+    Wo = W[head]                                               # d_model × d_h
+    with torch.no_grad():
+        word = (w @ Wv.T) @ Wo.T
+        pos = (p @ Wv.T) @ Wo.T
+        rest = (s @ Wv.T + (bv if bv is not None else 0)) @ Wo.T
+        msg = messages(lm, trace.layers[0], 0)[head]
+    return CBOWSplit(head, word, pos, rest, msg)
+
+
+@dataclass
+class GateScoreSplit:
+    """Layer-0 pre-softmax gate scores s_ij = q_i·k_j/√d_h split into word–word, word–position, position–word,
+    position–position and bias (every term involving segment, LayerNorm β or projection biases). Exact."""
+    head: int
+    parts: dict[str, np.ndarray]   # each n × n
+    total: np.ndarray              # the scores the model used (from the captured Q and K)
+
+    def max_abs_err(self) -> float:
+        return float(np.abs(sum(self.parts.values()) - self.total).max())
+
+
+def gate_score_split(lm: LoadedModel, trace: Trace, head: int) -> GateScoreSplit:
+    check_head(trace, 0, head)
+    parts = lm.adapter.layers[0]
+    lt = trace.layers[0]
+    dh = parts.head_dim
+    scale = dh ** -0.5
+    w, p, s = _input_split(lm, trace)
+    sl = slice(head * dh, (head + 1) * dh)
+    q_total, k_total = lt.q[head], lt.k[head]
+    if parts.q is None:  # CBOW model: no query/key parameters, scores are zero
+        z = np.zeros((trace.n, trace.n))
+        return GateScoreSplit(head, {"word–word": z, "word–position": z, "position–word": z,
+                                     "position–position": z, "bias": z}, (q_total @ k_total.T * scale).cpu().numpy())
+    with torch.no_grad():
+        Wq, Wk = parts.q.weight[sl], parts.k.weight[sl]
+        bq = parts.q.bias[sl] if parts.q.bias is not None else 0
+        bk = parts.k.bias[sl] if parts.k.bias is not None else 0
+        qw, qp, qb = w @ Wq.T, p @ Wq.T, s @ Wq.T + bq
+        kw, kp, kb = w @ Wk.T, p @ Wk.T, s @ Wk.T + bk
+        out = {"word–word": qw @ kw.T, "word–position": qw @ kp.T, "position–word": qp @ kw.T,
+               "position–position": qp @ kp.T,
+               "bias": qb @ kw.T + qb @ kp.T + qb @ kb.T + qw @ kb.T + qp @ kb.T}
+        total = q_total @ k_total.T
+    return GateScoreSplit(head, {k: (v * scale).cpu().numpy() for k, v in out.items()},
+                          (total * scale).cpu().numpy())

@@ -1,0 +1,205 @@
+"""What expert j "predicts" for query i in head h of layer l — three lenses (MATH.md §3).
+
+Each lens gives one output vector z_j per expert (MLM logits over the vocabulary, or — for encoders without an
+MLM head — the mean-pooled sentence embedding). Alongside, every result reports how well the gate-weighted
+mixture Σ_j a_ij z_j reproduces the model's own output (the lens's reconstruction error). For logits, the
+normalised geometric pool Π_j softmax(z_j)^{a_ij} equals softmax(Σ_j a_ij z_j) exactly (the log-normalisers
+cancel because Σ_j a_ij = 1), so the pool's KL to the model is computed from the mixture.
+
+* ``vocabulary``     z_j = W_out c(o^h_j) + b — the message read through the output embeddings (the MLM decoder, or
+                     the tied input embeddings without a head). Skips every later layer: heuristic.
+* ``anchored``       z_j = y_i + J_i (v^h_j − ctx^h_i), J_i = ∂y_i/∂ctx^h_i at the actual forward pass (one
+                     forward-mode pass with d_h basis tangents). Σ_j a_ij z_j = y_i exactly: exact bookkeeping,
+                     local (linear) in meaning.
+* ``counterfactual`` z_j = the model's output when head h's row i is one-hot on j, the rest of the network re-run
+                     (batched over j). Causal; KL(model ‖ pool) says how MoE-like the head is here.
+
+For the paper's one-layer model all three coincide with its z_j = ρ·v_j + b.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.autograd.forward_ad as fwAD
+
+from .decompose import _centre, check_head, head_weights, messages
+from .loader import LoadedModel
+from .trace import Trace
+
+EXACTNESS = {"vocabulary": "heuristic", "anchored": "exact bookkeeping (local linearisation)",
+             "counterfactual": "causal (re-runs the network)"}
+
+
+@dataclass
+class LensResult:
+    lens: str
+    layer: int
+    head: int
+    query: int
+    output_kind: str            # "mlm-logits" or "pooled-embedding"
+    experts: torch.Tensor       # n × out   z_j
+    gates: torch.Tensor         # n         a_ij
+    mixture: torch.Tensor       # out       Σ_j a_ij z_j
+    model_output: torch.Tensor  # out       what the model produced (logits at i, or the pooled embedding)
+    exactness: str
+
+    @property
+    def mixture_max_abs_err(self) -> float:
+        """max |Σ_j a_ij z_j − y_i| (0 up to float error for the anchored lens)."""
+        return float((self.mixture.double() - self.model_output.double()).abs().max())
+
+    @property
+    def mixture_max_rel_err(self) -> float:
+        return self.mixture_max_abs_err / max(float(self.model_output.double().abs().max()), 1e-30)
+
+    @property
+    def pool_kl(self) -> float | None:
+        """KL(model ‖ geometric pool of the experts) in nats; None for embeddings."""
+        if self.output_kind != "mlm-logits":
+            return None
+        p = torch.log_softmax(self.model_output.double(), -1)
+        q = torch.log_softmax(self.mixture.double(), -1)
+        return float((p.exp() * (p - q)).sum())
+
+    @property
+    def arithmetic_kl(self) -> float | None:
+        """KL(model ‖ Σ_j a_ij softmax(z_j)) — the arithmetic mixture, shown only as a teaching contrast."""
+        if self.output_kind != "mlm-logits":
+            return None
+        p = torch.log_softmax(self.model_output.double(), -1)
+        mix = (self.gates.double()[:, None] * torch.softmax(self.experts.double(), -1)).sum(0)
+        return float((p.exp() * (p - mix.clamp(min=1e-300).log())).sum())
+
+    def cosine_to_output(self) -> np.ndarray:
+        """cos(z_j, y_i) per expert (useful for embeddings)."""
+        return torch.nn.functional.cosine_similarity(self.experts.double(), self.model_output.double()[None],
+                                                     dim=-1).cpu().numpy()
+
+    def top_tokens(self, tokenizer, j: int | None = None, k: int = 5) -> list[tuple[str, float]]:
+        """Top-k tokens and probabilities of expert j's distribution (j=None: the model's own)."""
+        if self.output_kind != "mlm-logits":
+            return []
+        z = self.model_output if j is None else self.experts[j]
+        p = torch.softmax(z.double(), -1)
+        val, idx = torch.topk(p, k)
+        return list(zip(tokenizer.convert_ids_to_tokens(idx.tolist()), val.tolist()))
+
+    def summary(self) -> dict:
+        return {"lens": self.lens, "layer": self.layer, "head": self.head, "query": self.query,
+                "output_kind": self.output_kind, "exactness": self.exactness,
+                "mixture_max_abs_err": self.mixture_max_abs_err, "mixture_max_rel_err": self.mixture_max_rel_err,
+                "pool_kl": self.pool_kl}
+
+
+def _output_kind(lm: LoadedModel) -> str:
+    return "mlm-logits" if lm.has_mlm_head else "pooled-embedding"
+
+
+def _model_output(trace: Trace, query: int) -> torch.Tensor:
+    return trace.output[query] if trace.has_mlm_head else trace.output
+
+
+def rest_of_network(lm: LoadedModel, trace: Trace, layer: int, head: int, query: int,
+                    deltas: torch.Tensor) -> torch.Tensor:
+    """The model's output when head h's output at query i (ctx^h_i) is shifted by each row of ``deltas``
+    (T × d_h): the changed row goes through the layer's own dense, LayerNorm and FFN, then the model's own
+    later layers and head run on the whole sequence. Returns T × out. Exact re-run (no approximation)."""
+    ad = lm.adapter
+    parts = ad.layers[layer]
+    lt = trace.layers[layer]
+    W, _ = head_weights(lm, layer)
+    T = deltas.shape[0]
+    n, d = lt.hidden_out.shape
+    dense_i = lt.dense_out[query] + deltas @ W[head].T
+    attn_i = parts.ln(dense_i + lt.hidden_in[query]) if parts.ln is not None else dense_i
+    out_i = parts.ffn(attn_i)                                            # T × d
+    row = torch.zeros(n, dtype=torch.bool, device=out_i.device)
+    row[query] = True
+    hidden = torch.where(row[None, :, None], out_i[:, None, :], lt.hidden_out[None].expand(T, n, d))
+    valid = torch.ones(T, n, dtype=torch.bool, device=hidden.device)
+    final = ad.run_layers(hidden, valid, layer + 1)
+    if ad.has_mlm_head:
+        return ad.mlm_logits(final[:, query])
+    return ad.output(final, valid)
+
+
+def _chunk(lm: LoadedModel, trace: Trace) -> int:
+    n, H = trace.n, trace.n_heads
+    d = trace.final_hidden.shape[-1]
+    per_copy = 4 * (H * n * n * 3 + n * d * 12)
+    return int(max(1, min(256, 3e8 // per_copy)))
+
+
+def vocabulary_lens(lm: LoadedModel, trace: Trace, layer: int, head: int, query: int) -> LensResult:
+    check_head(trace, layer, head, query)
+    lt = trace.layers[layer]
+    W, b = lm.adapter.output_embeddings()
+    with torch.no_grad():
+        msg = messages(lm, lt, layer)[head]
+        if lm.adapter.layers[layer].ln is not None:
+            msg = _centre(msg)
+        if msg.shape[-1] != W.shape[1]:  # ELECTRA generator heads work in a smaller width: not comparable
+            raise ValueError("the vocabulary lens needs output embeddings of the model's width")
+        z = msg @ W.T + (b if b is not None else 0)
+        if not lm.has_mlm_head:
+            # without an MLM head the lens scores tokens; its "mixture" is compared with the pooled output's
+            # own vocabulary scores so that the error is stated on the same scale
+            y = _model_output(trace, query) @ W.T
+        else:
+            y = _model_output(trace, query)
+    gates = lt.probs[head, query]
+    return LensResult("vocabulary", layer, head, query, "mlm-logits" if lm.has_mlm_head else "vocabulary-scores",
+                      z, gates, gates @ z, y, EXACTNESS["vocabulary"])
+
+
+def anchored_lens(lm: LoadedModel, trace: Trace, layer: int, head: int, query: int) -> LensResult:
+    check_head(trace, layer, head, query)
+    lt = trace.layers[layer]
+    dh = lt.v.shape[-1]
+    ctx_i = lt.probs[head, query] @ lt.v[head]
+    basis = torch.eye(dh, dtype=lt.v.dtype, device=lt.v.device)
+    with torch.no_grad(), fwAD.dual_level():
+        dual = fwAD.make_dual(torch.zeros_like(basis), basis)
+        out = rest_of_network(lm, trace, layer, head, query, dual)
+        primal, tangent = fwAD.unpack_dual(out)
+    J = tangent                                                # d_h × out  (row e = J·basis_e)
+    y = _model_output(trace, query)
+    z = y[None] + (lt.v[head] - ctx_i[None]) @ J               # n × out
+    gates = lt.probs[head, query]
+    res = LensResult("anchored", layer, head, query, _output_kind(lm), z, gates, gates @ z, y,
+                     EXACTNESS["anchored"])
+    res.rerun_output = primal[0]                               # the re-run at zero shift (equals y)
+    return res
+
+
+def counterfactual_lens(lm: LoadedModel, trace: Trace, layer: int, head: int, query: int,
+                        progress: Callable[[float], None] | None = None) -> LensResult:
+    check_head(trace, layer, head, query)
+    lt = trace.layers[layer]
+    ctx_i = lt.probs[head, query] @ lt.v[head]
+    deltas = lt.v[head] - ctx_i[None]                          # one-hot on j ⇒ ctx^h_i becomes v^h_j
+    step = _chunk(lm, trace)
+    outs = []
+    with torch.no_grad():
+        for s in range(0, trace.n, step):
+            outs.append(rest_of_network(lm, trace, layer, head, query, deltas[s:s + step]))
+            if progress:
+                progress(min(1.0, (s + step) / trace.n))
+    z = torch.cat(outs)
+    gates = lt.probs[head, query]
+    return LensResult("counterfactual", layer, head, query, _output_kind(lm), z, gates, gates @ z,
+                      _model_output(trace, query), EXACTNESS["counterfactual"])
+
+
+LENSES: dict[str, Callable[..., LensResult]] = {
+    "vocabulary": vocabulary_lens,
+    "anchored": anchored_lens,
+    "counterfactual": counterfactual_lens,
+}
+
+
+def all_lenses(lm: LoadedModel, trace: Trace, layer: int, head: int, query: int) -> dict[str, LensResult]:
+    return {name: fn(lm, trace, layer, head, query) for name, fn in LENSES.items()}
