@@ -1,0 +1,286 @@
+"""What sampled attention does to the model's output: substitute a scheme into chosen heads/layers, run the
+model itself with S seeds batched, and compare with the dense pass.
+
+The substitution is an :class:`~interp.attention.AttentionPlan` whose ``rows()`` returns the sampled weights,
+active only inside ``with attention_plan(...)`` (a ContextVar): no hooks, no patched modules, the model's
+config untouched, so the shared model object is exactly as it was afterwards, even when the call raises.
+Each replicate s of example b draws from the generator of (seed, example key, layer, s), so results do not
+depend on batch size, batch order or how the work is split into passes.
+
+Comparisons (exact computations on the two outputs; the effect itself is of course random):
+with an MLM head, at the [MASK] positions (or, when an example has none, at every non-special real
+position): top-1 agreement, KL(p‖p̂) over the vocabulary, rank of the dense top-1 under p̂, flip rate;
+without one: cosine between the dense and the sampled mean-pooled embeddings.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..attention import AttentionPlan
+from ..loader import LoadedModel
+from ..trace import Encoded, forward, model_output
+from . import seeds as seeding
+from .schemes import check_params, estimate
+
+
+def resolve_targets(n_layers: int, n_heads: int, layers=None, heads=None) -> dict[int, list[int]]:
+    """Which heads of which layers get the scheme: ``layers`` None = all; ``heads`` None = all, a list of head
+    indices (in every chosen layer), or a list of (layer, head) pairs. Raises ValueError on bad indices."""
+    chosen = list(range(n_layers)) if layers is None else sorted({int(x) for x in layers})
+    for l in chosen:
+        if not 0 <= l < n_layers:
+            raise ValueError(f"layer {l} does not exist: the model has layers 0..{n_layers - 1}")
+    out: dict[int, list[int]] = {}
+    if heads is None:
+        return {l: list(range(n_heads)) for l in chosen}
+    heads = list(heads)
+    if heads and isinstance(heads[0], (tuple, list)):
+        for l, hd in heads:
+            l, hd = int(l), int(hd)
+            if layers is not None and l not in chosen:
+                continue
+            if not 0 <= l < n_layers:
+                raise ValueError(f"layer {l} does not exist: the model has layers 0..{n_layers - 1}")
+            if not 0 <= hd < n_heads:
+                raise ValueError(f"head {hd} does not exist: the model has heads 0..{n_heads - 1}")
+            out.setdefault(l, []).append(hd)
+        return {l: sorted(set(v)) for l, v in sorted(out.items())}
+    for hd in heads:
+        if not 0 <= int(hd) < n_heads:
+            raise ValueError(f"head {hd} does not exist: the model has heads 0..{n_heads - 1}")
+    return {l: sorted({int(x) for x in heads}) for l in chosen}
+
+
+class SamplingPlan(AttentionPlan):
+    """Replace the rows of the chosen heads by ``scheme``'s weights. The batch the model sees is the examples
+    replicated for ``replicates`` (replicate-major: row r·B + b is replicate ``replicates[r]`` of example b).
+    Records, per layer, the TV between the sampled rows and the exact rows of the same pass (B × H, mean over
+    real queries and replicates; NaN for heads left dense)."""
+
+    def __init__(self, layer_of, scheme: str, k: int, h: int | None, m: int | None, seed: int, example_keys: list,
+                 lengths: list[int], replicates: list[int], targets: dict[int, list[int]]):
+        super().__init__(layer_of)
+        self.scheme, self.k, self.h, self.m, self.seed = scheme, k, h, m, seed
+        self.example_keys, self.lengths, self.replicates, self.targets = example_keys, lengths, replicates, targets
+        self.tv_sum: dict[int, torch.Tensor] = {}
+
+    def rows(self, layer, query, key, value, scores, probs, key_valid):
+        heads = self.targets.get(layer)
+        if not heads:
+            return None
+        R, B = len(self.replicates), len(self.example_keys)
+        _, H, n, d = query.shape
+        def split(t):
+            return t.reshape(R, B, *t.shape[1:])
+        if key_valid is None:
+            valid = torch.ones((1, 1, 1, 1, n), dtype=torch.bool, device=query.device)
+        else:
+            valid = split(key_valid.expand(R * B, *key_valid.shape[1:]))
+        gens = [[seeding.generator(self.seed, ex, layer, r) for ex in self.example_keys] for r in self.replicates]
+        est = estimate(self.scheme, split(query), split(key), split(value), split(scores), split(probs), valid,
+                       self.lengths, gens, self.k, self.h, self.m).weights          # R×B×H×n×n
+        p = split(probs).to(torch.float32)
+        head_on = torch.zeros(H, dtype=torch.bool, device=query.device)
+        head_on[heads] = True
+        w = torch.where(head_on[None, None, :, None, None], est, p)
+        qmask = torch.zeros((B, n), dtype=torch.float32, device=query.device)
+        for b, nb in enumerate(self.lengths):
+            qmask[b, :nb] = 1.0
+        tv = 0.5 * (est - p).abs().sum(-1)                                            # R×B×H×n
+        tv = (tv * qmask[None, :, None, :]).sum(-1).sum(0)                             # B×H (sum)
+        tv = tv.masked_fill(~head_on[None, :], float("nan"))
+        self.tv_sum[layer] = self.tv_sum.get(layer, 0) + tv.cpu()
+        return w.reshape(R * B, H, n, n).to(probs.dtype)
+
+
+@dataclass
+class DownstreamResult:
+    """Per-example effect of a scheme on the model's output (arrays have one entry per example, in the order
+    of the encoded batch). ``positions[b]`` says where the MLM comparison was made: ``"mask"`` ([MASK]
+    positions), ``"non-special"`` (every non-special real token; the example had no [MASK]) or ``"pooled"``
+    (no MLM head: the mean-pooled embedding). Metrics that do not apply are NaN.
+
+    * ``top1_agreement``: fraction of (seed, position) pairs whose sampled top-1 equals the dense top-1;
+    * ``flip_rate``: fraction of positions whose top-1 differs from dense in at least one seed;
+    * ``kl_mean`` / ``kl_max``: KL(p‖p̂) over the vocabulary (nats), mean / max over seeds and positions;
+    * ``rank_mean`` / ``rank_max``: rank of the dense top-1 under p̂ (0 = still the top-1);
+    * ``cosine_mean`` / ``cosine_min``: cosine(dense pooled, sampled pooled) over seeds;
+    * ``head_tv``: B × L × H mean TV(P̂, P) of substituted heads over real queries and seeds (NaN elsewhere),
+      P being the exact rows of the same (perturbed) pass; ``worst_head[b]`` = its argmax (layer, head).
+    """
+    scheme: str
+    k: int
+    h: int
+    m: int
+    seeds: int
+    seed: int
+    example_keys: list
+    targets: dict[int, list[int]]
+    has_mlm_head: bool
+    positions: list[str]
+    n_positions: np.ndarray
+    top1_agreement: np.ndarray
+    flip_rate: np.ndarray
+    kl_mean: np.ndarray
+    kl_max: np.ndarray
+    rank_mean: np.ndarray
+    rank_max: np.ndarray
+    cosine_mean: np.ndarray
+    cosine_min: np.ndarray
+    head_tv: np.ndarray
+    worst_head: list[tuple[int, int] | None]
+    worst_head_tv: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.example_keys)
+
+    def summary(self) -> dict:
+        """Means over examples (each example weighs the same); NaN-valued metrics are left out."""
+        out = {}
+        for name in ("top1_agreement", "flip_rate", "kl_mean", "rank_mean", "cosine_mean"):
+            arr = getattr(self, name)
+            if arr.size and not np.all(np.isnan(arr)):
+                out[name] = float(np.nanmean(arr))
+        for name, fn in (("kl_max", np.nanmax), ("rank_max", np.nanmax), ("cosine_min", np.nanmin)):
+            arr = getattr(self, name)
+            if arr.size and not np.all(np.isnan(arr)):
+                out[name] = float(fn(arr))
+        out["positions"] = sorted(set(self.positions))
+        return out
+
+    def to_json(self) -> dict:
+        def clean(a):
+            return [None if (isinstance(x, float) and math.isnan(x)) else x for x in np.asarray(a, float).tolist()]
+        return {"scheme": self.scheme, "k": self.k, "h": self.h, "m": self.m, "seeds": self.seeds, "seed": self.seed,
+                "example_keys": [str(x) for x in self.example_keys],
+                "targets": {str(l): hs for l, hs in self.targets.items()}, "has_mlm_head": self.has_mlm_head,
+                "summary": self.summary(), "positions": self.positions, "n_positions": self.n_positions.tolist(),
+                "top1_agreement": clean(self.top1_agreement), "flip_rate": clean(self.flip_rate),
+                "kl_mean": clean(self.kl_mean), "kl_max": clean(self.kl_max), "rank_mean": clean(self.rank_mean),
+                "rank_max": clean(self.rank_max), "cosine_mean": clean(self.cosine_mean),
+                "cosine_min": clean(self.cosine_min),
+                "worst_head": [None if w is None else list(w) for w in self.worst_head],
+                "worst_head_tv": clean(self.worst_head_tv), "meta": self.meta}
+
+
+def subset(enc: Encoded, rows: list[int]) -> Encoded:
+    """Rows of an encoded batch (padding width kept)."""
+    idx = torch.tensor(rows, dtype=torch.long)
+    return Encoded(enc.input_ids[idx], enc.attention_mask[idx],
+                   None if enc.token_type_ids is None else enc.token_type_ids[idx],
+                   [enc.tokens[i] for i in rows], enc.special[idx], [enc.notes[i] for i in rows],
+                   [enc.truncation[i] for i in rows])
+
+
+def replicate(enc: Encoded, times: int) -> Encoded:
+    """The batch repeated ``times`` times, replicate-major."""
+    rows = [b for _ in range(times) for b in range(enc.input_ids.shape[0])]
+    return subset(enc, rows)
+
+
+def compare_positions(lm: LoadedModel, enc: Encoded, b: int) -> tuple[list[int], str]:
+    """Where example b's MLM output is compared: its [MASK] positions, else its non-special real positions."""
+    n = int(enc.attention_mask[b].sum())
+    ids = enc.input_ids[b, :n].tolist()
+    mask_id = getattr(lm.tokenizer, "mask_token_id", None)
+    masks = [i for i, t in enumerate(ids) if mask_id is not None and t == mask_id]
+    if masks:
+        return masks, "mask"
+    plain = [i for i in range(n) if not bool(enc.special[b, i])]
+    return (plain, "non-special") if plain else (list(range(n)), "non-special")
+
+
+def _run(lm: LoadedModel, enc: Encoded, plan: AttentionPlan | None) -> torch.Tensor:
+    return model_output(lm, forward(lm, enc, plan), enc).to(torch.float32)
+
+
+def downstream_effect(lm: LoadedModel, enc: Encoded, scheme: str, k: int, seeds: int, seed: int,
+                      example_keys: list | None = None, layers=None, heads=None, h: int | None = None,
+                      m: int | None = None, max_rows: int = 64) -> DownstreamResult:
+    """Effect on the model's output of substituting ``scheme`` (budget ``k``; ``h`` exact keys for E, ``m``
+    features for D, both default k) into ``heads`` of ``layers`` (None = all), for S = ``seeds`` replicates.
+
+    ``enc`` is an encoded batch (``interp.trace.encode``). ``example_keys[b]`` must be intrinsic to example b
+    (its index in the user's file, a record id, a content hash); default: a hash of its token ids
+    (``seeds.content_key``). Replicate s of example b at layer l uses the generator of (seed, key, l, s), so
+    the result does not depend on batch size or order. The model runs on at most ``max_rows`` rows per pass
+    (examples × replicates), one dense pass plus ⌈S·B/max_rows⌉ sampled passes. Returns a
+    :class:`DownstreamResult` with per-example arrays. Raises ValueError on a bad scheme, k, layer or head.
+    The shared model object is never modified.
+    """
+    h, m = check_params(scheme, k, h, m)
+    if not isinstance(seeds, int) or seeds <= 0:
+        raise ValueError(f"seeds must be a positive integer, not {seeds!r}")
+    B = enc.input_ids.shape[0]
+    lengths = [int(x) for x in enc.attention_mask.sum(1).tolist()]
+    if example_keys is None:
+        example_keys = [seeding.content_key(enc.input_ids[b, :lengths[b]]) for b in range(B)]
+    example_keys = list(example_keys)
+    if len(example_keys) != B:
+        raise ValueError(f"{len(example_keys)} example keys for a batch of {B}")
+    for key in example_keys:
+        seeding.canonical_key(key)
+    targets = resolve_targets(lm.n_layers, lm.n_heads, layers, heads)
+    L, H = lm.n_layers, lm.n_heads
+
+    pos = [compare_positions(lm, enc, b) for b in range(B)] if lm.has_mlm_head else [([], "pooled")] * B
+    nan = np.full(B, np.nan)
+    agree, flip, klm, klx, rkm, rkx, cosm, cosn = (nan.copy() for _ in range(8))
+    head_tv = np.full((B, L, H), np.nan)
+
+    ex_per_pass = max(1, min(B, max_rows))
+    for start in range(0, B, ex_per_pass):
+        rows = list(range(start, min(B, start + ex_per_pass)))
+        sub = subset(enc, rows)
+        dense = _run(lm, sub, None)
+        per_pass = max(1, max_rows // len(rows))
+        outs, tv_sum = [], {}
+        for r0 in range(0, seeds, per_pass):
+            reps = list(range(r0, min(seeds, r0 + per_pass)))
+            plan = SamplingPlan(lm.adapter.layer_of, scheme, k, h, m, seed, [example_keys[b] for b in rows],
+                                [lengths[b] for b in rows], reps, targets)
+            out = _run(lm, replicate(sub, len(reps)), plan)
+            outs.append(out.reshape(len(reps), len(rows), *out.shape[1:]))
+            for l, t in plan.tv_sum.items():
+                tv_sum[l] = tv_sum.get(l, 0) + t
+        sampled = torch.cat(outs, 0)                                                  # S×b×…
+        for j, b in enumerate(rows):
+            for l, t in tv_sum.items():
+                head_tv[b, l] = (t[j] / (seeds * lengths[b])).numpy()
+            if lm.has_mlm_head:
+                where, _ = pos[b]
+                lp = torch.log_softmax(dense[j, where], -1).double()                 # P×V
+                lq = torch.log_softmax(sampled[:, j, where], -1).double()            # S×P×V
+                kl = (lp.exp()[None] * (lp[None] - lq)).sum(-1)                     # S×P
+                top = dense[j, where].argmax(-1)                                     # P
+                s_top = sampled[:, j, where].argmax(-1)                              # S×P
+                at_top = torch.gather(sampled[:, j, where], -1, top[None, :, None].expand(seeds, -1, 1))
+                rank = (sampled[:, j, where] > at_top).sum(-1).to(torch.float32)    # S×P
+                same = (s_top == top[None]).to(torch.float32)
+                agree[b] = float(same.mean())
+                flip[b] = float((same < 1).any(0).to(torch.float32).mean())
+                klm[b], klx[b] = float(kl.mean()), float(kl.max())
+                rkm[b], rkx[b] = float(rank.mean()), float(rank.max())
+            else:
+                cos = torch.nn.functional.cosine_similarity(sampled[:, j], dense[j][None], dim=-1)
+                cosm[b], cosn[b] = float(cos.mean()), float(cos.min())
+
+    worst, worst_tv = [], np.full(B, np.nan)
+    for b in range(B):
+        if np.all(np.isnan(head_tv[b])):
+            worst.append(None)
+            continue
+        flat = int(np.nanargmax(head_tv[b]))
+        worst.append((flat // H, flat % H))
+        worst_tv[b] = head_tv[b].flat[flat]
+    return DownstreamResult(scheme, int(k), h, m, int(seeds), int(seed), example_keys, targets, lm.has_mlm_head,
+                            [p[1] for p in pos], np.array([len(p[0]) for p in pos]), agree, flip, klm, klx, rkm,
+                            rkx, cosm, cosn, head_tv, worst, worst_tv,
+                            {"dtype": str(lm.dtype).replace("torch.", ""), "device": str(lm.device),
+                             "torch": torch.__version__, "model": lm.name})
