@@ -271,23 +271,24 @@ def build_random(model_type: str, seed: int = 0, with_head: bool = True, **overr
     small = dict(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                  intermediate_size=64, max_position_embeddings=600, hidden_dropout_prob=0.0,
                  attention_probs_dropout_prob=0.0)
-    small.update(overrides)
+    small.update({k: v for k, v in overrides.items() if k != "gate"})
+    pad = small.pop("pad_token_id", 1 if model_type == "roberta" else 0)
     if model_type == "bert":
-        cfg = BertConfig(**small)
+        cfg = BertConfig(pad_token_id=pad, **small)
     elif model_type == "roberta":
-        cfg = RobertaConfig(pad_token_id=1, bos_token_id=0, eos_token_id=2, **small)
+        cfg = RobertaConfig(pad_token_id=pad, bos_token_id=0, eos_token_id=2, **small)
         cfg.max_position_embeddings = small["max_position_embeddings"] + 2
     elif model_type == "electra":
-        cfg = ElectraConfig(embedding_size=16, **small)
+        cfg = ElectraConfig(embedding_size=16, pad_token_id=pad, **small)
     elif model_type == "distilbert":
         cfg = DistilBertConfig(vocab_size=small["vocab_size"], dim=small["hidden_size"],
                                n_layers=small["num_hidden_layers"], n_heads=small["num_attention_heads"],
                                hidden_dim=small["intermediate_size"], max_position_embeddings=small["max_position_embeddings"],
-                               dropout=0.0, attention_dropout=0.0)
+                               dropout=0.0, attention_dropout=0.0, pad_token_id=pad)
     elif model_type == "expertlens-paper":
         cfg = paper_model.PaperConfig(vocab_size=small["vocab_size"], hidden_size=small["hidden_size"],
                                       max_position_embeddings=small["max_position_embeddings"],
-                                      gate=overrides.get("gate", "attention"))
+                                      gate=overrides.get("gate", "attention"), pad_token_id=pad)
     else:
         raise ValueError(model_type)
     cfg._attn_implementation = attention.ATTN_IMPLEMENTATION
