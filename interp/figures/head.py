@@ -1,0 +1,259 @@
+"""One head as a mixture of experts: gate and firing heatmaps, the query's row, top experts, message norms,
+the positional profile, the lens views (per-expert predictions, geometric pool) and the layer-0 splits.
+
+Pure functions from ``decompose.HeadView`` / ``lenses.LensResult`` / ``decompose.CBOWSplit`` /
+``decompose.GateScoreSplit`` to plotly figures and pandas tables. One head at a time: at most one n × n array
+per figure.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+from ..i18n import t
+from .common import DIVERGING, OKABE_ITO, SEQUENTIAL, compact, style, token_axis
+
+
+def gate_heatmap(hv, query: int | None = None, show: str = "gate", lang: str = "en") -> go.Figure:
+    """Query × expert heatmap of the gates a_ij (``show="gate"``) or firing strengths f_ij (``"firing"``);
+    the selected query row is outlined."""
+    z = hv.gates if show == "gate" else hv.firing
+    n = z.shape[0]
+    title = t("head.gates_title", lang) if show == "gate" else t("head.firing_title", lang)
+    fig = go.Figure(go.Heatmap(z=compact(z), colorscale=SEQUENTIAL, zmin=0.0,
+                               zmax=1.0 if show == "gate" else None,
+                               colorbar=dict(thickness=12, outlinewidth=0),
+                               hovertemplate="query %{y} · expert %{x}<br>%{z:.4f}<extra></extra>"))
+    if query is not None:
+        fig.add_shape(type="rect", x0=-0.5, x1=n - 0.5, y0=query - 0.5, y1=query + 0.5,
+                      line=dict(color=OKABE_ITO[5], width=2))
+    axis = token_axis(hv.tokens)
+    fig.update_xaxes(title_text="expert j", **axis, tickangle=-60, showgrid=False)
+    fig.update_yaxes(title_text="query i", **axis, autorange="reversed", showgrid=False)
+    side = int(np.clip(260 + 9 * n, 380, 760))
+    return style(fig, title, height=side)
+
+
+def query_row(hv, query: int, lang: str = "en") -> go.Figure:
+    """For the selected query: the gate a_ij and the firing strength f_ij of every expert j (two panels)."""
+    n = len(hv.tokens)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=(t("head.col.gate", lang), t("head.col.firing", lang)))
+    x = np.arange(n)
+    fig.add_trace(go.Bar(x=x, y=compact(hv.gates[query]), marker_color=OKABE_ITO[4], name=t("head.col.gate", lang),
+                         hovertemplate="expert %{x}: %{y:.4f}<extra></extra>"), row=1, col=1)
+    fig.add_trace(go.Bar(x=x, y=compact(hv.firing[query]), marker_color=OKABE_ITO[5],
+                         name=t("head.col.firing", lang), hovertemplate="expert %{x}: %{y:.4f}<extra></extra>"),
+                  row=2, col=1)
+    fig.update_xaxes(**token_axis(hv.tokens), tickangle=-60, row=2, col=1)
+    fig.update_layout(showlegend=False, bargap=0.1)
+    title = t("head.row_title", lang, token=hv.tokens[query], query=query)
+    return style(fig, title, height=420)
+
+
+def top_experts_table(hv, query: int, k: int = 8, lang: str = "en") -> pd.DataFrame:
+    """The k experts with the largest gate for ``query``: position, token, gate, firing."""
+    rows = hv.top_experts(query, min(k, len(hv.tokens)))
+    return pd.DataFrame(rows, columns=[t("head.col.position", lang), t("head.col.token", lang),
+                                       t("head.col.gate", lang), t("head.col.firing", lang)])
+
+
+def message_norms_figure(hv, special=None, lang: str = "en") -> go.Figure:
+    """‖c(o_j)‖ per expert; special tokens drawn in black."""
+    n = len(hv.tokens)
+    colours = [OKABE_ITO[7] if special is not None and bool(special[j]) else OKABE_ITO[2] for j in range(n)]
+    fig = go.Figure(go.Bar(x=np.arange(n), y=compact(hv.message_norms), marker_color=colours,
+                           hovertemplate="expert %{x}: %{y:.4f}<extra></extra>"))
+    fig.update_xaxes(**token_axis(hv.tokens), tickangle=-60)
+    return style(fig, t("head.norms_title", lang), height=320)
+
+
+def profile_figure(hv, lang: str = "en", window: int = 10) -> go.Figure:
+    """Mean gate mass by offset j − i, all keys and special keys excluded, within ±``window``."""
+    fig = go.Figure()
+    for prof, name, colour in ((hv.profile, "all keys", OKABE_ITO[4]),
+                               (hv.profile_nospecial, "special keys excluded", OKABE_ITO[0])):
+        off = np.asarray(prof.offsets)
+        keep = np.abs(off) <= window
+        fig.add_trace(go.Bar(x=off[keep], y=compact(prof.mass[hv.head][keep]), name=name, marker_color=colour,
+                             hovertemplate="offset %{x}: %{y:.3f}<extra></extra>"))
+    fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.2))
+    fig.update_xaxes(title_text="offset j − i", dtick=1)
+    return style(fig, t("head.profile_title", lang), height=320)
+
+
+def caption(hv, query: int, lang: str = "en") -> str:
+    """Plain-language summary from the head's own numbers: role, strongest gate, spread, strongest firing."""
+    j, tok, g, _ = hv.top_experts(query, 1)[0]
+    fj, ftok, _, _ = hv.top_experts(query, 1, by="firing")[0]
+    parts = [t("head.caption_role", lang, layer=hv.layer, head=hv.head, role=hv.role),
+             t("head.caption_gate", lang, token=hv.tokens[query], query=query, gate=g, top_token=tok, top=j,
+               eff=float(hv.effective_experts[query]))]
+    parts.append(t("head.caption_firing", lang, f_token=ftok, f_pos=fj) if fj != j else t("head.caption_same", lang))
+    return " ".join(parts)
+
+
+# --- lenses -----------------------------------------------------------------------------------------------
+
+@dataclass
+class LensSummary:
+    """The compact part of a ``LensResult`` that the page shows (no n × V arrays)."""
+    lens: str
+    exactness: str
+    output_kind: str
+    layer: int
+    head: int
+    query: int
+    experts: pd.DataFrame                 # per expert j: position, token, gate, top token, p(top) or cosine
+    model_top: list[tuple[str, float]]    # the model's own distribution (logits) at the query
+    pool_top: list[tuple[str, float]]     # softmax(Σ_j a_ij z_j) = normalised geometric pool
+    arith_top: list[tuple[str, float]]    # Σ_j a_ij softmax(z_j) (teaching contrast)
+    compare: pd.DataFrame                 # token × (model, pool, arithmetic) probabilities
+    mixture_max_abs_err: float
+    mixture_max_rel_err: float
+    pool_kl: float | None
+    arithmetic_kl: float | None
+    notes: list[str] = field(default_factory=list)
+
+
+def lens_summary(res, tokens: list[str], tokenizer, top: int = 5, lang: str = "en") -> LensSummary:
+    """Per-expert top-1 token and probability of softmax(z_j) (logit-like outputs) or cosine(z_j, y_i)
+    (embeddings); the top tokens of the model, the geometric pool softmax(Σ_j a_ij z_j) and the arithmetic
+    mixture Σ_j a_ij softmax(z_j); the lens's reconstruction errors as reported by the lens."""
+    z = res.experts.double()
+    gates = res.gates.double()
+    logit_like = res.output_kind in ("mlm-logits", "vocabulary-scores")
+    n = z.shape[0]
+    cols = [t("lens.col.expert", lang), t("lens.col.token", lang), t("lens.col.gate", lang)]
+    if logit_like:
+        p = torch.softmax(z, -1)
+        pv, pi = p.max(-1)
+        names = tokenizer.convert_ids_to_tokens(pi.tolist())
+        experts = pd.DataFrame({cols[0]: range(n), cols[1]: tokens[:n], cols[2]: gates.tolist(),
+                                t("lens.col.top", lang): names, t("lens.col.prob", lang): pv.tolist()})
+    else:
+        cos = torch.nn.functional.cosine_similarity(z, res.model_output.double()[None], dim=-1)
+        experts = pd.DataFrame({cols[0]: range(n), cols[1]: tokens[:n], cols[2]: gates.tolist(),
+                                "cosine to output": cos.tolist()})
+
+    def topk(prob: torch.Tensor) -> list[tuple[str, float]]:
+        v, i = torch.topk(prob, min(top, prob.numel()))
+        return list(zip(tokenizer.convert_ids_to_tokens(i.tolist()), v.tolist()))
+
+    model_top = pool_top = arith_top = []
+    compare = pd.DataFrame()
+    if logit_like:
+        pm = torch.softmax(res.model_output.double(), -1)
+        pp = torch.softmax(res.mixture.double(), -1)
+        pa = (gates[:, None] * p).sum(0)
+        model_top, pool_top, arith_top = topk(pm), topk(pp), topk(pa)
+        ids = []
+        for prob in (pm, pp, pa):
+            for i in torch.topk(prob, min(top, prob.numel())).indices.tolist():
+                if i not in ids:
+                    ids.append(i)
+        compare = pd.DataFrame({"token": tokenizer.convert_ids_to_tokens(ids),
+                                t("lens.pool_model", lang): pm[ids].tolist(),
+                                t("lens.pool_pool", lang): pp[ids].tolist(),
+                                t("lens.pool_arith", lang): pa[ids].tolist()})
+    notes = []
+    if res.output_kind == "vocabulary-scores":
+        notes.append(t("lens.no_head_note", lang))
+    return LensSummary(res.lens, res.exactness, res.output_kind, res.layer, res.head, res.query, experts,
+                       model_top, pool_top, arith_top, compare, float(res.mixture_max_abs_err),
+                       float(res.mixture_max_rel_err), res.pool_kl, res.arithmetic_kl, notes)
+
+
+def lens_experts_figure(summary: LensSummary, k: int = 15, lang: str = "en") -> go.Figure:
+    """The k experts with the largest gates: bar = gate, label = the expert's own top prediction
+    (or its cosine to the model's output for embedding outputs)."""
+    df = summary.experts
+    gate_col = t("lens.col.gate", lang)
+    top = df.sort_values(gate_col, ascending=False, kind="stable").head(k).iloc[::-1]
+    ycol, tcol = t("lens.col.expert", lang), t("lens.col.token", lang)
+    labels = [f"{int(j)}·{tok}" for j, tok in zip(top[ycol], top[tcol])]
+    if t("lens.col.top", lang) in df:
+        text = [f"→ {w} ({p:.0%})" for w, p in zip(top[t("lens.col.top", lang)], top[t("lens.col.prob", lang)])]
+    else:
+        text = [f"cos {c:.3f}" for c in top["cosine to output"]]
+    fig = go.Figure(go.Bar(x=compact(top[gate_col].to_numpy()), y=labels, orientation="h", text=text,
+                           textposition="auto", marker_color=OKABE_ITO[4],
+                           hovertemplate="%{y}: gate %{x:.4f}<br>%{text}<extra></extra>"))
+    fig.update_xaxes(title_text=gate_col)
+    fig.update_yaxes(type="category")
+    return style(fig, t("lens.experts_title", lang), height=max(280, 26 * len(top) + 90))
+
+
+def pool_figure(summary: LensSummary, lang: str = "en") -> go.Figure | None:
+    """Probabilities of the leading tokens under the model, the geometric pool and the arithmetic mixture."""
+    if summary.compare.empty:
+        return None
+    df = summary.compare
+    fig = go.Figure()
+    for col, colour in zip(df.columns[1:], (OKABE_ITO[7], OKABE_ITO[4], OKABE_ITO[0])):
+        fig.add_trace(go.Bar(x=df["token"], y=compact(df[col].to_numpy()), name=col, marker_color=colour,
+                             hovertemplate="%{x}: %{y:.4f}<extra>" + col + "</extra>"))
+    fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.25))
+    fig.update_xaxes(type="category")
+    fig.update_yaxes(title_text="probability")
+    return style(fig, t("lens.pool_title", lang), height=360)
+
+
+# --- layer 0 ------------------------------------------------------------------------------------------------
+
+def cbow_split_figure(norms: dict[str, np.ndarray], tokens: list[str], lang: str = "en") -> go.Figure:
+    """Per expert j, the norms of the word, position and segment+bias parts of its layer-0 message."""
+    fig = go.Figure()
+    n = len(tokens)
+    for key, colour in (("word", OKABE_ITO[4]), ("position", OKABE_ITO[0]), ("segment_bias", OKABE_ITO[7])):
+        fig.add_trace(go.Bar(x=np.arange(n), y=compact(norms[key]), name=t(f"l0.{key}", lang), marker_color=colour,
+                             hovertemplate="expert %{x}: %{y:.4f}<extra>" + t(f"l0.{key}", lang) + "</extra>"))
+    fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.3))
+    fig.update_xaxes(**token_axis(tokens), tickangle=-60)
+    return style(fig, t("l0.cbow_title", lang), height=340)
+
+
+SCORE_PARTS = ("word–word", "word–position", "position–word", "position–position", "bias")
+
+
+def gate_score_split_figure(parts: dict[str, np.ndarray], total: np.ndarray, query: int, tokens: list[str],
+                            lang: str = "en") -> go.Figure:
+    """Row ``query`` of the layer-0 gate scores, stacked by part (relative stacking: parts may be negative),
+    with the model's score as markers."""
+    n = len(tokens)
+    fig = go.Figure()
+    colours = (OKABE_ITO[4], OKABE_ITO[1], OKABE_ITO[0], OKABE_ITO[5], OKABE_ITO[6])
+    for name, colour in zip(SCORE_PARTS, colours):
+        if name in parts:
+            fig.add_trace(go.Bar(x=np.arange(n), y=compact(parts[name][query]), name=name, marker_color=colour,
+                                 hovertemplate="expert %{x}: %{y:.4f}<extra>" + name + "</extra>"))
+    fig.add_trace(go.Scatter(x=np.arange(n), y=compact(total[query]), mode="markers", name="score s_ij (model)",
+                             marker=dict(symbol="diamond", color=OKABE_ITO[7], size=8)))
+    fig.update_layout(barmode="relative", legend=dict(orientation="h", y=-0.3))
+    fig.update_xaxes(**token_axis(tokens), tickangle=-60)
+    return style(fig, t("l0.score_title", lang), height=360)
+
+
+def score_split_table(parts: dict[str, np.ndarray], total: np.ndarray, query: int, tokens: list[str]) -> pd.DataFrame:
+    """Row ``query`` of the gate-score split as a table (one row per expert)."""
+    df = pd.DataFrame({"expert j": range(len(tokens)), "token": tokens})
+    for name in parts:
+        df[name] = parts[name][query]
+    df["score s_ij"] = total[query]
+    return df
+
+
+def diverging_heatmap(z: np.ndarray, tokens: list[str], title: str) -> go.Figure:
+    """A signed n × n matrix on the blue–orange diverging scale centred at 0."""
+    lim = float(np.abs(z).max()) or 1.0
+    fig = go.Figure(go.Heatmap(z=compact(z), colorscale=DIVERGING, zmin=-lim, zmax=lim,
+                               colorbar=dict(thickness=12, outlinewidth=0)))
+    axis = token_axis(tokens)
+    fig.update_xaxes(**axis)
+    fig.update_yaxes(**axis, autorange="reversed")
+    return style(fig, title, height=480)

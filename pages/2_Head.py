@@ -1,0 +1,101 @@
+"""One head as a mixture of experts: gates and firing, top experts, messages, lenses, layer-0 splits."""
+import streamlit as st
+
+import app_support as ui
+from interp.figures import head as fh
+
+tr = ui.tr
+v = ui.view()
+result = ui.analysed()
+if result is None:
+    st.title(tr("nav.head"))
+    ui.empty_state("head.empty")
+    st.stop()
+lm, trace = result
+c1, c2, c3 = st.columns([1, 1, 2])
+with c1:
+    layer, head = None, None
+    ui.bind("hd_layer", ui.current("layer"))
+    layer = st.selectbox(tr("select.layer"), options=list(range(trace.n_layers)), key="hd_layer",
+                         on_change=ui.from_widget("hd_layer", "layer"))
+with c2:
+    ui.bind("hd_head", ui.current("head"))
+    head = st.selectbox(tr("select.head"), options=list(range(trace.n_heads)), key="hd_head",
+                        on_change=ui.from_widget("hd_head", "head"))
+with c3:
+    query = ui.query_picker(trace, "hd_query")
+st.title(tr("head.header", layer=layer, head=head))
+ui.show_notes(trace)
+hv = ui.head(v["model"], v["text"], layer, head)
+st.markdown(fh.caption(hv, query, ui.lang()))
+
+# --- gates and firing -------------------------------------------------------------------------------------
+left, right = st.columns([3, 2])
+with left:
+    show = st.radio(tr("head.show"), options=["gate", "firing"], horizontal=True, key="hd_show",
+                    format_func=lambda s: tr(f"head.show_{s}"))
+    ui.show_figure(fh.gate_heatmap(hv, query, show, ui.lang()), f"{show}-L{layer}H{head}-{lm.name}",
+                   key="hd_heatmap", alt=tr("head.gates_alt"))
+with right:
+    ui.show_figure(fh.query_row(hv, query, ui.lang()), f"row-L{layer}H{head}q{query}", key="hd_row")
+    st.markdown(f"**{tr('head.top')}**")
+    ui.show_table(fh.top_experts_table(hv, query, 8, ui.lang()), f"top-experts-L{layer}H{head}q{query}",
+                  key="hd_top")
+
+m1, m2 = st.columns(2)
+with m1:
+    ui.show_figure(fh.message_norms_figure(hv, trace.special.tolist(), ui.lang()), f"message-norms-L{layer}H{head}",
+                   key="hd_norms")
+with m2:
+    ui.show_figure(fh.profile_figure(hv, ui.lang()), f"profile-L{layer}H{head}", key="hd_profile")
+
+# --- lenses -----------------------------------------------------------------------------------------------
+st.subheader(tr("lens.header"))
+lens_name = st.radio(tr("lens.choose"), options=["vocabulary", "anchored", "counterfactual"], horizontal=True,
+                     key="hd_lens", format_func=lambda s: tr(f"lens.{s}"), help=tr("lens.choose_help"))
+try:
+    with st.spinner(tr(f"lens.{lens_name}") + "…"):
+        summary = ui.lens(v["model"], v["text"], layer, head, query, lens_name)
+except (ImportError, ValueError) as err:
+    st.warning(tr("lens.unavailable", message=str(err)))
+    summary = None
+if summary is not None:
+    what = f"{summary.exactness}; max |Σ_j a_ij z_j − y_i| = {summary.mixture_max_abs_err:.2e}"
+    if summary.pool_kl is not None:
+        what += f"; KL(model ‖ pool) = {summary.pool_kl:.3g} nats"
+    st.caption(tr("lens.error", err=summary.mixture_max_rel_err, what=what))
+    for note in summary.notes:
+        st.caption(note)
+    l1, l2 = st.columns(2)
+    with l1:
+        ui.show_figure(fh.lens_experts_figure(summary, lang=ui.lang()), f"lens-{lens_name}-L{layer}H{head}q{query}",
+                       key="hd_lens_fig")
+    with l2:
+        pool = fh.pool_figure(summary, ui.lang())
+        if pool is not None:
+            ui.show_figure(pool, f"pool-{lens_name}-L{layer}H{head}q{query}", key="hd_pool")
+            if summary.arithmetic_kl is not None:
+                st.caption(f"KL(model ‖ arithmetic mixture) = {summary.arithmetic_kl:.3g} nats")
+        else:
+            st.caption(tr("pred.no_head", name=lm.name))
+    with st.expander(tr("lens.experts_title")):
+        ui.show_table(summary.experts, f"lens-{lens_name}-L{layer}H{head}q{query}", key="hd_lens_table")
+
+# --- layer 0 ----------------------------------------------------------------------------------------------
+st.subheader(tr("l0.header"))
+if layer != 0:
+    st.caption(tr("l0.only"))
+else:
+    split = ui.layer0(v["model"], v["text"], head)
+    a, b = st.columns(2)
+    with a:
+        ui.show_figure(fh.cbow_split_figure(split["norms"], trace.tokens, ui.lang()), f"cbow-split-H{head}",
+                       key="hd_cbow")
+        st.caption(tr("l0.cbow_err", err=split["cbow_err"]))
+    with b:
+        ui.show_figure(fh.gate_score_split_figure(split["parts"], split["total"], query, trace.tokens, ui.lang()),
+                       f"gate-score-split-H{head}q{query}", key="hd_score")
+        st.caption(tr("l0.score_err", err=split["score_err"]))
+    with st.expander(tr("l0.score_title")):
+        ui.show_table(fh.score_split_table(split["parts"], split["total"], query, trace.tokens),
+                      f"gate-score-split-H{head}q{query}", key="hd_score_table")
