@@ -167,6 +167,8 @@ def _parse(name: str, raw: str) -> tuple[Any, str | None]:
         return val, None
     if name == "text" and not str(raw).strip():
         return None, "empty"
+    if name == "scheme" and raw not in schemes():
+        return None, f"unknown scheme (choose one of {', '.join(schemes())})"
     return str(raw), None
 
 
@@ -386,3 +388,77 @@ def show_table(df, name: str, key: str, height: int | str = "auto") -> None:
     st.download_button(tr("export.csv"), data=lambda: df.to_csv(index=False), file_name=f"{safe_filename(name)}.csv",
                        mime="text/csv", key=f"{key}__csv", on_click="ignore", help=tr("export.csv_help"),
                        icon=":material/table:")
+
+
+# --- sampled vs dense ---------------------------------------------------------------------------------------
+
+DEFAULT_SCHEME = "A"
+DEFAULT_SEEDS = 8
+
+
+def schemes() -> list[str]:
+    from interp.sampling import SCHEMES
+    return list(SCHEMES)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def sampling_layer(model: str, text: str, scheme: str, k: int, seeds: int, seed: int, layer: int):
+    """The sampled-vs-dense report of one layer (all its heads), no downstream run."""
+    from interp.sampling.report import sampling_report
+    return sampling_report(get_model(model), get_trace(model, text), scheme, k, seeds, seed, layers=[layer],
+                           downstream=False)
+
+
+def sampling_all(model: str, text: str, scheme: str, k: int, seeds: int, seed: int):
+    """The report for every layer, one cached layer at a time with a progress bar. Identical to one
+    ``sampling_report`` call over all layers: each layer's draws come from the generator of (seed, example,
+    layer, replicate) whatever else is computed."""
+    import dataclasses
+
+    import numpy as np
+    trace = get_trace(model, text)
+    L = trace.n_layers
+    bar = st.progress(0.0, text=tr("samp.progress", done=0, total=L))
+    parts = []
+    for l in range(L):
+        parts.append(sampling_layer(model, text, scheme, k, seeds, seed, l))
+        bar.progress((l + 1) / L, text=tr("samp.progress", done=l + 1, total=L))
+    bar.empty()
+    per_query = {name: np.concatenate([p.per_query[name] for p in parts]) for name in parts[0].per_query}
+    return dataclasses.replace(parts[0], layers=[l for p in parts for l in p.layers],
+                               heads=[r for p in parts for r in p.heads], per_query=per_query)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def downstream(model: str, text: str, scheme: str, k: int, seeds: int, seed: int, where: str, layer: int,
+               head_: int):
+    """The scheme substituted into this head / this layer / all layers, the model re-run for every seed."""
+    from interp.sampling import downstream_effect
+    from interp.trace import encode
+    lm = get_model(model)
+    layers = None if where == "all" else [layer]
+    heads = [head_] if where == "head" else None
+    return downstream_effect(lm, encode(lm, [text]), scheme, k, seeds, seed, None, layers, heads)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def sampled_rows(model: str, text: str, scheme: str, k: int, seeds: int, seed: int, layer: int, head_: int,
+                 query: int):
+    """(dense row P_i·, sampled rows P̂_i· of every replicate: S × n) of one head and query, drawn exactly as
+    the report draws them (same example key, generators and validity mask)."""
+    from interp.sampling import estimate
+    from interp.sampling import seeds as seeding
+    from interp.sampling.schemes import dense_scores
+    import torch
+    lm, trace = get_model(model), get_trace(model, text)
+    lt = trace.layers[layer]
+    n = trace.n
+    mask = lm.adapter.layer_mask(torch.ones((1, n), dtype=torch.bool, device=lt.q.device))
+    valid = torch.ones((1, 1, n, n), dtype=torch.bool, device=lt.q.device) if mask is None else mask.bool()
+    q, kk, v = (x[None].to(torch.float32) for x in (lt.q, lt.k, lt.v))
+    scaling = q.shape[-1] ** -0.5
+    key = seeding.content_key(trace.input_ids)
+    gens = [[seeding.generator(seed, key, layer, s)] for s in range(seeds)]
+    est = estimate(scheme, q, kk, v, dense_scores(q, kk, valid, scaling), lt.probs[None].to(torch.float32), valid,
+                   [n], gens, k, scaling=scaling)
+    return lt.probs[head_, query].cpu().numpy(), est.weights[:, 0, head_, query].cpu().numpy()
