@@ -72,15 +72,14 @@ def encode(lm: LoadedModel, texts: list[str]) -> Encoded:
         text, note = clean_text(text)
         if lm.config.model_type != "expertlens-paper" and getattr(tok, "mask_token", None):
             text = _normalise_mask(text, tok.mask_token)
-        enc = tok(text, truncation=False, return_offsets_mapping=True, add_special_tokens=True)
+        enc = tok(text, truncation=False, return_offsets_mapping=True, add_special_tokens=True, verbose=False)
         ids = list(enc["input_ids"])
         offsets = list(enc["offset_mapping"])
         types = list(enc.get("token_type_ids", [0] * len(ids)))
         trunc = None
         if len(ids) > max_len:
             keep = max_len - 1  # keep the final special token ([SEP] / </s>)
-            cut_char = next((s for s, e in offsets[keep - 1:] if e > s), len(text)) if keep > 0 else 0
-            cut_char = offsets[keep - 1][0] if offsets[keep - 1][1] > offsets[keep - 1][0] else cut_char
+            cut_char = next((s for s, e in offsets[keep:] if e > s), len(text))  # first cut piece
             trunc = Truncation(len(ids), max_len, int(cut_char), text[cut_char:cut_char + 40])
             ids = ids[:keep] + ids[-1:]
             types = types[:keep] + types[-1:]
