@@ -68,7 +68,7 @@ class SamplingReport:
                "downstream": None, "meta": self.meta}
         if self.downstream is not None:
             out["downstream"] = {key: num(val) for key, val in self.downstream.summary().items()}
-            out["downstream"]["detail"] = self.downstream.to_json()
+            out["downstream_detail"] = self.downstream.to_json()
         if per_query:
             out["per_query"] = {name: [[[num(x) for x in row] for row in lay] for lay in arr.tolist()]
                                 for name, arr in self.per_query.items()}
