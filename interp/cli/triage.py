@@ -1,0 +1,142 @@
+"""``python -m interp triage LOG --model M --text-column COL --out DIR``: score every line of a production log.
+
+Writes ``DIR/results.parquet`` (one row per line read: ``line``, ``status``, ``reason``, ``suspicion``, the
+scores and ``rank``) and ``DIR/summary.json``; progress (rate, ETA) goes to stderr. Running the same command
+again resumes where an interrupted run stopped. Exit status: 0 when the run worked (skipped or failed lines
+included), 2 when it could not run (bad argument, unreadable log, wrong column mapping, model not loadable),
+1 on an unexpected error, 130 when interrupted (the parts written so far are kept; run again to resume).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+HELP = ("score every line of a production log (JSONL, CSV or Parquet): confidence, sampled-vs-dense "
+        "instability, abnormal expert concentration; rank the suspicious ones; resumable")
+
+
+def _positive(name):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, not {text!r}")
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, not {value}")
+        return value
+    return parse
+
+
+def _non_negative_float(name):
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number of seconds, not {text!r}")
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{name} must be ≥ 0, not {value}")
+        return value
+    return parse
+
+
+def _ints(text):
+    try:
+        return tuple(int(x) for x in text.replace(",", " ").split())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 0,3 — not {text!r}")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..sampling.schemes import SCHEMES
+    from ..triage.scores import MASK_POLICIES
+    p.add_argument("log", type=Path, metavar="LOG", help="the log file (.jsonl, .csv/.tsv or .parquet)")
+    p.add_argument("--model", required=True,
+                   help="registry name (mini-bert, paper, cbow, minilm), a local model folder, or a hub name "
+                        "already in the local Hugging Face cache")
+    p.add_argument("--text-column", required=True, help="the column (JSON key) holding the input text")
+    p.add_argument("--id-column", default=None, help="optional: record id (duplicates are reported)")
+    p.add_argument("--time-column", default=None, help="optional: timestamp (ISO 8601 or Unix seconds/ms)")
+    p.add_argument("--prediction-column", default=None, help="optional: the logged prediction (word per [MASK])")
+    p.add_argument("--label-column", default=None, help="optional: the label (word per [MASK])")
+    p.add_argument("--slice-column", action="append", default=[], metavar="COL",
+                   help="optional, repeatable: a field to slice the results by")
+    p.add_argument("--format", default=None, choices=["jsonl", "csv", "parquet"],
+                   help="log format (default: from the file name)")
+    p.add_argument("--encoding", default=None,
+                   help="text encoding of a JSONL/CSV log (default: UTF-8, or UTF-16 when the file says so; "
+                        "invalid bytes are replaced and reported)")
+    p.add_argument("--delimiter", default=None, help="CSV delimiter (default: guessed from the header)")
+    p.add_argument("--mask-policy", default="auto", choices=list(MASK_POLICIES),
+                   help="; ".join(f"{k}: {v}" for k, v in MASK_POLICIES.items()))
+    p.add_argument("--mask-cap", type=_positive("mask cap"), default=8,
+                   help="mask-each: at most this many masked variants per input (default 8)")
+    p.add_argument("--scheme", default="A", choices=list(SCHEMES), metavar="SCHEME",
+                   help=f"sampled-attention scheme ({', '.join(SCHEMES)}; default A = Monte-Carlo)")
+    p.add_argument("--k", type=_positive("k"), default=8, help="keys drawn per query (default 8)")
+    p.add_argument("--seeds", type=_positive("seeds"), default=4, help="replicates S per input (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="the seed every per-input seed derives from (default 0)")
+    p.add_argument("--layers", type=_ints, default=None, help="substitute the scheme in these layers (default all)")
+    p.add_argument("--heads", type=_ints, default=None, help="… and these heads (default all)")
+    p.add_argument("--on-long", default="truncate", choices=["truncate", "skip"],
+                   help="a text longer than the model reads: analyse its start (default) or skip it")
+    p.add_argument("--max-line-bytes", type=_positive("max line bytes"), default=1 << 20,
+                   help="skip physical lines longer than this (default 1 MiB)")
+    p.add_argument("--limit", type=_positive("limit"), default=None,
+                   help="read at most this many lines of the log (counted from its start)")
+    p.add_argument("--time-budget", type=_non_negative_float("time budget"), default=None,
+                   help="stop after about this many seconds (run again to resume)")
+    p.add_argument("--batch-size", type=_positive("batch size"), default=16, help="inputs per forward pass")
+    p.add_argument("--max-rows", type=_positive("max rows"), default=None,
+                   help="rows per sampled pass (inputs × seeds; default batch size × seeds)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
+    p.add_argument("--restart", action="store_true", help="discard an earlier run in --out and start again")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created; holds a resumable run)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..loader import ModelLoadError
+    from ..triage import ColumnMapping, LogError, MappingError, ScoreSettings, run_triage
+
+    tty = sys.stderr.isatty()
+    last = [0.0]
+
+    def progress(p):
+        if args.quiet:
+            return
+        now = time.monotonic()
+        if not p.done and not tty and now - last[0] < 5.0:
+            return
+        last[0] = now
+        if tty:
+            print("\r" + p.line() + " " * 8, end="" if not p.done else "\n", file=sys.stderr, flush=True)
+        else:
+            print(p.line(), file=sys.stderr, flush=True)
+
+    mapping = ColumnMapping(args.text_column, args.id_column, args.time_column, args.prediction_column,
+                            args.label_column, tuple(dict.fromkeys(args.slice_column)))
+    settings = ScoreSettings(args.scheme, args.k, args.seeds, args.seed, args.mask_policy, args.mask_cap,
+                             args.layers, args.heads)
+    try:
+        summary = run_triage(args.log, args.out, args.model, mapping, settings, device=args.device,
+                             fmt=args.format, encoding=args.encoding, delimiter=args.delimiter,
+                             on_long=args.on_long, max_line_bytes=args.max_line_bytes, limit=args.limit,
+                             time_budget=args.time_budget, batch_size=args.batch_size, restart=args.restart,
+                             progress=progress, progress_every=0.5 if tty else 5.0, max_rows=args.max_rows)
+    except (LogError, MappingError, ModelLoadError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: the lines scored so far are kept; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    except OSError as err:
+        print(f"error: {err.strerror or err}: {getattr(err, 'filename', '') or ''}", file=sys.stderr)
+        return 2
+    print(f"{summary['lines_total']:,} lines: {summary['analysed']:,} analysed, {summary['skipped']:,} skipped, "
+          f"{summary['failed']:,} failed · {summary['inputs_per_second']:.1f} inputs/s · "
+          f"{'complete' if summary['complete'] else 'stopped at the ' + summary['stopped'] + ' (run again to resume)'}"
+          f"\nresults: {args.out / 'results.parquet'}\nsummary: {args.out / 'summary.json'}", file=sys.stderr)
+    return 0

@@ -1,0 +1,497 @@
+"""Run a triage over a log: stream records, score them in batches, write parts, resume, finalise.
+
+Every record ends as ``analysed``, ``skipped`` (reason code, reason, line number) or ``failed`` (the error):
+``analysed + skipped + failed = lines read``. A batch that raises is retried one input at a time so that only
+the inputs that fail are marked failed. Memory is bounded: records are read in windows of a few batches, rows
+are flushed to Parquet parts, and the corpus norm keeps a fixed-size sample.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..loader import LoadedModel, load_model
+from ..trace import InputError, clean_text
+from . import scores as S
+from .readers import ColumnMapping, LogReader, MappingError, RawRecord, inspect_log
+from .store import RESERVED, RunFolder, build_results, head_matrix, schema_for, to_table
+
+ON_LONG = ("truncate", "skip")
+
+
+@dataclass
+class Progress:
+    """Where a run stands. ``rate`` counts lines of this session per second; ``eta`` is None when unknown."""
+    lines: int
+    analysed: int
+    skipped: int
+    failed: int
+    elapsed: float
+    rate: float
+    fraction: float | None
+    eta: float | None
+    resumed_from: int = 0
+    done: bool = False
+
+    def line(self) -> str:
+        eta = "" if self.eta is None else f" · ETA {format_seconds(self.eta)}"
+        pct = "" if self.fraction is None else f" · {100 * self.fraction:.1f}%"
+        return (f"{self.lines:,} lines (analysed {self.analysed:,}, skipped {self.skipped:,}, failed "
+                f"{self.failed:,}) · {self.rate:,.1f} lines/s{pct}{eta}")
+
+
+def format_seconds(s: float) -> str:
+    s = max(0, int(round(s)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {(s % 3600) // 60:02d}m"
+
+
+@dataclass
+class TriageConfig:
+    """Everything that decides a run's results (a resumed run must have the same)."""
+    model: str
+    mapping: ColumnMapping
+    settings: S.ScoreSettings = field(default_factory=S.ScoreSettings)
+    fmt: str | None = None
+    encoding: str | None = None
+    delimiter: str | None = None
+    on_long: str = "truncate"
+    max_line_bytes: int = 1 << 20
+
+    def identity(self, lm: LoadedModel, log: Path, fmt: str) -> dict:
+        return {"model": self.model, "model_folder": str(lm.folder), "model_type": lm.config.model_type,
+                "mapping": asdict(self.mapping), "settings": asdict(self.settings), "format": fmt,
+                "encoding": self.encoding, "delimiter": self.delimiter, "on_long": self.on_long,
+                "max_line_bytes": self.max_line_bytes, "log": str(log.resolve()), "log_head": _file_head_hash(log)}
+
+
+def _file_head_hash(path: Path, n: int = 1 << 20) -> str:
+    with open(path, "rb") as f:
+        return hashlib.blake2b(f.read(n), digest_size=16).hexdigest()
+
+
+def _as_text(v) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return v
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, ensure_ascii=False, default=str)
+    if isinstance(v, (_dt.datetime, _dt.date)):
+        return v.isoformat()
+    return json.dumps(v, default=str) if isinstance(v, (bool, int, float)) else str(v)
+
+
+def parse_time(v) -> _dt.datetime | None:
+    """A timestamp value → aware UTC datetime: datetimes, ISO-8601 strings, or Unix epoch numbers (seconds, or
+    milliseconds when larger than 10¹¹). Raises ValueError when not understood."""
+    if v is None or v == "":
+        return None
+    if isinstance(v, _dt.datetime):
+        return v if v.tzinfo else v.replace(tzinfo=_dt.timezone.utc)
+    if isinstance(v, _dt.date):
+        return _dt.datetime(v.year, v.month, v.day, tzinfo=_dt.timezone.utc)
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        x = float(v)
+        if not math.isfinite(x):
+            raise ValueError("not a finite number")
+        return _dt.datetime.fromtimestamp(x / 1000.0 if abs(x) > 1e11 else x, tz=_dt.timezone.utc)
+    s = str(v).strip()
+    try:
+        x = float(s)
+    except ValueError:
+        pass
+    else:
+        return parse_time(x)
+    t = _dt.datetime.fromisoformat(s.replace("Z", "+00:00") if s.endswith("Z") else s)
+    return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
+
+
+_MISSING = object()
+
+
+def prepare(rec: RawRecord, mapping: ColumnMapping, lm: LoadedModel, policy: str, on_long: str) -> dict:
+    """A record → the row of results it starts as (status None: to be scored, with ``text`` set)."""
+    row = {"record": rec.index, "line": rec.line, "status": rec.status, "reason_code": rec.reason_code or None,
+           "reason": rec.reason or None, "preview": rec.preview or None}
+    notes = list(rec.notes)
+    if rec.fields is None:
+        row["notes"] = "; ".join(notes) or None
+        return row
+    f = rec.fields
+    for role in ("id", "prediction", "label"):
+        col = getattr(mapping, role)
+        row[role] = _as_text(f.get(col)) if col else None
+    if mapping.prediction:
+        row["_prediction_raw"] = f.get(mapping.prediction)
+    if mapping.label:
+        row["_label_raw"] = f.get(mapping.label)
+    if mapping.timestamp:
+        raw = f.get(mapping.timestamp)
+        row["timestamp"] = _as_text(raw)
+        try:
+            row["time"] = parse_time(raw)
+        except (ValueError, OverflowError, OSError):
+            row["time"] = None
+            notes.append(f"timestamp {str(raw)[:40]!r} not understood (ISO 8601 or Unix seconds expected)")
+    for col in mapping.slices:
+        row[col] = _as_text(f.get(col))
+    if mapping.prediction or mapping.label:
+        row["logged_correct"] = S.logged_correct(f.get(mapping.prediction) if mapping.prediction else None,
+                                                 f.get(mapping.label) if mapping.label else None)
+    value = f.get(mapping.text, _MISSING)
+    preview = str(value)[:300] if value is not _MISSING else json.dumps(f, default=str)[:300]
+
+    def skip(code, reason):
+        row.update(status="skipped", reason_code=code, reason=reason, preview=preview)
+        row["notes"] = "; ".join(notes) or None
+        return row
+    if value is _MISSING:
+        return skip("missing-column", f"missing column {mapping.text!r} in this record")
+    if value is None:
+        return skip("empty-text", "empty text (null)")
+    if not isinstance(value, str):
+        kind = {bool: "true/false", int: "a number", float: "a number", list: "a list", dict: "an object"}.get(
+            type(value), type(value).__name__)
+        return skip("not-text", f"the text column holds {kind}, not a string")
+    try:
+        text, cleaned = clean_text(value)
+    except InputError:
+        return skip("empty-text", "empty text" if not value.strip() else
+                    "empty text once control characters are removed")
+    notes.extend(cleaned)
+    tok = lm.tokenizer
+    if policy == "mask":
+        has = any(a in text for a in ("[MASK]", "[mask]", "<mask>", "[Mask]", getattr(tok, "mask_token", "") or "\0"))
+        if not has:
+            return skip("no-mask", "no [MASK] in the text (mask policy 'mask')")
+    if on_long == "skip":
+        n = len(tok(text, truncation=False, add_special_tokens=True)["input_ids"])
+        if n > lm.max_tokens:
+            return skip("too-many-tokens", f"text is {n} tokens; the model reads at most {lm.max_tokens}")
+    row["text"] = text
+    row["key"] = S.example_key(text)
+    row["notes"] = "; ".join(notes) or None
+    return row
+
+
+def _scored_row(row: dict, sc: S.Scored) -> dict:
+    row.update(status="analysed", key=sc.key, n_tokens=sc.n_tokens, truncated=sc.truncated, mode=sc.mode,
+               n_targets=sc.n_targets, query=sc.query, dense_top1=sc.dense_top1 or None,
+               confidence=sc.confidence, margin=sc.margin, flip_rate=sc.flip_rate, kl=sc.kl, kl_max=sc.kl_max,
+               top1_agreement=sc.top1_agreement, cosine=sc.cosine, cosine_min=sc.cosine_min,
+               worst_layer=sc.worst_layer, worst_head=sc.worst_head, worst_tv=sc.worst_tv,
+               eff_experts=sc.eff_experts, head_concentration=sc.head_concentration,
+               agrees_prediction=sc.agrees_prediction, agrees_label=sc.agrees_label)
+    row["agreement"] = float(S.agreement_column(np.array([sc.agrees_prediction]), np.array([sc.agrees_label]))[0])
+    notes = [row["notes"]] if row.get("notes") else []
+    notes.extend(n for n in sc.notes if n not in (row.get("notes") or ""))
+    row["notes"] = "; ".join(notes) or None
+    return row
+
+
+def _fail(row: dict, err: BaseException) -> dict:
+    msg = str(err).splitlines()[0] if str(err) else ""
+    row.update(status="failed", reason_code="error", reason=f"{type(err).__name__}: {msg}"[:500],
+               preview=(row.get("text") or "")[:300] or row.get("preview"))
+    return row
+
+
+class Triage:
+    """One triage run over one log into one folder. Use :func:`run_triage` for the usual call."""
+
+    def __init__(self, log: str | os.PathLike, out_dir: str | os.PathLike, config: TriageConfig,
+                 lm: LoadedModel | None = None, device: str | None = None):
+        self.log = Path(log)
+        self.cfg = config
+        self.info = inspect_log(self.log, config.fmt, config.encoding, config.delimiter,
+                                max_line_bytes=config.max_line_bytes)
+        config.mapping.validate(self.info, RESERVED)
+        if config.on_long not in ON_LONG:
+            raise ValueError(f"unknown long-text policy {config.on_long!r}: use {' or '.join(ON_LONG)}")
+        self.lm = lm if lm is not None else load_model(config.model, device=device)
+        config.settings.check(self.lm)
+        self.folder = RunFolder(out_dir)
+        self.n_heads_total = self.lm.n_layers * self.lm.n_heads
+        self.schema = schema_for(config.mapping.slices, self.n_heads_total)
+        self.norm = S.ConcentrationNorm(self.n_heads_total)
+
+    # --- resume ------------------------------------------------------------------------------------------
+    def _open(self, restart: bool) -> tuple[int, dict]:
+        ident = self.cfg.identity(self.lm, self.log, self.info.format)
+        old = self.folder.read_config()
+        if restart:
+            self.folder.wipe()
+            old = None
+        if old is not None and old.get("identity") != ident:
+            diff = sorted(k for k in set(ident) | set(old.get("identity", {}))
+                          if ident.get(k) != old.get("identity", {}).get(k))
+            raise MappingError(f"{self.folder.dir} holds a run with other settings ({', '.join(diff)}): "
+                               "use another output folder, or --restart to discard it")
+        self.folder.create()
+        counts = {"analysed": 0, "skipped": 0, "failed": 0}
+        done = self.folder.done_records()
+        sessions = old.get("sessions", []) if old else []
+        for _, _, path in self.folder.part_files():
+            t = pq.read_table(path, columns=["status", "key", "head_concentration"])
+            for st, c in zip(*np.unique(np.asarray(t["status"].to_pylist(), dtype=object), return_counts=True)):
+                counts[str(st)] = counts.get(str(st), 0) + int(c)
+            idx, mat = head_matrix(t, self.n_heads_total)
+            if idx.size:
+                keys = t["key"].to_pylist()
+                self.norm.add([keys[i] for i in idx], mat)
+        self.folder.write_config({"identity": ident, "sessions": sessions,
+                                  "created": old.get("created") if old else _now()})
+        return done, counts
+
+    # --- the run -----------------------------------------------------------------------------------------
+    def run(self, limit: int | None = None, time_budget: float | None = None, batch_size: int = 16,
+            restart: bool = False, progress: Callable[[Progress], None] | None = None, progress_every: float = 1.0,
+            flush_rows: int = 2048, flush_seconds: float = 20.0, window_batches: int = 4,
+            max_rows: int | None = None) -> dict:
+        if batch_size < 1:
+            raise ValueError("batch size must be at least 1")
+        if limit is not None and limit < 0:
+            raise ValueError("limit must be ≥ 0")
+        t0 = time.perf_counter()
+        done, counts = self._open(restart)
+        resumed = done
+        reader = LogReader(self.log, self.info.format, self.cfg.encoding, self.cfg.delimiter,
+                           columns=self.cfg.mapping.used(), max_line_bytes=self.cfg.max_line_bytes)
+        window: list[RawRecord] = []
+        buffer: list[dict] = []
+        last_flush = time.perf_counter()
+        last_progress = 0.0
+        stopped = "end of file"
+        lines = done
+        analysed_now = 0
+        start_fraction = None
+        t_start = None
+        window_size = max(1, batch_size * window_batches)
+        it = iter(reader)
+
+        def report(final=False):
+            nonlocal last_progress
+            now = time.perf_counter()
+            if progress is None or (not final and now - last_progress < progress_every):
+                return
+            last_progress = now
+            elapsed = now - t0
+            frac = fraction()
+            rate = (lines - resumed) / elapsed if elapsed > 0 else 0.0
+            eta = None
+            if not final and start_fraction is not None and frac - start_fraction > 1e-9:
+                eta = (now - t_start) * (1 - frac) / (frac - start_fraction)
+            if time_budget is not None:
+                left = max(0.0, time_budget - elapsed)
+                eta = left if eta is None else min(eta, left)
+            progress(Progress(lines, counts["analysed"], counts["skipped"], counts["failed"], elapsed, rate,
+                              frac, eta, resumed, final))
+
+        def fraction():
+            frac = reader.progress()
+            if limit:
+                frac = max(frac, min(1.0, lines / limit))
+            return frac
+
+        def flush(force=False):
+            nonlocal buffer, last_flush
+            if buffer and (force or len(buffer) >= flush_rows or time.perf_counter() - last_flush >= flush_seconds):
+                self.folder.write_part(to_table(buffer, self.schema))
+                buffer = []
+                last_flush = time.perf_counter()
+
+        report()
+        try:
+            while True:
+                if limit is not None and lines >= limit:
+                    stopped = "limit"
+                    for rec in it:           # is there anything after the limit?
+                        if rec.index >= lines:
+                            break
+                    else:
+                        stopped = "end of file"
+                    break
+                if time_budget is not None and time.perf_counter() - t0 >= time_budget:
+                    stopped = "time budget"
+                    break
+                window = []
+                exhausted = False
+                while len(window) < window_size:
+                    if limit is not None and lines + len(window) >= limit:
+                        break
+                    try:
+                        rec = next(it)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    if rec.index < done:
+                        continue
+                    if start_fraction is None:
+                        t_start, start_fraction = time.perf_counter(), fraction()
+                    window.append(rec)
+                if window:
+                    rows = self._process(window, batch_size, max_rows)
+                    for r in rows:
+                        counts[r["status"]] += 1
+                        if r["status"] == "analysed":
+                            analysed_now += 1
+                    lines += len(rows)
+                    buffer.extend(rows)
+                    flush()
+                    report()
+                if exhausted:
+                    stopped = "end of file"
+                    break
+        finally:
+            flush(force=True)
+            if hasattr(it, "close"):
+                it.close()
+        seconds = time.perf_counter() - t0
+        summary = self.finalise(seconds=seconds, analysed_now=analysed_now, lines_now=lines - resumed,
+                                stopped=stopped, resumed_from=resumed, reader_notes=reader.notes)
+        report(final=True)
+        return summary
+
+    def _process(self, window: list[RawRecord], batch_size: int, max_rows: int | None) -> list[dict]:
+        """Rows for a window of records, in record order."""
+        policy = self.cfg.settings.mask_policy
+        rows = [prepare(r, self.cfg.mapping, self.lm, policy, self.cfg.on_long) for r in window]
+        todo = [r for r in rows if r["status"] is None]
+        todo.sort(key=lambda r: (len(r["text"]), r["record"]))      # less padding; results do not depend on it
+        for i in range(0, len(todo), batch_size):
+            self._score(todo[i:i + batch_size], max_rows)
+        scored = [r for r in rows if r["status"] == "analysed"]
+        if scored:
+            keys = [r["key"] for r in scored]
+            mat = np.stack([r["head_concentration"] for r in scored])
+            self.norm.add(keys, mat)
+            z, zl, zh = S.worst_concentration(self.norm.z(mat), self.lm.n_heads)
+            for r, a, b, c in zip(scored, z, zl, zh):
+                r["concentration_z"], r["concentration_layer"], r["concentration_head"] = float(a), int(b), int(c)
+            sus = S.suspicion({t.column: np.array([r.get(t.column, np.nan) for r in scored], dtype=float)
+                               for t in S.TERMS.values()})
+            for r, s in zip(scored, sus):
+                r["suspicion"] = float(s)
+        return rows
+
+    def _score(self, batch: list[dict], max_rows: int | None) -> None:
+        try:
+            res = S.score_batch(self.lm, [r["text"] for r in batch], self.cfg.settings, [r["key"] for r in batch],
+                                [r.get("_prediction_raw") for r in batch], [r.get("_label_raw") for r in batch],
+                                max_rows=max_rows)
+        except Exception as err:  # isolate the inputs that fail
+            if len(batch) == 1:
+                _fail(batch[0], err)
+                return
+            for r in batch:
+                self._score([r], max_rows)
+            return
+        for r, sc in zip(batch, res):
+            _scored_row(r, sc)
+
+    # --- the end -----------------------------------------------------------------------------------------
+    def finalise(self, seconds: float, analysed_now: int, lines_now: int, stopped: str, resumed_from: int,
+                 reader_notes: list[str]) -> dict:
+        """Re-score every input against the final corpus norm, rank, write results.parquet and summary.json."""
+        self.folder.scored.mkdir(exist_ok=True)
+        for old in self.folder.scored.glob("*.parquet"):
+            old.unlink()
+        parts = self.folder.part_files()
+        for _, _, path in parts:
+            t = pq.read_table(path)
+            idx, mat = head_matrix(t, self.n_heads_total)
+            z = np.full(t.num_rows, np.nan)
+            zl = np.full(t.num_rows, -1, dtype=np.int64)
+            zh = np.full(t.num_rows, -1, dtype=np.int64)
+            if idx.size:
+                z[idx], zl[idx], zh[idx] = S.worst_concentration(self.norm.z(mat), self.lm.n_heads)
+            t = t.set_column(t.schema.get_field_index("concentration_z"), "concentration_z",
+                             pa.array(z, pa.float64(), from_pandas=True))
+            t = t.set_column(t.schema.get_field_index("concentration_layer"), "concentration_layer",
+                             pa.array(np.where(zl >= 0, zl, 0), pa.int32(), mask=zl < 0))
+            t = t.set_column(t.schema.get_field_index("concentration_head"), "concentration_head",
+                             pa.array(np.where(zh >= 0, zh, 0), pa.int32(), mask=zh < 0))
+            term_cols = {c: t[c].to_numpy(zero_copy_only=False).astype(np.float64)
+                         for c in {tm.column for tm in S.TERMS.values()}}
+            sus = S.suspicion(term_cols)
+            analysed = np.asarray([s == "analysed" for s in t["status"].to_pylist()])
+            sus = np.where(analysed, sus, np.nan)
+            t = t.set_column(t.schema.get_field_index("suspicion"), "suspicion",
+                             pa.array(sus, pa.float64(), from_pandas=True))
+            pq.write_table(t, self.folder.scored / path.name, compression="zstd")
+        if not parts:
+            pq.write_table(self.schema.empty_table(), self.folder.scored / "part-empty.parquet")
+        counts = build_results(self.folder)
+        cfg = self.folder.read_config() or {}
+        sessions = cfg.get("sessions", [])
+        sessions.append({"ended": _now(), "seconds": round(seconds, 3), "lines": lines_now,
+                         "analysed": analysed_now, "stopped": stopped})
+        cfg["sessions"] = sessions
+        self.folder.write_config(cfg)
+        import torch
+        import transformers
+        summary = {
+            **{k: counts[k] for k in ("lines_total", "analysed", "skipped", "failed")},
+            "seconds": round(seconds, 3),
+            "inputs_per_second": round(analysed_now / seconds, 3) if seconds > 0 else 0.0,
+            "lines_per_second": round(lines_now / seconds, 3) if seconds > 0 else 0.0,
+            "lines_this_run": lines_now, "analysed_this_run": analysed_now, "resumed_from_line_count": resumed_from,
+            "complete": stopped == "end of file", "stopped": stopped,
+            "seconds_all_runs": round(sum(s["seconds"] for s in sessions), 3),
+            "reasons": counts["reasons"], "duplicate_ids": counts["duplicate_ids"],
+            "duplicate_texts": counts["duplicate_texts"],
+            "lines_with_replaced_bytes": counts["lines_with_replaced_bytes"],
+            "lines_with_nul_bytes": counts["lines_with_nul_bytes"], "truncated": counts["truncated"],
+            "file_notes": list(dict.fromkeys(self.info.notes + list(reader_notes))),
+            "log": str(self.log), "format": self.info.format, "mapping": asdict(self.cfg.mapping),
+            "model": self.cfg.model, "model_info": self.lm.describe(), "settings": asdict(self.cfg.settings),
+            "mask_policy": S.MASK_POLICIES[self.cfg.settings.mask_policy], "on_long": self.cfg.on_long,
+            "suspicion_formula": S.SUSPICION_FORMULA, "concentration_norm": self.norm.describe(),
+            "norm_sample": self.norm.count,
+            "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                         "python": platform.python_version()},
+            "results": str(self.folder.results),
+        }
+        self.folder.summary.write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str), "utf-8")
+        return summary
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def run_triage(log: str | os.PathLike, out_dir: str | os.PathLike, model: str, mapping: ColumnMapping,
+               settings: S.ScoreSettings | None = None, *, lm: LoadedModel | None = None, device: str | None = None,
+               fmt: str | None = None, encoding: str | None = None, delimiter: str | None = None,
+               on_long: str = "truncate", max_line_bytes: int = 1 << 20, limit: int | None = None,
+               time_budget: float | None = None, batch_size: int = 16, restart: bool = False,
+               progress: Callable[[Progress], None] | None = None, progress_every: float = 1.0,
+               flush_rows: int = 2048, flush_seconds: float = 20.0, max_rows: int | None = None) -> dict:
+    """Triage ``log`` into ``out_dir`` (resuming a run there with the same settings) and return the summary.
+
+    Raises :class:`~interp.triage.readers.LogError` / :class:`MappingError` / ``ModelLoadError`` /
+    ``ValueError`` with one clear line when the run cannot start."""
+    cfg = TriageConfig(model, mapping, settings or S.ScoreSettings(), fmt, encoding, delimiter, on_long,
+                       max_line_bytes)
+    tri = Triage(log, out_dir, cfg, lm=lm, device=device)
+    return tri.run(limit=limit, time_budget=time_budget, batch_size=batch_size, restart=restart,
+                   progress=progress, progress_every=progress_every, flush_rows=flush_rows,
+                   flush_seconds=flush_seconds, max_rows=max_rows)

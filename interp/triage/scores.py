@@ -1,0 +1,504 @@
+"""Per-input triage scores, the corpus norm of expert concentration, and the combined suspicion score.
+
+For a batch of cleaned texts this computes, per input:
+
+* dense **confidence** and **margin** (exact): at the compared positions (the [MASK] positions; with no [MASK],
+  every non-special token, or each masked variant of the ``mask-each`` policy) the model's own softmax
+  p = softmax(logits); confidence = min over positions of p_(1), margin = min over positions of p_(1) − p_(2)
+  (p_(1) ≥ p_(2) the two largest probabilities). Not defined without an MLM head (NaN).
+* sampled-vs-dense **instability**, from the sampling library's ``downstream_effect`` (the scheme substituted
+  into the model itself, S seeds, per-input seeds derived from an intrinsic key: the content hash of the text):
+  flip rate, KL(p‖p̂), top-1 agreement; cosine of pooled embeddings without an MLM head; the **worst head**
+  by TV (mean over real queries and seeds).
+* **expert concentration** per head (exact for the input, heuristic as an anomaly signal): for each query i the
+  effective number of experts e_i = exp(H(a_i·)) (``decompose.effective_experts``), normalised as
+  c_i = log(e_i)/log(n) ∈ [0, 1] (0: one expert, 1: uniform over the n real tokens, so inputs of different
+  lengths compare), averaged over the non-special real queries. Its anomaly is a robust z-score against the
+  corpus norm of that head (see :class:`ConcentrationNorm`).
+* **agreement** of the dense top-1 at the [MASK] positions with the logged prediction and label.
+* **suspicion**: the weighted mean of the terms in :data:`TERMS` that apply (formula: :data:`SUSPICION_FORMULA`).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..attention import AttentionPlan
+from ..decompose import effective_experts
+from ..loader import LoadedModel
+from ..sampling.downstream import compare_positions, downstream_effect
+from ..trace import Encoded, encode, forward, model_output
+
+MASK_POLICIES = {
+    "auto": "the [MASK] positions when the text has any; otherwise the input as it is (every non-special token, "
+            "or the pooled embedding for a model without an MLM head)",
+    "mask": "the [MASK] positions; a text without [MASK] is skipped",
+    "mask-each": "the [MASK] positions when the text has any; otherwise each content token masked in turn "
+                 "(at most the cap, evenly spread), one variant per masked token",
+    "unmasked": "the input as it is: the MLM output at every non-special token, or the pooled embedding",
+}
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    """How inputs are scored. ``scheme``/``k``/``seeds``/``seed`` go to the sampling library; ``layers`` and
+    ``heads`` choose where the scheme is substituted (None = everywhere)."""
+    scheme: str = "A"
+    k: int = 8
+    seeds: int = 4
+    seed: int = 0
+    mask_policy: str = "auto"
+    mask_cap: int = 8
+    layers: tuple[int, ...] | None = None
+    heads: tuple[int, ...] | None = None
+
+    def check(self, lm: LoadedModel | None = None) -> None:
+        from ..sampling.schemes import SCHEMES, check_params
+        if self.scheme not in SCHEMES:
+            raise ValueError(f"unknown scheme {self.scheme!r}: choose one of {', '.join(SCHEMES)}")
+        check_params(self.scheme, self.k)
+        if int(self.seeds) < 1:
+            raise ValueError(f"seeds must be at least 1, not {self.seeds}")
+        if self.mask_policy not in MASK_POLICIES:
+            raise ValueError(f"unknown mask policy {self.mask_policy!r}: choose one of {', '.join(MASK_POLICIES)}")
+        if int(self.mask_cap) < 1:
+            raise ValueError(f"mask cap must be at least 1, not {self.mask_cap}")
+        if lm is not None and self.mask_policy in ("mask", "mask-each") and not lm.has_mlm_head:
+            raise ValueError(f"mask policy {self.mask_policy!r} needs a model with an MLM head; {lm.name} has "
+                             "none: use 'unmasked' (pooled-embedding stability)")
+
+
+def example_key(text: str) -> str:
+    """The intrinsic key of an input: a content hash of its cleaned text. Seeds derive from it, so an input's
+    scores do not depend on the batch it is in or on where it sits in the file."""
+    return hashlib.blake2b(text.encode("utf-8", errors="surrogatepass"), digest_size=12).hexdigest()
+
+
+# ------------------------------------------------------------------------------------ concentration ---
+
+class _ConcentrationPlan(AttentionPlan):
+    """Observes each layer's probabilities and keeps, per example and head, the mean over queries of
+    log(e_i)/log(n) and of e_i (e_i = exp(H(a_i·))); nothing else is kept, so memory stays small."""
+
+    def __init__(self, layer_of, lengths: torch.Tensor, query_mask: torch.Tensor):
+        super().__init__(layer_of)
+        self.lengths = lengths
+        self.query_mask = query_mask
+        self.conc: dict[int, torch.Tensor] = {}
+        self.eff: dict[int, torch.Tensor] = {}
+
+    def observe(self, layer, query, key, value, probs, output):
+        e = effective_experts(probs.to(torch.float32))                                  # B×H×n
+        qm = self.query_mask.to(e.device, torch.float32)[:, None, :]                   # B×1×n
+        denom = qm.sum(-1).clamp(min=1)
+        logn = torch.log(self.lengths.to(e.device, torch.float32)).clamp(min=1e-12)[:, None]
+        c = torch.log(e.clamp(min=1.0)) / logn[..., None]
+        self.conc[layer] = ((c * qm).sum(-1) / denom).cpu()
+        self.eff[layer] = ((e * qm).sum(-1) / denom).cpu()
+
+
+def concentration(lm: LoadedModel, enc: Encoded) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """One dense forward pass of the model itself: (B × L·H normalised concentration c, B × L·H mean effective
+    experts, the model output). Queries are the real non-special tokens (all real tokens if none)."""
+    real = enc.attention_mask.bool()
+    qmask = real & ~enc.special
+    empty = ~qmask.any(1)
+    qmask[empty] = real[empty]
+    plan = _ConcentrationPlan(lm.adapter.layer_of, enc.attention_mask.sum(1), qmask)
+    out = forward(lm, enc, plan)
+    L = lm.n_layers
+    conc = torch.stack([plan.conc[l] for l in range(L)], 1).flatten(1).numpy()
+    eff = torch.stack([plan.eff[l] for l in range(L)], 1).flatten(1).numpy()
+    return conc, eff, model_output(lm, out, enc)
+
+
+class ConcentrationNorm:
+    """The corpus norm of each head's concentration, for a robust z-score z_h = (c_h − median_h) /
+    (1.4826·MAD_h), with MAD floored at ``mad_floor``.
+
+    Estimated from a bounded, order-independent sample: the ``size`` inputs whose content keys have the smallest
+    hashes (a bottom-k sketch; one entry per distinct key). The sample, hence the norm, is the same whatever the
+    batch size, the file order or where a run was interrupted. While a run is in progress scores use the
+    sample so far; when the run ends every input is re-scored against the final norm (the ``concentration_z``
+    and ``suspicion`` in results.parquet are the final ones). Fewer than ``min_count`` inputs: no norm (NaN)."""
+
+    def __init__(self, n_heads_total: int, size: int = 2048, min_count: int = 20, mad_floor: float = 1e-3):
+        self.dim = int(n_heads_total)
+        self.size = int(size)
+        self.min_count = int(min_count)
+        self.mad_floor = float(mad_floor)
+        self.hashes = np.zeros(0, dtype=np.uint64)
+        self.values = np.zeros((0, self.dim), dtype=np.float32)
+        self._stats: tuple[np.ndarray, np.ndarray] | None = None
+
+    @staticmethod
+    def key_hash(keys: list[str]) -> np.ndarray:
+        return np.array([int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "little")
+                         for k in keys], dtype=np.uint64)
+
+    def add(self, keys: list[str], values: np.ndarray) -> None:
+        if not len(keys):
+            return
+        values = np.asarray(values, dtype=np.float32).reshape(len(keys), self.dim)
+        h = np.concatenate([self.hashes, self.key_hash(keys)])
+        v = np.concatenate([self.values, values])
+        uniq, first = np.unique(h, return_index=True)      # sorted by hash; one entry per distinct key
+        keep = first[: self.size]
+        self.hashes, self.values = h[keep], v[keep]
+        self._stats = None
+
+    @property
+    def count(self) -> int:
+        return len(self.hashes)
+
+    def stats(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(median, scale) per head, scale = max(1.4826·MAD, floor); None below ``min_count`` inputs."""
+        if self.count < self.min_count:
+            return None
+        if self._stats is None:
+            med = np.median(self.values, axis=0)
+            mad = np.median(np.abs(self.values - med), axis=0)
+            self._stats = (med, np.maximum(1.4826 * mad, self.mad_floor))
+        return self._stats
+
+    def z(self, values: np.ndarray) -> np.ndarray:
+        """Robust z per head (rows × heads); NaN when there is no norm yet."""
+        values = np.asarray(values, dtype=np.float64).reshape(-1, self.dim)
+        st = self.stats()
+        if st is None:
+            return np.full(values.shape, np.nan)
+        return (values - st[0]) / st[1]
+
+    def describe(self) -> str:
+        return (f"robust z-score per head: (c − median)/(1.4826·MAD), median and MAD over a hash-selected "
+                f"sample of up to {self.size} distinct inputs (bottom-k sketch of content hashes, independent of "
+                f"order and batching); no norm below {self.min_count} inputs; every input re-scored against the "
+                "final norm when the run ends")
+
+
+def worst_concentration(z: np.ndarray, n_heads: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: the signed z of the head with the largest |z|, its layer and head (−1 when no norm)."""
+    z = np.asarray(z, dtype=np.float64)
+    out = np.full(z.shape[0], np.nan)
+    layer = np.full(z.shape[0], -1, dtype=np.int64)
+    head = np.full(z.shape[0], -1, dtype=np.int64)
+    ok = ~np.all(np.isnan(z), axis=1) if z.size else np.zeros(z.shape[0], bool)
+    if ok.any():
+        idx = np.nanargmax(np.abs(z[ok]), axis=1)
+        out[ok] = z[ok][np.arange(idx.size), idx]
+        layer[ok], head[ok] = idx // n_heads, idx % n_heads
+    return out, layer, head
+
+
+# --------------------------------------------------------------------------------------- suspicion ---
+
+@dataclass(frozen=True)
+class Term:
+    """One term of the suspicion score: ``fn`` maps a results column to [0, 1] (NaN: does not apply)."""
+    weight: float
+    column: str
+    expr: str
+    fn: Callable[[np.ndarray], np.ndarray]
+    meaning: str
+
+
+def _clip01(x):
+    return np.clip(x, 0.0, 1.0)
+
+
+TERMS: dict[str, Term] = {
+    "flip": Term(0.30, "flip_rate", "flip_rate", lambda x: _clip01(x),
+                 "share of compared positions whose sampled top-1 differs from the dense one in some seed"),
+    "kl": Term(0.15, "kl", "(1 − e^(−kl))", lambda x: _clip01(1.0 - np.exp(-np.maximum(x, 0.0))),
+               "mean KL(dense ‖ sampled) over the vocabulary, in nats"),
+    "drift": Term(0.45, "cosine", "(1 − e^(−(1 − cosine)/0.01))",
+                  lambda x: _clip01(1.0 - np.exp(-np.maximum(1.0 - x, 0.0) / 0.01)),
+                  "pooled-embedding drift under sampling (models without an MLM head)"),
+    "confidence": Term(0.15, "confidence", "(1 − confidence)", lambda x: _clip01(1.0 - x),
+                       "lowest dense top-1 probability over the compared positions"),
+    "margin": Term(0.10, "margin", "(1 − margin)", lambda x: _clip01(1.0 - x),
+                   "smallest dense top-1 minus top-2 probability"),
+    "concentration": Term(0.15, "concentration_z", "clip((|concentration_z| − 3)/3, 0, 1)",
+                          lambda x: _clip01((np.abs(x) - 3.0) / 3.0),
+                          "the most anomalous head's robust z of expert concentration"),
+    "disagreement": Term(0.15, "agreement", "(1 − agreement)", lambda x: _clip01(1.0 - x),
+                         "mean agreement of the dense top-1 with the logged prediction and label"),
+}
+
+SUSPICION_FORMULA = (
+    "suspicion = ( " + " + ".join(f"{t.weight:.2f}·{t.expr}" for t in TERMS.values()) + " ) / (sum of the "
+    "weights of the terms that apply) — a term is left out when it does not apply to the input: flip_rate, kl, "
+    "confidence, margin need an MLM head; cosine only without one; agreement needs a logged prediction or label "
+    "and [MASK]; concentration_z needs a corpus norm (≥ 20 inputs). 0 = nothing suspicious, 1 = every term at "
+    "its worst.")
+
+
+def agreement_column(agrees_prediction: np.ndarray, agrees_label: np.ndarray) -> np.ndarray:
+    """Mean of the available agreements (NaN where neither is available)."""
+    a = np.stack([np.asarray(agrees_prediction, float), np.asarray(agrees_label, float)])
+    n = (~np.isnan(a)).sum(0)
+    s = np.nansum(a, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, s / np.maximum(n, 1), np.nan)
+
+
+def suspicion(columns: dict[str, np.ndarray]) -> np.ndarray:
+    """Weighted mean of the applicable terms (see :data:`SUSPICION_FORMULA`); NaN if none applies."""
+    num = den = None
+    for t in TERMS.values():
+        x = t.fn(np.asarray(columns[t.column], dtype=np.float64))
+        ok = ~np.isnan(x)
+        num = np.where(ok, x * t.weight, 0.0) if num is None else num + np.where(ok, x * t.weight, 0.0)
+        den = np.where(ok, t.weight, 0.0) if den is None else den + np.where(ok, t.weight, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+# --------------------------------------------------------------------------------------- agreement ---
+
+def normalise_token(s) -> str:
+    """A predicted word as compared with a logged one: stripped, case-folded, subword markers removed."""
+    s = str(s).strip()
+    for mark in ("##", "Ġ", "▁"):
+        if s.startswith(mark):
+            s = s[len(mark):]
+    return s.casefold()
+
+
+def _as_list(value) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [normalise_token(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    s = str(value).strip()
+    if s.startswith("[") and s.endswith("]"):
+        try:
+            import json
+            parsed = json.loads(s)
+            if isinstance(parsed, list):
+                return [normalise_token(v) for v in parsed]
+        except ValueError:
+            pass
+    return [normalise_token(x) for x in s.split()] if s else None
+
+
+def agreement(predicted: list[str], logged) -> float:
+    """Share of [MASK] positions whose dense top-1 equals the logged word (a string with one word per [MASK],
+    separated by spaces, or a JSON list); NaN when nothing is logged or the counts differ."""
+    want = _as_list(logged)
+    if not want or not predicted:
+        return float("nan")
+    got = [normalise_token(p) for p in predicted]
+    if len(want) != len(got):
+        if len(got) == 1:
+            want = [" ".join(want)]
+        else:
+            return float("nan")
+    return float(np.mean([a == b for a, b in zip(got, want)]))
+
+
+def logged_correct(prediction, label) -> float:
+    """1 when the logged prediction equals the label (normalised), 0 when not, NaN when either is missing."""
+    a, b = _as_list(prediction), _as_list(label)
+    if not a or not b:
+        return float("nan")
+    return float(a == b)
+
+
+# ------------------------------------------------------------------------------------------ scoring ---
+
+@dataclass
+class Scored:
+    """Scores of one input (see the module docstring); NaN where a score does not apply."""
+    key: str
+    n_tokens: int
+    truncated: bool
+    mode: str                 # mask | non-special | mask-each | pooled
+    n_targets: int
+    query: int                # a compared position (first [MASK], or the worst masked variant); −1 if none
+    dense_top1: str
+    confidence: float
+    margin: float
+    flip_rate: float
+    kl: float
+    kl_max: float
+    top1_agreement: float
+    cosine: float
+    cosine_min: float
+    worst_layer: int
+    worst_head: int
+    worst_tv: float
+    eff_experts: float
+    head_concentration: np.ndarray
+    agrees_prediction: float
+    agrees_label: float
+    notes: list[str]
+
+
+def _stack(rows: list[tuple[list[int], list[int], list[str], bool]], pad: int, has_types: bool) -> Encoded:
+    """An Encoded batch from (ids, types, tokens, truncated) rows with right padding (special: from ids)."""
+    n = max(len(r[0]) for r in rows)
+    B = len(rows)
+    ids = torch.full((B, n), pad, dtype=torch.long)
+    mask = torch.zeros((B, n), dtype=torch.long)
+    types = torch.zeros((B, n), dtype=torch.long)
+    for b, (i, t, _, _) in enumerate(rows):
+        ids[b, :len(i)] = torch.tensor(i)
+        mask[b, :len(i)] = 1
+        types[b, :len(t)] = torch.tensor(t)
+    return Encoded(ids, mask, types if has_types else None, [r[2] for r in rows], torch.zeros_like(ids, dtype=torch.bool),
+                   [[] for _ in rows], [None for _ in rows])
+
+
+def _mask_variants(lm: LoadedModel, enc: Encoded, b: int, cap: int) -> list[tuple[int, list[int], list[str]]]:
+    """Each content (non-special) token of example b replaced by the mask token in turn, at most ``cap``
+    positions spread evenly: (position, ids, tokens)."""
+    n = int(enc.attention_mask[b].sum())
+    ids = enc.input_ids[b, :n].tolist()
+    plain = [i for i in range(n) if not bool(enc.special[b, i])]
+    if len(plain) > cap:
+        pick = sorted({int(round(x)) for x in np.linspace(0, len(plain) - 1, cap)})
+        plain = [plain[i] for i in pick]
+    tok = lm.tokenizer
+    out = []
+    for pos in plain:
+        v = list(ids)
+        v[pos] = tok.mask_token_id
+        t = list(enc.tokens[b])
+        t[pos] = tok.mask_token
+        out.append((pos, v, t))
+    return out
+
+
+def _top2(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(p_(1), p_(2), argmax) of softmax over the last axis, in float32."""
+    p = torch.softmax(logits.to(torch.float32), -1)
+    top = torch.topk(p, 2, dim=-1)
+    return top.values[..., 0], top.values[..., 1], top.indices[..., 0]
+
+
+def score_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys: list[str] | None = None,
+                predictions: list | None = None, labels: list | None = None, max_rows: int | None = None,
+                enc: Encoded | None = None) -> list[Scored]:
+    """Score cleaned, non-empty texts (see the module docstring). The result of each input does not depend on
+    the other inputs of the batch (seeds derive from ``keys``, default :func:`example_key`)."""
+    B = len(texts)
+    keys = list(keys) if keys is not None else [example_key(t) for t in texts]
+    predictions = predictions or [None] * B
+    labels = labels or [None] * B
+    enc = enc if enc is not None else encode(lm, texts)
+    L, H = lm.n_layers, lm.n_heads
+    conc, eff, out = concentration(lm, enc)
+    mlm = lm.has_mlm_head
+    tok = lm.tokenizer
+    mask_id = getattr(tok, "mask_token_id", None)
+
+    # The units compared under sampling: each input itself, or its masked variants (mask-each).
+    units_ids: list[tuple[list[int], list[int], list[str], bool]] = []
+    unit_keys: list = []
+    owner: list[int] = []
+    unit_pos: list[int] = []
+    modes: list[str] = []
+    dense_conf = [[] for _ in range(B)]   # per input: list of (p1, p2, top1 id, position)
+    variants_rows: list[tuple[int, int, list[int], list[int], list[str]]] = []
+    for b in range(B):
+        n = int(enc.attention_mask[b].sum())
+        ids = enc.input_ids[b, :n].tolist()
+        types = enc.token_type_ids[b, :n].tolist() if enc.token_type_ids is not None else [0] * n
+        has_mask = mask_id is not None and mask_id in ids
+        if mlm and settings.mask_policy == "mask-each" and not has_mask:
+            for pos, v, t in _mask_variants(lm, enc, b, settings.mask_cap):
+                variants_rows.append((b, pos, v, types, t))
+                units_ids.append((v, types, t, False))
+                unit_keys.append((keys[b], pos))
+                owner.append(b)
+                unit_pos.append(pos)
+            modes.append("mask-each")
+            continue
+        units_ids.append((ids, types, enc.tokens[b], False))
+        unit_keys.append(keys[b])
+        owner.append(b)
+        unit_pos.append(-1)
+        if not mlm:
+            modes.append("pooled")
+            continue
+        where, kind = compare_positions(lm, enc, b)
+        modes.append(kind)
+        p1, p2, top = _top2(out[b, where])
+        for j, pos in enumerate(where):
+            dense_conf[b].append((float(p1[j]), float(p2[j]), int(top[j]), pos))
+
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    has_types = enc.token_type_ids is not None
+    if variants_rows:
+        venc = _stack([(v, ty, t, False) for (_, _, v, ty, t) in variants_rows], pad, has_types)
+        venc.special = _special(tok, venc)
+        vout = model_output(lm, forward(lm, venc), venc)
+        for j, (b, pos, _, _, _) in enumerate(variants_rows):
+            p1, p2, top = _top2(vout[j, pos])
+            dense_conf[b].append((float(p1), float(p2), int(top), pos))
+
+    uenc = _stack(units_ids, pad, has_types)
+    uenc.special = _special(tok, uenc)
+    res = downstream_effect(lm, uenc, settings.scheme, settings.k, settings.seeds, settings.seed,
+                            example_keys=unit_keys, layers=settings.layers, heads=settings.heads,
+                            max_rows=max_rows or max(64, len(unit_keys) * settings.seeds))
+
+    results = []
+    for b in range(B):
+        us = [u for u in range(len(owner)) if owner[u] == b]
+        n = int(enc.attention_mask[b].sum())
+        conf = dense_conf[b]
+        tv = np.nanmean(res.head_tv[us], axis=0) if len(us) > 1 else res.head_tv[us[0]]
+        if np.all(np.isnan(tv)):
+            wl = wh = -1
+            wtv = float("nan")
+        else:
+            flat = int(np.nanargmax(tv))
+            wl, wh, wtv = flat // H, flat % H, float(tv.flat[flat])
+        def mean_of(arr):
+            vals = arr[us]
+            return float(np.nanmean(vals)) if not np.all(np.isnan(vals)) else float("nan")
+        def max_of(arr):
+            vals = arr[us]
+            return float(np.nanmax(vals)) if not np.all(np.isnan(vals)) else float("nan")
+        def min_of(arr):
+            vals = arr[us]
+            return float(np.nanmin(vals)) if not np.all(np.isnan(vals)) else float("nan")
+        mode = modes[b]
+        if mode == "mask-each":
+            flip = mean_of(res.flip_rate)
+            kl_u = res.kl_mean[us]
+            query = unit_pos[us[int(np.nanargmax(kl_u))]] if not np.all(np.isnan(kl_u)) else unit_pos[us[0]]
+        else:
+            flip = mean_of(res.flip_rate)
+            query = conf[0][3] if mode == "mask" and conf else -1
+        predicted = [tok.convert_ids_to_tokens(c[2]) for c in conf] if conf else []
+        a_pred = agreement(predicted, predictions[b]) if mode == "mask" else float("nan")
+        a_lab = agreement(predicted, labels[b]) if mode == "mask" else float("nan")
+        notes = list(enc.notes[b])
+        results.append(Scored(
+            key=keys[b], n_tokens=n, truncated=enc.truncation[b] is not None, mode=mode,
+            n_targets=len(conf) if mlm else 0, query=int(query), dense_top1=" ".join(predicted[:8]),
+            confidence=min((c[0] for c in conf), default=float("nan")),
+            margin=min((c[0] - c[1] for c in conf), default=float("nan")),
+            flip_rate=flip, kl=mean_of(res.kl_mean), kl_max=max_of(res.kl_max),
+            top1_agreement=mean_of(res.top1_agreement), cosine=mean_of(res.cosine_mean),
+            cosine_min=min_of(res.cosine_min), worst_layer=int(wl), worst_head=int(wh), worst_tv=wtv,
+            eff_experts=float(np.mean(eff[b])), head_concentration=conc[b].astype(np.float32),
+            agrees_prediction=a_pred, agrees_label=a_lab, notes=notes))
+    return results
+
+
+def _special(tok, enc: Encoded) -> torch.Tensor:
+    """Special-token flags exactly as ``trace.encode`` sets them."""
+    special_ids = set(tok.all_special_ids)
+    sp = torch.tensor([[int(i) in special_ids for i in row] for row in enc.input_ids.tolist()], dtype=torch.bool)
+    return sp & enc.attention_mask.bool()

@@ -1,0 +1,337 @@
+"""Incremental Parquet storage of triage results, resume, the final ranking, and DuckDB queries (embedded).
+
+Layout of a run folder::
+
+    run.json            settings and the identity of the log (a resumed run must match them)
+    parts/part-<first>-<last>.parquet   rows of records first..last (0-based), written atomically in order
+    scored/             the parts re-scored against the final corpus norm (rebuilt at every finalisation)
+    results.parquet     one row per record read, ordered by line, with the final suspicion and rank
+    summary.json        counts, rates and settings
+
+A part is written to a temporary name and renamed, so a killed run leaves only whole parts; the records they
+cover are contiguous from the first record, and a resumed run continues after the last of them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+_PART = re.compile(r"^part-(\d{12})-(\d{12})\.parquet$")
+
+# Columns every run writes (slice fields are added after them, as strings).
+BASE_FIELDS: list[tuple[str, pa.DataType]] = [
+    ("record", pa.int64()), ("line", pa.int64()), ("status", pa.string()), ("reason_code", pa.string()),
+    ("reason", pa.string()), ("notes", pa.string()), ("preview", pa.string()), ("key", pa.string()),
+    ("text", pa.string()), ("id", pa.string()), ("timestamp", pa.string()), ("time", pa.timestamp("us", tz="UTC")),
+    ("prediction", pa.string()), ("label", pa.string()),
+    ("n_tokens", pa.int32()), ("truncated", pa.bool_()), ("mode", pa.string()), ("n_targets", pa.int32()),
+    ("query", pa.int32()), ("dense_top1", pa.string()),
+    ("confidence", pa.float64()), ("margin", pa.float64()), ("flip_rate", pa.float64()), ("kl", pa.float64()),
+    ("kl_max", pa.float64()), ("top1_agreement", pa.float64()), ("cosine", pa.float64()),
+    ("cosine_min", pa.float64()), ("worst_layer", pa.int32()), ("worst_head", pa.int32()),
+    ("worst_tv", pa.float64()), ("eff_experts", pa.float64()),
+    ("agrees_prediction", pa.float64()), ("agrees_label", pa.float64()), ("agreement", pa.float64()),
+    ("logged_correct", pa.float64()),
+    ("concentration_z", pa.float64()), ("concentration_layer", pa.int32()), ("concentration_head", pa.int32()),
+    ("suspicion", pa.float64()),
+]
+FINAL_FIELDS = ["rank", "id_count", "first_line_of_id", "text_count"]
+RESERVED = frozenset([n for n, _ in BASE_FIELDS] + FINAL_FIELDS + ["head_concentration", "explorer_url"])
+
+
+def schema_for(slices: tuple[str, ...] | list[str], n_heads_total: int) -> pa.Schema:
+    fields = [pa.field(n, t) for n, t in BASE_FIELDS]
+    fields.append(pa.field("head_concentration", pa.list_(pa.float32(), int(n_heads_total))))
+    fields.extend(pa.field(s, pa.string()) for s in slices)
+    return pa.schema(fields)
+
+
+def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    """Rows (dicts) → a table of ``schema``; NaN floats become nulls (so that ranking puts them last)."""
+    cols = {}
+    for f in schema:
+        vals = [r.get(f.name) for r in rows]
+        if pa.types.is_floating(f.type):
+            arr = np.array([np.nan if v is None else v for v in vals], dtype=np.float64)
+            cols[f.name] = pa.array(arr, type=f.type, from_pandas=True)
+        elif pa.types.is_integer(f.type):
+            cols[f.name] = pa.array([None if v is None or (isinstance(v, (int, np.integer)) and v < 0 and
+                                                          f.name in _NEG_NULL) else int(v) for v in vals], f.type)
+        elif pa.types.is_fixed_size_list(f.type):
+            cols[f.name] = pa.array([None if v is None else np.asarray(v, np.float32) for v in vals], f.type)
+        else:
+            cols[f.name] = pa.array(vals, f.type)
+    return pa.table(cols, schema=schema)
+
+
+_NEG_NULL = {"worst_layer", "worst_head", "concentration_layer", "concentration_head", "query"}
+
+
+class RunFolder:
+    """The files of one run (see the module docstring)."""
+
+    def __init__(self, out_dir: str | os.PathLike):
+        self.dir = Path(out_dir)
+        self.parts = self.dir / "parts"
+        self.scored = self.dir / "scored"
+        self.results = self.dir / "results.parquet"
+        self.summary = self.dir / "summary.json"
+        self.run_json = self.dir / "run.json"
+
+    def create(self) -> None:
+        self.parts.mkdir(parents=True, exist_ok=True)
+        for tmp in self.parts.glob("*.tmp"):
+            tmp.unlink()
+
+    def wipe(self) -> None:
+        for p in (self.parts, self.scored):
+            if p.exists():
+                shutil.rmtree(p)
+        for f in (self.results, self.summary, self.run_json):
+            if f.exists():
+                f.unlink()
+
+    def read_config(self) -> dict | None:
+        if not self.run_json.exists():
+            return None
+        try:
+            return json.loads(self.run_json.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def write_config(self, cfg: dict) -> None:
+        _atomic_write_text(self.run_json, json.dumps(cfg, indent=2, ensure_ascii=False, default=str))
+
+    def part_files(self) -> list[tuple[int, int, Path]]:
+        """Whole parts, in record order; raises ValueError if they are not contiguous from record 0."""
+        out = []
+        if not self.parts.exists():
+            return out
+        for p in self.parts.iterdir():
+            m = _PART.match(p.name)
+            if m:
+                out.append((int(m.group(1)), int(m.group(2)), p))
+        out.sort()
+        expect = 0
+        for first, last, p in out:
+            if first != expect:
+                raise ValueError(f"{self.parts} is inconsistent: records {expect}..{first - 1} are missing; "
+                                 "start again with --restart")
+            expect = last + 1
+        return out
+
+    def done_records(self) -> int:
+        parts = self.part_files()
+        return parts[-1][1] + 1 if parts else 0
+
+    def write_part(self, table: pa.Table) -> Path:
+        first, last = int(table["record"][0].as_py()), int(table["record"][-1].as_py())
+        path = self.parts / f"part-{first:012d}-{last:012d}.parquet"
+        tmp = path.with_suffix(".parquet.tmp")
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+        return path
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def head_matrix(table: pa.Table, n_heads_total: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row indices with a head_concentration vector, their rows × heads matrix) of a part."""
+    col = table["head_concentration"].combine_chunks()
+    valid = np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    idx = np.nonzero(valid)[0]
+    if not idx.size:
+        return idx, np.zeros((0, n_heads_total), np.float32)
+    vals = col.filter(pa.array(valid)).flatten().to_numpy(zero_copy_only=False)
+    return idx, np.asarray(vals, np.float32).reshape(idx.size, n_heads_total)
+
+
+def duckdb_connect(folder: RunFolder | None = None):
+    """An embedded DuckDB connection with bounded memory (spills to the run folder's temp files)."""
+    import duckdb
+    con = duckdb.connect(config={"threads": max(1, min(4, os.cpu_count() or 1)), "memory_limit": "512MB"})
+    if folder is not None:
+        tmp = folder.dir / ".duckdb_tmp"
+        tmp.mkdir(exist_ok=True)
+        con.execute(f"SET temp_directory = '{_sql_str(str(tmp))}'")
+    return con
+
+
+def _sql_str(s: str) -> str:
+    return s.replace("'", "''")
+
+
+def quote_ident(name: str) -> str:
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def build_results(folder: RunFolder) -> dict:
+    """``results.parquet`` from ``scored/``: ordered by line, with rank (1 = most suspicious analysed input; ties
+    by line), duplicate-id and duplicate-text bookkeeping. Returns counts read back with DuckDB."""
+    con = duckdb_connect(folder)
+    src = f"read_parquet('{_sql_str(str(folder.scored))}/*.parquet')"
+    tmp = folder.results.with_suffix(".parquet.tmp")
+    con.execute(f"""
+        COPY (
+          SELECT * EXCLUDE (head_concentration),
+            CASE WHEN status = 'analysed' THEN row_number() OVER (
+                PARTITION BY status = 'analysed' ORDER BY suspicion DESC NULLS LAST, line) END AS rank,
+            CASE WHEN id IS NOT NULL THEN count(*) OVER (PARTITION BY id) END AS id_count,
+            CASE WHEN id IS NOT NULL AND count(*) OVER (PARTITION BY id) > 1
+                 THEN min(line) OVER (PARTITION BY id) END AS first_line_of_id,
+            CASE WHEN status = 'analysed' THEN count(*) OVER (PARTITION BY status = 'analysed', key) END
+                 AS text_count
+          FROM {src}
+          ORDER BY line
+        ) TO '{_sql_str(str(tmp))}' (FORMAT parquet, COMPRESSION zstd)""")
+    os.replace(tmp, folder.results)
+    res = f"read_parquet('{_sql_str(str(folder.results))}')"
+    counts = dict(con.execute(f"SELECT status, count(*) FROM {res} GROUP BY status").fetchall())
+    reasons = dict(con.execute(f"SELECT reason_code, count(*) FROM {res} WHERE status <> 'analysed' "
+                               "GROUP BY reason_code ORDER BY 2 DESC").fetchall())
+    dup = con.execute(f"SELECT count(*), coalesce(sum(c), 0) FROM (SELECT id, count(*) c FROM {res} "
+                      "WHERE id IS NOT NULL GROUP BY id HAVING count(*) > 1)").fetchone()
+    dup_text = con.execute(f"SELECT count(*), coalesce(sum(c), 0) FROM (SELECT key, count(*) c FROM {res} "
+                           "WHERE status = 'analysed' GROUP BY key HAVING count(*) > 1)").fetchone()
+    noted = con.execute(f"SELECT count(*) FILTER (WHERE notes LIKE '%U+FFFD%'), "
+                        f"count(*) FILTER (WHERE notes LIKE '%NUL%'), count(*) FILTER (WHERE truncated) "
+                        f"FROM {res}").fetchone()
+    total = con.execute(f"SELECT count(*) FROM {res}").fetchone()[0]
+    con.close()
+    return {"lines_total": int(total), "analysed": int(counts.get("analysed", 0)),
+            "skipped": int(counts.get("skipped", 0)), "failed": int(counts.get("failed", 0)),
+            "reasons": {str(k): int(v) for k, v in reasons.items()},
+            "duplicate_ids": {"ids": int(dup[0]), "lines": int(dup[1])},
+            "duplicate_texts": {"texts": int(dup_text[0]), "lines": int(dup_text[1])},
+            "lines_with_replaced_bytes": int(noted[0]), "lines_with_nul_bytes": int(noted[1]),
+            "truncated": int(noted[2])}
+
+
+# ------------------------------------------------------------------------------------------- queries ---
+
+class ResultsQuery:
+    """Read-only DuckDB queries over a finished (or finalised) run's ``results.parquet``."""
+
+    def __init__(self, out_dir: str | os.PathLike):
+        self.folder = RunFolder(out_dir)
+        if not self.folder.results.exists():
+            raise FileNotFoundError(f"no results in {self.folder.dir}: run the triage first")
+        self.src = f"read_parquet('{_sql_str(str(self.folder.results))}')"
+        self.con = duckdb_connect(None)
+        self.columns = [r[0] for r in self.con.execute(f"DESCRIBE SELECT * FROM {self.src}").fetchall()]
+
+    def close(self) -> None:
+        self.con.close()
+
+    def _where(self, filters: dict | None, time_range=None, status: str | tuple | None = "analysed"):
+        clauses, params = [], []
+        if status:
+            st = (status,) if isinstance(status, str) else tuple(status)
+            clauses.append("status IN (" + ", ".join("?" for _ in st) + ")")
+            params.extend(st)
+        for col, values in (filters or {}).items():
+            if col not in self.columns:
+                raise ValueError(f"unknown column {col!r}")
+            values = list(values)
+            if not values:
+                continue
+            nulls = any(v is None for v in values)
+            vals = [v for v in values if v is not None]
+            part = []
+            if vals:
+                part.append(f"CAST({quote_ident(col)} AS VARCHAR) IN (" + ", ".join("?" for _ in vals) + ")")
+                params.extend(str(v) for v in vals)
+            if nulls:
+                part.append(f"{quote_ident(col)} IS NULL")
+            clauses.append("(" + " OR ".join(part) + ")")
+        if time_range is not None:
+            lo, hi = time_range
+            if lo is not None:
+                clauses.append("time >= ?")
+                params.append(lo)
+            if hi is not None:
+                clauses.append("time <= ?")
+                params.append(hi)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def top(self, limit: int = 100, filters: dict | None = None, time_range=None, order_by: str = "suspicion",
+            descending: bool = True, columns: list[str] | None = None):
+        """The ranked inputs (a pandas DataFrame), most suspicious first by default."""
+        if order_by not in self.columns:
+            raise ValueError(f"unknown column {order_by!r}")
+        cols = ", ".join(quote_ident(c) for c in (columns or self.columns) if c in self.columns)
+        where, params = self._where(filters, time_range)
+        direction = "DESC" if descending else "ASC"
+        sql = (f"SELECT {cols} FROM {self.src}{where} ORDER BY {quote_ident(order_by)} {direction} NULLS LAST, "
+               f"line LIMIT {int(limit)}")
+        return self.con.execute(sql, params).df()
+
+    def count(self, filters: dict | None = None, time_range=None, status="analysed") -> int:
+        where, params = self._where(filters, time_range, status)
+        return int(self.con.execute(f"SELECT count(*) FROM {self.src}{where}", params).fetchone()[0])
+
+    def not_analysed(self, limit: int | None = None):
+        """Skipped and failed lines with their line numbers, reasons and a preview of the raw line."""
+        lim = f" LIMIT {int(limit)}" if limit else ""
+        return self.con.execute(f"SELECT line, status, reason_code, reason, preview, notes FROM {self.src} "
+                                f"WHERE status <> 'analysed' ORDER BY line{lim}").df()
+
+    def values(self, column: str, limit: int = 50) -> list[tuple]:
+        """The most frequent values of a column among analysed inputs: (value, count)."""
+        if column not in self.columns:
+            raise ValueError(f"unknown column {column!r}")
+        q = quote_ident(column)
+        return self.con.execute(f"SELECT {q}, count(*) FROM {self.src} WHERE status = 'analysed' GROUP BY {q} "
+                                f"ORDER BY 2 DESC, 1 LIMIT {int(limit)}").fetchall()
+
+    def by_slice(self, column: str, filters: dict | None = None, time_range=None, top_share: float = 0.05):
+        """Per value of ``column``: inputs, mean suspicion, and the share of them among the top ``top_share``
+        of all analysed inputs by suspicion."""
+        if column not in self.columns:
+            raise ValueError(f"unknown column {column!r}")
+        total = self.count()
+        cut = max(1, int(np.ceil(total * top_share))) if total else 1
+        where, params = self._where(filters, time_range)
+        q = quote_ident(column)
+        return self.con.execute(
+            f"SELECT {q} AS value, count(*) AS inputs, avg(suspicion) AS mean_suspicion, "
+            f"avg(CASE WHEN rank <= {cut} THEN 1.0 ELSE 0.0 END) AS share_in_top "
+            f"FROM {self.src}{where} GROUP BY {q} ORDER BY mean_suspicion DESC NULLS LAST", params).df()
+
+    def histogram(self, column: str = "suspicion", bins: int = 40, filters: dict | None = None, time_range=None):
+        """(edges, counts) of a score among analysed inputs, computed in DuckDB (bounded memory)."""
+        if column not in self.columns:
+            raise ValueError(f"unknown column {column!r}")
+        q = quote_ident(column)
+        where, params = self._where(filters, time_range)
+        lo, hi = self.con.execute(f"SELECT min({q}), max({q}) FROM {self.src}{where}", params).fetchone()
+        if lo is None:
+            return np.zeros(0), np.zeros(0, dtype=np.int64)
+        lo, hi = float(lo), float(hi)
+        if hi <= lo:
+            hi = lo + 1e-9
+        width = (hi - lo) / bins
+        rows = self.con.execute(
+            f"SELECT least(CAST(floor(({q} - ?) / ?) AS BIGINT), {bins - 1}) AS b, count(*) FROM {self.src}{where}"
+            f"{' AND' if where else ' WHERE'} {q} IS NOT NULL GROUP BY b", [lo, width] + params).fetchall()
+        counts = np.zeros(bins, dtype=np.int64)
+        for b, c in rows:
+            counts[int(b)] = c
+        return lo + width * np.arange(bins + 1), counts
+
+    def time_bounds(self):
+        if "time" not in self.columns:
+            return None
+        lo, hi = self.con.execute(f"SELECT min(time), max(time) FROM {self.src} WHERE status = 'analysed'").fetchone()
+        return None if lo is None else (lo, hi)
