@@ -126,6 +126,12 @@ def inverse_cdf(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return torch.minimum(idx, last)
 
 
+def row_sum(x: torch.Tensor) -> torch.Tensor:
+    """Σ_j x_ij (keepdim) as the last entry of a left-to-right cumulative sum: trailing padded zeros do not
+    change it, so a row's normalisation is bit-identical whatever the batch's padded width."""
+    return torch.cumsum(x, dim=-1)[..., -1:]
+
+
 def counts_of(idx: torch.Tensor, n: int, values: torch.Tensor | None = None) -> torch.Tensor:
     """Σ_t [idx_t = j]·values_t over the last axis (values default 1) → …×n float32."""
     out = torch.zeros(*idx.shape[:-1], n, dtype=torch.float32, device=idx.device)
@@ -168,7 +174,7 @@ def _importance(inp: SchemeInput, proposal: torch.Tensor) -> SchemeOutput:
     """Self-normalised importance sampling with proposal u (…×n, zero off 𝒱): log r = s_iJ − log u_iJ."""
     valid = _valid(inp)
     proposal = proposal * valid
-    proposal = proposal / proposal.sum(-1, keepdim=True)
+    proposal = proposal / row_sum(proposal)
     idx = inverse_cdf(proposal, uniforms(inp, inp.k))
     S, B, H, n = inp.shape
     s = torch.gather(_full(inp, inp.scores.to(torch.float32)), -1, idx)
@@ -199,7 +205,7 @@ def top_k(inp: SchemeInput) -> SchemeOutput:
     keep = top_mask(inp.scores, valid, inp.k)
     kept = inp.probs * keep
     full = (keep == valid).all(-1, keepdim=True)
-    w = torch.where(full, inp.probs * valid, kept / kept.sum(-1, keepdim=True))
+    w = torch.where(full, inp.probs * valid, kept / row_sum(kept))
     S = inp.n_seeds
     return SchemeOutput(w.expand(S, *w.shape[1:]), keep.expand(S, *keep.shape[1:]), None)
 
@@ -208,28 +214,31 @@ def top_k(inp: SchemeInput) -> SchemeOutput:
 def random_features(inp: SchemeInput) -> SchemeOutput:
     """D: positive random features; P̂_ij = φ(q_i)·φ(k_j)/Σ_j' φ(q_i)·φ(k_j') over valid keys. Computed with
     per-query and per-head stabilisers that cancel in the normalisation; a row whose kernel sum underflows
-    falls back to uniform over its valid keys."""
+    falls back to uniform over its valid keys. Each example is computed on its own real tokens (so the
+    matrix products, hence the bits, do not depend on the batch's padded width); padded query rows are
+    uniform over the valid keys."""
     S, B, H, n = inp.shape
     d = inp.q.shape[-1]
-    omega = torch.empty((S, B, H, inp.m, d), dtype=torch.float32)
-    for s in range(S):
-        for b in range(B):
-            omega[s, b] = torch.randn((H, inp.m, d), generator=inp.gens[s][b], dtype=torch.float32)
-    omega = omega.to(inp.q.device)
-    root = inp.scaling ** 0.5
-    xq = inp.q.to(torch.float32) * root
-    xk = inp.key.to(torch.float32) * root
     valid = _valid(inp)
-    a = xq @ omega.transpose(-1, -2) - 0.5 * (xq * xq).sum(-1, keepdim=True)   # S×B×H×n×m
-    b_ = xk @ omega.transpose(-1, -2) - 0.5 * (xk * xk).sum(-1, keepdim=True)  # S×B×H×n×m
-    key_ok = valid.any(-2)[..., None]                                          # keys valid for some query
-    b_ = b_.masked_fill(~key_ok, float("-inf"))
-    phi_q = torch.exp(a - a.amax(-1, keepdim=True))
-    phi_k = torch.exp(b_ - b_.amax(dim=(-1, -2), keepdim=True))
-    kern = (phi_q @ phi_k.transpose(-1, -2)) * valid
-    tot = kern.sum(-1, keepdim=True)
-    uniform = valid / valid.sum(-1, keepdim=True)
-    w = torch.where(tot > 0, kern / tot.clamp_min(torch.finfo(torch.float32).tiny), uniform)
+    w = _full(inp, valid / valid.sum(-1, keepdim=True)).clone()
+    root = inp.scaling ** 0.5
+    for b in range(B):
+        nb = inp.lengths[b]
+        omega = torch.stack([torch.randn((H, inp.m, d), generator=inp.gens[s][b], dtype=torch.float32)
+                             for s in range(S)])[:, None].to(inp.q.device)            # S×1×H×m×d
+        xq = inp.q[:, b:b + 1, :, :nb].to(torch.float32) * root
+        xk = inp.key[:, b:b + 1, :, :nb].to(torch.float32) * root
+        vb = valid[:, b:b + 1, :, :nb, :nb]
+        a = xq @ omega.transpose(-1, -2) - 0.5 * (xq * xq).sum(-1, keepdim=True)      # S×1×H×nb×m
+        c = xk @ omega.transpose(-1, -2) - 0.5 * (xk * xk).sum(-1, keepdim=True)
+        c = c.masked_fill(~vb.any(-2)[..., None], float("-inf"))
+        phi_q = torch.exp(a - a.amax(-1, keepdim=True))
+        phi_k = torch.exp(c - c.amax(dim=(-1, -2), keepdim=True))
+        kern = (phi_q @ phi_k.transpose(-1, -2)) * vb
+        tot = row_sum(kern)
+        uniform = vb / vb.sum(-1, keepdim=True)
+        w[:, b:b + 1, :, :nb, :nb] = torch.where(tot > 0, kern / tot.clamp_min(torch.finfo(torch.float32).tiny),
+                                                 uniform)
     return SchemeOutput(w, _full(inp, valid), None)
 
 
@@ -240,7 +249,7 @@ def top_h_plus_tail(inp: SchemeInput) -> SchemeOutput:
     valid = _valid(inp)
     head = top_mask(inp.scores, valid, inp.h)
     tail = inp.probs * (valid & ~head)
-    mass = tail.sum(-1, keepdim=True)
+    mass = row_sum(tail)
     idx = inverse_cdf(tail, uniforms(inp, inp.k))
     c = counts_of(idx, tail.shape[-1]) * (mass > 0)
     w = inp.probs * head + (mass / inp.k) * c
