@@ -8,9 +8,9 @@ import streamlit as st
 
 import app_support as ui
 
-st.set_page_config(page_title="ExpertLens", page_icon="🔎", layout="wide", initial_sidebar_state="expanded")
+st.set_page_config(page_title="ExpertLens", page_icon=":material/search:", layout="wide", initial_sidebar_state="expanded")
 navigation = st.navigation(ui.navigation_pages())
 ui.begin_run()
 for problem in ui.url_problems():
-    st.warning(problem, icon="🔗")
+    st.warning(problem, icon=":material/link:")
 navigation.run()

@@ -261,13 +261,13 @@ def analysed() -> tuple[LoadedModel, Trace] | None:
         with st.spinner(tr("input.loading", name=model)):
             lm = get_model(model)
     except ModelLoadError as err:
-        st.error(tr("error.model", message=str(err)), icon="⚠️")
+        st.error(tr("error.model", message=str(err)), icon=":material/error:")
         return None
     try:
         with st.spinner(tr("input.analysing", n=len(text), name=model)):
             trace = get_trace(model, text)
     except InputError as err:
-        st.error(tr("error.input", message=str(err)), icon="⚠️")
+        st.error(tr("error.input", message=str(err)), icon=":material/error:")
         return None
     if v.get("model") is None:
         set_view(model=model)
@@ -294,6 +294,8 @@ def clamp_view(lm: LoadedModel, trace: Trace) -> None:
         changes["k"] = DEFAULTS["k"]
     if v.get("seed") is None:
         changes["seed"] = DEFAULTS["seed"]
+    if v.get("scheme") is None:
+        changes["scheme"] = DEFAULT_SCHEME
     if changes:
         v.update(changes)
         write_url()
@@ -302,10 +304,10 @@ def clamp_view(lm: LoadedModel, trace: Trace) -> None:
 def show_notes(trace: Trace) -> None:
     """Truncation warning and every change made to the input text."""
     if trace.truncation is not None:
-        st.warning(tr("trunc.warning", message=trace.truncation.message()), icon="✂️")
+        st.warning(tr("trunc.warning", message=trace.truncation.message()), icon=":material/content_cut:")
     other = [n for n in trace.notes if trace.truncation is None or n != trace.truncation.message()]
     if other:
-        st.info(tr("notes.header") + ": " + "; ".join(other), icon="ℹ️")
+        st.info(tr("notes.header") + ": " + "; ".join(other), icon=":material/info:")
 
 
 def query_picker(trace: Trace, key: str) -> int:
@@ -330,8 +332,8 @@ def layer_head_pickers(trace: Trace, key: str) -> tuple[int, int]:
 
 
 def empty_state(message_key: str) -> None:
-    st.info(tr(message_key), icon="👈")
-    st.page_link(page("explore"), label=tr("nav.explore"), icon="🔎")
+    st.info(tr(message_key), icon=":material/arrow_back:")
+    st.page_link(page("explore"), label=tr("nav.explore"), icon=":material/search:")
 
 
 # --- pages and navigation --------------------------------------------------------------------------------
@@ -346,11 +348,11 @@ def page(name: str) -> str:
 
 def navigation_pages() -> list:
     """``st.Page`` objects for ``st.navigation``; the triage page is included when its file exists."""
-    pages = [st.Page(page("explore"), title=tr("nav.explore"), icon="🔎", default=True),
-             st.Page(page("head"), title=tr("nav.head"), icon="🧩", url_path="head"),
-             st.Page(page("sampling"), title=tr("nav.sampling"), icon="🎲", url_path="sampling")]
+    pages = [st.Page(page("explore"), title=tr("nav.explore"), icon=":material/search:", default=True),
+             st.Page(page("head"), title=tr("nav.head"), icon=":material/grid_view:", url_path="head"),
+             st.Page(page("sampling"), title=tr("nav.sampling"), icon=":material/casino:", url_path="sampling")]
     if (PAGES / _PAGE_FILES["triage"]).exists():
-        pages.insert(2, st.Page(page("triage"), title=tr("nav.triage"), icon="🩺", url_path="triage"))
+        pages.insert(2, st.Page(page("triage"), title=tr("nav.triage"), icon=":material/troubleshoot:", url_path="triage"))
     return pages
 
 

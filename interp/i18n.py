@@ -75,12 +75,14 @@ EN: dict[str, str] = {
     "select.open_head": "Open this head",
     # --- overview ---------------------------------------------------------------------------------------
     "ov.header": "Model overview: all layers × heads",
-    "ov.caption": "Each square is one head. Role and the two means are over this input; firing is for the "
-                  "selected query token “{token}” (position {query}). Click a square to open the head.",
+    "ov.caption": "Each square is one head. Role, effective experts exp(H(a_i·)) and special-token mass are over "
+                  "this input; firing Σ_j a_ij‖c(o_j)‖/σ_i is for the selected query token “{token}” (position "
+                  "{query}). Role letters: P previous-token, N next-token, S self, D delimiter sink, B broad "
+                  "(CBOW-like), C content-driven. Click a square to open the head.",
     "ov.role": "role",
-    "ov.eff": "effective experts (mean over queries)",
-    "ov.special": "mass on special tokens (mean)",
-    "ov.firing": "firing at the query (Σ_j a_ij‖c(o_j)‖/σ_i)",
+    "ov.eff": "effective experts (mean)",
+    "ov.special": "special-token mass (mean)",
+    "ov.firing": "firing at the query",
     "ov.layer": "layer",
     "ov.head": "head",
     "ov.alt": "Grid of {L} layers by {H} heads showing each head's role, effective number of experts, mass on "
@@ -99,7 +101,7 @@ EN: dict[str, str] = {
     "head.show": "Heatmap shows",
     "head.show_gate": "gate",
     "head.show_firing": "firing strength",
-    "head.row_title": "Query “{token}” (position {query}): gate and firing per expert",
+    "head.row_title": "Query {query}·{token}: gate and firing per expert",
     "head.top": "Top experts for the selected query",
     "head.col.position": "expert position j",
     "head.col.token": "token",
@@ -130,8 +132,8 @@ EN: dict[str, str] = {
     "lens.col.gate": "gate",
     "lens.col.top": "top prediction",
     "lens.col.prob": "p(top)",
-    "lens.experts_title": "Per-expert predictions (top token of each expert, shaded by gate)",
-    "lens.pool_title": "Geometric pool of the experts vs the model's output",
+    "lens.experts_title": "Each expert's own prediction (largest gates first)",
+    "lens.pool_title": "Geometric pool vs the model's output",
     "lens.pool_model": "model",
     "lens.pool_pool": "geometric pool",
     "lens.pool_arith": "arithmetic mixture (teaching aid, not the model)",
@@ -139,9 +141,9 @@ EN: dict[str, str] = {
     # --- layer 0 ------------------------------------------------------------------------------------------
     "l0.header": "Layer 0: the CBOW split",
     "l0.only": "The CBOW split and the gate-score split exist at layer 0 only: open a head of layer 0.",
-    "l0.cbow_title": "Message norm of each expert by input part (word / position / segment+bias)",
+    "l0.cbow_title": "Layer-0 message norm by input part",
     "l0.cbow_err": "The three parts sum to the message: max relative error {err:.1e}.",
-    "l0.score_title": "Gate score s_ij at the query, split into word/position terms",
+    "l0.score_title": "Gate score s_ij at the query, by part",
     "l0.score_err": "The parts sum to the score the model used: max absolute error {err:.1e}.",
     "l0.word": "word",
     "l0.position": "position",

@@ -79,12 +79,12 @@ b1.button(tr("input.insert_mask"), on_click=_insert_mask, help=tr("input.insert_
 b2.button(tr("input.analyze"), on_click=_analyze, type="primary", help=tr("input.analyze_help"), width="stretch",
           key="analyze")
 if st.session_state.get("_el_input_error"):
-    st.error(tr("error.input", message=st.session_state["_el_input_error"]), icon="⚠️")
+    st.error(tr("error.input", message=st.session_state["_el_input_error"]), icon=":material/error:")
 
 result = ui.analysed()
 if result is None:
     if not v.get("text") and not st.session_state.get("_el_input_error"):
-        st.info(tr("input.empty_state"), icon="✍️")
+        st.info(tr("input.empty_state"), icon=":material/edit:")
     st.stop()
 lm, trace = result
 d = lm.describe()
@@ -103,7 +103,7 @@ with st.expander(tr("tokens.header")):
 
 st.subheader(tr("pred.header"))
 if not lm.has_mlm_head:
-    st.info(tr("pred.no_head", name=lm.name), icon="ℹ️")
+    st.info(tr("pred.no_head", name=lm.name), icon=":material/info:")
 else:
     preds = ui.predictions(v["model"], v["text"])
     if len(preds) == 0:

@@ -53,7 +53,7 @@ try:
     rows = ui.sampled_rows(model, text, scheme, k, seeds, seed, layer, head, query)
     report = ui.sampling_all(model, text, scheme, k, seeds, seed)
 except ValueError as err:
-    st.error(str(err), icon="⚠️")
+    st.error(str(err), icon=":material/error:")
     st.stop()
 
 # --- rows side by side ------------------------------------------------------------------------------------
@@ -86,7 +86,7 @@ with st.spinner(f"{tr('samp.downstream')}: {tr(f'samp.where.{where}')}…"):
         effect = ui.downstream(model, text, scheme, k, seeds, seed, where, layer, head)
     except ValueError as err:
         effect = None
-        st.error(str(err), icon="⚠️")
+        st.error(str(err), icon=":material/error:")
 if effect is not None:
     if effect.has_mlm_head:
         st.markdown(tr("samp.flip", rate=float(effect.flip_rate[0]), pos=effect.positions[0]))

@@ -31,6 +31,8 @@ def style(fig: go.Figure, title: str | None = None, height: int | None = None) -
     fig.update_layout(title=dict(text=title, x=0.0, xanchor="left") if title else None, font=FONT,
                       margin=dict(l=10, r=10, t=50 if title else 20, b=10), plot_bgcolor="white",
                       paper_bgcolor="white", hoverlabel=dict(font_size=13))
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
     if height:
         fig.update_layout(height=height)
     return fig

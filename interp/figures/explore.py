@@ -85,7 +85,7 @@ def overview_figure(ov, query: int, selected: tuple[int, int] | None = None, lan
     spec = compact(ov.mean_special_mass).ravel()
     fire = compact(ov.firing_total[:, :, query]).ravel()
     titles = (t("ov.role", lang), t("ov.eff", lang), t("ov.special", lang), t("ov.firing", lang))
-    fig = make_subplots(rows=2, cols=2, subplot_titles=titles, horizontal_spacing=0.14, vertical_spacing=0.16)
+    fig = make_subplots(rows=2, cols=2, subplot_titles=titles, horizontal_spacing=0.12, vertical_spacing=0.2)
     hover = (f"{t('ov.layer', lang)} %{{customdata[0]}}, {t('ov.head', lang)} %{{customdata[1]}}<br>"
              "%{text}<extra></extra>")
     role_flat = roles.ravel()
@@ -105,12 +105,12 @@ def overview_figure(ov, query: int, selected: tuple[int, int] | None = None, lan
     panels = ((1, 2, eff, SEQUENTIAL, t("ov.eff", lang), ".1f"), (2, 1, spec, SEQUENTIAL_ALT, t("ov.special", lang), ".0%"),
               (2, 2, fire, SEQUENTIAL, t("ov.firing", lang), ".3g"))
     for r, c, vals, scale, label, fmt in panels:
-        bar_x = 0.43 if c == 1 else 1.0
-        bar_y = 0.79 if r == 1 else 0.21
+        bar_x = 0.45 if c == 1 else 1.01
+        bar_y = 0.8 if r == 1 else 0.2
         fig.add_trace(go.Scatter(x=hh, y=ll, mode="markers", showlegend=False, name=label,
                                  marker=dict(symbol="square", size=size, color=vals, colorscale=scale,
                                              line=dict(width=0),
-                                             colorbar=dict(x=bar_x, y=bar_y, len=0.38, thickness=10,
+                                             colorbar=dict(x=bar_x, y=bar_y, len=0.36, thickness=10,
                                                            tickformat=fmt, outlinewidth=0)),
                                  text=[f"{label}: {v:{fmt}}" for v in vals], customdata=custom,
                                  hovertemplate=hover), row=r, col=c)
@@ -119,13 +119,17 @@ def overview_figure(ov, query: int, selected: tuple[int, int] | None = None, lan
             for c in (1, 2):
                 fig.add_trace(go.Scatter(x=[selected[1]], y=[selected[0]], mode="markers", showlegend=False,
                                          hoverinfo="skip", customdata=[list(selected)],
-                                         marker=dict(symbol="square-open", size=size + 4,
-                                                     line=dict(width=3, color="#000000"), color="#000000")),
+                                         marker=dict(symbol="square-open", size=size + 5,
+                                                     line=dict(width=3, color=OKABE_ITO[5]), color=OKABE_ITO[5])),
                               row=r, col=c)
-    fig.update_xaxes(title_text=t("ov.head", lang), range=[-0.7, H - 0.3], dtick=1 if H <= 16 else 2,
-                     showgrid=False, zeroline=False, fixedrange=True)
-    fig.update_yaxes(title_text=t("ov.layer", lang), range=[L - 0.3, -0.7], dtick=1 if L <= 16 else 2,
-                     showgrid=False, zeroline=False, fixedrange=True)
+    fig.update_xaxes(range=[-0.7, H - 0.3], dtick=1 if H <= 16 else 2, showgrid=False, zeroline=False,
+                     fixedrange=True)
+    fig.update_yaxes(range=[L - 0.3, -0.7], dtick=1 if L <= 16 else 2, showgrid=False, zeroline=False,
+                     fixedrange=True)
+    for c in (1, 2):
+        fig.update_xaxes(title_text=t("ov.head", lang), title_standoff=4, row=2, col=c)
+    for r in (1, 2):
+        fig.update_yaxes(title_text=t("ov.layer", lang), title_standoff=4, row=r, col=1)
     fig.update_layout(legend=dict(orientation="h", y=-0.08, x=0, title=None), clickmode="event+select",
                       dragmode=False)
     return style(fig, None, height=2 * panel + 140)

@@ -82,8 +82,8 @@ def profile_figure(hv, lang: str = "en", window: int = 10) -> go.Figure:
         keep = np.abs(off) <= window
         fig.add_trace(go.Bar(x=off[keep], y=compact(prof.mass[hv.head][keep]), name=name, marker_color=colour,
                              hovertemplate="offset %{x}: %{y:.3f}<extra></extra>"))
-    fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.2))
-    fig.update_xaxes(title_text="offset j − i", dtick=1)
+    fig.update_layout(barmode="group", legend=dict(orientation="h", y=1.0, yanchor="bottom", x=1, xanchor="right"))
+    fig.update_xaxes(title_text="offset j − i", dtick=1 if window <= 12 else 2)
     return style(fig, t("head.profile_title", lang), height=320)
 
 
