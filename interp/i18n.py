@@ -87,8 +87,8 @@ EN: dict[str, str] = {
     "ov.head": "head",
     "ov.alt": "Grid of {L} layers by {H} heads showing each head's role, effective number of experts, mass on "
               "special tokens and firing strength at the selected query.",
-    "ov.checks": "Exactness on this input — identity 1 (dense output): {d:.1e}; identity 2 (LayerNorm frozen): "
-                 "{ln}; layer output through the model's own FFN: {c:.1e} (max relative error).",
+    "ov.checks": "Exactness on this input — identity 1 (dense output): {d}; identity 2 (LayerNorm frozen): "
+                 "{ln}; layer output through the model's own FFN: {c} (max relative error).",
     "ov.table": "overview table",
     "ov.col.eff_query": "effective experts at query",
     "ov.col.special_query": "special mass at query",
@@ -166,6 +166,8 @@ EN: dict[str, str] = {
     "samp.where.layer": "this layer",
     "samp.where.all": "all layers",
     "samp.rows_title": "Query “{token}”: dense vs sampled gate row (layer {layer}, head {head}, seed {seed})",
+    "samp.replicate": "Replicate shown",
+    "samp.replicate_help": "Which of the S replicates is drawn as the sampled row.",
     "samp.dense": "dense",
     "samp.sampled": "sampled",
     "samp.err_title": "{metric} per head (mean over queries)",

@@ -13,9 +13,11 @@ st.caption(tr("app.tagline"))
 # --- input -------------------------------------------------------------------------------------------------
 options = ui.model_options()
 model = v.get("model") or options[0]
-ui.bind("in_model", model if model in options else ui.LOCAL)
-if model not in options:
-    ui.bind("in_folder", model)
+if st.session_state.get("_el_model_src") != model or "in_model" not in st.session_state:
+    st.session_state["_el_model_src"] = model      # the view's model changed (URL, new session): show it
+    ui.bind("in_model", model if model in options else ui.LOCAL)
+    if model not in options:
+        ui.bind("in_folder", model)
 if v.get("text") is not None and st.session_state.get("_el_text_src") != v.get("text"):
     st.session_state["in_text"] = v["text"]
     st.session_state["_el_text_src"] = v["text"]
@@ -129,14 +131,16 @@ heads = [(l, h) for l in range(trace.n_layers) for h in range(trace.n_heads)]
 ui.bind("ov_pick", selected)
 c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
 c1.selectbox(tr("select.head_fallback"), options=heads, key="ov_pick", help=tr("select.head_fallback_help"),
-             format_func=lambda lh: f"{tr('select.layer')} {lh[0]} · {tr('select.head')} {lh[1]} — {ov.role[lh[0]][lh[1]]}")
+             format_func=lambda lh: f"{tr('select.layer')} {lh[0]} · {tr('select.head')} {lh[1]} — {ov.role[lh[0]][lh[1]]}",
+             on_change=lambda: ui.set_view(layer=st.session_state.ov_pick[0], head=st.session_state.ov_pick[1]))
 if c2.button(tr("select.open_head"), key="ov_open", width="stretch"):
-    ui.set_view(layer=st.session_state.ov_pick[0], head=st.session_state.ov_pick[1])
     ui.open_page("head")
 checks = ov.checks
 if checks:
-    ln = checks.get("identity_ln_max_rel_err")
-    st.caption(tr("ov.checks", d=checks["identity_dense_max_rel_err"], ln="—" if ln is None else f"{ln:.1e}",
-                  c=checks["layer_output_max_rel_err"]))
+    def _err(name):
+        val = checks.get(name)
+        return "—" if val is None else f"{val:.1e}"
+    st.caption(tr("ov.checks", d=_err("identity_dense_max_rel_err"), ln=_err("identity_ln_max_rel_err"),
+                  c=_err("layer_output_max_rel_err")))
 with st.expander(tr("ov.table")):
     ui.show_table(fx.overview_table(ov, query, ui.lang()), f"overview-{lm.name}", key="ov_table")

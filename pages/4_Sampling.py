@@ -58,8 +58,11 @@ except ValueError as err:
 
 # --- rows side by side ------------------------------------------------------------------------------------
 dense, sampled = rows
-rep = st.slider("Replicate shown", min_value=0, max_value=max(seeds - 1, 0), value=0, key="sp_rep",
-                disabled=seeds == 1, help="Which of the S replicates is drawn as the sampled row.")
+rep = 0
+if seeds > 1:
+    st.session_state["sp_rep"] = min(st.session_state.get("sp_rep", 0), seeds - 1)
+    rep = st.slider(tr("samp.replicate"), min_value=0, max_value=seeds - 1, key="sp_rep",
+                    help=tr("samp.replicate_help"))
 ui.show_figure(fs.rows_figure(dense, sampled, trace.tokens, rep, query, layer, head, seed, ui.lang()),
                f"rows-{scheme}-k{k}-L{layer}H{head}q{query}-seed{seed}", key="sp_rows")
 with st.expander("dense and sampled rows (table)"):

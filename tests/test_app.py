@@ -1,0 +1,274 @@
+"""Headless page tests (streamlit.testing.v1.AppTest) for every page: widgets, URL state, bad inputs, empty
+states. Small random models are used where real weights are not needed."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import app_support as ui
+from interp.figures import explore as fx
+from interp.i18n import t
+from interp.loader import load_model
+from interp.trace import trace_text
+
+TEXT = "the cat sat on the [MASK] near the river bank ."
+HEAD = "pages/2_Head.py"
+SAMPLING = "pages/4_Sampling.py"
+
+
+def texts(elements) -> list[str]:
+    return [str(e.value) for e in elements]
+
+
+def no_exception(at) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def charts(at) -> list:
+    return at.get("plotly_chart")
+
+
+def spec(chart) -> dict:
+    return json.loads(chart.proto.spec)
+
+
+def button(at, label: str):
+    found = [b for b in at.button if b.label == label]
+    assert found, f"no button {label!r}: {[b.label for b in at.button]}"
+    return found[0]
+
+
+# --- Explore -------------------------------------------------------------------------------------------------
+
+def test_root_shows_empty_state_and_inputs(app):
+    at = app().run()
+    no_exception(at)
+    assert any("press **Analyze**" in m for m in texts(at.info))
+    assert not charts(at)
+    model = at.selectbox(key="in_model")
+    assert any(o.startswith("minilm") for o in model.options) and model.options[-1] == t("input.local_option")
+    assert at.text_area(key="in_text").label == t("input.text")
+    labels = [w.label for w in (*at.selectbox, *at.text_area, *at.button)]
+    assert all(label.strip() for label in labels)            # every widget has a visible label
+
+
+def test_url_lands_on_analysed_overview(app, tiny_bert_dir):
+    at = app(model=tiny_bert_dir, text=TEXT).run()
+    no_exception(at)
+    assert not at.error
+    assert at.text_area(key="in_text").value == TEXT
+    assert set(ui.PARAMS) <= set(at.query_params)
+    assert at.query_params["model"] == tiny_bert_dir and at.query_params["text"] == TEXT
+    lm = load_model(tiny_bert_dir)
+    trace = trace_text(lm, TEXT)
+    assert int(at.query_params["query"]) == trace.tokens.index("[MASK]")
+    ov_chart = charts(at)[0]
+    names = {tr.get("name") for tr in spec(ov_chart)["data"]}
+    assert t("ov.firing") in names and t("ov.eff") in names
+    # the predictions table is the model's own softmax at [MASK]
+    want = fx.mask_predictions(trace, lm.tokenizer)
+    shown = [df.value for df in at.dataframe if t("pred.col.prob") in df.value.columns]
+    assert len(shown) == 1
+    assert list(shown[0][t("pred.col.token")]) == list(want[t("pred.col.token")])
+    # every chart and table has an export button
+    downloads = [d.label for d in at.get("download_button")]
+    assert downloads.count(t("export.html")) == len(charts(at))
+    assert downloads.count(t("export.csv")) >= 2
+
+
+def test_type_insert_mask_and_analyze(app, tiny_bert_dir):
+    at = app(model=tiny_bert_dir).run()
+    at.text_area(key="in_text").input("the dog ran")
+    button(at, t("input.insert_mask")).click().run()
+    assert at.text_area(key="in_text").value == "the dog ran [MASK]"
+    assert not charts(at)                                      # nothing analysed until Analyze
+    at.button(key="analyze").click().run()
+    no_exception(at)
+    assert at.query_params["text"] == "the dog ran [MASK]"
+    assert charts(at)
+    at.text_area(key="in_text").input("the dog sat").run()
+    assert any(t("input.changed") in c for c in texts(at.caption))
+
+
+def test_example_fills_the_text_box(app, tiny_bert_dir):
+    at = app(model=tiny_bert_dir).run()
+    box = at.selectbox(key="in_example")
+    example = box.options[1]
+    box.select(example).run()
+    assert at.text_area(key="in_text").value == example
+
+
+def test_empty_text_gets_a_clear_message(app, tiny_bert_dir):
+    at = app(model=tiny_bert_dir).run()
+    at.text_area(key="in_text").input("   \u200b ")
+    at.button(key="analyze").click().run()
+    no_exception(at)
+    assert any("empty text" in e for e in texts(at.error))
+    assert not charts(at) and "text" not in at.query_params
+
+
+def test_bad_model_folders_get_clear_messages(app, tmp_path):
+    at = app(model=str(tmp_path / "nowhere"), text="hello").run()
+    no_exception(at)
+    assert any("model folder not found" in e for e in texts(at.error))
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    (pickled / "pytorch_model.bin").write_bytes(b"not really")
+    at = app(model=str(pickled), text="hello").run()
+    assert any("pickle" in e for e in texts(at.error))
+    at = app(model="gpt2-like/unknown-model", text="hello").run()
+    assert any("Could not load the model" in e for e in texts(at.error))
+
+
+def test_minilm_says_it_has_no_mlm_head(app):
+    at = app(model="minilm", text="The capital of France is [MASK].").run()
+    no_exception(at)
+    assert any("has no MLM head" in i for i in texts(at.info))
+    assert not [df for df in at.dataframe if t("pred.col.prob") in df.value.columns]
+    assert any("no MLM head" in c for c in texts(at.caption))
+
+
+def test_truncation_is_reported(app, tiny_bert_dir):
+    long = " ".join(["the cat sat on the mat ."] * 20)
+    at = app(model=tiny_bert_dir, text=long).run()
+    no_exception(at)
+    lm = load_model(tiny_bert_dir)
+    cut = trace_text(lm, long).truncation
+    assert cut is not None
+    assert any(cut.message() in w for w in texts(at.warning))
+
+
+def test_unusual_unicode_is_reported(app, tiny_bert_dir):
+    at = app(model=tiny_bert_dir, text="\ufeffthe cat\u0007 sat").run()
+    no_exception(at)
+    notes = " ".join(texts(at.info))
+    assert "byte-order mark" in notes and "control" in notes
+
+
+def test_bad_url_parameters_are_named_and_ignored(app, tiny_bert_dir):
+    at = app(model=tiny_bert_dir, text=TEXT, layer="abc", k="0", scheme="Z", head="99").run()
+    no_exception(at)
+    warnings = " ".join(texts(at.warning))
+    assert "layer=abc" in warnings and "k=0" in warnings and "scheme=Z" in warnings
+    assert "head=99" in warnings and "out of range" in warnings
+    assert at.query_params["head"] == "0" and at.query_params["scheme"] == ui.DEFAULT_SCHEME
+    assert charts(at)
+
+
+def test_local_folder_choice(app, tiny_bert_dir):
+    at = app().run()
+    at.selectbox(key="in_model").select(ui.LOCAL).run()
+    at.text_input(key="in_folder").input(tiny_bert_dir).run()
+    assert at.query_params["model"] == tiny_bert_dir
+    at.text_area(key="in_text").input("the cat sat .")
+    at.button(key="analyze").click().run()
+    no_exception(at)
+    assert charts(at) and not at.error
+
+
+def test_query_picker_updates_url_and_overview(app, tiny_bert_dir):
+    at = app(model=tiny_bert_dir, text=TEXT).run()
+    before = spec(charts(at)[0])
+    at.selectbox(key="ov_query").select(2).run()
+    assert at.query_params["query"] == "2"
+    after = spec(charts(at)[0])
+    assert before != after                                     # the firing panel follows the query
+
+
+def test_accessible_head_picker_opens_the_head(app, tiny_bert_dir):
+    at = app(model=tiny_bert_dir, text=TEXT).run()
+    at.selectbox(key="ov_pick").select((1, 2))
+    button(at, t("select.open_head")).click().run()
+    no_exception(at)
+    assert at.query_params["layer"] == "1" and at.query_params["head"] == "2"
+    assert t("head.header", layer=1, head=2) in texts(at.title)
+
+
+# --- One head ------------------------------------------------------------------------------------------------
+
+def test_head_page_empty_state(app):
+    at = app().run()
+    at.switch_page(HEAD).run()
+    no_exception(at)
+    assert any("Nothing analysed yet" in i for i in texts(at.info))
+
+
+def test_head_page_views_and_widgets(app, tiny_bert_dir):
+    at = app(model=tiny_bert_dir, text=TEXT, layer=0, head=1, query=6).run()
+    at.switch_page(HEAD).run()
+    no_exception(at)
+    assert t("head.header", layer=0, head=1) in texts(at.title)
+    assert any("acts as a" in m for m in texts(at.markdown))
+    lm = load_model(tiny_bert_dir)
+    probs = trace_text(lm, TEXT).layers[0].probs[1]
+    heat = spec(charts(at)[0])["data"][0]
+    assert heat["type"] == "heatmap"
+    assert any(t("l0.cbow_err", err=0.0)[:30] in c for c in texts(at.caption))     # layer-0 splits shown
+    n_charts = len(charts(at))
+    at.radio(key="hd_show").set_value("firing").run()
+    assert spec(charts(at)[0])["layout"]["title"]["text"] == t("head.firing_title")
+    at.selectbox(key="hd_layer").select(1).run()
+    assert at.query_params["layer"] == "1"
+    assert any(t("l0.only") in c for c in texts(at.caption))
+    assert len(charts(at)) < n_charts
+    at.radio(key="hd_lens").set_value("anchored").run()
+    no_exception(at)
+    assert any("exact bookkeeping" in c for c in texts(at.caption))
+    assert probs.shape[0] == len(trace_text(lm, TEXT).tokens)
+
+
+def test_url_reproduces_the_head_view(app, tiny_bert_dir):
+    """Opening the same URL in a fresh session gives exactly the same figures."""
+    specs = []
+    for _ in range(2):
+        at = app(model=tiny_bert_dir, text=TEXT, layer=1, head=3, query=2).run()
+        at.switch_page(HEAD).run()
+        no_exception(at)
+        specs.append([c.proto.spec for c in charts(at)])
+        assert at.query_params["layer"] == "1" and at.query_params["head"] == "3" and at.query_params["query"] == "2"
+    assert specs[0] == specs[1] and specs[0]
+
+
+# --- Sampled vs dense ----------------------------------------------------------------------------------------
+
+def test_sampling_page_empty_state(app):
+    at = app().run()
+    at.switch_page(SAMPLING).run()
+    no_exception(at)
+    assert any("Nothing analysed yet" in i for i in texts(at.info))
+
+
+def test_sampling_page_reads_and_writes_url(app, tiny_bert_dir):
+    at = app(model=tiny_bert_dir, text=TEXT, scheme="C", k=2, seed=3, layer=1, head=2, query=6).run()
+    at.switch_page(SAMPLING).run()
+    no_exception(at)
+    assert at.selectbox(key="sp_scheme").value == "C"
+    assert at.number_input(key="sp_k").value == 2 and at.number_input(key="sp_seed").value == 3
+    assert len(charts(at)) >= 4
+    assert any("Flip rate across seeds" in m for m in texts(at.markdown))
+    at.number_input(key="sp_k").set_value(3).run()
+    assert at.query_params["k"] == "3"
+    at.selectbox(key="sp_scheme").select("A").run()
+    assert at.query_params["scheme"] == "A"
+    at.radio(key="sp_where").set_value("all").run()
+    no_exception(at)
+    tables = [df.value.set_index("metric") for df in at.dataframe if "metric" in df.value.columns]
+    assert len(tables) == 1
+    from interp.sampling import downstream_effect
+    from interp.trace import encode
+    lm = load_model(tiny_bert_dir)
+    want = downstream_effect(lm, encode(lm, [TEXT]), "A", 3, ui.DEFAULT_SEEDS, 3)     # all layers, all heads
+    assert float(tables[0].loc["flip rate across seeds", "value"]) == pytest.approx(float(want.flip_rate[0]), abs=1e-6)
+    assert float(tables[0].loc["KL(p ‖ p̂) mean", "value"]) == pytest.approx(float(want.kl_mean[0]), rel=1e-5)
+    at.number_input(key="sp_seeds").set_value(1).run()
+    no_exception(at)
+
+
+def test_sampling_page_without_mlm_head_reports_cosine(app, tiny_encoder_dir):
+    at = app(model=tiny_encoder_dir, text="the cat sat .", scheme="D", k=4).run()
+    at.switch_page(SAMPLING).run()
+    no_exception(at)
+    assert any("Cosine between the dense and sampled" in m for m in texts(at.markdown))
