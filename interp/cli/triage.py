@@ -90,6 +90,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_positive("batch size"), default=16, help="inputs per forward pass")
     p.add_argument("--max-rows", type=_positive("max rows"), default=None,
                    help="rows per sampled pass (inputs × seeds; default batch size × seeds)")
+    p.add_argument("--flush-rows", type=_positive("flush rows"), default=2048,
+                   help="write a results part every this many lines (default 2048; smaller = less redone on resume)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     p.add_argument("--restart", action="store_true", help="discard an earlier run in --out and start again")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -124,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
                              fmt=args.format, encoding=args.encoding, delimiter=args.delimiter,
                              on_long=args.on_long, max_line_bytes=args.max_line_bytes, limit=args.limit,
                              time_budget=args.time_budget, batch_size=args.batch_size, restart=args.restart,
-                             progress=progress, progress_every=0.5 if tty else 5.0, max_rows=args.max_rows)
+                             progress=progress, progress_every=0.5 if tty else 5.0, max_rows=args.max_rows,
+                             flush_rows=args.flush_rows)
     except (LogError, MappingError, ModelLoadError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

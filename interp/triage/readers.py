@@ -112,13 +112,19 @@ class ColumnMapping:
         where = (f"the first {INSPECT_RECORDS} lines" if info.format == "jsonl" else "the header"
                  if info.format == "csv" else "the schema")
         shown = ", ".join(repr(c) for c in cols[:30]) + (" …" if len(cols) > 30 else "") if cols else "none"
+        if info.format == "jsonl" and not info.sample:
+            return      # no record could be parsed at the start: nothing to check against; lines get reasons
+        # JSONL: optional fields are checked only once a sampled record has usable text (the first lines may
+        # all be broken, and broken lines legitimately lack them)
+        usable = info.format != "jsonl" or any(isinstance(r.get(self.text), str) and r.get(self.text).strip()
+                                               for r in info.sample)
         for role, col in (("text", self.text), ("id", self.id), ("timestamp", self.timestamp),
                           ("prediction", self.prediction), ("label", self.label)):
-            if col and col not in cols:
+            if col and col not in cols and (role == "text" or usable):
                 raise MappingError(f"{role} column {col!r} is not in {where} of {Path(info.path).name}; "
                                    f"columns found: {shown}")
         for col in self.slices:
-            if col not in cols:
+            if col not in cols and usable:
                 raise MappingError(f"slice column {col!r} is not in {where} of {Path(info.path).name}; "
                                    f"columns found: {shown}")
             if col in reserved:
@@ -466,11 +472,12 @@ class LogReader:
                     for k, v in row.items():
                         if isinstance(v, (bytes, bytearray)):
                             try:
-                                row[k] = bytes(v).decode("utf-8")
+                                v = bytes(v).decode("utf-8")
                             except UnicodeDecodeError:
-                                row[k] = bytes(v).decode("utf-8", errors="replace")
+                                v = bytes(v).decode("utf-8", errors="replace")
                                 rec.notes.append(f"column {k!r}: invalid UTF-8 replaced with U+FFFD")
-                        elif isinstance(v, str) and "\0" in v:
+                            row[k] = v
+                        if isinstance(v, str) and "\0" in v:
                             row[k] = v.replace("\0", "")
                             rec.notes.append(f"column {k!r}: removed {v.count(chr(0))} NUL character(s)")
                     index += 1

@@ -235,7 +235,7 @@ class Triage:
 
     # --- resume ------------------------------------------------------------------------------------------
     def _open(self, restart: bool) -> tuple[int, dict]:
-        ident = self.cfg.identity(self.lm, self.log, self.info.format)
+        ident = json.loads(json.dumps(self.cfg.identity(self.lm, self.log, self.info.format), default=str))
         old = self.folder.read_config()
         if restart:
             self.folder.wipe()
