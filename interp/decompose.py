@@ -57,23 +57,36 @@ def messages(lm: LoadedModel, lt: LayerTrace, layer: int) -> torch.Tensor:
     return torch.einsum("hjd,hed->hje", lt.v, W)
 
 
+def _mixed_messages(lm: LoadedModel, lt: LayerTrace, layer: int, msgs: torch.Tensor | None) -> torch.Tensor:
+    """Σ_h Σ_j a^h_ij o^h_j (n × d). With explicit ``msgs`` the sum runs over the messages themselves; without,
+    it is evaluated as Σ_h W_O^h (Σ_j a^h_ij v^h_j) — the same sum by associativity, n/d_h times cheaper."""
+    if msgs is not None:
+        return torch.einsum("hij,hje->ie", lt.probs, msgs)
+    W, _ = head_weights(lm, layer)
+    per_head = torch.matmul(lt.probs, lt.v)                 # H × n × d_h, recomputed from gates and values
+    return torch.einsum("hid,hed->ie", per_head, W)
+
+
 def reconstruct_dense(lm: LoadedModel, lt: LayerTrace, layer: int, msgs: torch.Tensor | None = None) -> torch.Tensor:
     """b_O + Σ_h Σ_j a^h_ij o^h_j (identity 1)."""
-    msgs = messages(lm, lt, layer) if msgs is None else msgs
     _, b = head_weights(lm, layer)
-    out = torch.einsum("hij,hje->ie", lt.probs, msgs)
+    out = _mixed_messages(lm, lt, layer, msgs)
     return out + b if b is not None else out
 
 
 def reconstruct_ln(lm: LoadedModel, lt: LayerTrace, layer: int, msgs: torch.Tensor | None = None) -> torch.Tensor:
-    """γ ⊙ [c(x_i + b_O) + Σ_h Σ_j a^h_ij c(o^h_j)] / σ_i + β (identity 2, LayerNorm scale frozen)."""
+    """γ ⊙ [c(x_i + b_O) + Σ_h Σ_j a^h_ij c(o^h_j)] / σ_i + β (identity 2, LayerNorm scale frozen).
+    Σ_j a_ij c(o_j) = c(Σ_j a_ij o_j) because c is linear and Σ_j a_ij = 1."""
     parts = lm.adapter.layers[layer]
     if parts.ln is None:
         return reconstruct_dense(lm, lt, layer, msgs)
-    msgs = messages(lm, lt, layer) if msgs is None else msgs
     _, b = head_weights(lm, layer)
     base = lt.hidden_in + (b if b is not None else 0)
-    inner = _centre(base) + torch.einsum("hij,hje->ie", lt.probs, _centre(msgs))
+    if msgs is not None:
+        mixed = torch.einsum("hij,hje->ie", lt.probs, _centre(msgs))
+    else:
+        mixed = _centre(_mixed_messages(lm, lt, layer, None))
+    inner = _centre(base) + mixed
     return parts.ln.weight * inner / lt.ln_sigma[:, None] + parts.ln.bias
 
 
@@ -87,25 +100,27 @@ def head_contribution(lm: LoadedModel, lt: LayerTrace, layer: int, head: int) ->
     return parts.ln.weight * (lt.probs[head] @ _centre(msgs)) / lt.ln_sigma[:, None]
 
 
-def identity_checks(lm: LoadedModel, trace: Trace) -> dict:
-    """Max relative errors (row-wise ‖·‖, over all layers) of identity 1 against the model's own dense output,
-    identity 2 against the model's own LayerNorm output, and the layer output rebuilt by the model's own FFN from
-    the identity-2 reconstruction against the hidden state of the actual forward pass."""
+def identity_checks(lm: LoadedModel, trace: Trace, explicit: bool = True, chain: bool = True) -> dict:
+    """Max relative errors (row-wise ‖·‖, over all layers) of identity 1 against the model's own dense output and
+    identity 2 against the model's own LayerNorm output. ``explicit`` sums over the expert messages o^h_j
+    themselves (else the cheaper associative form); ``chain`` also rebuilds each layer's output with the model's
+    own FFN from the identity-2 reconstruction and compares it with the hidden state of the actual forward pass."""
     dense_err, ln_err, chain_err = 0.0, 0.0, 0.0
     has_ln = False
     for l, lt in enumerate(trace.layers):
-        msgs = messages(lm, lt, l)
+        msgs = messages(lm, lt, l) if explicit else None
         dense_err = max(dense_err, _rel_err(reconstruct_dense(lm, lt, l, msgs), lt.dense_out))
         parts = lm.adapter.layers[l]
         recon = reconstruct_ln(lm, lt, l, msgs)
         if parts.ln is not None:
             has_ln = True
             ln_err = max(ln_err, _rel_err(recon, lt.attn_out))
-        with torch.no_grad():
-            chain_err = max(chain_err, _rel_err(parts.ffn(recon), lt.hidden_out))
+        if chain:
+            with torch.no_grad():
+                chain_err = max(chain_err, _rel_err(parts.ffn(recon), lt.hidden_out))
     return {"identity_dense_max_rel_err": dense_err,
             "identity_ln_max_rel_err": ln_err if has_ln else None,
-            "layer_output_max_rel_err": chain_err}
+            "layer_output_max_rel_err": chain_err if chain else None}
 
 
 # --- which experts fire ----------------------------------------------------------------------------------
@@ -134,8 +149,7 @@ def renormalise(probs: torch.Tensor, keep_keys: torch.Tensor) -> torch.Tensor:
 def effective_experts(probs: torch.Tensor, keep_keys: torch.Tensor | None = None) -> torch.Tensor:
     """exp(H(a_i·)) of each row (1 = one expert, n = uniform), optionally over ``keep_keys`` renormalised."""
     p = probs if keep_keys is None else renormalise(probs, keep_keys)
-    logp = torch.where(p > 0, p.clamp(min=1e-38).log(), torch.zeros_like(p))
-    return torch.exp(-(p * logp).sum(-1))
+    return torch.exp(torch.special.entr(p).sum(-1))
 
 
 @dataclass
@@ -153,24 +167,28 @@ def positional_profile(lt: LayerTrace, special: torch.Tensor, exclude_special: b
     """Mean gate mass by offset. With ``exclude_special``, special-token keys are dropped and rows renormalised,
     and special-token queries are skipped."""
     H, n, _ = lt.probs.shape
-    probs = lt.probs.double()
-    queries = torch.ones(n, dtype=torch.bool, device=probs.device)
+    probs = lt.probs
+    dev = probs.device
+    queries = torch.ones(n, dtype=torch.bool, device=dev)
+    keys = torch.ones(n, dtype=probs.dtype, device=dev)
     if exclude_special:
-        probs = renormalise(probs, ~special)
+        keys = (~special).to(probs.dtype)
         queries = ~special
     if not bool(queries.any()):
-        queries = torch.ones(n, dtype=torch.bool, device=probs.device)
-    idx = torch.arange(n, device=probs.device)
-    off = (idx[None, :] - idx[:, None]) + (n - 1)  # n × n offsets shifted to 0…2n−2
-    mass = torch.zeros(H, 2 * n - 1, dtype=torch.float64, device=probs.device)
-    sel = probs[:, queries]                         # H × q × n
-    mass.index_add_(1, off[queries].reshape(-1), sel.reshape(H, -1))
-    mass /= int(queries.sum())
-    raw = lt.probs.double()[:, queries]
-    spec = raw[..., special].sum(-1).mean(-1)
-    return PositionalProfile(np.arange(-(n - 1), n), mass.cpu().numpy(), spec.cpu().numpy(),
-                             raw[..., 0].mean(-1).cpu().numpy(), raw[..., n - 1].mean(-1).cpu().numpy(),
-                             exclude_special)
+        queries = torch.ones(n, dtype=torch.bool, device=dev)
+    qw = queries.to(probs.dtype)
+    row_mass = (probs @ keys).clamp(min=1e-30)                     # H × n: renormalise rows over kept keys
+    weight = (qw[None, :] / row_mass)[..., None] * keys[None, None, :]
+    idx = torch.arange(n, device=dev)
+    off = ((idx[None, :] - idx[:, None]) + (n - 1)).reshape(-1)    # n·n offsets shifted to 0…2n−2
+    mass = torch.zeros(H, 2 * n - 1, dtype=probs.dtype, device=dev)
+    mass.index_add_(1, off, (probs * weight).reshape(H, -1))
+    nq = float(qw.sum())
+    raw = lt.probs
+    spec = (raw @ special.to(raw.dtype)) @ qw / nq
+    return PositionalProfile(np.arange(-(n - 1), n), (mass.double() / nq).cpu().numpy(), spec.double().cpu().numpy(),
+                             (raw[..., 0] @ qw / nq).double().cpu().numpy(),
+                             (raw[..., n - 1] @ qw / nq).double().cpu().numpy(), exclude_special)
 
 
 def head_role(special_mass: float, profile_nospecial: PositionalProfile, head: int, eff_ratio: float) -> str:
@@ -220,23 +238,31 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True) -> Overvie
     top_f = torch.empty(L, H, n, dtype=torch.long)
     roles: list[list[str]] = []
     checks: dict = {}
+    S = nonspecial_keys.to(trace.layers[0].probs.dtype)
     for l, lt in enumerate(trace.layers):
         p = lt.probs
-        eff[l] = effective_experts(p).cpu()
+        e = torch.special.entr(p)                           # −p log p, H × n × n
+        eff[l] = torch.exp(e.sum(-1)).cpu()
+        mass_ns = p @ S                                     # gate mass on non-special keys, H × n
+        spec_mass[l] = (1 - mass_ns).clamp(min=0).cpu()
         if bool(nonspecial_keys.any()):
-            e = effective_experts(p, nonspecial_keys).cpu()
-            eff_ns[l][:, ~special.cpu()] = e[:, ~special.cpu()]
-        spec_mass[l] = p[..., special].sum(-1).cpu()
-        f = firing_strength(lm, lt, l)
-        fire[l] = f.sum(-1).cpu()
+            # entropy of the row renormalised over non-special keys: (Σ_S −p log p)/m + log m, m = Σ_S p
+            m = mass_ns.clamp(min=1e-30)
+            e_ns = torch.exp((e @ S) / m + m.log())
+            cols = ~special.cpu()
+            eff_ns[l][:, cols] = e_ns.cpu()[:, cols]
+        norms = message_norms(lm, lt, l)
+        sigma = lt.ln_sigma if lt.ln_sigma is not None else torch.ones(n, device=p.device, dtype=p.dtype)
+        fire[l] = ((p @ norms[..., None])[..., 0] / sigma[None, :]).cpu()   # Σ_j a_ij ‖c(o_j)‖ / σ_i
         top[l] = p.argmax(-1).cpu()
-        top_f[l] = f.argmax(-1).cpu()
+        # argmax_j f_ij ignores the positive per-query 1/σ_i
+        top_f[l] = (p * norms[:, None, :]).argmax(-1).cpu()
         prof = positional_profile(lt, special, exclude_special=True)
         mean_eff_ns = torch.nanmean(eff_ns[l], dim=-1) if bool(nonspecial_keys.any()) else eff[l].mean(-1)
         roles.append([head_role(float(spec_mass[l, h].mean()), prof, h, float(mean_eff_ns[h]) / n_nonspecial)
                       for h in range(H)])
     if with_checks:
-        checks = identity_checks(lm, trace)
+        checks = identity_checks(lm, trace, explicit=False, chain=False)
     return Overview(trace.tokens, trace.special.cpu().numpy(), roles, eff.numpy(), eff_ns.numpy(),
                     spec_mass.numpy(), fire.numpy(), top.numpy(), top_f.numpy(), eff.mean(-1).numpy(),
                     spec_mass.mean(-1).numpy(), checks)

@@ -3,6 +3,7 @@
 Tolerance: relative 1e-5 in float32 (row-wise ‖·‖ for vectors)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModel, AutoModelForMaskedLM
@@ -54,13 +55,14 @@ def test_identities_every_architecture(arch):
     bt = capture(lm, ["the cat sat on the big red house", TEXT])   # example 0 is padded in the batch
     for b in range(2):
         tr = bt.example(b)
-        checks = D.identity_checks(lm, tr)
-        assert checks["identity_dense_max_rel_err"] < RTOL
-        assert checks["layer_output_max_rel_err"] < RTOL
-        if arch == "expertlens-paper":
-            assert checks["identity_ln_max_rel_err"] is None
-        else:
-            assert checks["identity_ln_max_rel_err"] < RTOL
+        for explicit in (True, False):  # over the messages themselves, and the associative form the UI uses
+            checks = D.identity_checks(lm, tr, explicit=explicit)
+            assert checks["identity_dense_max_rel_err"] < RTOL
+            assert checks["layer_output_max_rel_err"] < RTOL
+            if arch == "expertlens-paper":
+                assert checks["identity_ln_max_rel_err"] is None
+            else:
+                assert checks["identity_ln_max_rel_err"] < RTOL
 
 
 def test_identity_error_is_detected_when_a_gate_is_wrong():
@@ -69,7 +71,8 @@ def test_identity_error_is_detected_when_a_gate_is_wrong():
     tr = trace_text(lm, TEXT)
     tr.layers[1].probs = tr.layers[1].probs.clone()
     tr.layers[1].probs[0, 2] = torch.roll(tr.layers[1].probs[0, 2], 1)
-    assert D.identity_checks(lm, tr)["identity_dense_max_rel_err"] > 1e-3
+    for explicit in (True, False):
+        assert D.identity_checks(lm, tr, explicit=explicit)["identity_dense_max_rel_err"] > 1e-3
 
 
 @pytest.mark.parametrize("n_target", [8, 128, 512])
@@ -89,10 +92,11 @@ def test_identities_real_minilm(n_target):
             words = words[:-1]
         assert tr_n.n == n_target
         tr = tr_n
-    checks = D.identity_checks(lm, tr)
-    assert checks["identity_dense_max_rel_err"] < RTOL
-    assert checks["identity_ln_max_rel_err"] < RTOL
-    assert checks["layer_output_max_rel_err"] < RTOL
+    for explicit in (True, False):
+        checks = D.identity_checks(lm, tr, explicit=explicit)
+        assert checks["identity_dense_max_rel_err"] < RTOL
+        assert checks["identity_ln_max_rel_err"] < RTOL
+        assert checks["layer_output_max_rel_err"] < RTOL
     # the captured gates are the probabilities transformers' eager attention computes
     ref = AutoModel.from_pretrained(str(lm.folder), attn_implementation="eager").eval()
     with torch.no_grad():
@@ -175,3 +179,36 @@ def test_overview_top_expert_and_special_mass_match_gates():
         assert (ov.top_expert[l] == p.argmax(-1).numpy()).all()
         assert abs(ov.special_mass[l] - p[..., tr.special].sum(-1).numpy()).max() < 1e-6
         assert abs(ov.effective_experts[l] - torch.exp(-(p * p.log()).sum(-1)).numpy()).max() < 1e-4
+
+
+def test_overview_special_excluded_variants_and_firing_match_brute_force():
+    """The overview's fast forms (entropy split, matmuls) against plain loops over the definitions."""
+    lm = loaded("bert")
+    tr = trace_text(lm, "the cat sat on the mat and the dog ran")
+    ov = D.overview(lm, tr, with_checks=False)
+    spec = tr.special
+    for l in range(tr.n_layers):
+        lt = tr.layers[l]
+        f = D.firing_strength(lm, lt, l)
+        assert abs(ov.firing_total[l] - f.sum(-1).numpy()).max() < 1e-5 * float(f.sum(-1).abs().max())
+        assert (ov.top_firing_expert[l] == f.argmax(-1).numpy()).all()
+        for h in range(tr.n_heads):
+            for i in range(tr.n):
+                if spec[i]:
+                    assert np.isnan(ov.effective_experts_nospecial[l, h, i])
+                    continue
+                row = lt.probs[h, i].double()[~spec]
+                row = row / row.sum()
+                want = float(torch.exp(-(row * row.log()).sum()))
+                assert abs(ov.effective_experts_nospecial[l, h, i] - want) < 1e-4 * want
+        prof = D.positional_profile(lt, spec, exclude_special=True)
+        n = tr.n
+        q_idx = [i for i in range(n) if not spec[i]]
+        for h in (0, tr.n_heads - 1):
+            want = np.zeros(2 * n - 1)
+            for i in q_idx:
+                row = lt.probs[h, i].double() * (~spec).double()
+                row = row / row.sum()
+                for j in range(n):
+                    want[j - i + n - 1] += float(row[j]) / len(q_idx)
+            assert abs(prof.mass[h] - want).max() < 1e-6

@@ -1,0 +1,107 @@
+"""Engine benchmark: plain forward vs trace + full decomposition vs the three lenses of one head.
+
+Measured side by side in one process (medians of repeated runs), MiniLM, n = 16, 128, 512, on CPU and (when
+present) GPU. Prints one JSON object as its last line.
+
+    python benchmarks/bench_engine.py [--devices cpu,cuda] [--repeats 5] [--lens-repeats 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+from transformers import AutoModel  # noqa: E402
+
+from interp import decompose as D  # noqa: E402
+from interp.lenses import LENSES  # noqa: E402
+from interp.loader import load_model  # noqa: E402
+from interp.trace import encode, trace_text  # noqa: E402
+
+WORDS = ("the committee said on tuesday that the new bridge across the river would open next spring after "
+         "years of delay and a long argument about its cost and design").split()
+
+
+def text_of(lm, n: int) -> str:
+    words = []
+    while True:
+        words.append(WORDS[len(words) % len(WORDS)])
+        if len(lm.tokenizer(" ".join(words))["input_ids"]) >= n:
+            return " ".join(words)
+
+
+def timed(fn, repeats: int, sync) -> float:
+    fn()  # warm-up
+    sync()
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        sync()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def bench(device: str, ns: list[int], repeats: int, lens_repeats: int, layer: int, head: int) -> list[dict]:
+    lm = load_model("minilm", device=device)
+    eager = AutoModel.from_pretrained(str(lm.folder), attn_implementation="eager").eval().to(device)
+    sync = (lambda: torch.cuda.synchronize()) if device.startswith("cuda") else (lambda: None)
+    rows = []
+    for n in ns:
+        text = text_of(lm, n)
+        enc = encode(lm, [text])
+        ids = enc.input_ids.to(device)
+
+        def plain():
+            with torch.no_grad():
+                eager(input_ids=ids, output_attentions=True)
+
+        def full():
+            tr = trace_text(lm, text)
+            D.overview(lm, tr, with_checks=True)
+
+        t_plain = timed(plain, repeats, sync)
+        t_full = timed(full, repeats, sync)
+        tr = trace_text(lm, text)
+        q = min(5, tr.n - 1)
+        lens_t = {name: timed(lambda f=fn: f(lm, tr, layer, head, q), lens_repeats, sync)
+                  for name, fn in LENSES.items()}
+        checks = D.identity_checks(lm, tr)
+        rows.append({"device": device, "n": tr.n, "plain_forward_s": t_plain, "trace_plus_decomposition_s": t_full,
+                     "decomposition_ratio": t_full / t_plain, "lenses_s": lens_t,
+                     "lenses_total_s": sum(lens_t.values()), "lens_layer": layer, "lens_head": head,
+                     "identity_dense_max_rel_err": checks["identity_dense_max_rel_err"],
+                     "identity_ln_max_rel_err": checks["identity_ln_max_rel_err"]})
+        print(json.dumps(rows[-1]), file=sys.stderr)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--devices", default=None, help="comma-separated (default: cpu, plus cuda when present)")
+    ap.add_argument("--ns", default="16,128,512")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--lens-repeats", type=int, default=2)
+    ap.add_argument("--layer", type=int, default=2, help="layer of the head whose lenses are timed")
+    ap.add_argument("--head", type=int, default=5)
+    a = ap.parse_args()
+    devices = a.devices.split(",") if a.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    rows = []
+    for dev in devices:
+        rows += bench(dev, [int(x) for x in a.ns.split(",")], a.repeats, a.lens_repeats, a.layer, a.head)
+    out = {"benchmark": "engine", "model": "minilm", "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "machine": platform.machine(),
+           "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+           "targets": {"decomposition_ratio_max": 1.5, "lenses_s_at_128_cpu_max": 1.0}, "results": rows}
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
