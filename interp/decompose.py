@@ -426,3 +426,70 @@ def gate_score_split(lm: LoadedModel, trace: Trace, head: int) -> GateScoreSplit
         total = q_total @ k_total.T
     return GateScoreSplit(head, {k: (v * scale).cpu().numpy() for k, v in out.items()},
                           (total * scale).cpu().numpy())
+
+
+@dataclass
+class CorpusProfile:
+    """Positional profile of every head over many texts: gate mass by offset within ±window (special-token keys
+    and queries excluded, rows renormalised), the rest beyond the window, mass on special tokens, and a role."""
+    window: int
+    offsets: np.ndarray            # −window…window
+    mass: np.ndarray               # L × H × (2·window+1)
+    beyond: np.ndarray             # L × H   mass at |offset| > window
+    special_mass: np.ndarray       # L × H   (all keys, all queries)
+    effective_ratio: np.ndarray    # L × H   mean effective experts / non-special keys (special excluded)
+    roles: list[list[str]]
+    texts: int
+    queries: int
+
+
+def corpus_profile(lm: LoadedModel, texts: list[str], window: int = 8, batch_size: int = 16,
+                   progress=None) -> CorpusProfile:
+    """Average each head's profile over ``texts``, weighting every (non-special) query equally."""
+    from .trace import capture
+    L, H = lm.n_layers, lm.n_heads
+    W = window
+    mass = np.zeros((L, H, 2 * W + 1))
+    beyond = np.zeros((L, H))
+    spec = np.zeros((L, H))
+    eff_ratio = np.zeros((L, H))
+    n_queries, n_all, n_texts = 0, 0, 0
+    for s in range(0, len(texts), batch_size):
+        bt = capture(lm, texts[s:s + batch_size])
+        for b in range(bt.batch_size):
+            tr = bt.example(b)
+            special = tr.special.to(tr.layers[0].probs.device)
+            q = int((~special).sum())
+            if q == 0:
+                continue
+            n = tr.n
+            for l, lt in enumerate(tr.layers):
+                prof = positional_profile(lt, special, exclude_special=True)
+                lo, hi = max(0, n - 1 - W), min(2 * n - 1, n + W)
+                inside = prof.mass[:, lo:hi]
+                mass[l, :, (lo - (n - 1)) + W:(hi - (n - 1)) + W] += inside * q
+                beyond[l] += (prof.mass.sum(-1) - inside.sum(-1)) * q
+                spec[l] += (lt.probs @ special.to(lt.probs.dtype)).sum(-1).double().cpu().numpy()
+                e = effective_experts(lt.probs, ~special)[:, ~special]        # H × q
+                eff_ratio[l] += (e / q).sum(-1).double().cpu().numpy()
+            n_queries += q
+            n_all += n
+            n_texts += 1
+        if progress:
+            progress(min(1.0, (s + batch_size) / max(len(texts), 1)))
+    if n_queries == 0:
+        raise ValueError("no text with ordinary (non-special) tokens to profile")
+    mass /= n_queries
+    beyond /= n_queries
+    spec /= n_all
+    eff_ratio /= n_queries
+    roles = []
+    for l in range(L):
+        row = []
+        for h in range(H):
+            # a role from the aggregate, with the same thresholds as for one input (offset 0 at index W)
+            prof = PositionalProfile(np.arange(-W, W + 1), mass[l], spec[l], spec[l], spec[l], True)
+            row.append(head_role(float(spec[l, h]), prof, h, float(eff_ratio[l, h])))
+        roles.append(row)
+    return CorpusProfile(W, np.arange(-W, W + 1), mass, beyond, spec, eff_ratio, roles, n_texts, n_queries)
+

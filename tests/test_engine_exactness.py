@@ -212,3 +212,20 @@ def test_overview_special_excluded_variants_and_firing_match_brute_force():
                 for j in range(n):
                     want[j - i + n - 1] += float(row[j]) / len(q_idx)
             assert abs(prof.mass[h] - want).max() < 1e-6
+
+
+def test_corpus_profile_of_one_text_equals_its_own_profile():
+    lm = loaded("bert")
+    text = "the cat sat on the mat and the dog ran"
+    tr = trace_text(lm, text)
+    cp = D.corpus_profile(lm, [text], window=3)
+    n = tr.n
+    for l in range(tr.n_layers):
+        prof = D.positional_profile(tr.layers[l], tr.special, exclude_special=True)
+        assert abs(cp.mass[l] - prof.mass[:, n - 1 - 3:n + 3]).max() < 1e-6
+        assert abs(cp.mass[l].sum(-1) + cp.beyond[l] - 1).max() < 1e-5
+    # two copies of the same text: the same averages; roles as for the single input
+    cp2 = D.corpus_profile(lm, [text, text], window=3)
+    assert abs(cp2.mass - cp.mass).max() < 1e-6 and cp2.texts == 2
+    ov = D.overview(lm, tr, with_checks=False)
+    assert abs(cp.special_mass - ov.mean_special_mass).max() < 1e-5
