@@ -65,7 +65,8 @@ def row_metrics(P: torch.Tensor, logP: torch.Tensor, Phat: torch.Tensor, v: torc
     out = {"tv": tv, "kl": kl, "js": js.clamp_min(0), "dropped": dropped, "err": err,
            "rel_err": err / o_norm.clamp_min(1e-30), "z": z, "err_o": err_o, "rel_err_o": err_o / o_o.clamp_min(1e-30)}
     shape = tv.shape
-    out["ess"] = ess.to(torch.float32).expand(shape) if ess is not None else torch.full(shape, float("nan"))
+    out["ess"] = (ess.to(torch.float32).expand(shape) if ess is not None
+                  else torch.full(shape, float("nan"), device=tv.device))
     t = touched if touched is not None else Phat > 0
     out["distinct"] = t.expand(Phat.shape).sum(-1).to(torch.float32)
     out["_o"], out["_o_hat"] = o, o_hat

@@ -100,7 +100,7 @@ def _worst5(sq: torch.Tensor, qmask: torch.Tensor) -> torch.Tensor:
     vals = torch.nan_to_num(vals, nan=0.0)
     nq = vals.shape[-1]
     if nq == 0:
-        return torch.full((sq.shape[0],), float("nan"), dtype=torch.float64)
+        return torch.full((sq.shape[0],), float("nan"), dtype=torch.float64, device=sq.device)
     top = max(1, math.ceil(0.05 * nq))
     total = vals.sum(-1)
     part = torch.topk(vals, top, dim=-1).values.sum(-1)
