@@ -333,5 +333,10 @@ class ResultsQuery:
     def time_bounds(self):
         if "time" not in self.columns:
             return None
-        lo, hi = self.con.execute(f"SELECT min(time), max(time) FROM {self.src} WHERE status = 'analysed'").fetchone()
-        return None if lo is None else (lo, hi)
+        lo, hi = self.con.execute(f"SELECT epoch_us(min(time)), epoch_us(max(time)) FROM {self.src} "
+                                  "WHERE status = 'analysed'").fetchone()
+        if lo is None:
+            return None
+        import datetime as dt
+        utc = dt.timezone.utc
+        return (dt.datetime.fromtimestamp(lo / 1e6, tz=utc), dt.datetime.fromtimestamp(hi / 1e6, tz=utc))
