@@ -33,7 +33,9 @@ ON_LONG = ("truncate", "skip")
 
 @dataclass
 class Progress:
-    """Where a run stands. ``rate`` counts lines of this session per second; ``eta`` is None when unknown."""
+    """Where a run stands. ``lines`` were read (the last batch may still be in flight, so ``analysed + skipped +
+    failed`` reaches ``lines`` at the end of each window); ``rate`` counts lines of this session per second;
+    ``eta`` is None when unknown."""
     lines: int
     analysed: int
     skipped: int
@@ -287,7 +289,7 @@ class Triage:
         window_size = max(1, batch_size * window_batches)
         it = iter(reader)
 
-        def report(final=False):
+        def report(final=False, in_flight=0):
             nonlocal last_progress
             now = time.perf_counter()
             if progress is None or (not final and now - last_progress < progress_every):
@@ -295,14 +297,15 @@ class Triage:
             last_progress = now
             elapsed = now - t0
             frac = fraction()
-            rate = (lines - resumed) / elapsed if elapsed > 0 else 0.0
+            read = lines + in_flight
+            rate = (read - resumed) / elapsed if elapsed > 0 else 0.0
             eta = None
             if not final and start_fraction is not None and frac - start_fraction > 1e-9:
                 eta = (now - t_start) * (1 - frac) / (frac - start_fraction)
             if time_budget is not None:
                 left = max(0.0, time_budget - elapsed)
                 eta = left if eta is None else min(eta, left)
-            progress(Progress(lines, counts["analysed"], counts["skipped"], counts["failed"], elapsed, rate,
+            progress(Progress(read, counts["analysed"], counts["skipped"], counts["failed"], elapsed, rate,
                               frac, eta, resumed, final))
 
         def fraction():
@@ -348,7 +351,7 @@ class Triage:
                         t_start, start_fraction = time.perf_counter(), fraction()
                     window.append(rec)
                 if window:
-                    rows = self._process(window, batch_size, max_rows)
+                    rows = self._process(window, batch_size, max_rows, lambda k: report(in_flight=k))
                     for r in rows:
                         counts[r["status"]] += 1
                         if r["status"] == "analysed":
@@ -370,7 +373,8 @@ class Triage:
         report(final=True)
         return summary
 
-    def _process(self, window: list[RawRecord], batch_size: int, max_rows: int | None) -> list[dict]:
+    def _process(self, window: list[RawRecord], batch_size: int, max_rows: int | None,
+                 tick: Callable[[int], None] | None = None) -> list[dict]:
         """Rows for a window of records, in record order."""
         policy = self.cfg.settings.mask_policy
         rows = [prepare(r, self.cfg.mapping, self.lm, policy, self.cfg.on_long) for r in window]
@@ -378,6 +382,8 @@ class Triage:
         todo.sort(key=lambda r: (len(r["text"]), r["record"]))      # less padding; results do not depend on it
         for i in range(0, len(todo), batch_size):
             self._score(todo[i:i + batch_size], max_rows)
+            if tick is not None:
+                tick(len(rows) - len(todo) + min(len(todo), i + batch_size))
         scored = [r for r in rows if r["status"] == "analysed"]
         if scored:
             keys = [r["key"] for r in scored]

@@ -6,8 +6,9 @@ For a batch of cleaned texts this computes, per input:
   every non-special token, or each masked variant of the ``mask-each`` policy) the model's own softmax
   p = softmax(logits); confidence = min over positions of p_(1), margin = min over positions of p_(1) − p_(2)
   (p_(1) ≥ p_(2) the two largest probabilities). Not defined without an MLM head (NaN).
-* sampled-vs-dense **instability**, from the sampling library's ``downstream_effect`` (the scheme substituted
-  into the model itself, S seeds, per-input seeds derived from an intrinsic key: the content hash of the text):
+* sampled-vs-dense **instability**, with the sampling library's substitution plan (the scheme substituted
+  into the model itself, S seeds, per-input seeds derived from an intrinsic key: the content hash of the text),
+  equal to ``downstream_effect`` on the input alone but sharing the dense pass that the other scores need:
   flip rate, KL(p‖p̂), top-1 agreement; cosine of pooled embeddings without an MLM head; the **worst head**
   by TV (mean over real queries and seeds).
 * **expert concentration** per head (exact for the input, heuristic as an anomaly signal): for each query i the
@@ -31,7 +32,6 @@ import torch
 from ..attention import AttentionPlan
 from ..decompose import effective_experts
 from ..loader import LoadedModel
-from ..sampling.downstream import compare_positions, downstream_effect
 from ..trace import Encoded, encode, forward, model_output
 
 MASK_POLICIES = {
@@ -384,11 +384,84 @@ def _top2(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     return top.values[..., 0], top.values[..., 1], top.indices[..., 0]
 
 
+@dataclass
+class Effect:
+    """Per-unit effect of the sampled scheme on the output, with the sampling library's definitions (see
+    ``interp.sampling.downstream.DownstreamResult``); ``head_tv`` is units × L × H."""
+    flip_rate: np.ndarray
+    top1_agreement: np.ndarray
+    kl_mean: np.ndarray
+    kl_max: np.ndarray
+    cosine_mean: np.ndarray
+    cosine_min: np.ndarray
+    head_tv: np.ndarray
+
+
+def sampled_effect(lm: LoadedModel, enc: Encoded, dense: torch.Tensor, settings: ScoreSettings, keys: list,
+                   max_rows: int | None = None) -> Effect:
+    """The effect of substituting ``settings.scheme`` into the model, given the dense output of the same batch
+    (``dense``: B × n × V logits, or B × d pooled) so that the dense pass is not run twice.
+
+    The sampled passes are the sampling library's own: its :class:`~interp.sampling.downstream.SamplingPlan`
+    (per-(seed, example key, layer, replicate) generators), its batching of replicates, its comparison
+    positions; the comparisons follow ``downstream_effect`` term for term (a test pins them to it)."""
+    from ..sampling.downstream import SamplingPlan, compare_positions, replicate, resolve_targets, subset
+    from ..sampling.schemes import check_params
+    h, m = check_params(settings.scheme, settings.k)
+    S_ = int(settings.seeds)
+    B = enc.input_ids.shape[0]
+    L, H = lm.n_layers, lm.n_heads
+    lengths = [int(x) for x in enc.attention_mask.sum(1).tolist()]
+    targets = resolve_targets(L, H, settings.layers, settings.heads)
+    mlm = lm.has_mlm_head
+    pos = [compare_positions(lm, enc, b)[0] for b in range(B)] if mlm else [[]] * B
+    nan = np.full(B, np.nan)
+    flip, agree, klm, klx, cosm, cosn = (nan.copy() for _ in range(6))
+    head_tv = np.full((B, L, H), np.nan)
+    max_rows = int(max_rows or max(64, B * S_))
+    per = max(1, min(B, max_rows))
+    for start in range(0, B, per):
+        rows = list(range(start, min(B, start + per)))
+        sub = subset(enc, rows)
+        d = dense[rows].to(torch.float32)
+        per_pass = max(1, max_rows // len(rows))
+        outs, tv_sum = [], {}
+        for r0 in range(0, S_, per_pass):
+            reps = list(range(r0, min(S_, r0 + per_pass)))
+            plan = SamplingPlan(lm.adapter.layer_of, settings.scheme, settings.k, h, m, settings.seed,
+                                [keys[b] for b in rows], [lengths[b] for b in rows], reps, targets)
+            rep = replicate(sub, len(reps))
+            o = model_output(lm, forward(lm, rep, plan), rep).to(torch.float32)
+            outs.append(o.reshape(len(reps), len(rows), *o.shape[1:]))
+            for l, t in plan.tv_sum.items():
+                tv_sum[l] = tv_sum.get(l, 0) + t
+        sampled = torch.cat(outs, 0)                                                   # S × b × …
+        for j, b in enumerate(rows):
+            for l, t in tv_sum.items():
+                head_tv[b, l] = (t[j] / (S_ * lengths[b])).numpy()
+            if mlm:
+                where = pos[b]
+                lp = torch.log_softmax(d[j, where], -1).double()                       # P × V
+                lq = torch.log_softmax(sampled[:, j, where], -1).double()              # S × P × V
+                kl = (lp.exp()[None] * (lp[None] - lq)).sum(-1)                       # S × P
+                same = (sampled[:, j, where].argmax(-1) == d[j, where].argmax(-1)[None]).to(torch.float32)
+                agree[b] = float(same.mean())
+                flip[b] = float((same < 1).any(0).to(torch.float32).mean())
+                klm[b], klx[b] = float(kl.mean()), float(kl.max())
+            else:
+                cos = torch.nn.functional.cosine_similarity(sampled[:, j], d[j][None], dim=-1)
+                cosm[b], cosn[b] = float(cos.mean()), float(cos.min())
+    return Effect(flip, agree, klm, klx, cosm, cosn, head_tv)
+
+
 def score_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys: list[str] | None = None,
                 predictions: list | None = None, labels: list | None = None, max_rows: int | None = None,
                 enc: Encoded | None = None) -> list[Scored]:
     """Score cleaned, non-empty texts (see the module docstring). The result of each input does not depend on
-    the other inputs of the batch (seeds derive from ``keys``, default :func:`example_key`)."""
+    the other inputs of the batch (seeds derive from ``keys``, default :func:`example_key`).
+
+    Forward passes: one dense pass of the inputs (attention observed for the concentration, output kept as the
+    dense reference), one dense pass of the masked variants (mask-each only), and the S sampled passes."""
     B = len(texts)
     keys = list(keys) if keys is not None else [example_key(t) for t in texts]
     predictions = predictions or [None] * B
@@ -396,18 +469,21 @@ def score_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys
     enc = enc if enc is not None else encode(lm, texts)
     L, H = lm.n_layers, lm.n_heads
     conc, eff, out = concentration(lm, enc)
+    out = out.to(torch.float32)
     mlm = lm.has_mlm_head
     tok = lm.tokenizer
     mask_id = getattr(tok, "mask_token_id", None)
+    from ..sampling.downstream import compare_positions
 
     # The units compared under sampling: each input itself, or its masked variants (mask-each).
-    units_ids: list[tuple[list[int], list[int], list[str], bool]] = []
+    units: list[tuple[list[int], list[int], list[str], bool]] = []
     unit_keys: list = []
+    unit_dense: list[tuple[str, int]] = []    # ("orig", b) or ("var", j): where the unit's dense output is
     owner: list[int] = []
     unit_pos: list[int] = []
     modes: list[str] = []
-    dense_conf = [[] for _ in range(B)]   # per input: list of (p1, p2, top1 id, position)
-    variants_rows: list[tuple[int, int, list[int], list[int], list[str]]] = []
+    dense_conf = [[] for _ in range(B)]       # per input: (p1, p2, top-1 id, position) per compared position
+    variants: list[tuple[int, int, list[int], list[int], list[str]]] = []
     for b in range(B):
         n = int(enc.attention_mask[b].sum())
         ids = enc.input_ids[b, :n].tolist()
@@ -415,15 +491,17 @@ def score_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys
         has_mask = mask_id is not None and mask_id in ids
         if mlm and settings.mask_policy == "mask-each" and not has_mask:
             for pos, v, t in _mask_variants(lm, enc, b, settings.mask_cap):
-                variants_rows.append((b, pos, v, types, t))
-                units_ids.append((v, types, t, False))
+                unit_dense.append(("var", len(variants)))
+                variants.append((b, pos, v, types, t))
+                units.append((v, types, t, False))
                 unit_keys.append((keys[b], pos))
                 owner.append(b)
                 unit_pos.append(pos)
             modes.append("mask-each")
             continue
-        units_ids.append((ids, types, enc.tokens[b], False))
+        units.append((ids, types, enc.tokens[b], False))
         unit_keys.append(keys[b])
+        unit_dense.append(("orig", b))
         owner.append(b)
         unit_pos.append(-1)
         if not mlm:
@@ -437,19 +515,28 @@ def score_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys
 
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     has_types = enc.token_type_ids is not None
-    if variants_rows:
-        venc = _stack([(v, ty, t, False) for (_, _, v, ty, t) in variants_rows], pad, has_types)
+    vout = None
+    if variants:
+        venc = _stack([(v, ty, t, False) for (_, _, v, ty, t) in variants], pad, has_types)
         venc.special = _special(tok, venc)
-        vout = model_output(lm, forward(lm, venc), venc)
-        for j, (b, pos, _, _, _) in enumerate(variants_rows):
+        vout = model_output(lm, forward(lm, venc), venc).to(torch.float32)
+        for j, (b, pos, _, _, _) in enumerate(variants):
             p1, p2, top = _top2(vout[j, pos])
             dense_conf[b].append((float(p1), float(p2), int(top), pos))
 
-    uenc = _stack(units_ids, pad, has_types)
+    uenc = _stack(units, pad, has_types)
     uenc.special = _special(tok, uenc)
-    res = downstream_effect(lm, uenc, settings.scheme, settings.k, settings.seeds, settings.seed,
-                            example_keys=unit_keys, layers=settings.layers, heads=settings.heads,
-                            max_rows=max_rows or max(64, len(unit_keys) * settings.seeds))
+    n_u = uenc.input_ids.shape[1]
+
+    def dense_row(kind: str, i: int) -> torch.Tensor:
+        row = (out if kind == "orig" else vout)[i]
+        if not mlm:
+            return row
+        if row.shape[0] >= n_u:
+            return row[:n_u]
+        return torch.cat([row, row.new_zeros((n_u - row.shape[0], row.shape[1]))])
+    dense_u = torch.stack([dense_row(k_, i) for k_, i in unit_dense])
+    res = sampled_effect(lm, uenc, dense_u, settings, unit_keys, max_rows)
 
     results = []
     for b in range(B):
@@ -463,37 +550,30 @@ def score_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys
         else:
             flat = int(np.nanargmax(tv))
             wl, wh, wtv = flat // H, flat % H, float(tv.flat[flat])
-        def mean_of(arr):
+
+        def agg(arr, fn):
             vals = arr[us]
-            return float(np.nanmean(vals)) if not np.all(np.isnan(vals)) else float("nan")
-        def max_of(arr):
-            vals = arr[us]
-            return float(np.nanmax(vals)) if not np.all(np.isnan(vals)) else float("nan")
-        def min_of(arr):
-            vals = arr[us]
-            return float(np.nanmin(vals)) if not np.all(np.isnan(vals)) else float("nan")
+            return float(fn(vals)) if not np.all(np.isnan(vals)) else float("nan")
         mode = modes[b]
         if mode == "mask-each":
-            flip = mean_of(res.flip_rate)
             kl_u = res.kl_mean[us]
             query = unit_pos[us[int(np.nanargmax(kl_u))]] if not np.all(np.isnan(kl_u)) else unit_pos[us[0]]
         else:
-            flip = mean_of(res.flip_rate)
             query = conf[0][3] if mode == "mask" and conf else -1
         predicted = [tok.convert_ids_to_tokens(c[2]) for c in conf] if conf else []
         a_pred = agreement(predicted, predictions[b]) if mode == "mask" else float("nan")
         a_lab = agreement(predicted, labels[b]) if mode == "mask" else float("nan")
-        notes = list(enc.notes[b])
         results.append(Scored(
             key=keys[b], n_tokens=n, truncated=enc.truncation[b] is not None, mode=mode,
             n_targets=len(conf) if mlm else 0, query=int(query), dense_top1=" ".join(predicted[:8]),
             confidence=min((c[0] for c in conf), default=float("nan")),
             margin=min((c[0] - c[1] for c in conf), default=float("nan")),
-            flip_rate=flip, kl=mean_of(res.kl_mean), kl_max=max_of(res.kl_max),
-            top1_agreement=mean_of(res.top1_agreement), cosine=mean_of(res.cosine_mean),
-            cosine_min=min_of(res.cosine_min), worst_layer=int(wl), worst_head=int(wh), worst_tv=wtv,
+            flip_rate=agg(res.flip_rate, np.nanmean), kl=agg(res.kl_mean, np.nanmean),
+            kl_max=agg(res.kl_max, np.nanmax), top1_agreement=agg(res.top1_agreement, np.nanmean),
+            cosine=agg(res.cosine_mean, np.nanmean), cosine_min=agg(res.cosine_min, np.nanmin),
+            worst_layer=int(wl), worst_head=int(wh), worst_tv=wtv,
             eff_experts=float(np.mean(eff[b])), head_concentration=conc[b].astype(np.float32),
-            agrees_prediction=a_pred, agrees_label=a_lab, notes=notes))
+            agrees_prediction=a_pred, agrees_label=a_lab, notes=list(enc.notes[b])))
     return results
 
 
