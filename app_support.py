@@ -15,6 +15,7 @@ Pages call only this module, ``interp`` and ``interp.figures``; nothing here doe
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -347,13 +348,50 @@ def page(name: str) -> str:
 
 
 def navigation_pages() -> list:
-    """``st.Page`` objects for ``st.navigation``; the triage page is included when its file exists."""
+    """``st.Page`` objects for ``st.navigation``; the triage page is included when its file exists. URL paths
+    are the names Streamlit derives from the files in ``pages/`` ("Head" from ``2_Head.py``), so that a deep
+    link resolves the same way whether or not ``app.py`` ran first (see :func:`start_page`)."""
     pages = [st.Page(page("explore"), title=tr("nav.explore"), icon=":material/search:", default=True),
-             st.Page(page("head"), title=tr("nav.head"), icon=":material/grid_view:", url_path="head"),
-             st.Page(page("sampling"), title=tr("nav.sampling"), icon=":material/casino:", url_path="sampling")]
+             st.Page(page("head"), title=tr("nav.head"), icon=":material/grid_view:", url_path="Head"),
+             st.Page(page("sampling"), title=tr("nav.sampling"), icon=":material/casino:", url_path="Sampling")]
     if (PAGES / _PAGE_FILES["triage"]).exists():
-        pages.insert(2, st.Page(page("triage"), title=tr("nav.triage"), icon=":material/troubleshoot:", url_path="triage"))
+        pages.insert(2, st.Page(page("triage"), title=tr("nav.triage"), icon=":material/troubleshoot:",
+                                url_path="Triage"))
     return pages
+
+
+def page_config() -> None:
+    st.set_page_config(page_title="ExpertLens", page_icon=":material/search:", layout="wide",
+                       initial_sidebar_state="expanded")
+
+
+_RUN = threading.local()
+
+
+def app_ran() -> None:
+    """Called by ``app.py`` at the start of every run it handles."""
+    _RUN.app_ran = True
+
+
+def start_page() -> dict:
+    """Call first in every page: the view merged from the URL, URL problems shown.
+
+    Normally ``app.py`` ran first in this run (page config, navigation, URL merge). On the very first run of a
+    server process, Streamlit resolves a deep link against the ``pages/`` folder and runs the page directly,
+    without ``app.py`` (the URL paths are the folder's page names, so the page is found and no "page not found"
+    dialog appears). Then the page does the setup itself and tells Streamlit that this app declares its own
+    navigation, so the next run goes through ``app.py``."""
+    ran = getattr(_RUN, "app_ran", False)
+    _RUN.app_ran = False
+    if not ran:
+        from streamlit.runtime.pages_manager import PagesManager
+        PagesManager.uses_pages_directory = False
+        page_config()
+        begin_run()
+    v = view()
+    for problem in url_problems():
+        st.warning(problem, icon=":material/link:")
+    return v
 
 
 def open_page(name: str) -> None:

@@ -6,7 +6,7 @@ from interp.figures import explore as fx
 from interp.trace import InputError, clean_text
 
 tr = ui.tr
-v = ui.view()
+v = ui.start_page()
 st.title(tr("app.title"))
 st.caption(tr("app.tagline"))
 

@@ -5,7 +5,7 @@ import app_support as ui
 from interp.figures import head as fh
 
 tr = ui.tr
-v = ui.view()
+v = ui.start_page()
 result = ui.analysed()
 if result is None:
     st.title(tr("nav.head"))

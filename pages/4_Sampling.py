@@ -6,7 +6,7 @@ import app_support as ui
 from interp.figures import sampling as fs
 
 tr = ui.tr
-v = ui.view()
+v = ui.start_page()
 st.title(tr("samp.header"))
 try:
     scheme_names = ui.schemes()

@@ -120,6 +120,7 @@ def test_overview_table_and_click(lm, trace, reference):
     assert row[t("ov.col.top_expert")] == f"{top}·{trace.tokens[top]}"
     event = {"selection": {"points": [{"customdata": [1, 3], "x": 3, "y": 1}]}}
     assert fx.selected_head(event) == (1, 3)
+    assert fx.selected_head({"selection": {"points": [{"customdata": {"0": 2, "1": 0}}]}}) == (2, 0)
     assert fx.selected_head({"selection": {"points": []}}) is None
     assert fx.selected_head(None) is None
 

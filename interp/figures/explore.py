@@ -80,7 +80,8 @@ def overview_figure(ov, query: int, selected: tuple[int, int] | None = None, lan
     size, panel = _grid_geometry(L, H)
     ll, hh = np.meshgrid(np.arange(L), np.arange(H), indexing="ij")
     ll, hh = ll.ravel(), hh.ravel()
-    custom = np.stack([ll, hh], 1)
+    custom = np.stack([ll, hh], 1)   # rows are passed as plain lists: a typed-array row reaches the click event
+                                     # as an object {"0": l, "1": h}
     eff = compact(ov.mean_effective_experts).ravel()
     spec = compact(ov.mean_special_mass).ravel()
     fire = compact(ov.firing_total[:, :, query]).ravel()
@@ -99,7 +100,7 @@ def overview_figure(ov, query: int, selected: tuple[int, int] | None = None, lan
                                  text=[ROLE_SHORT[role]] * int(m.sum()), textfont=dict(size=max(8, size // 2),
                                  color="white" if role in ("delimiter sink", "next-token", "previous-token")
                                  else "black"),
-                                 customdata=custom[m], hovertemplate=f"{t('ov.layer', lang)} %{{customdata[0]}}, "
+                                 customdata=custom[m].tolist(), hovertemplate=f"{t('ov.layer', lang)} %{{customdata[0]}}, "
                                  f"{t('ov.head', lang)} %{{customdata[1]}}<br>{role}<extra></extra>"),
                       row=1, col=1)
     panels = ((1, 2, eff, SEQUENTIAL, t("ov.eff", lang), ".1f"), (2, 1, spec, SEQUENTIAL_ALT, t("ov.special", lang), ".0%"),
@@ -112,7 +113,7 @@ def overview_figure(ov, query: int, selected: tuple[int, int] | None = None, lan
                                              line=dict(width=0),
                                              colorbar=dict(x=bar_x, y=bar_y, len=0.36, thickness=10,
                                                            tickformat=fmt, outlinewidth=0)),
-                                 text=[f"{label}: {v:{fmt}}" for v in vals], customdata=custom,
+                                 text=[f"{label}: {v:{fmt}}" for v in vals], customdata=custom.tolist(),
                                  hovertemplate=hover), row=r, col=c)
     if selected is not None:
         for r in (1, 2):
@@ -160,7 +161,9 @@ def selected_head(event) -> tuple[int, int] | None:
     except (KeyError, TypeError):
         return None
     for p in points or []:
-        cd = p.get("customdata")
-        if cd is not None and len(cd) >= 2:
+        cd = p.get("customdata") if isinstance(p, dict) else None
+        if isinstance(cd, dict):            # a typed-array row arrives as {"0": l, "1": h}
+            cd = [cd.get("0"), cd.get("1")]
+        if isinstance(cd, (list, tuple)) and len(cd) >= 2 and cd[0] is not None and cd[1] is not None:
             return int(cd[0]), int(cd[1])
     return None

@@ -1,0 +1,212 @@
+"""Real-browser tests: headless Debian Chromium (Playwright, never a downloaded browser) against
+`streamlit run app.py` on a free local port. They type a sentence, open a head by clicking the overview, switch
+to sampled vs dense, change k, export figures and tables, check that the charts really render (plotly SVG
+present and non-empty), keep screenshots under tests/output/, and check that two sessions analysing different
+texts at once get exactly what the same analyses give one after the other.
+
+Skipped with a clear message when /usr/bin/chromium is missing, except with EXPERTLENS_REQUIRE_BROWSER=1 (CI),
+where a missing browser fails."""
+from __future__ import annotations
+
+import re
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from conftest import copy_screenshot
+
+pytestmark = pytest.mark.browser
+
+VIEWPORT = {"width": 1400, "height": 2600}
+TIMEOUT = 90_000
+IDLE_JS = """() => {
+  const running = document.querySelector('[data-testid="stStatusWidget"]');
+  return !running && document.querySelectorAll('.stSpinner, [data-testid="stSpinner"]').length === 0;
+}"""
+
+
+def wait_idle(page, timeout: int = TIMEOUT) -> None:
+    """Until the script run is over (no running indicator, no spinner) — twice, to ride over a rerun."""
+    for _ in range(2):
+        page.wait_for_timeout(300)
+        page.wait_for_function(IDLE_JS, timeout=timeout)
+
+
+def wait_charts(page, count: int = 1, timeout: int = TIMEOUT) -> None:
+    page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {count}",
+                           timeout=timeout)
+    wait_idle(page, timeout)
+    no_exception(page)
+
+
+def no_exception(page) -> None:
+    shown = page.locator('[data-testid="stException"]')
+    assert shown.count() == 0, shown.first.inner_text()
+
+
+def rendered(page) -> dict:
+    """What plotly really drew: per chart, the number of drawn marks (heatmap images, bar paths, points)."""
+    return page.evaluate("""() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => {
+        const box = gd.getBoundingClientRect();
+        return {w: box.width, h: box.height,
+                heat: gd.querySelectorAll('g.heatmaplayer image').length,
+                bars: gd.querySelectorAll('g.barlayer path').length,
+                points: gd.querySelectorAll('g.scatterlayer path.point').length,
+                traces: (gd.data || []).length};
+    })""")
+
+
+def export_button(page, label: str):
+    """The first of the app's own export buttons (not the dataframe toolbar's) with ``label``."""
+    return page.locator("[data-testid=\"stDownloadButton\"]", has_text=label).first.locator("button").first
+
+
+def overview_values(page) -> list:
+    """The overview chart's data as the browser holds it (trace names, customdata, colours)."""
+    return page.evaluate("""() => {
+        const gd = document.querySelector('.js-plotly-plot');
+        return gd.data.map(t => ({name: t.name || null,
+            custom: t.customdata ? Array.from(t.customdata, r => Array.from(r)) : null,
+            colour: t.marker && typeof t.marker.color === 'object' && t.marker.color !== null
+                    ? Array.from(t.marker.color) : (t.marker ? t.marker.color : null)}));
+    }""")
+
+
+def url(server: str, path: str = "", **params) -> str:
+    return f"{server}/{path}" + (("?" + urllib.parse.urlencode(params)) if params else "")
+
+
+@pytest.fixture(scope="module")
+def warm(server, chromium):
+    """The server's first request is a deep link to a page (loads the model into the shared cache): it must
+    open that page directly, with no "page not found" dialog."""
+    page = chromium.new_page(viewport=VIEWPORT)
+    page.goto(url(server, "Head", model="minilm", text="Warm up.", layer=1, head=2), timeout=TIMEOUT)
+    wait_charts(page)
+    assert page.get_by_role("heading", name="Layer 1, head 2").is_visible()
+    assert page.locator('[data-testid="stDialog"]').count() == 0
+    page.close()
+    return server
+
+
+def test_explore_head_sampling_export(warm, chromium, output_dir, tmp_path):
+    server = warm
+    page = chromium.new_page(viewport=VIEWPORT, accept_downloads=True)
+    page.goto(url(server, model="minilm"), timeout=TIMEOUT)
+    wait_idle(page)
+    # type a sentence, insert [MASK], analyse
+    box = page.get_by_label("Text", exact=True)
+    box.fill("The quick brown fox jumps over the lazy dog")
+    box.press("Control+Enter")
+    wait_idle(page)
+    page.get_by_role("button", name="Insert [MASK]").click()
+    wait_idle(page)
+    assert box.input_value().endswith("[MASK]")
+    page.get_by_role("button", name="Analyze").click()
+    wait_charts(page)
+    assert "text=The+quick+brown+fox" in page.url or "text=The%20quick%20brown%20fox" in page.url
+    drawn = rendered(page)
+    assert drawn[0]["points"] >= 4 * 72 and drawn[0]["w"] > 300 and drawn[0]["h"] > 300    # 6 × 12 heads, 4 panels
+    body = page.inner_text("body")
+    assert "[MASK]" in body and "no MLM head" in body
+    page.screenshot(path=str(output_dir / "explore.png"))
+    copy_screenshot(output_dir / "explore.png", "explore.png")
+
+    # open head (layer 2, head 5) by clicking its square in the effective-experts panel
+    xy = page.evaluate("""() => {
+        const gd = document.querySelector('.js-plotly-plot');
+        const xa = gd._fullLayout.xaxis2, ya = gd._fullLayout.yaxis2, box = gd.getBoundingClientRect();
+        return [box.left + xa._offset + xa.l2p(5), box.top + ya._offset + ya.l2p(2)];
+    }""")
+    page.mouse.click(xy[0], xy[1])
+    page.wait_for_url(re.compile(r".*/Head\?.*"), timeout=TIMEOUT)
+    wait_charts(page, 3)
+    assert "layer=2" in page.url and "head=5" in page.url
+    assert page.get_by_role("heading", name="Layer 2, head 5").is_visible()
+    drawn = rendered(page)
+    assert drawn[0]["heat"] >= 1 and drawn[0]["w"] > 200                     # the gate heatmap image
+    assert sum(d["bars"] for d in drawn) > 20
+    page.screenshot(path=str(output_dir / "head.png"))
+    copy_screenshot(output_dir / "head.png", "head.png")
+
+    # export: self-contained HTML of the heatmap, and PNG from its modebar
+    with page.expect_download(timeout=TIMEOUT) as dl:
+        export_button(page, "HTML").click()
+    html = Path(dl.value.path()).read_text(encoding="utf-8")
+    assert "Plotly.newPlot" in html and len(html) > 1_000_000
+    assert not re.search(r"<script[^>]+src=", html)
+    chart = page.locator(".js-plotly-plot").first
+    chart.hover()
+    with page.expect_download(timeout=TIMEOUT) as dl:
+        page.locator('.modebar-btn[data-title="Download plot as a PNG"]').first.click()
+    assert Path(dl.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    csv_button = export_button(page, "CSV")
+    csv_button.focus()                                          # keyboard: the export is reachable without a mouse
+    with page.expect_download(timeout=TIMEOUT) as dl:
+        page.keyboard.press("Enter")
+    csv = Path(dl.value.path()).read_text(encoding="utf-8")
+    assert csv.splitlines()[0].startswith("expert position j")
+
+    # switch to sampled vs dense, change k
+    page.get_by_role("link", name="Sampled vs dense").click()
+    page.wait_for_url(re.compile(r".*/Sampling.*"), timeout=TIMEOUT)
+    wait_charts(page, 4)
+    assert "layer=2" in page.url and "head=5" in page.url and "k=8" in page.url
+    k = page.get_by_role("spinbutton", name="k (keys per query)")
+    k.fill("3")
+    k.press("Enter")
+    page.wait_for_url(re.compile(r".*[?&]k=3(&|$).*"), timeout=TIMEOUT)
+    wait_charts(page, 4)
+    drawn = rendered(page)
+    assert sum(d["bars"] for d in drawn) > 20 and any(d["heat"] for d in drawn)
+    assert "Cosine between the dense and sampled" in page.inner_text("body")
+    page.screenshot(path=str(output_dir / "sampling.png"))
+    copy_screenshot(output_dir / "sampling.png", "sampling.png")
+
+    # the URL reproduces the view in a new browser context
+    shared = page.url
+    other = chromium.new_context(viewport=VIEWPORT).new_page()
+    other.goto(shared, timeout=TIMEOUT)
+    wait_charts(other, 4)
+    assert other.get_by_role("spinbutton", name="k (keys per query)").input_value() == "3"
+    first = page.evaluate("() => JSON.stringify(Array.from(document.querySelector('.js-plotly-plot').data[0].y))")
+    second = other.evaluate("() => JSON.stringify(Array.from(document.querySelector('.js-plotly-plot').data[0].y))")
+    assert first == second
+    other.context.close()
+    page.close()
+
+
+def test_two_sessions_at_once_match_sequential_runs(warm, chromium):
+    server = warm
+    texts = ["The river bank was covered in [MASK] after the storm.",
+             "Markets fell sharply when the central bank raised interest rates again."]
+
+    def open_session(text):
+        ctx = chromium.new_context(viewport=VIEWPORT)
+        page = ctx.new_page()
+        page.goto(url(server, model="minilm", text=text, query=3), timeout=TIMEOUT, wait_until="commit")
+        return page
+
+    concurrent = [open_session(t) for t in texts]      # both scripts run in the server at the same time
+    results = []
+    for page in concurrent:
+        wait_charts(page)
+        results.append(overview_values(page))
+        page.context.close()
+    sequential = []
+    for text in texts:
+        page = open_session(text)
+        wait_charts(page)
+        sequential.append(overview_values(page))
+        page.context.close()
+    assert results == sequential
+    assert results[0] != results[1]
+
+
+def test_bad_input_message_in_browser(warm, chromium):
+    page = chromium.new_page(viewport=VIEWPORT)
+    page.goto(url(warm, model="/no/such/folder", text="hello"), timeout=TIMEOUT)
+    page.wait_for_selector('[data-testid="stAlertContentError"]', timeout=TIMEOUT)
+    assert "model folder not found" in page.inner_text("body")
+    page.close()
