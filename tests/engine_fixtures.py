@@ -2,7 +2,9 @@
 a WordPiece tokenizer), so tests go through the same loader as users do."""
 from __future__ import annotations
 
+import atexit
 import functools
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -32,6 +34,7 @@ def vocab() -> list[str]:
 @functools.lru_cache(maxsize=None)
 def model_folder(model_type: str, with_head: bool = True, seed: int = 0, **kw) -> Path:
     folder = Path(tempfile.mkdtemp(prefix=f"expertlens-{model_type}-"))
+    atexit.register(shutil.rmtree, folder, True)
     words = vocab()
     (folder / "vocab.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
     tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(words)}, do_lower_case=True, model_max_length=10_000)
