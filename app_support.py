@@ -74,7 +74,14 @@ def get_trace(model: str, text: str) -> Trace:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def overview(model: str, text: str) -> decompose.Overview:
-    return decompose.overview(get_model(model), get_trace(model, text))
+    """Every head decomposed (identity checks apart, see :func:`identity_checks`)."""
+    return decompose.overview(get_model(model), get_trace(model, text), with_checks=False)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def identity_checks(model: str, text: str) -> dict:
+    """The exactness of identities 1 and 2 on this input (max relative errors against the model's own pass)."""
+    return decompose.identity_checks(get_model(model), get_trace(model, text))
 
 
 @st.cache_data(show_spinner=False, max_entries=128)

@@ -135,7 +135,7 @@ c1.selectbox(tr("select.head_fallback"), options=heads, key="ov_pick", help=tr("
              on_change=lambda: ui.set_view(layer=st.session_state.ov_pick[0], head=st.session_state.ov_pick[1]))
 if c2.button(tr("select.open_head"), key="ov_open", width="stretch"):
     ui.open_page("head")
-checks = ov.checks
+checks = ui.identity_checks(v["model"], v["text"])
 if checks:
     def _err(name):
         val = checks.get(name)

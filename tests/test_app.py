@@ -3,6 +3,7 @@ states. Small random models are used where real weights are not needed."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,11 @@ def test_url_lands_on_analysed_overview(app, tiny_bert_dir):
     shown = [df.value for df in at.dataframe if t("pred.col.prob") in df.value.columns]
     assert len(shown) == 1
     assert list(shown[0][t("pred.col.token")]) == list(want[t("pred.col.token")])
+    # the exactness caption: both identities hold on this input to float32 precision
+    checks = [c for c in texts(at.caption) if c.startswith("Exactness on this input")]
+    assert len(checks) == 1
+    errors = [float(x) for x in re.findall(r"(\d\.\de[-+]\d+)", checks[0])]
+    assert len(errors) == 3 and max(errors) < 1e-4
     # every chart and table has an export button
     downloads = [d.label for d in at.get("download_button")]
     assert downloads.count(t("export.html")) == len(charts(at))

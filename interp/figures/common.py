@@ -28,13 +28,17 @@ def compact(a, dtype=np.float32) -> np.ndarray:
 
 def style(fig: go.Figure, title: str | None = None, height: int | None = None) -> go.Figure:
     """House layout: title, font, tight margins, white background, no plotly logo in exports."""
-    fig.update_layout(title=dict(text=title, x=0.0, xanchor="left") if title else None, font=FONT,
-                      margin=dict(l=10, r=10, t=50 if title else 20, b=10), plot_bgcolor="white",
-                      paper_bgcolor="white", hoverlabel=dict(font_size=13))
-    fig.update_xaxes(automargin=True)
-    fig.update_yaxes(automargin=True)
+    layout = dict(title=dict(text=title, x=0.0, xanchor="left") if title else None, font=FONT,
+                  margin=dict(l=10, r=10, t=50 if title else 20, b=10), plot_bgcolor="white", paper_bgcolor="white",
+                  hoverlabel=dict(font_size=13))
     if height:
-        fig.update_layout(height=height)
+        layout["height"] = height
+    for name in fig.layout:                       # every x/y axis the figure has (one update, not one per axis)
+        if name.startswith(("xaxis", "yaxis")):
+            layout[name] = dict(automargin=True)
+    layout.setdefault("xaxis", dict(automargin=True))
+    layout.setdefault("yaxis", dict(automargin=True))
+    fig.update_layout(layout)
     return fig
 
 

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 
 from ..i18n import t
 from .common import OKABE_ITO, SEQUENTIAL, SEQUENTIAL_ALT, compact, style
@@ -86,53 +85,56 @@ def overview_figure(ov, query: int, selected: tuple[int, int] | None = None, lan
     spec = compact(ov.mean_special_mass).ravel()
     fire = compact(ov.firing_total[:, :, query]).ravel()
     titles = (t("ov.role", lang), t("ov.eff", lang), t("ov.special", lang), t("ov.firing", lang))
-    fig = make_subplots(rows=2, cols=2, subplot_titles=titles, horizontal_spacing=0.12, vertical_spacing=0.2)
+    # four panels laid out by hand (as make_subplots would: axes 1–4 row by row), built as plain dicts and
+    # validated once — several times faster than make_subplots, which matters for the time to first draw
+    xdom, ydom = ((0.0, 0.43), (0.57, 1.0)), ((0.6, 1.0), (0.0, 0.4))
+    axis_of = {(1, 1): "", (1, 2): "2", (2, 1): "3", (2, 2): "4"}
     hover = (f"{t('ov.layer', lang)} %{{customdata[0]}}, {t('ov.head', lang)} %{{customdata[1]}}<br>"
              "%{text}<extra></extra>")
+    data = []
     role_flat = roles.ravel()
     for role in ROLE_ORDER:
         m = role_flat == role
         if not m.any():
             continue
-        fig.add_trace(go.Scatter(x=hh[m], y=ll[m], mode="markers+text", name=role, legendgroup="role",
-                                 marker=dict(symbol="square", size=size, color=ROLE_COLOURS[role],
-                                             line=dict(width=0)),
-                                 text=[ROLE_SHORT[role]] * int(m.sum()), textfont=dict(size=max(8, size // 2),
-                                 color="white" if role in ("delimiter sink", "next-token", "previous-token")
-                                 else "black"),
-                                 customdata=custom[m].tolist(), hovertemplate=f"{t('ov.layer', lang)} %{{customdata[0]}}, "
-                                 f"{t('ov.head', lang)} %{{customdata[1]}}<br>{role}<extra></extra>"),
-                      row=1, col=1)
-    panels = ((1, 2, eff, SEQUENTIAL, t("ov.eff", lang), ".1f"), (2, 1, spec, SEQUENTIAL_ALT, t("ov.special", lang), ".0%"),
-              (2, 2, fire, SEQUENTIAL, t("ov.firing", lang), ".3g"))
-    for r, c, vals, scale, label, fmt in panels:
-        bar_x = 0.45 if c == 1 else 1.01
-        bar_y = 0.8 if r == 1 else 0.2
-        fig.add_trace(go.Scatter(x=hh, y=ll, mode="markers", showlegend=False, name=label,
-                                 marker=dict(symbol="square", size=size, color=vals, colorscale=scale,
-                                             line=dict(width=0),
-                                             colorbar=dict(x=bar_x, y=bar_y, len=0.36, thickness=10,
-                                                           tickformat=fmt, outlinewidth=0)),
-                                 text=[f"{label}: {v:{fmt}}" for v in vals], customdata=custom.tolist(),
-                                 hovertemplate=hover), row=r, col=c)
+        data.append(dict(type="scatter", x=hh[m], y=ll[m], mode="markers+text", name=role, legendgroup="role",
+                         marker=dict(symbol="square", size=size, color=ROLE_COLOURS[role], line=dict(width=0)),
+                         text=[ROLE_SHORT[role]] * int(m.sum()),
+                         textfont=dict(size=max(8, size // 2), color="white" if role in (
+                             "delimiter sink", "next-token", "previous-token") else "black"),
+                         customdata=custom[m].tolist(), xaxis="x", yaxis="y",
+                         hovertemplate=f"{t('ov.layer', lang)} %{{customdata[0]}}, {t('ov.head', lang)} "
+                                       f"%{{customdata[1]}}<br>{role}<extra></extra>"))
+    panels = (((1, 2), eff, SEQUENTIAL, t("ov.eff", lang), ".1f"), ((2, 1), spec, SEQUENTIAL_ALT, t("ov.special", lang), ".0%"),
+              ((2, 2), fire, SEQUENTIAL, t("ov.firing", lang), ".3g"))
+    for (r, c), vals, scale, label, fmt in panels:
+        a = axis_of[(r, c)]
+        data.append(dict(type="scatter", x=hh, y=ll, mode="markers", showlegend=False, name=label,
+                         xaxis="x" + a, yaxis="y" + a,
+                         marker=dict(symbol="square", size=size, color=vals, colorscale=scale, line=dict(width=0),
+                                     colorbar=dict(x=xdom[c - 1][1] + 0.015, y=sum(ydom[r - 1]) / 2, len=0.36,
+                                                   thickness=10, tickformat=fmt, outlinewidth=0)),
+                         text=[f"{label}: {v:{fmt}}" for v in vals], customdata=custom.tolist(), hovertemplate=hover))
     if selected is not None:
-        for r in (1, 2):
-            for c in (1, 2):
-                fig.add_trace(go.Scatter(x=[selected[1]], y=[selected[0]], mode="markers", showlegend=False,
-                                         hoverinfo="skip", customdata=[list(selected)],
-                                         marker=dict(symbol="square-open", size=size + 5,
-                                                     line=dict(width=3, color=OKABE_ITO[5]), color=OKABE_ITO[5])),
-                              row=r, col=c)
-    fig.update_xaxes(range=[-0.7, H - 0.3], dtick=1 if H <= 16 else 2, showgrid=False, zeroline=False,
-                     fixedrange=True)
-    fig.update_yaxes(range=[L - 0.3, -0.7], dtick=1 if L <= 16 else 2, showgrid=False, zeroline=False,
-                     fixedrange=True)
-    for c in (1, 2):
-        fig.update_xaxes(title_text=t("ov.head", lang), title_standoff=4, row=2, col=c)
-    for r in (1, 2):
-        fig.update_yaxes(title_text=t("ov.layer", lang), title_standoff=4, row=r, col=1)
-    fig.update_layout(legend=dict(orientation="h", y=-0.08, x=0, title=None), clickmode="event+select",
-                      dragmode=False)
+        for a in axis_of.values():
+            data.append(dict(type="scatter", x=[selected[1]], y=[selected[0]], mode="markers", showlegend=False,
+                             hoverinfo="skip", customdata=[list(selected)], xaxis="x" + a, yaxis="y" + a,
+                             marker=dict(symbol="square-open", size=size + 5, color=OKABE_ITO[5],
+                                         line=dict(width=3, color=OKABE_ITO[5]))))
+    layout = dict(legend=dict(orientation="h", y=-0.08, x=0, title=None), clickmode="event+select", dragmode=False,
+                  annotations=[])
+    for (r, c), a in axis_of.items():
+        name = ("xaxis" + a, "yaxis" + a)
+        layout[name[0]] = dict(domain=xdom[c - 1], anchor="y" + a, range=[-0.7, H - 0.3], dtick=1 if H <= 16 else 2,
+                               showgrid=False, zeroline=False, fixedrange=True,
+                               title=dict(text=t("ov.head", lang), standoff=4) if r == 2 else None)
+        layout[name[1]] = dict(domain=ydom[r - 1], anchor="x" + a, range=[L - 0.3, -0.7], dtick=1 if L <= 16 else 2,
+                               showgrid=False, zeroline=False, fixedrange=True,
+                               title=dict(text=t("ov.layer", lang), standoff=4) if c == 1 else None)
+        layout["annotations"].append(dict(text=titles[(r - 1) * 2 + (c - 1)], x=sum(xdom[c - 1]) / 2,
+                                          y=ydom[r - 1][1], xref="paper", yref="paper", xanchor="center",
+                                          yanchor="bottom", showarrow=False, font=dict(size=15)))
+    fig = go.Figure(data=data, layout=layout)
     return style(fig, None, height=2 * panel + 140)
 
 

@@ -1,0 +1,174 @@
+"""Dashboard speed and payload, measured in a real browser (headless Debian Chromium via Playwright) against
+`streamlit run app.py` on a free local port.
+
+For each model (mini-bert when it is built, and MiniLM) at n = 128 tokens:
+* analyze_s: from pressing Analyze (a text not analysed before; the model already loaded) to the overview
+  fully drawn (all plotly charts present and the script run finished) — target < 1.5 s on 2 cores;
+* head_switch_s: on the one-head page, from choosing another head to its page fully drawn — target < 0.5 s.
+Medians over a few repetitions, each with fresh text or head, so no result comes from the cache.
+
+Payload: the largest websocket message the browser receives on each page at n = 512 (MiniLM), next to what
+shipping every layer × head × n² attention weight as JSON would take (bertviz's approach). Must stay under a
+few MB.
+
+Prints one JSON object as its last line. Usage: .venv/bin/python benchmarks/bench_app.py [--reps 3]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import CHROMIUM, CHROMIUM_ARGS, free_port, start_server, stop_server  # noqa: E402
+
+IDLE_JS = """() => !document.querySelector('[data-testid="stStatusWidget"]')
+                  && document.querySelectorAll('[data-testid="stSpinner"]').length === 0"""
+SENTENCES = ("the old river bank was covered in snow after the long winter storm",
+             "markets fell sharply when the central bank raised interest rates again",
+             "she put the heavy book on the kitchen table and left the room quietly",
+             "a small dog ran across the busy road to meet its owner at the gate",
+             "the king and the queen walked through the city to see the new bridge")
+
+
+def text_of(lm, n_tokens: int, seed: int) -> str:
+    """A text of exactly ``n_tokens`` tokens (special tokens included) for this tokenizer, with one [MASK]."""
+    words = []
+    i = seed
+    while True:
+        words += SENTENCES[i % len(SENTENCES)].split()
+        i += 1
+        ids = lm.tokenizer(" ".join(words))["input_ids"]
+        if len(ids) >= n_tokens:
+            break
+    while len(lm.tokenizer(" ".join(words) + " [MASK] .")["input_ids"]) > n_tokens:
+        words.pop()
+    text = " ".join(words) + " [MASK] ."
+    while len(lm.tokenizer(text)["input_ids"]) < n_tokens:
+        text = "the " + text
+    return text
+
+
+def url(base: str, path: str = "", **params) -> str:
+    return f"{base}/{path}" + ("?" + urllib.parse.urlencode(params) if params else "")
+
+
+def wait_drawn(page, charts: int, timeout: float = 180_000) -> None:
+    page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {charts}",
+                           timeout=timeout)
+    page.wait_for_function(IDLE_JS, timeout=timeout, polling="raf")
+
+
+def measure_analyze(page, base: str, model: str, text: str, charts: int) -> float:
+    page.goto(url(base, model=model), timeout=180_000)
+    page.wait_for_function(IDLE_JS, timeout=180_000)
+    box = page.get_by_role("textbox", name="Text")
+    box.fill(text)
+    box.press("Control+Enter")                      # commit the text (a rerun with nothing to analyse yet)
+    page.wait_for_timeout(300)
+    page.wait_for_function(IDLE_JS, timeout=180_000)
+    button = page.get_by_role("button", name="Analyze")
+    t0 = time.perf_counter()
+    button.click()
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 1 "
+                           "&& document.location.search.includes('text=')", timeout=180_000, polling="raf")
+    wait_drawn(page, charts)
+    return time.perf_counter() - t0
+
+
+def measure_head_switch(page, base: str, model: str, text: str, layer: int, heads: list[int]) -> list[float]:
+    page.goto(url(base, "Head", model=model, text=text, layer=layer, head=heads[0]), timeout=180_000)
+    wait_drawn(page, 3)
+    out = []
+    for h in heads[1:]:
+        page.get_by_role("combobox", name="Head", exact=True).click()
+        option = page.get_by_role("option", name=str(h), exact=True)
+        t0 = time.perf_counter()
+        option.click()
+        page.wait_for_function(f"() => Array.from(document.querySelectorAll('h1')).some(e => "
+                               f"e.innerText.trim() === 'Layer {layer}, head {h}')", timeout=180_000, polling="raf")
+        wait_drawn(page, 3)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def largest_messages(page, base: str, text: str) -> dict:
+    """Largest websocket frame received while each page is drawn (n = 512, MiniLM)."""
+    sizes: list[int] = []
+
+    def on_ws(ws):
+        ws.on("framereceived", lambda payload: sizes.append(len(payload if isinstance(payload, (bytes, str)) else b"")))
+    page.on("websocket", on_ws)
+    out = {}
+    for name, path, charts in (("explore", "", 2), ("head", "Head", 3), ("sampling", "Sampling", 4)):
+        sizes.clear()
+        page.goto(url(base, path, model="minilm", text=text, layer=3, head=4, k=8, seed=0), timeout=600_000)
+        wait_drawn(page, charts, timeout=600_000)
+        out[name] = max(sizes) if sizes else 0
+        out[name + "_total"] = sum(sizes)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--n", type=int, default=128)
+    parser.add_argument("--payload-n", type=int, default=512)
+    args = parser.parse_args()
+    if not Path(CHROMIUM).exists():
+        print(json.dumps({"error": f"{CHROMIUM} missing: apt-get install -y chromium"}))
+        return 1
+    from playwright.sync_api import sync_playwright
+
+    from interp.loader import available_models, load_model
+
+    models = [m for m in ("mini-bert", "minilm") if m in available_models()]
+    port = free_port()
+    log = ROOT / "tests" / "output"
+    log.mkdir(parents=True, exist_ok=True)
+    server = start_server(port, log / "bench-server.log")
+    base = f"http://127.0.0.1:{port}"
+    result = {"cpu_cores": os.cpu_count(), "n_tokens": args.n, "reps": args.reps, "models": {},
+              "targets": {"analyze_s": 1.5, "head_switch_s": 0.5, "max_message_bytes": 3_000_000}}
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            for model in models:
+                lm = load_model(model)
+                # warm: the model enters the server's shared cache, the browser its script cache
+                page.goto(url(base, model=model, text=text_of(lm, 16, 99)), timeout=300_000)
+                wait_drawn(page, 1, timeout=300_000)
+                analyze = [measure_analyze(page, base, model, text_of(lm, args.n, r), 1) for r in range(args.reps)]
+                heads = list(range(min(lm.n_heads, args.reps + 1)))
+                switch = measure_head_switch(page, base, model, text_of(lm, args.n, 0), min(2, lm.n_layers - 1), heads)
+                result["models"][model] = {
+                    "layers": lm.n_layers, "heads": lm.n_heads,
+                    "analyze_s": round(statistics.median(analyze), 3), "analyze_runs_s": [round(x, 3) for x in analyze],
+                    "head_switch_s": round(statistics.median(switch), 3), "head_switch_runs_s": [round(x, 3) for x in switch]}
+            lm = load_model("minilm")
+            big = text_of(lm, args.payload_n, 3)
+            payload = largest_messages(page, base, big)
+            L, H, n = lm.n_layers, lm.n_heads, args.payload_n
+            result["payload_n"] = n
+            result["max_message_bytes"] = {k: v for k, v in payload.items() if not k.endswith("_total")}
+            result["page_total_bytes"] = {k[:-6]: v for k, v in payload.items() if k.endswith("_total")}
+            # every attention weight of every head as JSON numbers (~10 characters each), as bertviz ships them
+            result["all_heads_json_bytes_estimate"] = L * H * n * n * 10
+            browser.close()
+    finally:
+        stop_server(server)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
