@@ -10,6 +10,7 @@ HELP = ("train the embedded models (paper, cbow, mini-bert) on corpora from Debi
         "saves Hugging Face checkpoints, metrics and model cards")
 NAMES = ("paper", "cbow", "mini-bert")
 GPU_DEFAULT_BUDGET = 420.0
+DEFAULT_INIT = "default"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,7 +36,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="evaluate on the first N held-out sequences only (default: all on CUDA, 600 on CPU)")
     p.add_argument("--eval-every-frac", type=float, default=0.0,
                    help="log a held-out check every this fraction of the steps (default: never)")
+    p.add_argument("--init", default=DEFAULT_INIT,
+                   help="paper/cbow initialisation (and learning rate): name=C,name=C, or C,C,… to let a short sweep pick "
+                        "each model's by training loss; C is INIT or INIT@LR, INIT one of default, scaled, "
+                        f"scaled-sinusoidal (default {DEFAULT_INIT})")
+    p.add_argument("--sweep-steps", type=int, default=2000, help="steps of each init-sweep run (default 2000)")
     p.add_argument("--force", action="store_true", help="retrain even if the checkpoints exist")
+    p.add_argument("--cards-only", action="store_true",
+                   help="only rewrite the model cards and README of --out from its metrics.json")
 
 
 def parse_steps(spec: str | None, names) -> dict[str, int] | None:
@@ -54,6 +62,49 @@ def parse_steps(spec: str | None, names) -> dict[str, int] | None:
     return out
 
 
+def parse_init(spec: str) -> dict[str, list[str]]:
+    """'paper=C,cbow=C' (fixed) or 'C,C,…' (sweep for both); a candidate C is INIT or INIT@LEARNING_RATE."""
+    from ..training.run import INITS
+
+    def ok(c: str) -> bool:
+        init, _, lr = c.partition("@")
+        if init not in INITS:
+            return False
+        try:
+            return not lr or float(lr) > 0
+        except ValueError:
+            return False
+
+    spec = (spec or "default").strip()
+    out: dict[str, list[str]] = {}
+    if "=" in spec:
+        for part in spec.split(","):
+            name, _, init = part.partition("=")
+            name, init = name.strip(), init.strip()
+            if name not in ("paper", "cbow") or not ok(init):
+                raise ValueError(f"--init: bad entry {part!r}; use paper=INIT,cbow=INIT with INIT in {', '.join(INITS)}")
+            out[name] = [init]
+        return out
+    cands = [c.strip() for c in spec.split(",") if c.strip()]
+    bad = [c for c in cands if not ok(c)]
+    if bad or not cands:
+        raise ValueError(f"--init: unknown init {', '.join(bad) or spec!r}; known: {', '.join(INITS)}")
+    return {"paper": cands, "cbow": list(cands)}
+
+
+def _cards_only(out: Path) -> int:
+    import json
+
+    from ..training import cards
+    try:
+        metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        return _fail(f"cannot read {out / 'metrics.json'}: {err}", 1)
+    cards.write_all(out, metrics)
+    print(f"wrote the model cards and README of {out}")
+    return 0
+
+
 def _fail(msg: str, code: int = 2) -> int:
     print(f"error: {msg}", file=sys.stderr)
     return code
@@ -67,6 +118,8 @@ def run(args) -> int:
     from ..corpora import CorpusUnavailable, default_cache
     from ..training import pipeline
 
+    if args.cards_only:
+        return _cards_only(Path(args.out))
     if not args.all and not args.model and not args.prepare_only:
         return _fail("say what to train: --all, or --model NAME (or --prepare-only)")
     names = list(NAMES) if args.all else list(dict.fromkeys(args.model or []))
@@ -74,8 +127,11 @@ def run(args) -> int:
     names.sort(key=NAMES.index)
     try:
         steps = parse_steps(args.steps, names)
+        inits = parse_init(args.init)
     except ValueError as err:
         return _fail(str(err))
+    if args.sweep_steps < 10:
+        return _fail("--sweep-steps must be at least 10")
     if args.budget_seconds is not None and args.budget_seconds <= 0:
         return _fail("--budget-seconds must be positive")
     if args.compare_seeds < 1:
@@ -113,7 +169,8 @@ def run(args) -> int:
                          steps=steps, budget_seconds=budget,
                          batch_size=args.batch_size or (256 if cuda else pipeline.CPU_BATCH),
                          eval_max_sequences=args.eval_max_sequences if args.eval_max_sequences is not None
-                         else (None if cuda else 600), arch={}, eval_every_frac=args.eval_every_frac)
+                         else (None if cuda else 600), arch={}, eval_every_frac=args.eval_every_frac,
+                         inits=inits, sweep_steps=args.sweep_steps)
     if plan.steps is not None and any(n not in plan.steps for n in names) and plan.budget_seconds is None:
         missing = [n for n in names if n not in plan.steps and not (n == "cbow" and "paper" in names)]
         if missing:

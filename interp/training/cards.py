@@ -128,6 +128,11 @@ def _arch_line(name: str, m: dict) -> str:
             f"vocabulary {c['vocab_size']}, {c['max_position_embeddings']} positions")
 
 
+def sweep_lr(m: dict) -> bool:
+    """Whether the init sweep chose a learning rate too (candidates written INIT@LR)."""
+    return "@" in str((m.get("init_sweep") or {}).get("chosen", ""))
+
+
 def model_card(name: str, metrics: dict) -> str:
     m = metrics["models"][name]
     shipped = next(r for r in m["runs"] if r["seed"] == m["shipped_seed"])
@@ -136,7 +141,16 @@ def model_card(name: str, metrics: dict) -> str:
     sw = metrics.get("software", {})
     dev = "cuda" if metrics.get("device", "").startswith("cuda") else "cpu"
     seeds = m["summary"]["seeds"]
-    extra = "" if name == "mini-bert" else f" --compare-seeds {len(seeds)}"
+    cand = shipped.get("init", "default") + (f"@{shipped['lr']:g}" if sweep_lr(m) else "")
+    extra = "" if name == "mini-bert" else f" --compare-seeds {len(seeds)} --init {name}={cand}"
+    sweep = m.get("init_sweep")
+    init_line = []
+    if name != "mini-bert":
+        init_line = [f"- initialisation `{shipped.get('init', 'default')}` (see `interp.training.run.apply_init`), "
+                     f"Adam ε = {shipped.get('adam_eps', 1e-6):g}" +
+                     (f"; chosen among {', '.join(f'`{k}` (training loss {v:.3f})' for k, v in sweep['final_training_loss'].items())} "
+                      f"after {sweep['steps']} steps by the lowest training loss — the held-out documents play no part"
+                      if sweep else "")]
     lines = [
         f"# `{name}` — embedded ExpertLens model", "",
         ABOUT[name], "",
@@ -161,6 +175,7 @@ def model_card(name: str, metrics: dict) -> str:
         f"masked positions; AdamW (β = 0.9, 0.98; weight decay {shipped['weight_decay']}), learning rate "
         f"{shipped['lr']} with {int(shipped['warmup_frac'] * 100)}% linear warm-up then linear decay, gradient "
         "clipping at 1.0",
+        *init_line,
         f"- {shipped['steps']:,} steps ({shipped.get('steps_from', 'given')}), batch {shipped['batch_size']} sequences "
         f"of ≤ {shipped['max_len']} tokens; every {shipped['long_every']}th step a batch of ≤ {shipped['long_len']}-token "
         "sequences (same token count) so that long inputs work",

@@ -38,6 +38,8 @@ class Plan:
     long_len: int = R.MAX_POSITIONS
     long_every: int = 10
     eval_every_frac: float = 0.0
+    inits: dict = None                    # paper/cbow: {name: [candidate inits]}; several ⇒ a sweep picks one
+    sweep_steps: int = 2000
 
 
 def ensure_prepared(folder: Path, vocab_size: int, cache: Path | None, fetch: bool, names=None, log=print) -> D.Prepared:
@@ -54,9 +56,16 @@ def ensure_prepared(folder: Path, vocab_size: int, cache: Path | None, fetch: bo
                      log=log)
 
 
-def _config(plan: Plan, name: str, seed: int, steps: int) -> R.TrainConfig:
-    return R.TrainConfig(name=name, seed=seed, steps=steps, batch_size=plan.batch_size, max_len=plan.max_len,
-                         long_len=plan.long_len, long_every=plan.long_every, lr=R.DEFAULT_LR[name],
+def split_candidate(cand: str) -> tuple[str, float | None]:
+    """'INIT' or 'INIT@LR' → (init, learning rate or None for the model's default)."""
+    init, _, lr = cand.partition("@")
+    return init, (float(lr) if lr else None)
+
+
+def _config(plan: Plan, name: str, seed: int, steps: int, cand: str = "default") -> R.TrainConfig:
+    init, lr = split_candidate(cand)
+    return R.TrainConfig(init=init, adam_eps=1e-6 if init == "default" else 1e-8,name=name, seed=seed, steps=steps, batch_size=plan.batch_size, max_len=plan.max_len,
+                         long_len=plan.long_len, long_every=plan.long_every, lr=lr or R.DEFAULT_LR[name],
                          device=plan.device, log_every=max(1, min(500, steps // 10)),
                          eval_every=int(steps * plan.eval_every_frac) if plan.eval_every_frac else 0,
                          arch=plan.arch.get(name, {}))
@@ -112,9 +121,12 @@ def train_all(prepared: D.Prepared, out: Path, plan: Plan, log=print) -> dict:
             steps, how = _steps_for(plan, name, td, log)
         if name == "paper":
             shared_steps = steps
+        init, sweep = "default", None
+        if name in ("paper", "cbow"):
+            init, sweep = _choose_init(plan, name, td, log)
         runs = []
         for seed in seeds:
-            cfg = _config(plan, name, seed, steps)
+            cfg = _config(plan, name, seed, steps, init)
             log(f"training {name} (seed {seed}, {steps} steps, batch {cfg.batch_size}, device {plan.device})")
             model, rec = R.train(cfg, td, log=log, eval_set=es)
             rec["steps_from"] = how
@@ -136,6 +148,8 @@ def train_all(prepared: D.Prepared, out: Path, plan: Plan, log=print) -> dict:
         metrics["models"][name] = {
             "shipped_seed": plan.seed, "parameters": R.count_parameters(arch), "config": arch.config.to_dict(),
             "runs": runs, "summary": _summary(runs)}
+        if sweep:
+            metrics["models"][name]["init_sweep"] = sweep
         metrics["total_seconds"] = round(time.perf_counter() - t_all, 1)
         _dump(out / METRICS_FILE, metrics)
     if "paper" in metrics["models"] and "cbow" in metrics["models"]:
@@ -144,6 +158,29 @@ def train_all(prepared: D.Prepared, out: Path, plan: Plan, log=print) -> dict:
     _dump(out / METRICS_FILE, metrics)
     cards.write_all(out, metrics)
     return metrics
+
+
+def _choose_init(plan: Plan, name: str, td: R.TrainData, log) -> tuple[str, dict | None]:
+    """The init of a paper/cbow run: the only candidate, or the one with the lowest final *training* loss
+    after ``plan.sweep_steps`` steps (seed ``plan.seed``); the held-out documents play no part."""
+    cands = list((plan.inits or {}).get(name) or ["default"])
+    if len(cands) == 1:
+        return cands[0], None
+    sweep = {}
+    for init in cands:
+        cfg = _config(plan, name, plan.seed, plan.sweep_steps, init)
+        cfg.log_every = max(1, plan.sweep_steps // 10)
+        cfg.eval_every = 0
+        try:
+            _, rec = R.train(cfg, td, log=lambda *_: None)
+            sweep[init] = rec["loss_curve"][-1][1]
+        except FloatingPointError:
+            sweep[init] = float("inf")
+        log(f"{name}: init sweep {init}: training loss {sweep[init]:.4f} after {plan.sweep_steps} steps")
+    best = min(cands, key=lambda c: (sweep[c], cands.index(c)))
+    log(f"{name}: chose init {best}")
+    return best, {"steps": plan.sweep_steps, "final_training_loss": sweep, "chosen": best,
+                  "rule": "lowest training loss (mean of the last tenth of the steps); held-out data unused"}
 
 
 def R_round(d: dict) -> dict:

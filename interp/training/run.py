@@ -58,6 +58,8 @@ class TrainConfig:
     log_every: int = 200
     eval_every: int = 0           # 0 = no intermediate held-out checks
     arch: dict = field(default_factory=dict)   # overrides of ARCH (tests use tiny models)
+    init: str = "default"         # paper/cbow only: see apply_init
+    adam_eps: float = 1e-6
 
 
 DEFAULT_LR = {"paper": 2e-3, "cbow": 2e-3, "mini-bert": 6e-4}
@@ -102,14 +104,59 @@ def count_parameters(model: nn.Module) -> int:
     return n
 
 
-def _optimizer(model: nn.Module, lr: float, wd: float) -> torch.optim.Optimizer:
+INITS = ("default", "scaled", "scaled-sinusoidal")
+
+
+def apply_init(model: nn.Module, init: str) -> None:
+    """Re-initialise a paper/cbow model (a training choice; the architecture is unchanged).
+
+    * ``default``: the model's own N(0, 0.02²) for every weight (BERT's convention).
+    * ``scaled``: embeddings N(0, 1), value and decoder N(0, 1/d), query and key N(0, 1/(4d)). Without a
+      LayerNorm the logits are a product of three small matrices under the default, so gradients start near
+      a saddle (≈1e-10 for query/key) and training barely leaves the unigram solution; unit-scale
+      embeddings avoid that.
+    * ``scaled-sinusoidal``: ``scaled`` with the position embeddings started at the sinusoids of
+      Vaswani et al. (2017) (still trained), which make relative offsets linear in the embeddings.
+    """
+    if init == "default":
+        return
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; known: {', '.join(INITS)}")
+    if getattr(model.config, "model_type", "") != "expertlens-paper":
+        raise ValueError("the scaled inits are for the paper/cbow models")
+    d = model.config.hidden_size
+    with torch.no_grad():
+        nn.init.normal_(model.word_embeddings.weight, std=1.0)
+        nn.init.normal_(model.attention.value.weight, std=d ** -0.5)
+        nn.init.normal_(model.decoder.weight, std=d ** -0.5)
+        nn.init.zeros_(model.decoder.bias)
+        for lin in (model.attention.query, model.attention.key):
+            if lin is not None:
+                nn.init.normal_(lin.weight, std=0.5 * d ** -0.5)
+        if init == "scaled-sinusoidal":
+            model.position_embeddings.weight.copy_(sinusoids(*model.position_embeddings.weight.shape))
+        else:
+            nn.init.normal_(model.position_embeddings.weight, std=1.0)
+
+
+def sinusoids(n: int, d: int) -> torch.Tensor:
+    """PE[i, 2k] = sin(i / 10000^(2k/d)), PE[i, 2k+1] = cos(i / 10000^(2k/d))."""
+    pos = torch.arange(n, dtype=torch.float64)[:, None]
+    freq = 10000.0 ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+    pe = torch.zeros(n, d, dtype=torch.float64)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq)[:, : d // 2]
+    return pe.float()
+
+
+def _optimizer(model: nn.Module, lr: float, wd: float, eps: float = 1e-6) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         (decay if p.ndim == 2 and "embeddings" not in name else no_decay).append(p)
     return torch.optim.AdamW([{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}],
-                             lr=lr, betas=(0.9, 0.98), eps=1e-6)
+                             lr=lr, betas=(0.9, 0.98), eps=eps)
 
 
 def lr_at(step: int, steps: int, warmup_frac: float) -> float:
@@ -174,14 +221,16 @@ def train(cfg: TrainConfig, td: TrainData, log=print, eval_set: "EvalSet | None"
     set_determinism(dev)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % (2 ** 32))
-    model = build_model(cfg.name, td.vocab_size, cfg.arch, max_positions=max(cfg.long_len, cfg.max_len)).to(dev)
+    model = build_model(cfg.name, td.vocab_size, cfg.arch, max_positions=max(cfg.long_len, cfg.max_len))
+    apply_init(model, cfg.init)
+    model = model.to(dev)
     model.train()
     data_gen = torch.Generator().manual_seed(cfg.seed)
     mask_gen = torch.Generator(device=dev).manual_seed(cfg.seed + 1)
     short = Pool(td.short, dev, data_gen)
     long = Pool(td.long, dev, data_gen) if cfg.long_every and td.long else None
     long_batch = max(1, cfg.batch_size * cfg.max_len // cfg.long_len)
-    opt = _optimizer(model, cfg.lr, cfg.weight_decay)
+    opt = _optimizer(model, cfg.lr, cfg.weight_decay, cfg.adam_eps)
     base_lrs = [g["lr"] for g in opt.param_groups]
     amp = dev.type == "cuda"
     losses, checks = [], []
@@ -234,7 +283,8 @@ def train(cfg: TrainConfig, td: TrainData, log=print, eval_set: "EvalSet | None"
               "seconds_after_warmup": time.perf_counter() - t_warm if cfg.steps > 3 else seconds,
               "batch_size": cfg.batch_size, "max_len": cfg.max_len, "long_len": cfg.long_len,
               "long_every": cfg.long_every, "lr": cfg.lr, "warmup_frac": cfg.warmup_frac,
-              "weight_decay": cfg.weight_decay, "loss_curve": losses, "heldout_checks": checks}
+              "weight_decay": cfg.weight_decay, "init": cfg.init, "adam_eps": cfg.adam_eps,
+              "loss_curve": losses, "heldout_checks": checks}
     return model, record
 
 
