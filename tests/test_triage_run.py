@@ -127,12 +127,12 @@ def test_fuzzed_log_accounting_adds_up_and_no_good_line_is_lost(tmp_path_factory
     assert sorted(by_line.loc[by_line.status == "analysed", "rank"]) == list(range(1, s["analysed"] + 1))
 
 
-def test_same_seed_same_ranks_for_batch_sizes_1_and_8(tmp_path, lm, folder):
+def test_same_seed_same_ranks_for_batch_sizes_1_and_8_and_two_workers(tmp_path, lm, folder):
     log = tmp_path / "log.jsonl"
     write_log(log, 40, seed=4)
     mp = ColumnMapping("text", id="id", prediction="prediction", label="label")
     run_triage(log, tmp_path / "b1", str(folder), mp, SETTINGS, lm=lm, batch_size=1)
-    run_triage(log, tmp_path / "b8", str(folder), mp, SETTINGS, lm=lm, batch_size=8)
+    run_triage(log, tmp_path / "b8", str(folder), mp, SETTINGS, lm=lm, batch_size=8, workers=2, flush_rows=8)
     assert_same_scores(results(tmp_path / "b1"), results(tmp_path / "b8"))
 
 
@@ -215,6 +215,15 @@ def test_resume_refuses_other_settings_and_restart_discards(tmp_path, lm, folder
     assert s["lines_total"] == 0 and s["stopped"] == "time budget"
     s = run_triage(log, tmp_path / "o", str(folder), mp, ScoreSettings(k=5, seeds=2), lm=lm, limit=12)
     assert s["complete"] and s["stopped"] == "end of file" and s["lines_total"] == 12
+    # a folder another living process is writing to is refused; a lock left by a dead process is taken over
+    lock = tmp_path / "o" / "run.lock"
+    lock.write_text(str(os.getppid()))
+    with pytest.raises(ValueError, match="another run"):
+        run_triage(log, tmp_path / "o", str(folder), mp, ScoreSettings(k=5, seeds=2), lm=lm)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock.write_text(dead.stdout.strip())
+    s = run_triage(log, tmp_path / "o", str(folder), mp, ScoreSettings(k=5, seeds=2), lm=lm)
+    assert s["complete"] and not lock.exists()
 
 
 # ---------------------------------------------------------------------------------------- reporting ---

@@ -92,6 +92,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="rows per sampled pass (inputs × seeds; default batch size × seeds)")
     p.add_argument("--flush-rows", type=_positive("flush rows"), default=2048,
                    help="write a results part every this many lines (default 2048; smaller = less redone on resume)")
+    p.add_argument("--workers", type=_positive("workers"), default=1,
+                   help="score in this many worker processes, each with its own copy of the model (default 1; "
+                        "on a GPU the per-input CPU work is the limit, and 4-8 workers keep the GPU busy)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     p.add_argument("--restart", action="store_true", help="discard an earlier run in --out and start again")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -127,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
                              on_long=args.on_long, max_line_bytes=args.max_line_bytes, limit=args.limit,
                              time_budget=args.time_budget, batch_size=args.batch_size, restart=args.restart,
                              progress=progress, progress_every=0.5 if tty else 5.0, max_rows=args.max_rows,
-                             flush_rows=args.flush_rows)
+                             flush_rows=args.flush_rows, workers=args.workers)
     except (LogError, MappingError, ModelLoadError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

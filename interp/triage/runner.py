@@ -14,6 +14,7 @@ import math
 import os
 import platform
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -189,7 +190,6 @@ def prepare(rec: RawRecord, mapping: ColumnMapping, lm: LoadedModel, policy: str
         if n > lm.max_tokens:
             return skip("too-many-tokens", f"text is {n} tokens; the model reads at most {lm.max_tokens}")
     row["text"] = text
-    row["key"] = S.example_key(text)
     row["notes"] = "; ".join(notes) or None
     return row
 
@@ -214,6 +214,52 @@ def _fail(row: dict, err: BaseException) -> dict:
     row.update(status="failed", reason_code="error", reason=f"{type(err).__name__}: {msg}"[:500],
                preview=(row.get("text") or "")[:300] or row.get("preview"))
     return row
+
+
+def score_rows(lm: LoadedModel, todo: list[dict], settings: S.ScoreSettings, batch_size: int,
+               max_rows: int | None, tick: Callable[[int], None] | None = None) -> None:
+    """Score prepared rows in place, in batches of ``batch_size`` sorted by text length (less padding; the
+    results do not depend on it). A batch that raises is retried one input at a time, so that only the inputs
+    that fail are marked failed."""
+    todo = sorted(todo, key=lambda r: (len(r["text"]), r["record"]))
+    for i in range(0, len(todo), batch_size):
+        _score(lm, todo[i:i + batch_size], settings, max_rows)
+        if tick is not None:
+            tick(min(len(todo), i + batch_size))
+
+
+def _score(lm: LoadedModel, batch: list[dict], settings: S.ScoreSettings, max_rows: int | None) -> None:
+    try:
+        res = S.score_batch(lm, [r["text"] for r in batch], settings, None,
+                            [r.get("_prediction_raw") for r in batch], [r.get("_label_raw") for r in batch],
+                            max_rows=max_rows)
+    except Exception as err:  # isolate the inputs that fail
+        if len(batch) == 1:
+            _fail(batch[0], err)
+            return
+        for r in batch:
+            _score(lm, [r], settings, max_rows)
+        return
+    for r, sc in zip(batch, res):
+        _scored_row(r, sc)
+
+
+# --- worker processes (--workers N): each loads the model once and scores whole windows ---------------------
+
+_WORKER: dict = {}
+_SENT = ("record", "text", "key", "_prediction_raw", "_label_raw", "notes", "preview")
+
+
+def _worker_init(model: str, device: str | None, settings: S.ScoreSettings, threads: int) -> None:
+    import torch
+    torch.set_num_threads(max(1, threads))
+    _WORKER["lm"] = load_model(model, device=device)
+    _WORKER["settings"] = settings
+
+
+def _worker_score(todo: list[dict], batch_size: int, max_rows: int | None) -> list[dict]:
+    score_rows(_WORKER["lm"], todo, _WORKER["settings"], batch_size, max_rows)
+    return todo
 
 
 class Triage:
@@ -267,29 +313,52 @@ class Triage:
     def run(self, limit: int | None = None, time_budget: float | None = None, batch_size: int = 16,
             restart: bool = False, progress: Callable[[Progress], None] | None = None, progress_every: float = 1.0,
             flush_rows: int = 2048, flush_seconds: float = 20.0, window_batches: int = 4,
-            max_rows: int | None = None) -> dict:
+            max_rows: int | None = None, workers: int = 1, device: str | None = None) -> dict:
+        """Read, score and store; returns the summary. With ``workers`` > 1, windows are scored by that many
+        worker processes (each with its own copy of the model on ``device``), at most two windows each in
+        flight, and finished in file order: the results are the same as with one process. The time budget and
+        the limit are checked between windows."""
         if batch_size < 1:
             raise ValueError("batch size must be at least 1")
         if limit is not None and limit < 0:
             raise ValueError("limit must be ≥ 0")
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
         t0 = time.perf_counter()
+        self.folder.acquire()
+        try:
+            return self._run(t0, limit, time_budget, batch_size, restart, progress, progress_every, flush_rows,
+                             flush_seconds, window_batches, max_rows, workers, device)
+        finally:
+            self.folder.release()
+
+    def _run(self, t0, limit, time_budget, batch_size, restart, progress, progress_every, flush_rows, flush_seconds,
+             window_batches, max_rows, workers, device) -> dict:
         done, counts = self._open(restart)
         resumed = done
         reader = LogReader(self.log, self.info.format, self.cfg.encoding, self.cfg.delimiter,
                            columns=self.cfg.mapping.used(), max_line_bytes=self.cfg.max_line_bytes)
-        window: list[RawRecord] = []
         buffer: list[dict] = []
         last_flush = time.perf_counter()
         last_progress = 0.0
         stopped = "end of file"
-        lines = done
+        lines = done            # lines finished (scored or accounted for)
+        read = done             # lines read (finished or in flight)
         analysed_now = 0
         start_fraction = None
         t_start = None
         window_size = max(1, batch_size * window_batches)
         it = iter(reader)
+        pool = None
+        pending: deque = deque()
 
-        def report(final=False, in_flight=0):
+        def fraction():
+            frac = reader.progress()
+            if limit:
+                frac = max(frac, min(1.0, read / limit))
+            return frac
+
+        def report(final=False, in_flight=None):
             nonlocal last_progress
             now = time.perf_counter()
             if progress is None or (not final and now - last_progress < progress_every):
@@ -297,22 +366,16 @@ class Triage:
             last_progress = now
             elapsed = now - t0
             frac = fraction()
-            read = lines + in_flight
-            rate = (read - resumed) / elapsed if elapsed > 0 else 0.0
+            shown = read if in_flight is None else lines + in_flight
+            rate = (shown - resumed) / elapsed if elapsed > 0 else 0.0
             eta = None
             if not final and start_fraction is not None and frac - start_fraction > 1e-9:
                 eta = (now - t_start) * (1 - frac) / (frac - start_fraction)
             if time_budget is not None:
                 left = max(0.0, time_budget - elapsed)
                 eta = left if eta is None else min(eta, left)
-            progress(Progress(read, counts["analysed"], counts["skipped"], counts["failed"], elapsed, rate,
+            progress(Progress(shown, counts["analysed"], counts["skipped"], counts["failed"], elapsed, rate,
                               frac, eta, resumed, final))
-
-        def fraction():
-            frac = reader.progress()
-            if limit:
-                frac = max(frac, min(1.0, lines / limit))
-            return frac
 
         def flush(force=False):
             nonlocal buffer, last_flush
@@ -321,13 +384,37 @@ class Triage:
                 buffer = []
                 last_flush = time.perf_counter()
 
+        def finish(rows: list[dict]) -> None:
+            nonlocal lines, analysed_now
+            self._finish_window(rows)
+            for r in rows:
+                counts[r["status"]] += 1
+                analysed_now += r["status"] == "analysed"
+            lines += len(rows)
+            buffer.extend(rows)
+            flush()
+            report()
+
+        def complete_oldest() -> None:
+            rows, todo, fut = pending.popleft()
+            for r, got in zip(todo, fut.result()):
+                r.update(got)
+            finish(rows)
+
+        if workers > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                                       initargs=(self.cfg.model, device or str(self.lm.device), self.cfg.settings,
+                                                 threads))
         report()
         try:
             while True:
-                if limit is not None and lines >= limit:
+                if limit is not None and read >= limit:
                     stopped = "limit"
                     for rec in it:           # is there anything after the limit?
-                        if rec.index >= lines:
+                        if rec.index >= read:
                             break
                     else:
                         stopped = "end of file"
@@ -338,7 +425,7 @@ class Triage:
                 window = []
                 exhausted = False
                 while len(window) < window_size:
-                    if limit is not None and lines + len(window) >= limit:
+                    if limit is not None and read + len(window) >= limit:
                         break
                     try:
                         rec = next(it)
@@ -351,19 +438,28 @@ class Triage:
                         t_start, start_fraction = time.perf_counter(), fraction()
                     window.append(rec)
                 if window:
-                    rows = self._process(window, batch_size, max_rows, lambda k: report(in_flight=k))
-                    for r in rows:
-                        counts[r["status"]] += 1
-                        if r["status"] == "analysed":
-                            analysed_now += 1
-                    lines += len(rows)
-                    buffer.extend(rows)
-                    flush()
-                    report()
+                    read += len(window)
+                    rows = [prepare(r, self.cfg.mapping, self.lm, self.cfg.settings.mask_policy, self.cfg.on_long)
+                            for r in window]
+                    todo = [r for r in rows if r["status"] is None]
+                    if pool is None:
+                        skipped = len(rows) - len(todo)
+                        score_rows(self.lm, todo, self.cfg.settings, batch_size, max_rows,
+                                   lambda k: report(in_flight=skipped + k))
+                        finish(rows)
+                    else:
+                        sent = [{k: r.get(k) for k in _SENT} for r in todo]
+                        pending.append((rows, todo, pool.submit(_worker_score, sent, batch_size, max_rows)))
+                        while len(pending) >= 2 * workers or (pending and pending[0][2].done()):
+                            complete_oldest()
                 if exhausted:
                     stopped = "end of file"
                     break
+            while pending:
+                complete_oldest()
         finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
             flush(force=True)
             if hasattr(it, "close"):
                 it.close()
@@ -373,45 +469,21 @@ class Triage:
         report(final=True)
         return summary
 
-    def _process(self, window: list[RawRecord], batch_size: int, max_rows: int | None,
-                 tick: Callable[[int], None] | None = None) -> list[dict]:
-        """Rows for a window of records, in record order."""
-        policy = self.cfg.settings.mask_policy
-        rows = [prepare(r, self.cfg.mapping, self.lm, policy, self.cfg.on_long) for r in window]
-        todo = [r for r in rows if r["status"] is None]
-        todo.sort(key=lambda r: (len(r["text"]), r["record"]))      # less padding; results do not depend on it
-        for i in range(0, len(todo), batch_size):
-            self._score(todo[i:i + batch_size], max_rows)
-            if tick is not None:
-                tick(len(rows) - len(todo) + min(len(todo), i + batch_size))
+    def _finish_window(self, rows: list[dict]) -> None:
+        """Add a window's analysed inputs to the corpus norm (in file order) and give them interim scores."""
         scored = [r for r in rows if r["status"] == "analysed"]
-        if scored:
-            keys = [r["key"] for r in scored]
-            mat = np.stack([r["head_concentration"] for r in scored])
-            self.norm.add(keys, mat)
-            z, zl, zh = S.worst_concentration(self.norm.z(mat), self.lm.n_heads)
-            for r, a, b, c in zip(scored, z, zl, zh):
-                r["concentration_z"], r["concentration_layer"], r["concentration_head"] = float(a), int(b), int(c)
-            sus = S.suspicion({t.column: np.array([r.get(t.column, np.nan) for r in scored], dtype=float)
-                               for t in S.TERMS.values()})
-            for r, s in zip(scored, sus):
-                r["suspicion"] = float(s)
-        return rows
-
-    def _score(self, batch: list[dict], max_rows: int | None) -> None:
-        try:
-            res = S.score_batch(self.lm, [r["text"] for r in batch], self.cfg.settings, [r["key"] for r in batch],
-                                [r.get("_prediction_raw") for r in batch], [r.get("_label_raw") for r in batch],
-                                max_rows=max_rows)
-        except Exception as err:  # isolate the inputs that fail
-            if len(batch) == 1:
-                _fail(batch[0], err)
-                return
-            for r in batch:
-                self._score([r], max_rows)
+        if not scored:
             return
-        for r, sc in zip(batch, res):
-            _scored_row(r, sc)
+        keys = [r["key"] for r in scored]
+        mat = np.stack([r["head_concentration"] for r in scored])
+        self.norm.add(keys, mat)
+        z, zl, zh = S.worst_concentration(self.norm.z(mat), self.lm.n_heads)
+        for r, a, b, c in zip(scored, z, zl, zh):
+            r["concentration_z"], r["concentration_layer"], r["concentration_head"] = float(a), int(b), int(c)
+        sus = S.suspicion({t.column: np.array([r.get(t.column, np.nan) for r in scored], dtype=float)
+                           for t in S.TERMS.values()})
+        for r, x in zip(scored, sus):
+            r["suspicion"] = float(x)
 
     # --- the end -----------------------------------------------------------------------------------------
     def finalise(self, seconds: float, analysed_now: int, lines_now: int, stopped: str, resumed_from: int,
@@ -490,7 +562,8 @@ def run_triage(log: str | os.PathLike, out_dir: str | os.PathLike, model: str, m
                on_long: str = "truncate", max_line_bytes: int = 1 << 20, limit: int | None = None,
                time_budget: float | None = None, batch_size: int = 16, restart: bool = False,
                progress: Callable[[Progress], None] | None = None, progress_every: float = 1.0,
-               flush_rows: int = 2048, flush_seconds: float = 20.0, max_rows: int | None = None) -> dict:
+               flush_rows: int = 2048, flush_seconds: float = 20.0, max_rows: int | None = None,
+               workers: int = 1) -> dict:
     """Triage ``log`` into ``out_dir`` (resuming a run there with the same settings) and return the summary.
 
     Raises :class:`~interp.triage.readers.LogError` / :class:`MappingError` / ``ModelLoadError`` /
@@ -500,4 +573,4 @@ def run_triage(log: str | os.PathLike, out_dir: str | os.PathLike, model: str, m
     tri = Triage(log, out_dir, cfg, lm=lm, device=device)
     return tri.run(limit=limit, time_budget=time_budget, batch_size=batch_size, restart=restart,
                    progress=progress, progress_every=progress_every, flush_rows=flush_rows,
-                   flush_seconds=flush_seconds, max_rows=max_rows)
+                   flush_seconds=flush_seconds, max_rows=max_rows, workers=workers, device=device)

@@ -7,7 +7,8 @@ For a batch of cleaned texts this computes, per input:
   p = softmax(logits); confidence = min over positions of p_(1), margin = min over positions of p_(1) − p_(2)
   (p_(1) ≥ p_(2) the two largest probabilities). Not defined without an MLM head (NaN).
 * sampled-vs-dense **instability**, with the sampling library's substitution plan (the scheme substituted
-  into the model itself, S seeds, per-input seeds derived from an intrinsic key: the content hash of the text),
+  into the model itself, S seeds, per-input seeds derived from an intrinsic key: the content hash of the token
+  ids, as the sampling library and the explorer derive them),
   equal to ``downstream_effect`` on the input alone but sharing the dense pass that the other scores need:
   flip rate, KL(p‖p̂), top-1 agreement; cosine of pooled embeddings without an MLM head; the **worst head**
   by TV (mean over real queries and seeds).
@@ -32,6 +33,7 @@ import torch
 from ..attention import AttentionPlan
 from ..decompose import effective_experts
 from ..loader import LoadedModel
+from ..sampling.seeds import content_key
 from ..trace import Encoded, encode, forward, model_output
 
 MASK_POLICIES = {
@@ -73,10 +75,11 @@ class ScoreSettings:
                              "none: use 'unmasked' (pooled-embedding stability)")
 
 
-def example_key(text: str) -> str:
-    """The intrinsic key of an input: a content hash of its cleaned text. Seeds derive from it, so an input's
-    scores do not depend on the batch it is in or on where it sits in the file."""
-    return hashlib.blake2b(text.encode("utf-8", errors="surrogatepass"), digest_size=12).hexdigest()
+def example_key(input_ids) -> str:
+    """The intrinsic key of an input: the content hash of its real token ids, the same key the sampling library
+    (and so the explorer's sampled-vs-dense views) uses by default. Seeds derive from it, so an input's scores
+    do not depend on its batch or on where it sits in the file, and the explorer reproduces its draws."""
+    return content_key(input_ids)
 
 
 # ------------------------------------------------------------------------------------ concentration ---
@@ -436,9 +439,15 @@ def sampled_effect(lm: LoadedModel, enc: Encoded, dense: torch.Tensor, settings:
             for l, t in plan.tv_sum.items():
                 tv_sum[l] = tv_sum.get(l, 0) + t
         sampled = torch.cat(outs, 0)                                                   # S × b × …
+        norm = torch.tensor([S_ * lengths[b] for b in rows], dtype=torch.float64)[:, None]
+        for l, t in tv_sum.items():
+            head_tv[rows, l] = (t.to(torch.float64) / norm).numpy()
+        if not mlm:
+            cos = torch.nn.functional.cosine_similarity(sampled, d[None], dim=-1)       # S × b
+            cosm[rows] = cos.mean(0).double().cpu().numpy()
+            cosn[rows] = cos.min(0).values.double().cpu().numpy()
+            continue
         for j, b in enumerate(rows):
-            for l, t in tv_sum.items():
-                head_tv[b, l] = (t[j] / (S_ * lengths[b])).numpy()
             if mlm:
                 where = pos[b]
                 lp = torch.log_softmax(d[j, where], -1).double()                       # P × V
@@ -448,9 +457,6 @@ def sampled_effect(lm: LoadedModel, enc: Encoded, dense: torch.Tensor, settings:
                 agree[b] = float(same.mean())
                 flip[b] = float((same < 1).any(0).to(torch.float32).mean())
                 klm[b], klx[b] = float(kl.mean()), float(kl.max())
-            else:
-                cos = torch.nn.functional.cosine_similarity(sampled[:, j], d[j][None], dim=-1)
-                cosm[b], cosn[b] = float(cos.mean()), float(cos.min())
     return Effect(flip, agree, klm, klx, cosm, cosn, head_tv)
 
 
@@ -458,15 +464,17 @@ def score_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys
                 predictions: list | None = None, labels: list | None = None, max_rows: int | None = None,
                 enc: Encoded | None = None) -> list[Scored]:
     """Score cleaned, non-empty texts (see the module docstring). The result of each input does not depend on
-    the other inputs of the batch (seeds derive from ``keys``, default :func:`example_key`).
+    the other inputs of the batch (seeds derive from ``keys``, default :func:`example_key` of the token ids).
 
     Forward passes: one dense pass of the inputs (attention observed for the concentration, output kept as the
     dense reference), one dense pass of the masked variants (mask-each only), and the S sampled passes."""
     B = len(texts)
-    keys = list(keys) if keys is not None else [example_key(t) for t in texts]
     predictions = predictions or [None] * B
     labels = labels or [None] * B
     enc = enc if enc is not None else encode(lm, texts)
+    if keys is None:
+        keys = [example_key(enc.input_ids[b, :int(enc.attention_mask[b].sum())]) for b in range(B)]
+    keys = list(keys)
     L, H = lm.n_layers, lm.n_heads
     conc, eff, out = concentration(lm, enc)
     out = out.to(torch.float32)
@@ -538,9 +546,12 @@ def score_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys
     dense_u = torch.stack([dense_row(k_, i) for k_, i in unit_dense])
     res = sampled_effect(lm, uenc, dense_u, settings, unit_keys, max_rows)
 
+    units_of: dict[int, list[int]] = {}
+    for u, b in enumerate(owner):
+        units_of.setdefault(b, []).append(u)
     results = []
     for b in range(B):
-        us = [u for u in range(len(owner)) if owner[u] == b]
+        us = units_of[b]
         n = int(enc.attention_mask[b].sum())
         conf = dense_conf[b]
         tv = np.nanmean(res.head_tv[us], axis=0) if len(us) > 1 else res.head_tv[us[0]]
@@ -552,6 +563,8 @@ def score_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys
             wl, wh, wtv = flat // H, flat % H, float(tv.flat[flat])
 
         def agg(arr, fn):
+            if len(us) == 1:
+                return float(arr[us[0]])
             vals = arr[us]
             return float(fn(vals)) if not np.all(np.isnan(vals)) else float("nan")
         mode = modes[b]

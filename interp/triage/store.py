@@ -90,6 +90,39 @@ class RunFolder:
         for tmp in self.parts.glob("*.tmp"):
             tmp.unlink()
 
+    @property
+    def lock_path(self) -> Path:
+        return self.dir / "run.lock"
+
+    def acquire(self) -> None:
+        """Take the folder for this process (a lock file holding its pid). Raises ValueError when another
+        living process holds it; a lock left by a process that died (a killed run) is taken over."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    pid = int(self.lock_path.read_text().strip() or 0)
+                except (OSError, ValueError):
+                    pid = 0
+                if pid and pid != os.getpid() and _alive(pid):
+                    raise ValueError(f"another run (process {pid}) is writing to {self.dir}; wait for it to "
+                                     "finish or use another output folder") from None
+                self.lock_path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            return
+        raise ValueError(f"could not lock {self.dir}")
+
+    def release(self) -> None:
+        try:
+            if self.lock_path.read_text().strip() == str(os.getpid()):
+                self.lock_path.unlink()
+        except OSError:
+            pass
+
     def wipe(self) -> None:
         for p in (self.parts, self.scored):
             if p.exists():
@@ -97,6 +130,9 @@ class RunFolder:
         for f in (self.results, self.summary, self.run_json):
             if f.exists():
                 f.unlink()
+        tmp = self.dir / ".duckdb_tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def read_config(self) -> dict | None:
         if not self.run_json.exists():
@@ -140,6 +176,16 @@ class RunFolder:
         return path
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -160,7 +206,7 @@ def head_matrix(table: pa.Table, n_heads_total: int) -> tuple[np.ndarray, np.nda
 def duckdb_connect(folder: RunFolder | None = None):
     """An embedded DuckDB connection with bounded memory (spills to the run folder's temp files)."""
     import duckdb
-    con = duckdb.connect(config={"threads": max(1, min(4, os.cpu_count() or 1)), "memory_limit": "512MB"})
+    con = duckdb.connect(config={"threads": max(1, min(4, os.cpu_count() or 1)), "memory_limit": "256MB"})
     if folder is not None:
         tmp = folder.dir / ".duckdb_tmp"
         tmp.mkdir(exist_ok=True)
