@@ -49,9 +49,11 @@ def timed(fn, repeats: int, sync) -> float:
     return statistics.median(ts)
 
 
-def bench(device: str, ns: list[int], repeats: int, lens_repeats: int, layer: int, head: int) -> list[dict]:
-    lm = load_model("minilm", device=device)
-    eager = AutoModel.from_pretrained(str(lm.folder), attn_implementation="eager").eval().to(device)
+def bench(model: str, device: str, ns: list[int], repeats: int, lens_repeats: int, layer: int,
+          head: int) -> list[dict]:
+    lm = load_model(model, device=device)
+    eager = AutoModel.from_pretrained(str(lm.folder), attn_implementation="eager",
+                                      dtype=torch.float32).eval().to(device)
     sync = (lambda: torch.cuda.synchronize()) if device.startswith("cuda") else (lambda: None)
     rows = []
     for n in ns:
@@ -85,6 +87,7 @@ def bench(device: str, ns: list[int], repeats: int, lens_repeats: int, layer: in
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", default="minilm", help="registry name or folder (default: minilm)")
     ap.add_argument("--devices", default=None, help="comma-separated (default: cpu, plus cuda when present)")
     ap.add_argument("--ns", default="16,128,512")
     ap.add_argument("--repeats", type=int, default=5)
@@ -95,7 +98,7 @@ def main() -> None:
     devices = a.devices.split(",") if a.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
     for dev in devices:
-        rows += bench(dev, [int(x) for x in a.ns.split(",")], a.repeats, a.lens_repeats, a.layer, a.head)
+        rows += bench(a.model, dev, [int(x) for x in a.ns.split(",")], a.repeats, a.lens_repeats, a.layer, a.head)
     out = {"benchmark": "engine", "model": "minilm", "torch": torch.__version__, "threads": torch.get_num_threads(),
            "machine": platform.machine(),
            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
