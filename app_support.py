@@ -15,11 +15,13 @@ Pages call only this module, ``interp`` and ``interp.figures``; nothing here doe
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Any, Callable
 
 import streamlit as st
+import torch
 
 from interp import decompose
 from interp.figures import explore as fx
@@ -31,6 +33,12 @@ from interp.trace import InputError, Trace, trace_text
 
 ROOT = Path(__file__).resolve().parent
 PAGES = ROOT / "pages"
+
+# One intra-op thread per analysis: the server runs one script thread per browser session, so parallelism comes
+# from sessions; and when the cores are busy, torch's multi-threaded kernels spin-wait for each other (measured
+# here: a 128-token MiniLM pass plus the identity checks took 3.4 s with 2 threads on 2 busy cores, 0.13 s with
+# 1). EXPERTLENS_TORCH_THREADS overrides it.
+torch.set_num_threads(max(1, int(os.environ.get("EXPERTLENS_TORCH_THREADS", "1"))))
 PARAMS = ("model", "text", "layer", "head", "query", "scheme", "k", "seed")
 INT_PARAMS = ("layer", "head", "query", "k", "seed")
 DEFAULTS: dict[str, Any] = {"layer": 0, "head": 0, "k": 8, "seed": 0}
@@ -431,7 +439,10 @@ def show_table(df, name: str, key: str, height: int | str = "auto") -> None:
     if df is None or len(df) == 0:
         st.caption(tr("empty.no_data"))
         return
-    st.dataframe(df, hide_index=True, width="stretch", height=height, key=f"{key}__df")
+    if len(df) <= 12 and height == "auto":      # small tables as plain HTML: much lighter for the browser
+        st.table(df, hide_index=True)
+    else:
+        st.dataframe(df, hide_index=True, width="stretch", height=height, key=f"{key}__df")
     st.download_button(tr("export.csv"), data=lambda: df.to_csv(index=False), file_name=f"{safe_filename(name)}.csv",
                        mime="text/csv", key=f"{key}__csv", on_click="ignore", help=tr("export.csv_help"),
                        icon=":material/table:")

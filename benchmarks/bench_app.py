@@ -30,8 +30,35 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import CHROMIUM, CHROMIUM_ARGS, free_port, start_server, stop_server  # noqa: E402
 
-IDLE_JS = """() => !document.querySelector('[data-testid="stStatusWidget"]')
-                  && document.querySelectorAll('[data-testid="stSpinner"]').length === 0"""
+IDLE_JS = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  return app && app.getAttribute('data-test-script-state') === 'notRunning';
+}"""
+ALL_DRAWN_JS = """() => document.querySelectorAll('[data-testid="stPlotlyChart"] .main-svg').length >=
+                       document.querySelectorAll('[data-testid="stPlotlyChart"]').length"""
+# In-page clock: pointerdown on anything starts it; done = the script run that followed has finished (the app's
+# script-state attribute went running → notRunning) and every plotly chart on the page has drawn its SVG.
+CLOCK_JS = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  window.__el = {t0: null, seen: false, done: null};
+  new MutationObserver(() => {
+    const state = app.getAttribute('data-test-script-state');
+    if (window.__el.t0 === null) return;
+    if (state === 'running') window.__el.seen = true;
+  }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+  document.addEventListener('pointerdown', () => { window.__el.t0 = performance.now(); window.__el.seen = false; },
+                            true);
+}"""
+DONE_JS = """() => {
+  const el = window.__el, app = document.querySelector('[data-testid="stApp"]');
+  if (!el || el.t0 === null || !el.seen || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+  const charts = document.querySelectorAll('[data-testid="stPlotlyChart"]');
+  const drawn = document.querySelectorAll('[data-testid="stPlotlyChart"] .main-svg');
+  if (!charts.length || drawn.length < charts.length) return false;
+  return performance.now() - el.t0;
+}"""
+
+
 SENTENCES = ("the old river bank was covered in snow after the long winter storm",
              "markets fell sharply when the central bank raised interest rates again",
              "she put the heavy book on the kitchen table and left the room quietly",
@@ -65,9 +92,17 @@ def wait_drawn(page, charts: int, timeout: float = 180_000) -> None:
     page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {charts}",
                            timeout=timeout)
     page.wait_for_function(IDLE_JS, timeout=timeout, polling="raf")
+    page.wait_for_function(ALL_DRAWN_JS, timeout=timeout)
 
 
-def measure_analyze(page, base: str, model: str, text: str, charts: int) -> float:
+def timed(page, action) -> float:
+    """Seconds from the pointer going down in ``action`` to the page fully drawn, measured in the page."""
+    page.evaluate(CLOCK_JS)
+    action()
+    return page.wait_for_function(DONE_JS, timeout=180_000, polling="raf").json_value() / 1000.0
+
+
+def measure_analyze(page, base: str, model: str, text: str) -> float:
     page.goto(url(base, model=model), timeout=180_000)
     page.wait_for_function(IDLE_JS, timeout=180_000)
     box = page.get_by_role("textbox", name="Text")
@@ -75,13 +110,7 @@ def measure_analyze(page, base: str, model: str, text: str, charts: int) -> floa
     box.press("Control+Enter")                      # commit the text (a rerun with nothing to analyse yet)
     page.wait_for_timeout(300)
     page.wait_for_function(IDLE_JS, timeout=180_000)
-    button = page.get_by_role("button", name="Analyze")
-    t0 = time.perf_counter()
-    button.click()
-    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 1 "
-                           "&& document.location.search.includes('text=')", timeout=180_000, polling="raf")
-    wait_drawn(page, charts)
-    return time.perf_counter() - t0
+    return timed(page, lambda: page.get_by_role("button", name="Analyze").click())
 
 
 def measure_head_switch(page, base: str, model: str, text: str, layer: int, heads: list[int]) -> list[float]:
@@ -91,12 +120,8 @@ def measure_head_switch(page, base: str, model: str, text: str, layer: int, head
     for h in heads[1:]:
         page.get_by_role("combobox", name="Head", exact=True).click()
         option = page.get_by_role("option", name=str(h), exact=True)
-        t0 = time.perf_counter()
-        option.click()
-        page.wait_for_function(f"() => Array.from(document.querySelectorAll('h1')).some(e => "
-                               f"e.innerText.trim() === 'Layer {layer}, head {h}')", timeout=180_000, polling="raf")
-        wait_drawn(page, 3)
-        out.append(time.perf_counter() - t0)
+        out.append(timed(page, option.click))
+        assert page.get_by_role("heading", name=f"Layer {layer}, head {h}").is_visible()
     return out
 
 
@@ -147,7 +172,7 @@ def main() -> int:
                 # warm: the model enters the server's shared cache, the browser its script cache
                 page.goto(url(base, model=model, text=text_of(lm, 16, 99)), timeout=300_000)
                 wait_drawn(page, 1, timeout=300_000)
-                analyze = [measure_analyze(page, base, model, text_of(lm, args.n, r), 1) for r in range(args.reps)]
+                analyze = [measure_analyze(page, base, model, text_of(lm, args.n, r)) for r in range(args.reps)]
                 heads = list(range(min(lm.n_heads, args.reps + 1)))
                 switch = measure_head_switch(page, base, model, text_of(lm, args.n, 0), min(2, lm.n_layers - 1), heads)
                 result["models"][model] = {

@@ -115,6 +115,13 @@ EN: dict[str, str] = {
     "head.caption_firing": "Weighted by message size, the expert that moves the output most is “{f_token}” "
                            "(position {f_pos}): a large gate on a small message changes little.",
     "head.caption_same": "That expert also moves the output most once message sizes are counted.",
+    "head.more": "More about this head",
+    "head.more_help": "One view at a time keeps the page light; each is computed when chosen.",
+    "head.more_empty": "Choose a view above: the experts' message norms and positional profile, what each expert "
+                        "predicts under a lens, or (at layer 0) the CBOW and gate-score splits.",
+    "head.section.messages": "messages and positional profile",
+    "head.section.lens": "what each expert predicts (lenses)",
+    "head.section.layer0": "layer 0: CBOW and gate-score splits",
     "head.gates_alt": "Heatmap of gate weights: rows are query tokens, columns are expert tokens.",
     # --- lenses ------------------------------------------------------------------------------------------
     "lens.header": "What each expert predicts",

@@ -2,10 +2,12 @@
 states. Small random models are used where real weights are not needed."""
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import app_support as ui
@@ -33,6 +35,11 @@ def charts(at) -> list:
 
 def spec(chart) -> dict:
     return json.loads(chart.proto.spec)
+
+
+def frames(at) -> list:
+    """Every table on the page (interactive dataframes and static tables) as pandas DataFrames."""
+    return [e.value for e in (*at.dataframe, *at.table)]
 
 
 def button(at, label: str):
@@ -70,7 +77,7 @@ def test_url_lands_on_analysed_overview(app, tiny_bert_dir):
     assert t("ov.firing") in names and t("ov.eff") in names
     # the predictions table is the model's own softmax at [MASK]
     want = fx.mask_predictions(trace, lm.tokenizer)
-    shown = [df.value for df in at.dataframe if t("pred.col.prob") in df.value.columns]
+    shown = [df for df in frames(at) if t("pred.col.prob") in df.columns]
     assert len(shown) == 1
     assert list(shown[0][t("pred.col.token")]) == list(want[t("pred.col.token")])
     # the exactness caption: both identities hold on this input to float32 precision
@@ -133,7 +140,7 @@ def test_minilm_says_it_has_no_mlm_head(app):
     at = app(model="minilm", text="The capital of France is [MASK].").run()
     no_exception(at)
     assert any("has no MLM head" in i for i in texts(at.info))
-    assert not [df for df in at.dataframe if t("pred.col.prob") in df.value.columns]
+    assert not [df for df in frames(at) if t("pred.col.prob") in df.columns]
     assert any("no MLM head" in c for c in texts(at.caption))
 
 
@@ -212,7 +219,15 @@ def test_head_page_views_and_widgets(app, tiny_bert_dir):
     probs = trace_text(lm, TEXT).layers[0].probs[1]
     heat = spec(charts(at)[0])["data"][0]
     assert heat["type"] == "heatmap"
-    assert any(t("l0.cbow_err", err=0.0)[:30] in c for c in texts(at.caption))     # layer-0 splits shown
+    assert heat["z"]["dtype"] == "f4"                                           # one head's n × n, float32
+    shipped = np.frombuffer(base64.b64decode(heat["z"]["bdata"]), dtype=np.float32).reshape(probs.shape)
+    np.testing.assert_allclose(shipped, probs.numpy(), rtol=1e-5, atol=1e-7)   # what the browser gets = the model's
+    assert len(charts(at)) == 2 and t("head.more_empty") in texts(at.caption)   # one view at a time
+    at.radio(key="hd_section").set_value("messages").run()
+    titles = [spec(c)["layout"]["title"]["text"] for c in charts(at)]
+    assert t("head.norms_title") in titles and t("head.profile_title") in titles
+    at.radio(key="hd_section").set_value("layer0").run()
+    assert any(c.startswith("The three parts sum to the message") for c in texts(at.caption))
     n_charts = len(charts(at))
     at.radio(key="hd_show").set_value("firing").run()
     assert spec(charts(at)[0])["layout"]["title"]["text"] == t("head.firing_title")
@@ -220,10 +235,11 @@ def test_head_page_views_and_widgets(app, tiny_bert_dir):
     assert at.query_params["layer"] == "1"
     assert any(t("l0.only") in c for c in texts(at.caption))
     assert len(charts(at)) < n_charts
+    at.radio(key="hd_section").set_value("lens").run()
+    assert any(c.startswith("Reconstruction error of this lens") for c in texts(at.caption))
     at.radio(key="hd_lens").set_value("anchored").run()
     no_exception(at)
     assert any("exact bookkeeping" in c for c in texts(at.caption))
-    assert probs.shape[0] == len(trace_text(lm, TEXT).tokens)
 
 
 def test_url_reproduces_the_head_view(app, tiny_bert_dir):
@@ -261,7 +277,7 @@ def test_sampling_page_reads_and_writes_url(app, tiny_bert_dir):
     assert at.query_params["scheme"] == "A"
     at.radio(key="sp_where").set_value("all").run()
     no_exception(at)
-    tables = [df.value.set_index("metric") for df in at.dataframe if "metric" in df.value.columns]
+    tables = [df.set_index("metric") for df in frames(at) if "metric" in df.columns]
     assert len(tables) == 1
     from interp.sampling import downstream_effect
     from interp.trace import encode

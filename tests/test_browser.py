@@ -121,7 +121,9 @@ def test_explore_head_sampling_export(warm, chromium, output_dir, tmp_path):
     }""")
     page.mouse.click(xy[0], xy[1])
     page.wait_for_url(re.compile(r".*/Head\?.*"), timeout=TIMEOUT)
-    wait_charts(page, 3)
+    wait_charts(page, 2)
+    page.get_by_text("messages and positional profile").click()
+    wait_charts(page, 4)
     assert "layer=2" in page.url and "head=5" in page.url
     assert page.get_by_role("heading", name="Layer 2, head 5").is_visible()
     drawn = rendered(page)

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 
 from ..i18n import t
 from .common import DIVERGING, OKABE_ITO, SEQUENTIAL, compact, style, token_axis
@@ -40,20 +39,21 @@ def gate_heatmap(hv, query: int | None = None, show: str = "gate", lang: str = "
 
 
 def query_row(hv, query: int, lang: str = "en") -> go.Figure:
-    """For the selected query: the gate a_ij and the firing strength f_ij of every expert j (two panels)."""
+    """For the selected query: the gate a_ij and the firing strength f_ij of every expert j (two panels sharing
+    the expert axis; laid out by hand rather than with make_subplots, which is slow)."""
     n = len(hv.tokens)
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                        subplot_titles=(t("head.col.gate", lang), t("head.col.firing", lang)))
     x = np.arange(n)
-    fig.add_trace(go.Bar(x=x, y=compact(hv.gates[query]), marker_color=OKABE_ITO[4], name=t("head.col.gate", lang),
-                         hovertemplate="expert %{x}: %{y:.4f}<extra></extra>"), row=1, col=1)
-    fig.add_trace(go.Bar(x=x, y=compact(hv.firing[query]), marker_color=OKABE_ITO[5],
-                         name=t("head.col.firing", lang), hovertemplate="expert %{x}: %{y:.4f}<extra></extra>"),
-                  row=2, col=1)
-    fig.update_xaxes(**token_axis(hv.tokens), tickangle=-60, row=2, col=1)
-    fig.update_layout(showlegend=False, bargap=0.1)
-    title = t("head.row_title", lang, token=hv.tokens[query], query=query)
-    return style(fig, title, height=420)
+    gate, firing = t("head.col.gate", lang), t("head.col.firing", lang)
+    data = [dict(type="bar", x=x, y=compact(hv.gates[query]), marker=dict(color=OKABE_ITO[4]), name=gate,
+                 hovertemplate="expert %{x}: %{y:.4f}<extra></extra>", xaxis="x", yaxis="y"),
+            dict(type="bar", x=x, y=compact(hv.firing[query]), marker=dict(color=OKABE_ITO[5]), name=firing,
+                 hovertemplate="expert %{x}: %{y:.4f}<extra></extra>", xaxis="x", yaxis="y2")]
+    layout = dict(showlegend=False, bargap=0.1,
+                  xaxis=dict(anchor="y2", tickangle=-60, **token_axis(hv.tokens)),
+                  yaxis=dict(domain=[0.56, 1.0], title=dict(text=gate)),
+                  yaxis2=dict(domain=[0.0, 0.44], title=dict(text=firing)))
+    fig = go.Figure(data=data, layout=layout)
+    return style(fig, t("head.row_title", lang, token=hv.tokens[query], query=query), height=420)
 
 
 def top_experts_table(hv, query: int, k: int = 8, lang: str = "en") -> pd.DataFrame:
