@@ -178,6 +178,7 @@ EN: dict[str, str] = {
     "samp.dense": "dense",
     "samp.sampled": "sampled",
     "samp.err_title": "{metric} per head (mean over queries)",
+    "samp.errors": "Errors over layers × heads",
     "samp.metric": "Error metric",
     "samp.downstream": "Downstream effect",
     "samp.flip": "Flip rate across seeds: {rate:.0%} of seeds change the top-1 prediction at position {pos}.",

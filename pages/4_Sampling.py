@@ -70,7 +70,7 @@ with st.expander("dense and sampled rows (table)"):
                   key="sp_rows_table")
 
 # --- error heatmaps ---------------------------------------------------------------------------------------
-st.subheader(tr("samp.err_title", metric="error"))
+st.subheader(tr("samp.errors"))
 m1, m2 = st.columns([2, 1])
 metric = m1.selectbox(tr("samp.metric"), options=list(fs.METRICS), format_func=lambda m: fs.METRICS[m],
                       key="sp_metric")

@@ -163,6 +163,7 @@ def test_explore_head_sampling_export(warm, chromium, output_dir, tmp_path):
     drawn = rendered(page)
     assert sum(d["bars"] for d in drawn) > 20 and any(d["heat"] for d in drawn)
     assert "Cosine between the dense and sampled" in page.inner_text("body")
+    page.evaluate("() => document.querySelectorAll('.plotly-notifier').forEach(e => e.remove())")
     page.screenshot(path=str(output_dir / "sampling.png"))
     copy_screenshot(output_dir / "sampling.png", "sampling.png")
 
