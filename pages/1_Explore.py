@@ -72,7 +72,8 @@ with c_model:
             st.caption(tr("error.folder_empty"))
 with c_example:
     st.selectbox(tr("input.example"), options=[None] + ui.examples(), key="in_example",
-                 format_func=lambda s: tr("input.example_none") if s is None else s, help=tr("input.example_help"),
+                 format_func=lambda s: tr("input.example_none") if s is None else (s if len(s) <= 90 else s[:88] + "…"),
+                 help=tr("input.example_help"),
                  on_change=_pick_example)
 st.text_area(tr("input.text"), key="in_text", height=110, placeholder=tr("input.text_placeholder"),
              help=tr("input.text_help"))

@@ -108,7 +108,8 @@ def test_type_insert_mask_and_analyze(app, tiny_bert_dir):
 def test_example_fills_the_text_box(app, tiny_bert_dir):
     at = app(model=tiny_bert_dir).run()
     box = at.selectbox(key="in_example")
-    example = box.options[1]
+    example = ui.examples()[0]
+    assert box.options[1] == (example if len(example) <= 90 else example[:88] + "…")
     box.select(example).run()
     assert at.text_area(key="in_text").value == example
 
@@ -294,3 +295,30 @@ def test_sampling_page_without_mlm_head_reports_cosine(app, tiny_encoder_dir):
     at.switch_page(SAMPLING).run()
     no_exception(at)
     assert any("Cosine between the dense and sampled" in m for m in texts(at.markdown))
+
+
+def test_default_model_predicts_at_mask(app):
+    """With no model in the URL the app uses the default (the embedded mini-bert once built) and shows the
+    model's own top predictions at [MASK]."""
+    import torch
+
+    from interp.loader import default_model
+    from interp.trace import encode
+    text = "He took his hat and walked out of the [MASK]."
+    at = app(text=text).run()
+    no_exception(at)
+    name = default_model()
+    assert at.query_params["model"] == name
+    lm = load_model(name)
+    if not lm.has_mlm_head:
+        assert any("has no MLM head" in i for i in texts(at.info))
+        return
+    enc = encode(lm, [text])
+    with torch.no_grad():
+        logits = lm.model(input_ids=enc.input_ids, attention_mask=enc.attention_mask,
+                          token_type_ids=enc.token_type_ids).logits[0]
+    i = enc.input_ids[0].tolist().index(lm.tokenizer.mask_token_id)
+    top = torch.topk(torch.softmax(logits[i].double(), -1), 5)
+    shown = [df for df in frames(at) if t("pred.col.prob") in df.columns][0]
+    assert list(shown[t("pred.col.token")]) == lm.tokenizer.convert_ids_to_tokens(top.indices.tolist())
+    np.testing.assert_allclose(shown[t("pred.col.prob")].to_numpy(np.float64), top.values.numpy(), rtol=1e-5)
