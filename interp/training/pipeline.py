@@ -144,7 +144,7 @@ def train_all(prepared: D.Prepared, out: Path, plan: Plan, log=print) -> dict:
                 f"({res['masked_tokens']} masked tokens)")
             runs.append(rec)
             del model
-        arch = R.build_model(name, prepared.vocab_size, plan.arch.get(name, {}))
+        arch = R.build_model(name, prepared.vocab_size, plan.arch.get(name, {}), max(plan.long_len, plan.max_len))
         metrics["models"][name] = {
             "shipped_seed": plan.seed, "parameters": R.count_parameters(arch), "config": arch.config.to_dict(),
             "runs": runs, "summary": _summary(runs)}
