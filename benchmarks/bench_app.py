@@ -20,7 +20,6 @@ import json
 import os
 import statistics
 import sys
-import time
 import urllib.parse
 from pathlib import Path
 

@@ -114,7 +114,7 @@ with b:
 
 # --- FLOPs ------------------------------------------------------------------------------------------------
 st.subheader(tr("samp.flops"))
-from interp.sampling.schemes import FLOPS, NEEDS_FULL_QK, dense_flops, scheme_flops  # noqa: E402
+from interp.sampling.schemes import NEEDS_FULL_QK, dense_flops, scheme_flops  # noqa: E402
 
 d_head = int(trace.layers[0].q.shape[-1])
 d_model = int(trace.layers[0].hidden_in.shape[-1])

@@ -4,7 +4,6 @@ weights, in float32 at ~1e-5 relative tolerance. Also: exports are self-containe
 colour-blind safe, and the browser payload does not grow with n where it must not."""
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -298,7 +297,7 @@ def test_concentration_stats_closed_form():
 
 
 def test_flops_table_closed_forms():
-    from interp.sampling.schemes import FLOPS, NEEDS_FULL_QK, SCHEMES, dense_flops, scheme_flops
+    from interp.sampling.schemes import NEEDS_FULL_QK, SCHEMES, dense_flops, scheme_flops
     n, d, dm, k = 128, 64, 768, 16
     df = fs.flops_table(list(SCHEMES), scheme_flops, dense_flops, NEEDS_FULL_QK, n, n, d, dm, k).set_index("scheme")
     close(df.loc["dense", "FLOPs per head"], 4 * n * n * d)

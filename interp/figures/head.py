@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 import torch
 
 from ..i18n import t
-from .common import DIVERGING, OKABE_ITO, SEQUENTIAL, compact, style, token_axis
+from .common import OKABE_ITO, SEQUENTIAL, compact, style, token_axis
 
 
 def gate_heatmap(hv, query: int | None = None, show: str = "gate", lang: str = "en") -> go.Figure:
@@ -246,14 +246,3 @@ def score_split_table(parts: dict[str, np.ndarray], total: np.ndarray, query: in
         df[name] = parts[name][query]
     df["score s_ij"] = total[query]
     return df
-
-
-def diverging_heatmap(z: np.ndarray, tokens: list[str], title: str) -> go.Figure:
-    """A signed n × n matrix on the blue–orange diverging scale centred at 0."""
-    lim = float(np.abs(z).max()) or 1.0
-    fig = go.Figure(go.Heatmap(z=compact(z), colorscale=DIVERGING, zmin=-lim, zmax=lim,
-                               colorbar=dict(thickness=12, outlinewidth=0)))
-    axis = token_axis(tokens)
-    fig.update_xaxes(**axis)
-    fig.update_yaxes(**axis, autorange="reversed")
-    return style(fig, title, height=480)
