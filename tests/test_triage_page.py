@@ -9,7 +9,6 @@ import re
 import urllib.parse
 from pathlib import Path
 
-import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 

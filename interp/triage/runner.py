@@ -314,10 +314,12 @@ class Triage:
             restart: bool = False, progress: Callable[[Progress], None] | None = None, progress_every: float = 1.0,
             flush_rows: int = 2048, flush_seconds: float = 20.0, window_batches: int = 4,
             max_rows: int | None = None, workers: int = 1, device: str | None = None) -> dict:
-        """Read, score and store; returns the summary. With ``workers`` > 1, windows are scored by that many
-        worker processes (each with its own copy of the model on ``device``), at most two windows each in
-        flight, and finished in file order: the results are the same as with one process. The time budget and
-        the limit are checked between windows."""
+        """Read, score and store; returns the summary. Records are read in windows of ``batch_size ×
+        window_batches``; with ``workers`` > 1, windows are scored by that many worker processes (each with its
+        own copy of the model on ``device``), at most two windows each in flight, and finished in file order: the
+        results are the same as with one process. The limit is exact; the time budget is checked between windows
+        (a run may overshoot it by the windows in flight). Parts are flushed every ``flush_rows`` lines or
+        ``flush_seconds``; a killed run loses at most the lines since the last part."""
         if batch_size < 1:
             raise ValueError("batch size must be at least 1")
         if limit is not None and limit < 0:
