@@ -224,48 +224,70 @@ class Overview:
     checks: dict = field(default_factory=dict)
 
 
+def _stacked(lm: LoadedModel, trace: Trace):
+    """Gates, values and per-head W_O of every layer stacked: L × H × n × n, L × H × n × d_h, L × H × d × d_h."""
+    P = torch.stack([lt.probs for lt in trace.layers])
+    V = torch.stack([lt.v for lt in trace.layers])
+    W = torch.stack([head_weights(lm, l)[0] for l in range(trace.n_layers)])
+    return P, V, W
+
+
+def _roles(spec_mean: np.ndarray, prof_mass: np.ndarray, eff_ratio: np.ndarray) -> list[list[str]]:
+    L, H, width = prof_mass.shape
+    n = (width + 1) // 2
+    out = []
+    for l in range(L):
+        prof = PositionalProfile(np.arange(-(n - 1), n), prof_mass[l], spec_mean[l], spec_mean[l], spec_mean[l], True)
+        out.append([head_role(float(spec_mean[l, h]), prof, h, float(eff_ratio[l, h])) for h in range(H)])
+    return out
+
+
 def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True) -> Overview:
-    """Decompose every head of every layer (one pass over the captured trace; no model re-run)."""
+    """Decompose every head of every layer at once (tensors stacked over layers; no model re-run).
+
+    Effective experts with special keys excluded use H_S = (Σ_{j∈S} −a_ij log a_ij)/m_i + log m_i with
+    m_i = Σ_{j∈S} a_ij (the entropy of the renormalised row, exact); firing totals are Σ_j a_ij ‖c(o_j)‖/σ_i."""
     L, H, n = trace.n_layers, trace.n_heads, trace.n
-    special = trace.special.to(trace.layers[0].probs.device)
-    nonspecial_keys = ~special
-    n_nonspecial = max(int(nonspecial_keys.sum()), 1)
-    eff = torch.empty(L, H, n)
-    eff_ns = torch.full((L, H, n), float("nan"))
-    spec_mass = torch.empty(L, H, n)
-    fire = torch.empty(L, H, n)
-    top = torch.empty(L, H, n, dtype=torch.long)
-    top_f = torch.empty(L, H, n, dtype=torch.long)
-    roles: list[list[str]] = []
-    checks: dict = {}
-    S = nonspecial_keys.to(trace.layers[0].probs.dtype)
-    for l, lt in enumerate(trace.layers):
-        p = lt.probs
-        e = torch.special.entr(p)                           # −p log p, H × n × n
-        eff[l] = torch.exp(e.sum(-1)).cpu()
-        mass_ns = p @ S                                     # gate mass on non-special keys, H × n
-        spec_mass[l] = (1 - mass_ns).clamp(min=0).cpu()
-        if bool(nonspecial_keys.any()):
-            # entropy of the row renormalised over non-special keys: (Σ_S −p log p)/m + log m, m = Σ_S p
-            m = mass_ns.clamp(min=1e-30)
-            e_ns = torch.exp((e @ S) / m + m.log())
-            cols = ~special.cpu()
-            eff_ns[l][:, cols] = e_ns.cpu()[:, cols]
-        norms = message_norms(lm, lt, l)
-        sigma = lt.ln_sigma if lt.ln_sigma is not None else torch.ones(n, device=p.device, dtype=p.dtype)
-        fire[l] = ((p @ norms[..., None])[..., 0] / sigma[None, :]).cpu()   # Σ_j a_ij ‖c(o_j)‖ / σ_i
-        top[l] = p.argmax(-1).cpu()
-        # argmax_j f_ij ignores the positive per-query 1/σ_i
-        top_f[l] = (p * norms[:, None, :]).argmax(-1).cpu()
-        prof = positional_profile(lt, special, exclude_special=True)
-        mean_eff_ns = torch.nanmean(eff_ns[l], dim=-1) if bool(nonspecial_keys.any()) else eff[l].mean(-1)
-        roles.append([head_role(float(spec_mass[l, h].mean()), prof, h, float(mean_eff_ns[h]) / n_nonspecial)
-                      for h in range(H)])
-    if with_checks:
-        checks = identity_checks(lm, trace, explicit=False, chain=False)
-    return Overview(trace.tokens, trace.special.cpu().numpy(), roles, eff.numpy(), eff_ns.numpy(),
-                    spec_mass.numpy(), fire.numpy(), top.numpy(), top_f.numpy(), eff.mean(-1).numpy(),
-                    spec_mass.mean(-1).numpy(), checks)
+    P, V, W = _stacked(lm, trace)
+    dev, dt = P.device, P.dtype
+    special = trace.special.to(dev)
+    S = (~special).to(dt)
+    n_nonspecial = max(int((~special).sum()), 1)
+    with torch.no_grad():
+        e = torch.special.entr(P)                                       # −a log a
+        eff = torch.exp(e.sum(-1))                                      # L × H × n
+        mass_ns = P @ S                                                 # mass on non-special keys
+        spec_mass = (1 - mass_ns).clamp(min=0)
+        m = mass_ns.clamp(min=1e-30)
+        eff_ns = torch.exp((e @ S) / m + m.log())
+        eff_ns = eff_ns.masked_fill(special[None, None, :], float("nan"))
+        msgs = torch.einsum("lhjd,lhed->lhje", V, W)                    # expert messages, L × H × n × d
+        has_ln = lm.adapter.layers[0].ln is not None
+        norms = (_centre(msgs) if has_ln else msgs).norm(dim=-1)       # L × H × n
+        sigma = (torch.stack([lt.ln_sigma for lt in trace.layers]) if has_ln
+                 else torch.ones(L, n, device=dev, dtype=dt))
+        fire = (P @ norms[..., None])[..., 0] / sigma[:, None, :]
+        top = P.argmax(-1)
+        top_f = (P * norms[:, :, None, :]).argmax(-1)                   # 1/σ_i > 0 does not move the argmax
+        # positional profile with special keys and queries excluded, every layer and head in one index_add
+        q = (~special).to(dt) if bool((~special).any()) else torch.ones(n, device=dev, dtype=dt)
+        weight = (q[None, None, :] / m)[..., None] * S[None, None, None, :] if bool((~special).any()) \
+            else torch.ones(1, 1, n, n, device=dev, dtype=dt)
+        idx = torch.arange(n, device=dev)
+        off = ((idx[None, :] - idx[:, None]) + (n - 1)).reshape(-1)
+        prof = torch.zeros(L * H, 2 * n - 1, device=dev, dtype=dt)
+        prof.index_add_(1, off, (P * weight).reshape(L * H, -1))
+        prof = prof.reshape(L, H, -1) / q.sum()
+    eff_c, eff_ns_c, spec_c = eff.cpu().numpy(), eff_ns.cpu().numpy(), spec_mass.cpu().numpy()
+    if bool((~special).any()):
+        ratio = np.nanmean(eff_ns_c, axis=-1) / n_nonspecial
+    else:
+        ratio = eff_c.mean(-1) / n
+    roles = _roles(spec_c.mean(-1), prof.double().cpu().numpy(), ratio)
+    checks = identity_checks(lm, trace, explicit=False, chain=False) if with_checks else {}
+    return Overview(trace.tokens, trace.special.cpu().numpy(), roles, eff_c, eff_ns_c, spec_c,
+                    fire.cpu().numpy(), top.cpu().numpy(), top_f.cpu().numpy(), eff_c.mean(-1), spec_c.mean(-1),
+                    checks)
 
 
 @dataclass
