@@ -27,6 +27,7 @@ SORTS = {"suspicion": ("suspicion", True), "flip rate": ("flip_rate", True), "KL
          "pooled drift (1 − cosine)": ("cosine", False), "low confidence": ("confidence", False),
          "low margin": ("margin", False), "concentration |z|": ("concentration_z", True), "line": ("line", False)}
 
+ui.start_page()
 st.title("Production-log triage")
 st.caption("Score every line of a log of real inputs — dense confidence, sampled-vs-dense instability, abnormal "
            "expert concentration, agreement with what was logged — rank the rare fragile ones, and open any of "
