@@ -63,6 +63,25 @@ def test_tokenizer_files_load_as_a_fast_bert_tokenizer(prepared):
     assert tok.convert_ids_to_tokens(masked["input_ids"]) == ["[CLS]", "the", "[MASK]", "walked", "[SEP]"]
 
 
+def test_tokenizer_ids_are_a_function_of_the_vocabulary_set():
+    """The trainer's id order (and, on ties, its merges) vary between runs; ids are renumbered canonically, so
+    the same set of pieces always gives the same tokenizer file."""
+    from tokenizers import models
+    texts = [s for k in range(4) for s in _sentences(k, 50)]
+    a = T.train_wordpiece(texts, 300)
+    pieces = [a.id_to_token(i) for i in range(a.get_vocab_size())]
+    assert pieces[:5] == T.SPECIAL and pieces[5:] == sorted(pieces[5:])
+    shuffled = pieces[5:]
+    random.Random(0).shuffle(shuffled)
+    from tokenizers import Tokenizer
+    b = Tokenizer.from_str(a.to_str())
+    b.model = models.WordPiece(vocab={t: i for i, t in enumerate(T.SPECIAL + shuffled)}, unk_token="[UNK]",
+                               max_input_chars_per_word=100, continuing_subword_prefix="##")
+    assert b.to_str() != a.to_str()
+    T.canonical_ids(b)
+    assert b.to_str() == a.to_str()
+
+
 def test_heldout_split_is_by_document(prepared):
     man = prepared.manifest
     assert man["heldout_documents"]["austen"] == ["Persuasion"]

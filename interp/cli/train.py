@@ -31,6 +31,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
     p.add_argument("--prepared", help="prepared data folder (default: <cache>/prepared-v<vocab>); built when missing")
     p.add_argument("--prepare-only", action="store_true", help="only fetch the corpora and prepare the data")
+    p.add_argument("--tokenizer", help="reuse the tokenizer saved in this folder instead of training one "
+                                       "(default: <out>/mini-bert when it exists, so a --force retrain keeps the "
+                                       "shipped tokenizer)")
+    p.add_argument("--new-tokenizer", action="store_true",
+                   help="train a new tokenizer even if <out> already has one")
     p.add_argument("--cache", help="corpora cache (default ~/.cache/expertlens/corpora or $EXPERTLENS_CORPORA)")
     p.add_argument("--no-fetch", action="store_true", help="never download packages; fail if they are missing")
     p.add_argument("--vocab-size", type=int, default=8000, help="WordPiece vocabulary size (default 8000)")
@@ -152,13 +157,32 @@ def run(args) -> int:
         print(f"already built in {out}: {', '.join(existing)} (use --force to retrain)")
         return 0
     cache = Path(args.cache).expanduser() if args.cache else default_cache()
-    prepared_dir = Path(args.prepared) if args.prepared else cache / f"prepared-v{args.vocab_size}"
+    tok_dir = None
+    if args.tokenizer and args.new_tokenizer:
+        return _fail("--tokenizer and --new-tokenizer exclude each other")
+    if not args.tokenizer and not args.new_tokenizer and not args.prepared:
+        for name in ("mini-bert", "paper", "cbow"):
+            if (out / name / "tokenizer.json").exists():
+                args.tokenizer = str(out / name)
+                print(f"reusing the tokenizer of {out / name} (--new-tokenizer trains a new one)")
+                break
+    if args.tokenizer:
+        from ..training.tokenizer import fingerprint
+        tok_dir = Path(args.tokenizer)
+        if not (tok_dir / "tokenizer.json").exists():
+            return _fail(f"--tokenizer: {tok_dir} has no tokenizer.json")
+        # the shipped tokenizer is copied away before --out is rewritten
+        default_dir = cache / f"prepared-{fingerprint(tok_dir)}"
+    else:
+        default_dir = cache / f"prepared-v{args.vocab_size}"
+    prepared_dir = Path(args.prepared) if args.prepared else default_dir
     t0 = time.perf_counter()
     try:
-        prepared = pipeline.ensure_prepared(prepared_dir, args.vocab_size, cache, fetch=not args.no_fetch)
+        prepared = pipeline.ensure_prepared(prepared_dir, args.vocab_size, cache, fetch=not args.no_fetch,
+                                            tokenizer_dir=tok_dir)
     except CorpusUnavailable as err:
         return _fail(str(err), 1)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ValueError) as err:
         return _fail(str(err), 1)
     print(f"prepared data: {prepared_dir} ({time.perf_counter() - t0:.0f} s)")
     if args.prepare_only:

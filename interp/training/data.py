@@ -85,8 +85,9 @@ def _encode(tok, docs, corpus_index: dict[str, int]) -> tuple[Split, list[dict]]
 
 
 def prepare(docs_by_corpus: dict, out: Path, vocab_size: int = 8000, sources: dict | None = None,
-            log=print) -> Prepared:
-    """Split by document, train the tokenizer on the training split only, encode both splits, save."""
+            log=print, tokenizer_dir: Path | None = None) -> Prepared:
+    """Split by document, train the tokenizer on the training split only (or reuse the one saved in
+    ``tokenizer_dir``), encode both splits, save."""
     from ..corpora import split as split_docs
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -100,8 +101,19 @@ def prepare(docs_by_corpus: dict, out: Path, vocab_size: int = 8000, sources: di
         train_docs += tr
         held_docs += ho
     log(f"documents: {len(train_docs)} train, {len(held_docs)} held out")
-    tok = toks.train_wordpiece((p for d in train_docs for p in d.passages), vocab_size=vocab_size)
-    toks.save_for_transformers(tok, out / "tokenizer")
+    if tokenizer_dir is not None:
+        import shutil
+        tok = toks.load(tokenizer_dir)
+        for i, name in enumerate(toks.SPECIAL):
+            if tok.token_to_id(name) != i:
+                raise ValueError(f"{tokenizer_dir}: {name} must have id {i}")
+        (out / "tokenizer").mkdir(parents=True, exist_ok=True)
+        for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
+            shutil.copy2(Path(tokenizer_dir) / name, out / "tokenizer" / name)
+        log(f"tokenizer: reused {tokenizer_dir}")
+    else:
+        tok = toks.train_wordpiece((p for d in train_docs for p in d.passages), vocab_size=vocab_size)
+        toks.save_for_transformers(tok, out / "tokenizer")
     train, train_list = _encode(tok, train_docs, corpus_index)
     held, held_list = _encode(tok, held_docs, corpus_index)
     train.save(out / "train.npz")
@@ -120,6 +132,7 @@ def prepare(docs_by_corpus: dict, out: Path, vocab_size: int = 8000, sources: di
     manifest = {
         "corpora": names,
         "vocab_size": tok.get_vocab_size(),
+        "tokenizer_sha256": toks.fingerprint(out / "tokenizer"),
         "sources": sources or {},
         "stats": stats,
         "heldout_documents": {n: [d["title"] for d in held_list if d["corpus"] == n][:50] for n in names},

@@ -14,6 +14,7 @@ import torch
 from . import cards
 from . import data as D
 from . import run as R
+from . import tokenizer as T
 
 METRICS_FILE = "metrics.json"
 SAMPLE_FILE = "heldout_sample.json"
@@ -42,18 +43,25 @@ class Plan:
     sweep_steps: int = 2000
 
 
-def ensure_prepared(folder: Path, vocab_size: int, cache: Path | None, fetch: bool, names=None, log=print) -> D.Prepared:
-    """The prepared data in ``folder``: loaded if present, else built from the corpora (fetched when missing)."""
+def ensure_prepared(folder: Path, vocab_size: int, cache: Path | None, fetch: bool, names=None, log=print,
+                    tokenizer_dir: Path | None = None) -> D.Prepared:
+    """The prepared data in ``folder``: loaded if present (and built with ``tokenizer_dir``'s tokenizer when one
+    is given), else built from the corpora (fetched when missing)."""
     from .. import corpora
+    from . import tokenizer as toks
     try:
-        return D.load_prepared(folder)
+        prepared = D.load_prepared(folder)
     except FileNotFoundError:
-        pass
+        prepared = None
+    if prepared is not None:
+        if tokenizer_dir is None or toks.fingerprint(prepared.tokenizer_dir) == toks.fingerprint(tokenizer_dir):
+            return prepared
+        raise ValueError(f"{folder} was prepared with another tokenizer than {tokenizer_dir}")
     names = tuple(names or corpora.CORPUS_NAMES)
     log(f"reading corpora: {', '.join(names)}")
     docs = corpora.load(names, cache=cache, fetch=fetch)
     return D.prepare(docs, folder, vocab_size, sources={n: s for n, s in corpora.sources(cache).items() if n in names},
-                     log=log)
+                     log=log, tokenizer_dir=tokenizer_dir)
 
 
 def split_candidate(cand: str) -> tuple[str, float | None]:
@@ -96,6 +104,7 @@ def train_all(prepared: D.Prepared, out: Path, plan: Plan, log=print) -> dict:
         "software": {"python": platform.python_version(), "torch": torch.__version__,
                      "transformers": _version("transformers"), "tokenizers": _version("tokenizers")},
         "data": {"corpora": prepared.corpora, "sources": prepared.manifest.get("sources", {}),
+                 "tokenizer_sha256": T.fingerprint(prepared.tokenizer_dir),
                  "stats": prepared.manifest["stats"], "vocab_size": prepared.vocab_size,
                  "heldout_documents": prepared.manifest.get("heldout_documents", {}),
                  "heldout_documents_total": prepared.manifest.get("heldout_documents_total", {}),

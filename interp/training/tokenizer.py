@@ -28,6 +28,7 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int = 8000, min_frequency:
                                         special_tokens=SPECIAL, limit_alphabet=limit_alphabet,
                                         continuing_subword_prefix="##", show_progress=False)
     tok.train_from_iterator(texts, trainer=trainer)
+    canonical_ids(tok)
     for i, s in enumerate(SPECIAL):
         if tok.token_to_id(s) != i:
             raise RuntimeError(f"special token {s} got id {tok.token_to_id(s)}, expected {i}")
@@ -36,6 +37,27 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int = 8000, min_frequency:
         special_tokens=[("[CLS]", CLS_ID), ("[SEP]", SEP_ID)])
     tok.decoder = decoders.WordPiece(prefix="##")
     return tok
+
+
+def canonical_ids(tok) -> None:
+    """Renumber the vocabulary: special tokens 0–4, then every other piece in code-point order.
+
+    The trainer's id order follows hash-map iteration, so it changes from run to run even when the learned set
+    of pieces is the same; WordPiece segmentation depends only on the set (greedy longest match), so after
+    sorting the tokenizer file is a function of the set. (On ties between equally frequent merges the trainer
+    may also learn a slightly different set; runs that must reproduce reuse a saved tokenizer.)"""
+    from tokenizers import models
+    vocab = tok.get_vocab(with_added_tokens=False)
+    rest = sorted(t for t in vocab if t not in SPECIAL)
+    ordered = {t: i for i, t in enumerate(SPECIAL + rest)}
+    tok.model = models.WordPiece(vocab=ordered, unk_token="[UNK]", max_input_chars_per_word=100,
+                                 continuing_subword_prefix="##")
+
+
+def fingerprint(folder: Path) -> str:
+    """SHA-256 (first 12 hex digits) of a saved tokenizer.json."""
+    import hashlib
+    return hashlib.sha256((Path(folder) / "tokenizer.json").read_bytes()).hexdigest()[:12]
 
 
 def save_for_transformers(tok, folder: Path) -> None:
