@@ -6,7 +6,6 @@ import json
 import math
 import random
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -205,29 +204,37 @@ def test_tiny_checkpoints_load_through_the_project_loader(trained):
         assert t.output.shape == (t.n, lm.tokenizer.vocab_size)
 
 
-def _cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "interp", "train", *args], cwd=str(ROOT), capture_output=True,
-                          text=True, timeout=120)
+def _cli(capsys, *args) -> subprocess.CompletedProcess:
+    """``python -m interp train ARGS`` in this process (same entry point as the command line)."""
+    from interp.__main__ import main
+    capsys.readouterr()
+    try:
+        code = main(["train", *args])
+    except SystemExit as exc:                     # argparse errors
+        code = exc.code
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(["train", *args], code, out.out, out.err)
 
 
 @pytest.mark.parametrize("args,msg", [(["--all", "--steps", "x=3"], "--steps"),
                                       (["--all", "--init", "paper=bogus"], "--init"),
                                       (["--all", "--budget-seconds", "-1"], "--budget-seconds"),
+                                      (["--all", "--bogus"], "unrecognized arguments"),
                                       ([], "say what to train")])
-def test_cli_rejects_bad_arguments_with_one_line(args, msg):
-    res = _cli(*args)
+def test_cli_rejects_bad_arguments_with_one_line(capsys, args, msg):
+    res = _cli(capsys, *args)
     assert res.returncode != 0
     lines = [l for l in res.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and msg in lines[0]
 
 
-def test_cli_refuses_to_overwrite_and_rewrites_cards(trained, tmp_path):
+def test_cli_refuses_to_overwrite_and_rewrites_cards(capsys, trained, tmp_path):
     import shutil
     shutil.copytree(trained[0], tmp_path, dirs_exist_ok=True)
     before = (tmp_path / "paper" / "model.safetensors").read_bytes()
-    res = _cli("--all", "--out", str(tmp_path))
+    res = _cli(capsys, "--all", "--out", str(tmp_path))
     assert res.returncode == 0 and "already built" in res.stdout
     assert (tmp_path / "paper" / "model.safetensors").read_bytes() == before
     (tmp_path / "paper" / "README.md").unlink()
-    res = _cli("--cards-only", "--out", str(tmp_path))
+    res = _cli(capsys, "--cards-only", "--out", str(tmp_path))
     assert res.returncode == 0 and (tmp_path / "paper" / "README.md").exists()

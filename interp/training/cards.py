@@ -174,7 +174,7 @@ def model_card(name: str, metrics: dict) -> str:
         f"- masked-token prediction (BERT masking: 15% of tokens, 80% [MASK] / 10% random / 10% kept), loss on the "
         f"masked positions; AdamW (β = 0.9, 0.98; weight decay {shipped['weight_decay']}), learning rate "
         f"{shipped['lr']} with {int(shipped['warmup_frac'] * 100)}% linear warm-up then linear decay, gradient "
-        "clipping at 1.0",
+        "clipping at 1.0; bfloat16 autocast on CUDA (float32 weights and optimizer), float32 on CPU",
         *init_line,
         f"- {shipped['steps']:,} steps ({shipped.get('steps_from', 'given')}), batch {shipped['batch_size']} sequences "
         f"of ≤ {shipped['max_len']} tokens; every {shipped['long_every']}th step a batch of ≤ {shipped['long_len']}-token "
