@@ -7,13 +7,16 @@ are flushed to Parquet parts, and the corpus norm keeps a fixed-size sample.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
 import math
 import os
 import platform
+import sys
 import time
+import types
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -250,6 +253,22 @@ _WORKER: dict = {}
 _SENT = ("record", "text", "key", "_prediction_raw", "_label_raw", "notes", "preview")
 
 
+@contextlib.contextmanager
+def _spawn_safe_main():
+    """Spawned workers re-import the parent's ``__main__`` by its file path. When that is a script run in-process
+    (a Streamlit page executed by a test harness, say) they would execute it; while workers start and run, a bare
+    stand-in ``__main__`` is shown instead, and the real one is restored afterwards."""
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__spec__", None) is not None or not getattr(main, "__file__", None):
+        yield
+        return
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
 def _worker_init(model: str, device: str | None, settings: S.ScoreSettings, threads: int) -> None:
     import torch
     torch.set_num_threads(max(1, threads))
@@ -329,8 +348,9 @@ class Triage:
         t0 = time.perf_counter()
         self.folder.acquire()
         try:
-            return self._run(t0, limit, time_budget, batch_size, restart, progress, progress_every, flush_rows,
-                             flush_seconds, window_batches, max_rows, workers, device)
+            with _spawn_safe_main() if workers > 1 else contextlib.nullcontext():
+                return self._run(t0, limit, time_budget, batch_size, restart, progress, progress_every, flush_rows,
+                                 flush_seconds, window_batches, max_rows, workers, device)
         finally:
             self.folder.release()
 
