@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from .args import positive_int
+
 HELP = ("compare a sampled-attention scheme with dense attention for every head of one text, and its effect "
         "on the model's output; writes JSON")
 
@@ -14,16 +16,6 @@ SCHEME_HELP = ("A = Monte-Carlo from the softmax row; B-uniform / B-vnorm = self
                "(Performer); E = exact top-h plus k draws from the tail; null = mean of V")
 
 
-def _positive(name):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, not {text!r}")
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, not {value}")
-        return value
-    return parse
 
 
 def _layers(text):
@@ -40,14 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "already in the local cache (default: the first available model)")
     parser.add_argument("--text", required=True, help="the input text; use [MASK] where an MLM should predict")
     parser.add_argument("--scheme", required=True, choices=list(SCHEMES), metavar="SCHEME", help=SCHEME_HELP)
-    parser.add_argument("--k", type=_positive("k"), required=True,
+    parser.add_argument("--k", type=positive_int("k"), required=True,
                         help="budget: keys drawn per query (A, B, E's tail), keys kept (C), default random "
                              "features (D)")
-    parser.add_argument("--seeds", type=_positive("seeds"), default=8,
+    parser.add_argument("--seeds", type=positive_int("seeds"), default=8,
                         help="number of independent replicates S (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="the user-visible seed all draws derive from (default 0)")
     parser.add_argument("--h", type=int, default=None, help="scheme E: keys kept exactly (default: k)")
-    parser.add_argument("--m", type=_positive("m"), default=None, help="scheme D: random features (default: k)")
+    parser.add_argument("--m", type=positive_int("m"), default=None, help="scheme D: random features (default: k)")
     parser.add_argument("--layers", type=_layers, nargs="+", default=None,
                         help="layers to analyse and substitute (e.g. --layers 0 3 or --layers 0,3; default: all)")
     parser.add_argument("--no-downstream", action="store_true",

@@ -13,20 +13,12 @@ import sys
 import time
 from pathlib import Path
 
+from .args import positive_int
+
 HELP = ("score every line of a production log (JSONL, CSV or Parquet): confidence, sampled-vs-dense "
         "instability, abnormal expert concentration; rank the suspicious ones; resumable")
 
 
-def _positive(name):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, not {text!r}")
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, not {value}")
-        return value
-    return parse
 
 
 def _non_negative_float(name):
@@ -70,29 +62,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--delimiter", default=None, help="CSV delimiter (default: guessed from the header)")
     p.add_argument("--mask-policy", default="auto", choices=list(MASK_POLICIES),
                    help="; ".join(f"{k}: {v}" for k, v in MASK_POLICIES.items()))
-    p.add_argument("--mask-cap", type=_positive("mask cap"), default=8,
+    p.add_argument("--mask-cap", type=positive_int("mask cap"), default=8,
                    help="mask-each: at most this many masked variants per input (default 8)")
     p.add_argument("--scheme", default="A", choices=list(SCHEMES), metavar="SCHEME",
                    help=f"sampled-attention scheme ({', '.join(SCHEMES)}; default A = Monte-Carlo)")
-    p.add_argument("--k", type=_positive("k"), default=8, help="keys drawn per query (default 8)")
-    p.add_argument("--seeds", type=_positive("seeds"), default=4, help="replicates S per input (default 4)")
+    p.add_argument("--k", type=positive_int("k"), default=8, help="keys drawn per query (default 8)")
+    p.add_argument("--seeds", type=positive_int("seeds"), default=4, help="replicates S per input (default 4)")
     p.add_argument("--seed", type=int, default=0, help="the seed every per-input seed derives from (default 0)")
     p.add_argument("--layers", type=_ints, default=None, help="substitute the scheme in these layers (default all)")
     p.add_argument("--heads", type=_ints, default=None, help="… and these heads (default all)")
     p.add_argument("--on-long", default="truncate", choices=["truncate", "skip"],
                    help="a text longer than the model reads: analyse its start (default) or skip it")
-    p.add_argument("--max-line-bytes", type=_positive("max line bytes"), default=1 << 20,
+    p.add_argument("--max-line-bytes", type=positive_int("max line bytes"), default=1 << 20,
                    help="skip physical lines longer than this (default 1 MiB)")
-    p.add_argument("--limit", type=_positive("limit"), default=None,
+    p.add_argument("--limit", type=positive_int("limit"), default=None,
                    help="read at most this many lines of the log (counted from its start)")
     p.add_argument("--time-budget", type=_non_negative_float("time budget"), default=None,
                    help="stop after about this many seconds (run again to resume)")
-    p.add_argument("--batch-size", type=_positive("batch size"), default=16, help="inputs per forward pass")
-    p.add_argument("--max-rows", type=_positive("max rows"), default=None,
+    p.add_argument("--batch-size", type=positive_int("batch size"), default=16, help="inputs per forward pass")
+    p.add_argument("--max-rows", type=positive_int("max rows"), default=None,
                    help="rows per sampled pass (inputs × seeds; default batch size × seeds)")
-    p.add_argument("--flush-rows", type=_positive("flush rows"), default=2048,
+    p.add_argument("--flush-rows", type=positive_int("flush rows"), default=2048,
                    help="write a results part every this many lines (default 2048; smaller = less redone on resume)")
-    p.add_argument("--workers", type=_positive("workers"), default=1,
+    p.add_argument("--workers", type=positive_int("workers"), default=1,
                    help="score in this many worker processes, each with its own copy of the model (default 1; "
                         "on a GPU the per-input CPU work is the limit, and 4-8 workers keep the GPU busy)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
