@@ -55,7 +55,12 @@ def test_identities_every_architecture(arch):
     bt = capture(lm, ["the cat sat on the big red house", TEXT])   # example 0 is padded in the batch
     for b in range(2):
         tr = bt.example(b)
-        for explicit in (True, False):  # over the messages themselves, and the associative form the UI uses
+        overview_checks = D.overview(lm, tr).checks  # every layer at once: what the UI and CLI show
+        assert overview_checks["identity_dense_max_rel_err"] < RTOL
+        assert (overview_checks["identity_ln_max_rel_err"] is None) == (arch == "expertlens-paper")
+        if arch != "expertlens-paper":
+            assert overview_checks["identity_ln_max_rel_err"] < RTOL
+        for explicit in (True, False):  # over the messages themselves, and the associative form
             checks = D.identity_checks(lm, tr, explicit=explicit)
             assert checks["identity_dense_max_rel_err"] < RTOL
             assert checks["layer_output_max_rel_err"] < RTOL
@@ -70,9 +75,11 @@ def test_identity_error_is_detected_when_a_gate_is_wrong():
     lm = loaded("bert")
     tr = trace_text(lm, TEXT)
     tr.layers[1].probs = tr.layers[1].probs.clone()
-    tr.layers[1].probs[0, 2] = torch.roll(tr.layers[1].probs[0, 2], 1)
+    tr.layers[1].probs[0] = torch.roll(tr.layers[1].probs[0], 1, dims=-1)   # head 0 listens to the wrong keys
     for explicit in (True, False):
         assert D.identity_checks(lm, tr, explicit=explicit)["identity_dense_max_rel_err"] > 1e-3
+    checks = D.overview(lm, tr).checks
+    assert checks["identity_dense_max_rel_err"] > 1e-3 and checks["identity_ln_max_rel_err"] > 2 * RTOL  # fails the exactness bar
 
 
 @pytest.mark.parametrize("n_target", [8, 128, 512])
@@ -97,6 +104,8 @@ def test_identities_real_minilm(n_target):
         assert checks["identity_dense_max_rel_err"] < RTOL
         assert checks["identity_ln_max_rel_err"] < RTOL
         assert checks["layer_output_max_rel_err"] < RTOL
+    ov = D.overview(lm, tr).checks
+    assert ov["identity_dense_max_rel_err"] < RTOL and ov["identity_ln_max_rel_err"] < RTOL
     # the captured gates are the probabilities transformers' eager attention computes
     ref = AutoModel.from_pretrained(str(lm.folder), attn_implementation="eager").eval()
     with torch.no_grad():
