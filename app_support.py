@@ -504,19 +504,7 @@ def sampled_rows(model: str, text: str, scheme: str, k: int, seeds: int, seed: i
                  query: int):
     """(dense row P_i·, sampled rows P̂_i· of every replicate: S × n) of one head and query, drawn exactly as
     the report draws them (same example key, generators and validity mask)."""
-    from interp.sampling import estimate
-    from interp.sampling import seeds as seeding
-    from interp.sampling.schemes import dense_scores
-    import torch
+    from interp.sampling.report import draw_layer
     lm, trace = get_model(model), get_trace(model, text)
-    lt = trace.layers[layer]
-    n = trace.n
-    mask = lm.adapter.layer_mask(torch.ones((1, n), dtype=torch.bool, device=lt.q.device))
-    valid = torch.ones((1, 1, n, n), dtype=torch.bool, device=lt.q.device) if mask is None else mask.bool()
-    q, kk, v = (x[None].to(torch.float32) for x in (lt.q, lt.k, lt.v))
-    scaling = q.shape[-1] ** -0.5
-    key = seeding.content_key(trace.input_ids)
-    gens = [[seeding.generator(seed, key, layer, s)] for s in range(seeds)]
-    est = estimate(scheme, q, kk, v, dense_scores(q, kk, valid, scaling), lt.probs[None].to(torch.float32), valid,
-                   [n], gens, k, scaling=scaling)
-    return lt.probs[head_, query].cpu().numpy(), est.weights[:, 0, head_, query].cpu().numpy()
+    dr = draw_layer(lm, trace, layer, scheme, k, seeds, seed)
+    return dr.P[0, head_, query].cpu().numpy(), dr.est.weights[:, 0, head_, query].cpu().numpy()

@@ -136,6 +136,44 @@ def _layer_metrics(P, logP, est, v, w_o, qmask, suffix, defined=None):
     return heads, per_q
 
 
+def _valid(lm: LoadedModel, trace: Trace) -> torch.Tensor:
+    """The 1 × 1 × n × n keys each query may attend to (all, or the model's own gate mask, e.g. CBOW's j ≠ i)."""
+    n = trace.n
+    dev = trace.layers[0].q.device
+    mask = lm.adapter.layer_mask(torch.ones((1, n), dtype=torch.bool, device=dev))
+    return torch.ones((1, 1, n, n), dtype=torch.bool, device=dev) if mask is None else mask.bool()
+
+
+@dataclass
+class LayerDraw:
+    """One layer's dense attention and its sampled estimate (batch of one): q, v (1 × H × n × d_h), dense P and
+    scores (1 × H × n × n), the valid-key mask and the scheme's estimate (weights S × 1 × H × n × n)."""
+    q: torch.Tensor
+    v: torch.Tensor
+    P: torch.Tensor
+    scores: torch.Tensor
+    valid: torch.Tensor
+    est: object
+
+
+def draw_layer(lm: LoadedModel, trace: Trace, layer: int, scheme: str, k: int, seeds: int, seed: int = 0,
+               example_key=None, h: int | None = None, m: int | None = None,
+               valid: torch.Tensor | None = None) -> LayerDraw:
+    """Draw ``scheme`` for one layer exactly as the report does: replicate s uses the generator of
+    (seed, example_key, layer, s); example_key defaults to the hash of the token ids."""
+    h, m = check_params(scheme, k, h, m)
+    key = seeding.content_key(trace.input_ids) if example_key is None else example_key
+    valid = _valid(lm, trace) if valid is None else valid
+    lt = trace.layers[layer]
+    q, kk, v = (t[None].to(torch.float32) for t in (lt.q, lt.k, lt.v))
+    scaling = q.shape[-1] ** -0.5
+    P = lt.probs[None].to(torch.float32)
+    scores = dense_scores(q, kk, valid, scaling)
+    gens = [[seeding.generator(seed, key, layer, s)] for s in range(seeds)]
+    est = estimate(scheme, q, kk, v, scores, P, valid, [trace.n], gens, k, h, m, scaling)
+    return LayerDraw(q, v, P, scores, valid, est)
+
+
 def sampling_report(lm: LoadedModel, trace: Trace, scheme: str, k: int, seeds: int, seed: int = 0,
                     example_key=None, layers=None, h: int | None = None, m: int | None = None,
                     downstream: bool = True) -> SamplingReport:
@@ -154,8 +192,7 @@ def sampling_report(lm: LoadedModel, trace: Trace, scheme: str, k: int, seeds: i
     key = seeding.content_key(trace.input_ids) if example_key is None else example_key
     n = trace.n
     dev = trace.layers[0].q.device
-    mask = lm.adapter.layer_mask(torch.ones((1, n), dtype=torch.bool, device=dev))
-    valid = (torch.ones((1, 1, n, n), dtype=torch.bool, device=dev) if mask is None else mask.bool())
+    valid = _valid(lm, trace)
     special = trace.special.bool().to(dev)
     qmask = torch.ones(n, dtype=torch.bool, device=dev)
     qmask_ns = qmask & ~special
@@ -163,15 +200,10 @@ def sampling_report(lm: LoadedModel, trace: Trace, scheme: str, k: int, seeds: i
     t0 = time.perf_counter()
     heads_rows, per_query = [], {}
     for l in chosen:
-        lt = trace.layers[l]
-        q, kk, v = (t[None].to(torch.float32) for t in (lt.q, lt.k, lt.v))          # 1×H×n×d
+        dr = draw_layer(lm, trace, l, scheme, k, seeds, seed, key, h, m, valid)
+        q, v, P, scores, est = dr.q, dr.v, dr.P, dr.scores, dr.est
         H, d = q.shape[1], q.shape[-1]
-        scaling = d ** -0.5
-        P = lt.probs[None].to(torch.float32)                                           # 1×H×n×n
-        scores = dense_scores(q, kk, valid, scaling)
         logP = M.log_probs(scores, valid)
-        gens = [[seeding.generator(seed, key, l, s)] for s in range(seeds)]
-        est = estimate(scheme, q, kk, v, scores, P, valid, [n], gens, k, h, m, scaling)
         o_lin = lm.adapter.layers[l].o
         w_o = None if o_lin is None else o_lin.weight.to(torch.float32).reshape(-1, H, d).permute(1, 0, 2)
         heads, pq = _layer_metrics(P, logP, est, v, w_o, qmask, "")
