@@ -44,6 +44,18 @@ def test_analyze_writes_documented_json_matching_library(tmp_path):
     assert hv["query"] == tr.tokens.index("[MASK]")
     assert set(hv["lenses"]) == {"vocabulary", "anchored", "counterfactual"}
     assert d["predictions"][0]["position"] == hv["query"]
+    # the predictions are the model's own: softmax of transformers' logits, computed without the project's code
+    import torch
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+    ref = AutoModelForMaskedLM.from_pretrained(str(folder), attn_implementation="eager").eval()
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    with torch.no_grad():
+        logits = ref(**tok(TEXT, return_tensors="pt")).logits[0, hv["query"]]
+    p = torch.softmax(logits.double(), -1)
+    top = d["predictions"][0]["top"]
+    want_p, want_i = torch.topk(p, len(top))
+    assert [t["token"] for t in top] == tok.convert_ids_to_tokens(want_i.tolist())
+    assert max(abs(t["prob"] - float(w)) for t, w in zip(top, want_p)) < 1e-5
 
 
 def test_analyze_without_head_has_null_lens_check(tmp_path):
