@@ -108,7 +108,16 @@ def lens(model: str, text: str, layer: int, head_: int, query: int, name: str) -
     """A lens's compact summary (the n × V expert outputs never leave the server)."""
     from interp.lenses import LENSES
     lm, trace = get_model(model), get_trace(model, text)
-    res = LENSES[name](lm, trace, layer, head_, query)
+    if name == "counterfactual":  # n re-runs of the rest of the network: show how far it has got
+        bar = st.progress(0.0, text=f"Re-running the network once per expert ({trace.n} experts)…")
+        try:
+            res = LENSES[name](lm, trace, layer, head_, query,
+                               progress=lambda f: bar.progress(float(f), text=f"Re-running the network once per "
+                                                               f"expert: {f:.0%} of {trace.n}"))
+        finally:
+            bar.empty()
+    else:
+        res = LENSES[name](lm, trace, layer, head_, query)
     return fh.lens_summary(res, trace.tokens, lm.tokenizer, lang=lang())
 
 

@@ -240,6 +240,10 @@ def test_head_page_views_and_widgets(app, tiny_bert_dir):
     at.radio(key="hd_lens").set_value("anchored").run()
     no_exception(at)
     assert any("exact bookkeeping" in c for c in texts(at.caption))
+    at.radio(key="hd_lens").set_value("counterfactual").run()   # runs with a progress bar that is then removed
+    no_exception(at)
+    assert any("causal" in c for c in texts(at.caption))
+    assert len(at.get("progress")) == 0
 
 
 def test_url_reproduces_the_head_view(app, tiny_bert_dir):
