@@ -127,7 +127,7 @@ def run(args) -> int:
         print(p.line(), file=sys.stderr, flush=True)
 
     try:
-        summary = probe_corpus(lm, inputs, settings, total=total, progress=progress, fraction=fraction,
+        summary = probe_corpus(lm, inputs, settings, total=total, progress=progress if args.text is None else None, fraction=fraction,
                                time_budget=args.time_budget)
     except (FileNotFoundError, ValueError) as err:     # includes the readers' LogError / MappingError
         return _fail(str(err).splitlines()[0])
