@@ -69,3 +69,18 @@ def test_writes_the_issue_json(tmp_path, folder, capsys):
             assert row["sampled_flip_rate"] == data["floor_flip_rate"][row["scheme"]][str(row["k"])]
             assert row["dense_flip_rate"] == 0
     assert data["inputs"] == 1 and "typo@0.2" in data["heads_moved"]
+
+
+def test_report_builds_the_tables_and_the_offline_plot(tmp_path, folder):
+    from interp.noise.report import main as report
+    out = tmp_path / "noise.json"
+    assert main(["noise", "--model", folder, "--text", "the cat sat on the [MASK] .", "--perturbations", "word-drop",
+                 "--rates", "0,0.5", "--schemes", "C", "--k", "2", "--seeds", "1", "--noise-seeds", "2", "--quiet",
+                 "--json", str(out)]) == 0
+    assert report([str(out), "--out", str(tmp_path / "r")]) == 0
+    data = json.loads(out.read_text())
+    md = (tmp_path / "r" / "results.md").read_text()
+    row = [r for r in data["results"] if r["rate"] == 0.5][0]
+    assert f"| word-drop 0.5 | {row['dense_flip_rate']:.0%} | {row['sampled_flip_rate']:.0%} " in md
+    html = (tmp_path / "r" / "flips.html").read_text()
+    assert "<script" in html and "cdn.plot.ly" not in html

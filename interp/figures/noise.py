@@ -129,3 +129,32 @@ def predictions_table(ip, perturbation: str, rate: float) -> pd.DataFrame:
 def heads_table(heads: list[dict]) -> pd.DataFrame:
     return pd.DataFrame([{"layer": h["layer"], "head": h["head"], "gate TV (word-aligned)": h["gate_tv"]}
                          for h in heads])
+
+
+def pivot_markdown(runs: list[dict]) -> str:
+    """A compact markdown table over several runs (CLI JSON objects): one row per model × perturbation × rate
+    (plus a floor row per model), one column per scheme and k with the sampled flip rate, marked ▲ / ▼ when its
+    95% interval of sampled − dense lies wholly above / below 0 and = otherwise."""
+    configs = list(dict.fromkeys((r["scheme"], r["k"]) for d in runs for r in d["results"] if r["scheme"] != "dense"))
+    head = "| model | noise | dense | " + " | ".join(f"{s} k={k}" for s, k in configs) + " |"
+    lines = [head, "|---|---|---|" + "---|" * len(configs)]
+    for d in runs:
+        name = f"{d['model']} (n={d['inputs']})"
+        floors = {(f["scheme"], f["k"]): f["floor_flip_rate"] for f in d["floors"]}
+        lines.append(f"| {name} | none (floor) | 0% | " + " | ".join(
+            "–" if floors.get(c) is None else f"{floors[c]:.0%}" for c in configs) + " |")
+        keys = list(dict.fromkeys((r["perturbation"], r["rate"]) for r in d["results"] if r["rate"] > 0))
+        for p, rate in keys:
+            sel = {(r["scheme"], r["k"]): r for r in d["results"] if (r["perturbation"], r["rate"]) == (p, rate)}
+            any_row = next(iter(sel.values()))
+            cells = []
+            for c in configs:
+                r = sel.get(c)
+                if r is None or r.get("sampled_flip_rate") is None:
+                    cells.append("–")
+                    continue
+                lo, hi = r["difference_ci"]
+                mark = "▲" if lo is not None and lo > 0 else "▼" if hi is not None and hi < 0 else "="
+                cells.append(f"{r['sampled_flip_rate']:.0%} {mark}")
+            lines.append(f"| {name} | {p} {rate:g} | {any_row['dense_flip_rate']:.0%} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
