@@ -211,7 +211,6 @@ EN: dict[str, str] = {
     "noise.show_seed": "Noisy version shown",
     "noise.show_seed_help": "Which noisy version is shown side by side with the clean text.",
     "noise.running": "Probing {n} noisy versions × {configs} sampled settings…",
-    "noise.progress": "Noise probe: {done}/{total}…",
     "noise.clean": "Clean",
     "noise.noisy": "Noisy (seed {seed}; changed characters marked)",
     "noise.no_mask": "The text has no [MASK]: each of up to {cap} words is masked in turn and probed ({words}).",

@@ -83,10 +83,10 @@ if noise_seeds > 1:
 nz = ip.noisy[(perturbation, float(rate))][shown][variant]
 a, b = st.columns(2)
 with a:
-    st.markdown(f"**{tr('noise.clean')}**")
+    st.markdown("**" + tr("noise.clean") + "**")
     st.markdown(fn.marked_html(nz.clean, nz.alignment.clean_marks), unsafe_allow_html=True)
 with b:
-    st.markdown(f"**{tr('noise.noisy', seed=shown)}**")
+    st.markdown("**" + tr("noise.noisy", seed=shown) + "**")
     st.markdown(fn.marked_html(nz.text, nz.alignment.noisy_marks), unsafe_allow_html=True)
 if not nz.changed:
     st.caption(tr("noise.nothing"))

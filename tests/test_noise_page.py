@@ -102,3 +102,15 @@ def test_text_without_mask_is_probed_word_by_word(folder):
     no_exception(at)
     assert any("is masked in turn" in i.value for i in at.info)
     assert at.selectbox(key="nz_variant").options
+
+
+def test_every_string_key_of_the_page_exists():
+    import re
+
+    from interp.i18n import EN
+    keys = set()
+    for path in (ROOT / PAGE, ROOT / "interp" / "figures" / "noise.py"):     # (noise.empty: via empty_state)
+        keys |= set(re.findall(r"\bt[r]?\(\s*\"([a-z0-9_.]+)\"", path.read_text(encoding="utf-8")))
+    assert len(keys) > 20
+    assert not sorted(k for k in keys if k not in EN)
+    assert not [k for k in EN if k.startswith("noise.") and k not in keys and k != "noise.empty"]
