@@ -31,7 +31,10 @@ def registered(monkeypatch):
     original = ui.navigation_pages
 
     def pages():
-        return original() + [st.Page(PAGE, title=ui.tr("nav.noise"), icon=":material/blur_on:", url_path="Noise")]
+        have = original()
+        if any(getattr(p, "url_path", "") == "Noise" for p in have):     # already registered in the app
+            return have
+        return have + [st.Page(PAGE, title=ui.tr("nav.noise"), icon=":material/blur_on:", url_path="Noise")]
     monkeypatch.setattr(ui, "navigation_pages", pages)
 
 
