@@ -187,6 +187,53 @@ EN: dict[str, str] = {
     "samp.concentration": "How concentrated the error is",
     "samp.flops": "FLOPs per scheme",
     "samp.progress": "Sampling {done}/{total}…",
+    # --- noise probe (pages/5_Noise.py) ---------------------------------------------------------------
+    "nav.noise": "Noise robustness",
+    "noise.header": "Is sampled attention robust to noise?",
+    "noise.caption": "Perturb the analysed text (typos, dropped words, casing…) and see how often the prediction at "
+                     "each [MASK] changes from the clean text's dense prediction — under dense attention and under "
+                     "sampled attention with the same seeds — next to the floor: how often sampling alone changes "
+                     "it with no noise at all.",
+    "noise.empty": "Nothing analysed yet: go to **Explore**, type a sentence and press **Analyze**.",
+    "noise.perturbation": "Perturbation",
+    "noise.perturbation_help": "How the text is corrupted; special tokens and [MASK] are never touched.",
+    "noise.rate": "Rate",
+    "noise.rate_help": "Share of the eligible letters (character edits) or words (word edits) that are changed.",
+    "noise.schemes": "Sampled schemes",
+    "noise.schemes_help": "Schemes substituted into every layer and head, compared with dense attention.",
+    "noise.schemes_empty": "Choose at least one sampled scheme to compare with dense attention.",
+    "noise.k": "k (keys per query)",
+    "noise.k_help": "Budget of the sampled schemes.",
+    "noise.noise_seeds": "Noisy versions",
+    "noise.noise_seeds_help": "How many differently seeded noisy versions of the text are probed.",
+    "noise.seeds": "Sampling seeds",
+    "noise.seeds_help": "Sampling replicates; the same seeds are used for the clean and every noisy text.",
+    "noise.show_seed": "Noisy version shown",
+    "noise.show_seed_help": "Which noisy version is shown side by side with the clean text.",
+    "noise.running": "Probing {n} noisy versions × {configs} sampled settings…",
+    "noise.clean": "Clean",
+    "noise.noisy": "Noisy (seed {seed}; changed characters marked)",
+    "noise.no_mask": "The text has no [MASK]: each of up to {cap} words is masked in turn and probed ({words}).",
+    "noise.nothing": "This perturbation found nothing to change in this text at this rate (e.g. casing with an "
+                     "uncased tokenizer, or rate 0).",
+    "noise.predictions": "Predictions (dense)",
+    "noise.rates": "Flip rates with 95% intervals",
+    "noise.summary": "Under {perturbation} at rate {rate:g}: dense flips {dense:.0%}; {scheme} k={k} flips "
+                     "{sampled:.0%} (floor without noise {floor:.0%}); difference {diff:+.0%} "
+                     "[{lo:+.0%}, {hi:+.0%}], McNemar p = {p:.2g}.",
+    "noise.cosine": "Without an MLM head the pooled embeddings are compared: cosine clean–noisy {dense:.4f} (dense), "
+                    "{sampled:.4f} ({scheme} k={k}).",
+    "noise.heads": "Heads whose gates moved most",
+    "noise.heads_caption": "Total variation between the clean and noisy dense gate rows, both summed onto the clean "
+                           "text's words, averaged over the words that survive and over the noisy versions.",
+    "noise.fig_title": "Flip rate under {perturbation}",
+    "noise.dense": "dense",
+    "noise.sampled_label": "{scheme}, k={k}",
+    "noise.floor_label": "floor {scheme}, k={k} (no noise)",
+    "noise.axis_rate": "{perturbation} rate",
+    "noise.axis_flip": "flip rate of the top-1 prediction",
+    "noise.texts": "All noisy versions (table)",
+    "noise.variant": "Masked word shown",
     # --- exports ----------------------------------------------------------------------------------------
     "export.html": "HTML",
     "export.html_help": "Self-contained HTML with plotly.js inlined (works offline). PNG: use the camera icon "
