@@ -28,7 +28,8 @@ from .i18n import t
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-A4_WIDTH_PX = 794          # 210 mm at 96 px/in: figures are laid out at the printed width
+A4_LAYOUT_PX = 751         # A4 less 12 mm margins = 186 mm = 703 px at 96 px/in, plus the 24 px screen padding
+                           # on each side: figures are laid out at the printed width (print drops the padding)
 FIGURE_HEIGHT = 420
 
 CSS = """
@@ -148,21 +149,33 @@ def html_to_pdf(page_html: str, chromium: str = CHROMIUM, timeout_ms: int = 60_0
         from playwright.sync_api import sync_playwright
     except ImportError as err:  # pragma: no cover - playwright is pinned in requirements.txt
         raise RuntimeError("the playwright package is not installed") from err
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": A4_WIDTH_PX, "height": 1123})
-            page.route("**/*", lambda route: route.abort() if not route.request.url.startswith(("data:", "about:"))
-                       else route.continue_())
-            page.set_content(page_html, wait_until="load", timeout=timeout_ms)
-            n = page.evaluate("() => document.querySelectorAll('.plotly-graph-div').length")
-            if n:
-                page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {n}",
-                                       timeout=timeout_ms)
-            page.emulate_media(media="print")
-            return page.pdf(format="A4", print_background=True, prefer_css_page_size=True)
-        finally:
-            browser.close()
+
+    def render() -> bytes:
+        with sync_playwright() as p:
+            return _print(p, page_html, chromium, timeout_ms)
+
+    # Playwright's sync API refuses to run inside a running event loop (a server, a test's browser): print
+    # from a thread of its own.
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(render).result()
+
+
+def _print(p, page_html: str, chromium: str, timeout_ms: int) -> bytes:
+    browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+    try:
+        page = browser.new_page(viewport={"width": A4_LAYOUT_PX, "height": 1123})
+        page.route("**/*", lambda route: route.abort() if not route.request.url.startswith(("data:", "about:"))
+                   else route.continue_())
+        page.set_content(page_html, wait_until="load", timeout=timeout_ms)
+        n = page.evaluate("() => document.querySelectorAll('.plotly-graph-div').length")
+        if n:
+            page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {n}",
+                                   timeout=timeout_ms)
+        page.emulate_media(media="print")
+        return page.pdf(format="A4", print_background=True, prefer_css_page_size=True)
+    finally:
+        browser.close()
 
 
 # --- sections of the views ------------------------------------------------------------------------------------

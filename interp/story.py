@@ -5,8 +5,8 @@ and the lines of its caption as (i18n key, values) pairs, so the same story is t
 the report and tests alike. UI-free (no Streamlit).
 
 1. **prediction** — the model's top guesses at the first [MASK] (softmax of its own logits, from the trace);
-2. **experts** — one head's gate row at that position; the head is the one whose largest gate on another,
-   non-special word is the largest of the model (the clearest "listens to" picture); top experts named by token;
+2. **experts** — one head's gate row at that position; the head is the one that mixes a few other words most
+   clearly (:func:`clearest_head`); top experts named by token;
 3. **baseline** — the embedded attention model (``paper``) against the CBOW baseline (``cbow``): hide each word
    of this sentence in turn and count how many each recovers (top-1), beside the held-out top-1 read from
    ``models/metrics.json`` (the numbers of the model cards);
@@ -44,6 +44,7 @@ COSINE_OK = 0.99        # ... or, without an MLM head, when the worst cosine to 
 NOISE_MARGIN = 0.05     # message 2 holds when sampled flips under noise ≤ dense flips under noise + this margin
 FRAGILE_RARE = 0.05     # message 3 holds when at most this share of triaged inputs is fragile (flip rate > 0)
 NOISE_RATE = 0.1        # the noise rate shown when the probe measured several
+MIXTURE_MAX = 0.8       # step 2 prefers a head whose strongest word has less than this gate
 MIN_GATE = 0.05         # experts named in step 2 carry at least this gate (the top one is always named)
 
 SUPPORTED, NOT_SUPPORTED, NOT_MEASURED = "supported", "not_supported", "not_measured"
@@ -219,16 +220,22 @@ def prediction_step(lm: LoadedModel, trace: Trace, top: int = 5) -> PredictionSt
 
 # --- step 2 ---------------------------------------------------------------------------------------------------
 
-def clearest_head(trace: Trace, query: int) -> tuple[int, int]:
-    """(layer, head) whose largest gate at ``query`` on another non-special token is the largest in the model
-    (ties: the first in layer-major order); (0, 0) when the input has no other non-special token."""
+def clearest_head(trace: Trace, query: int, top: int = 3) -> tuple[int, int]:
+    """The head that best shows "a mixture of experts" at ``query``: the largest gate mass on its ``top`` strongest
+    other non-special words, among heads whose strongest such word has less than :data:`MIXTURE_MAX` of the gate
+    (a genuine mixture, not a one-word pointer); when no head qualifies, the largest such mass overall. Ties: the
+    first in layer-major order; (0, 0) when the input has no other non-special token."""
     special = trace.special.bool()
     others = ~special.clone()
     others[query] = False
     if not bool(others.any()):
         return 0, 0
-    best = torch.stack([lt.probs[:, query, :][:, others].max(-1).values.to(torch.float32) for lt in trace.layers])
-    flat = int(torch.argmax(best.flatten()))                          # first maximum: layer-major order
+    rows = torch.stack([lt.probs[:, query, :][:, others].to(torch.float32) for lt in trace.layers])  # L×H×m
+    best = rows.topk(min(top, rows.shape[-1]), dim=-1).values
+    mass, first = best.sum(-1), best[..., 0]
+    mixed = torch.where(first < MIXTURE_MAX, mass, torch.full_like(mass, -1.0))
+    score = mixed if bool((mixed >= 0).any()) else mass
+    flat = int(torch.argmax(score.flatten()))                         # first maximum: layer-major order
     return flat // trace.n_heads, flat % trace.n_heads
 
 

@@ -27,8 +27,9 @@ FALLBACK_TEXT = "She put the book on the [MASK] and left the room."
 CSS = """<style>
 section.main .block-container, [data-testid="stMainBlockContainer"] { padding-top: 1.2rem; max-width: 1200px; }
 [data-testid="stHeading"] h2 { font-size: 2.3rem; line-height: 1.2; padding: 0.3rem 0 0.5rem; }
-.story-line { font-size: 1.4rem; line-height: 1.45; margin: 0 0 0.45rem; }
-.story-meta { font-size: 0.95rem; color: #5a5a5a; }
+[data-testid="stMarkdownContainer"] p.story-line { font-size: 1.4rem !important; line-height: 1.45;
+    margin: 0 0 0.45rem; }
+[data-testid="stMarkdownContainer"] p.story-meta { font-size: 0.95rem !important; color: #5a5a5a; }
 .story-step { font-size: 1.1rem; font-weight: 600; text-align: center; padding-top: 0.35rem; }
 [data-testid="stAlert"] p { font-size: 1.3rem; line-height: 1.45; }
 </style>"""
