@@ -232,6 +232,7 @@ EN.update({
     "story.axis.word": "word",
     "story.axis.gate": "share of attention",
     "story.axis.share": "share",
+    "story.axis.error": "error, relative to the head's output",
     # step 2
     "story.s2.title": "Every word is an expert",
     "story.s2.lead": "To understand “{query}”, one attention head (layer {layer}, head {head}) listens mostly to "
@@ -242,8 +243,8 @@ EN.update({
     "story.s2.chart": "Whom “{query}” listens to (layer {layer}, head {head})",
     # step 3
     "story.s3.title": "Attention is a mixture of experts; CBOW is a fixed average",
-    "story.s3.lead": "Hide each word of this sentence in turn and ask two small models to guess it back: one with "
-                     "attention, one that averages its neighbours with fixed weights (CBOW).",
+    "story.s3.lead": "Hide each word in turn and let two small models guess it back: one with attention, one "
+                     "with a fixed average of its neighbours (CBOW).",
     "story.s3.here": "On this sentence, attention recovers {paper_hits} of {n} words; the fixed average recovers "
                      "{cbow_hits}.",
     "story.s3.heldout": "On {tokens:,} hidden words of held-out text: attention {paper:.1%} correct, fixed average "

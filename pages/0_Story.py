@@ -26,8 +26,8 @@ LANG_NAMES = {"en": "English", "ja": "日本語"}
 FALLBACK_TEXT = "She put the book on the [MASK] and left the room."
 CSS = """<style>
 section.main .block-container, [data-testid="stMainBlockContainer"] { padding-top: 1.2rem; max-width: 1200px; }
-[data-testid="stHeading"] h2 { font-size: 2.3rem; line-height: 1.2; padding: 0.3rem 0 0.5rem; }
-[data-testid="stMarkdownContainer"] p.story-line { font-size: 1.4rem !important; line-height: 1.45;
+[data-testid="stHeading"] h2 { font-size: 2.1rem; line-height: 1.2; padding: 0.2rem 0 0.4rem; }
+[data-testid="stMarkdownContainer"] p.story-line { font-size: 1.3rem !important; line-height: 1.4;
     margin: 0 0 0.45rem; }
 [data-testid="stMarkdownContainer"] p.story-meta { font-size: 0.95rem !important; color: #5a5a5a; }
 .story-step { font-size: 1.1rem; font-weight: 600; text-align: center; padding-top: 0.35rem; }
@@ -178,16 +178,16 @@ if step.kind == "messages":
 else:
     for line in step.text(lang):
         st.markdown(f'<p class="story-line">{html.escape(line)}</p>', unsafe_allow_html=True)
-    fig = FS.step_figure(step, lang)
-    if fig is not None:
-        ui.show_figure(fig, f"story-{step_no}-{step.kind}-{model}", key=f"story_fig_{step_no}")
-    if step.kind == "break":
+    if step.kind == "break":       # the worst case opens in one click, above the chart
         c1, c2 = st.columns(2)
         if step.link:
             c1.link_button(t("story.s6.open", lang), step.link, icon=":material/open_in_new:")
         if step.triage and step.triage.get("link"):
             c2.link_button(t("nav.triage", lang) + " · " + t("story.s6.open", lang), step.triage["link"],
                            icon=":material/troubleshoot:")
+    fig = FS.step_figure(step, lang)
+    if fig is not None:
+        ui.show_figure(fig, f"story-{step_no}-{step.kind}-{model}", key=f"story_fig_{step_no}")
 
 meta = t("story.meta", lang, model=model, scheme=scheme, k=k, seeds=seeds, seed=seed)
 st.markdown(f'<p class="story-meta">{html.escape(meta)}</p>', unsafe_allow_html=True)

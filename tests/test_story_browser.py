@@ -115,9 +115,14 @@ def test_story_through_every_step_at_1280x720(story_server, chromium, output_dir
                                    timeout=TIMEOUT)
             box = page.locator(".js-plotly-plot").first.bounding_box()
             assert box["width"] > 500 and box["height"] > 250
+            assert box["y"] + 200 < VIEWPORT["height"], f"step {i}: the chart starts below the first screen"
         # one idea per screen: the title and the first caption line are visible without scrolling
         title_box = page.locator('[data-testid="stHeading"] h2').first.bounding_box()
         assert title_box["y"] + title_box["height"] < VIEWPORT["height"]
+        if i == 6:                             # the worst case opens in one click, on the first screen
+            link = page.get_by_role("link", name=t("story.s6.open", lang))
+            assert "Sampling?" in link.get_attribute("href") and "query=" in link.get_attribute("href")
+            assert link.bounding_box()["y"] < VIEWPORT["height"]
         shot = output_dir / f"story_{lang}_{i}.png"
         page.screenshot(path=str(shot))
         if i == 2:

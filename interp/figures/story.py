@@ -11,7 +11,7 @@ from ..i18n import t
 from .common import OKABE_ITO, compact, style
 
 FONT_SIZE = 18
-HEIGHT = 380
+HEIGHT = 340
 DENSE, SAMPLED, ACCENT, MUTED = OKABE_ITO[4], OKABE_ITO[0], OKABE_ITO[5], "#BBBBBB"
 
 
@@ -108,7 +108,7 @@ def break_figure(step, lang: str = "en") -> go.Figure | None:
     fig = go.Figure(go.Bar(x=np.arange(len(order)), y=compact(e[order]), marker_color=colours, customdata=labels,
                            hovertemplate="%{customdata}: %{y:.0%}<extra></extra>"))
     fig.update_xaxes(tickmode="array", tickvals=list(range(len(order))), ticktext=labels, tickangle=-45)
-    fig.update_yaxes(title_text=t("story.axis.share", lang), tickformat=".0%")
+    fig.update_yaxes(title_text=t("story.axis.error", lang), tickformat=".0%")
     return _big(fig, t("story.s6.chart", lang, layer=step.layer, head=step.head))
 
 

@@ -228,6 +228,7 @@ JA.update({
     "story.axis.word": "単語",
     "story.axis.gate": "注意の配分",
     "story.axis.share": "割合",
+    "story.axis.error": "誤差（ヘッド出力に対する割合）",
     # step 2
     "story.s2.title": "一つひとつの単語が「専門家」",
     "story.s2.lead": "「{query}」を理解するために、あるアテンションヘッド（第 {layer} 層、ヘッド {head}）が主に"
@@ -238,8 +239,8 @@ JA.update({
     "story.s2.chart": "「{query}」が耳を傾ける相手（第 {layer} 層、ヘッド {head}）",
     # step 3
     "story.s3.title": "アテンションは専門家の組み合わせ、CBOW は固定の平均",
-    "story.s3.lead": "この文の単語を 1 つずつ隠し、2 つの小さなモデルに当てさせます。一方はアテンションを持ち、"
-                     "もう一方は周りの単語を固定の重みで平均するだけ（CBOW）です。",
+    "story.s3.lead": "単語を 1 つずつ隠し、アテンションを持つモデルと、周りの単語を固定の重みで平均するだけのモデル"
+                     "（CBOW）に当てさせます。",
     "story.s3.here": "この文では、アテンションは {n} 語中 {paper_hits} 語を当て、固定の平均は {cbow_hits} 語を"
                      "当てました。",
     "story.s3.heldout": "学習に使っていないテキストで隠した {tokens:,} 語では、正解率はアテンション {paper:.1%}、"
