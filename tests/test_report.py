@@ -112,11 +112,13 @@ def test_every_figure_renders_offline(chromium, story):
 
 
 @pytest.mark.browser
-def test_pdf_is_a4(chromium, story):
+def test_pdf_is_a4_with_japanese_drawn_in_a_cjk_font(chromium, story):
     from conftest import need_chromium
     need_chromium()
-    pdf = html_to_pdf(story_report(story, "en"))
+    pdf = html_to_pdf(story_report(story, "ja"))
     assert pdf.startswith(b"%PDF")
+    fonts = set(re.findall(rb"/FontName\s*/[A-Z]{6}\+([A-Za-z0-9\-]+)", pdf))
+    assert any(b"CJK" in f for f in fonts), f"no CJK font embedded (install fonts-noto-cjk): {fonts}"
     boxes = re.findall(rb"/MediaBox\s*\[\s*0\s+0\s+([\d.]+)\s+([\d.]+)\s*\]", pdf)
     assert boxes and all(abs(float(w) - 595.3) < 2 and abs(float(h) - 841.9) < 2 for w, h in boxes), boxes[:3]
     assert len(boxes) >= 3                                         # seven steps with figures need several pages
