@@ -278,6 +278,8 @@ EN.update({
                        "exact attention and in {sampled:.0%} with sampling (sampling alone, without noise: "
                        "{floor:.0%}).",
     "story.s5.chart": "How often the answer changes",
+    "story.noise.typo": "typos",
+    "story.noise.word-drop": "dropped words",
     "story.s5.dense": "exact, noisy",
     "story.s5.sampled": "sampled, noisy",
     "story.s5.floor": "sampled, clean",

@@ -78,12 +78,14 @@ class Step:
 
 def _localised(values: dict, lang: str) -> dict:
     """Values that are themselves (key, values) pairs (a list of named experts) are formatted in ``lang``."""
-    from .i18n import t
+    from .i18n import EN, t
     out = {}
     for name, v in values.items():
         if isinstance(v, list) and v and all(isinstance(x, Line) for x in v):
             sep = "、" if lang == "ja" else ", "
             out[name] = sep.join(t(x.key, lang, **x.values) for x in v)
+        elif name == "perturbation" and f"story.noise.{v}" in EN:     # a perturbation's name, when it has one
+            out[name] = t(f"story.noise.{v}", lang)
         else:
             out[name] = v
     return out
@@ -365,6 +367,10 @@ def sampling_step(lm: LoadedModel, trace: Trace, text: str, settings: StorySetti
 _ABSENT = object()
 
 
+NOISE_PERTURBATIONS = ("typo", "word-drop")   # "typos and dropped words"
+NOISE_SEEDS = 4
+
+
 def _noise_module():
     try:
         from . import noise  # type: ignore[attr-defined]
@@ -381,34 +387,70 @@ def _as_dict(result: Any) -> dict:
     return asdict(result)
 
 
+def _run_probe(mod: Any, lm: LoadedModel, text: str, s: StorySettings) -> dict:
+    """The probe's JSON for this text: through ``interp.noise.probe`` (``NoiseSettings`` + ``probe`` → a
+    summary with ``to_json``) when present, else a ``probe_text(lm, text, schemes=…, k=…, seeds=…, seed=…)``
+    function of the module returning that JSON."""
+    import importlib
+    import types
+    sub = getattr(mod, "probe", None)
+    if not isinstance(sub, types.ModuleType) and getattr(mod, "__name__", None):
+        try:
+            sub = importlib.import_module(f"{mod.__name__}.probe")
+        except ImportError:
+            sub = None
+    if isinstance(sub, types.ModuleType) and hasattr(sub, "NoiseSettings") and hasattr(sub, "probe"):
+        settings = sub.NoiseSettings(perturbations=NOISE_PERTURBATIONS, rates=(0.0, NOISE_RATE),
+                                     schemes=(s.scheme,), ks=(s.k,), noise_seeds=NOISE_SEEDS, seeds=s.seeds,
+                                     seed=s.seed)
+        out = sub.probe(lm, text, settings)
+        return _as_dict(out[-1] if isinstance(out, tuple) else out)
+    fn = getattr(mod, "probe_text", None)
+    if fn is None:
+        raise AttributeError("interp.noise offers neither probe.probe nor probe_text")
+    return _as_dict(fn(lm, text, schemes=[s.scheme], k=s.k, seeds=s.seeds, seed=s.seed))
+
+
+def _floor(data: dict, row: dict, s: StorySettings) -> float:
+    if row.get("floor_flip_rate") is not None:
+        return float(row["floor_flip_rate"])
+    floor = data["floor_flip_rate"]
+    if isinstance(floor, dict):                   # {scheme: {k: rate}}
+        floor = floor[s.scheme][str(s.k)]
+    return float(floor)
+
+
 def noise_step(lm: LoadedModel, text: str, settings: StorySettings, module: Any = _ABSENT) -> NoiseStep:
     """The noise probe's answer for this text and scheme, read through its documented JSON fields
     (``floor_flip_rate``; ``results`` rows with ``perturbation``, ``rate``, ``scheme``, ``dense_flip_rate``,
-    ``sampled_flip_rate``). Without the probe (or when it cannot measure), the step says so."""
+    ``sampled_flip_rate``). Of the noisy rows (rate closest to :data:`NOISE_RATE`) the one least favourable to
+    sampling (largest sampled − dense flip rate) is shown. Without the probe, or when it cannot measure this
+    text, the step says so."""
     mod = _noise_module() if module is _ABSENT else module
     title = "story.s5.title"
     if mod is None:
         return NoiseStep("noise", title, [Line("story.s5.lead"), Line("story.s5.not_measured")], False)
-    probe = getattr(mod, "probe_text", None) or getattr(mod, "probe", None)
+    s = settings
     try:
-        if probe is None:
-            raise AttributeError("interp.noise has no probe_text/probe function")
-        data = _as_dict(probe(lm, text, schemes=[settings.scheme], k=settings.k, seeds=settings.seeds,
-                              seed=settings.seed))
-        rows = [r for r in data["results"] if r.get("scheme") == settings.scheme and float(r.get("rate", 0)) > 0]
+        data = _run_probe(mod, lm, text, s)
+        rows = [r for r in data["results"] if r.get("scheme") == s.scheme and float(r.get("rate") or 0) > 0
+                and int(r.get("k", s.k)) == s.k and r.get("dense_flip_rate") is not None
+                and r.get("sampled_flip_rate") is not None]
         if not rows:
-            raise ValueError(f"no noisy result for scheme {settings.scheme}")
-        row = min(rows, key=lambda r: (abs(float(r["rate"]) - NOISE_RATE), float(r["rate"])))
-        floor = float(data["floor_flip_rate"])
+            raise ValueError(f"no noisy flip rate for scheme {s.scheme} (an MLM head is needed)")
+        rate = min({float(r["rate"]) for r in rows}, key=lambda x: (abs(x - NOISE_RATE), x))
+        row = max((r for r in rows if float(r["rate"]) == rate),
+                  key=lambda r: float(r["sampled_flip_rate"]) - float(r["dense_flip_rate"]))
+        floor = _floor(data, row, s)
         dense, sampled = float(row["dense_flip_rate"]), float(row["sampled_flip_rate"])
     except Exception as err:  # the probe is another module: any failure is reported, never hidden
         message = f"{type(err).__name__}: {err}"
         return NoiseStep("noise", title, [Line("story.s5.lead"), Line("story.s5.failed", {"message": message})],
                          False, message)
-    values = {"perturbation": str(row["perturbation"]), "rate": float(row["rate"]), "dense": dense,
-              "sampled": sampled, "floor": floor}
+    values = {"perturbation": str(row["perturbation"]), "rate": rate, "dense": dense, "sampled": sampled,
+              "floor": floor}
     return NoiseStep("noise", title, [Line("story.s5.lead"), Line("story.s5.result", values)], True, None,
-                     values["perturbation"], values["rate"], dense, sampled, floor, list(data["results"]))
+                     values["perturbation"], rate, dense, sampled, floor, list(data["results"]))
 
 
 # --- step 6 ---------------------------------------------------------------------------------------------------

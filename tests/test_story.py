@@ -194,6 +194,30 @@ def test_noise_step_absent_fake_and_failing():
     assert got.measured and (got.rate, got.dense_flip_rate, got.sampled_flip_rate, got.floor_flip_rate) == \
         (0.1, 0.2, 0.22, 0.05)
     assert calls == {"schemes": ["A"], "k": SETTINGS.k, "seeds": SETTINGS.seeds, "seed": SETTINGS.seed}
+    # the probe-module form: NoiseSettings + probe(lm, text, settings) → (per-input, summary with to_json);
+    # per-row floors, a floor map, and the row least favourable to sampling shown
+    seen = {}
+
+    class NoiseSettings:
+        def __init__(self, **kw):
+            seen.update(kw)
+
+    class Summary:
+        def to_json(self):
+            return {"floor_flip_rate": {"A": {"4": 0.1}}, "results": [
+                {"perturbation": "typo", "rate": 0.1, "scheme": "A", "k": 4, "dense_flip_rate": 0.3,
+                 "sampled_flip_rate": 0.3, "floor_flip_rate": None},
+                {"perturbation": "word-drop", "rate": 0.1, "scheme": "A", "k": 4, "dense_flip_rate": 0.2,
+                 "sampled_flip_rate": 0.5, "floor_flip_rate": None},
+                {"perturbation": "word-drop", "rate": 0.1, "scheme": "A", "k": 8, "dense_flip_rate": 0.0,
+                 "sampled_flip_rate": 0.9, "floor_flip_rate": None}]}
+    sub = types.ModuleType("fake_noise_probe")
+    sub.NoiseSettings, sub.probe = NoiseSettings, lambda lm_, text, st: (None, Summary())
+    got = S.noise_step(lm, TEXT, SETTINGS, types.SimpleNamespace(probe=sub))
+    assert (got.perturbation, got.dense_flip_rate, got.sampled_flip_rate, got.floor_flip_rate) == \
+        ("word-drop", 0.2, 0.5, 0.1)
+    assert "dropped words" in got.text("en")[1] and "単語の脱落" in got.text("ja")[1]
+    assert seen["schemes"] == ("A",) and seen["ks"] == (4,) and seen["perturbations"] == S.NOISE_PERTURBATIONS
     broken = S.noise_step(lm, TEXT, SETTINGS, types.SimpleNamespace(probe_text=lambda *a, **k: {"results": []}))
     assert not broken.measured and broken.lines[-1].key == "story.s5.failed" and "ValueError" in broken.message
     assert FS.noise_figure(got) is not None and FS.noise_figure(absent) is None

@@ -272,6 +272,8 @@ JA.update({
     "story.s5.result": "{perturbation}（割合 {rate:.0%}）を加えると、答えが変わる割合は厳密計算で {dense:.0%}、"
                        "サンプリングで {sampled:.0%} でした（ノイズなしでサンプリングだけによる変化は {floor:.0%}）。",
     "story.s5.chart": "答えが変わる割合",
+    "story.noise.typo": "誤字",
+    "story.noise.word-drop": "単語の脱落",
     "story.s5.dense": "厳密計算・ノイズあり",
     "story.s5.sampled": "サンプリング・ノイズあり",
     "story.s5.floor": "サンプリング・ノイズなし",
