@@ -123,6 +123,7 @@ def test_story_through_every_step_at_1280x720(story_server, chromium, output_dir
             link = page.get_by_role("link", name=t("story.s6.open", lang))
             assert "Sampling?" in link.get_attribute("href") and "query=" in link.get_attribute("href")
             assert link.bounding_box()["y"] < VIEWPORT["height"]
+        page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"]')", timeout=TIMEOUT)
         shot = output_dir / f"story_{lang}_{i}.png"
         page.screenshot(path=str(shot))
         if i == 2:
