@@ -243,7 +243,153 @@ EN: dict[str, str] = {
     "empty.no_data": "Nothing to show for this selection.",
 }
 
-TABLES: dict[str, dict[str, str]] = {"en": EN}
+# === story mode and report export (executive demo) ====================================================== #
+# Kept apart from the app's strings above: one block per feature, the same keys in every language's table.
+EN.update({
+    "story.nav": "Story",
+    "story.title": "The story, step by step",
+    "story.step_of": "Step {step} of {total}",
+    "story.next": "Next",
+    "story.back": "Back",
+    "story.steps": "Steps",
+    "story.text": "Text",
+    "story.text_help": "Type any sentence: every step follows it. Put [MASK] where the model should guess a word.",
+    "story.settings": "Settings",
+    "story.language": "Language",
+    "story.language_help": "Kept in the URL as lang=en or lang=ja.",
+    "story.preparing": "Preparing the story for {n} characters with {model}…",
+    "story.empty": "Type a sentence to start the story.",
+    "story.meta": "Model {model} · sampling scheme {scheme}, k = {k} · {seeds} draws from seed {seed}",
+    "story.open_view": "Open this view",
+    "story.export": "Download the report",
+    "story.export_html": "Report (HTML)",
+    "story.export_html_help": "One self-contained file: every figure interactive, opens offline.",
+    "story.export_pdf": "Report (PDF)",
+    "story.export_pdf_help": "A4, rendered by headless Chromium.",
+    "story.export_pdf_failed": "The PDF could not be made: {message}",
+    # step 1
+    "story.s1.title": "What the model reads, and what it guesses",
+    "story.s1.pred": "In the blank, the model puts “{token}”, with {prob:.0%} confidence.",
+    "story.s1.others": "Next in line: {others}.",
+    "story.s1.no_mask": "This text has no blank: add [MASK] where a word should be guessed.",
+    "story.s1.no_head": "{model} does not guess words (it has no MLM head); it turns the sentence into one vector. "
+                        "The rest of the story still applies.",
+    "story.s1.chart": "The model's top guesses for the blank",
+    "story.axis.prob": "confidence",
+    "story.axis.word": "word",
+    "story.axis.gate": "share of attention",
+    "story.axis.share": "share",
+    "story.axis.error": "error, relative to the head's output",
+    # step 2
+    "story.s2.title": "Every word is an expert",
+    "story.s2.lead": "To understand “{query}”, one attention head (layer {layer}, head {head}) listens mostly to "
+                     "{experts}.",
+    "story.s2.item": "“{token}” ({gate:.0%})",
+    "story.s2.eff": "It spreads its attention over about {eff:.1f} of the {n} words: each word is an expert, and "
+                    "attention decides whom to listen to.",
+    "story.s2.chart": "Whom “{query}” listens to (layer {layer}, head {head})",
+    # step 3
+    "story.s3.title": "Attention is a mixture of experts; CBOW is a fixed average",
+    "story.s3.lead": "Hide each word in turn and let two small models guess it back: one with attention, one "
+                     "with a fixed average of its neighbours (CBOW).",
+    "story.s3.here": "On this sentence, attention recovers {paper_hits} of {n} words; the fixed average recovers "
+                     "{cbow_hits}.",
+    "story.s3.heldout": "On {tokens:,} hidden words of held-out text: attention {paper:.1%} correct, fixed average "
+                        "{cbow:.1%}, always guessing the most frequent words {baseline:.1%}.",
+    "story.s3.unavailable": "This comparison needs the embedded paper and cbow models, which are not installed.",
+    "story.s3.no_words": "This sentence has no word both models know, so nothing can be hidden and guessed back.",
+    "story.s3.chart": "Words guessed back correctly",
+    "story.s3.attention": "attention (mixture of experts)",
+    "story.s3.cbow": "fixed average (CBOW)",
+    "story.s3.baseline": "most frequent words",
+    "story.s3.sentence": "this sentence",
+    "story.s3.held_out": "held-out text",
+    # step 4
+    "story.s4.title": "Sampling listens to a few experts",
+    "story.s4.lead": "Instead of weighing every word, sampled attention (scheme {scheme}) consults {k} words drawn "
+                     "at random, in every head of every layer.",
+    "story.s4.same": "Over {seeds} random draws the model's answer stays the same in {agree:.0%} of cases; "
+                     "{flip:.0%} of the guessed positions change in at least one draw.",
+    "story.s4.cosine": "Over {seeds} random draws the sentence vector stays close to the exact one: cosine "
+                       "{mean:.3f} on average, {min:.3f} at worst.",
+    "story.s4.flops": "The attention step then needs {ratio:.0%} of the exact computation at this length "
+                      "({n} tokens).",
+    "story.s4.chart": "Exact vs sampled attention of “{query}” (layer {layer}, head {head}, draw 1)",
+    # step 5
+    "story.s5.title": "With messy input",
+    "story.s5.lead": "Real text has typos and missing words. Does sampling break more often than exact attention "
+                     "when the input is messy?",
+    "story.s5.not_measured": "Not measured yet: the noise probe (typos, dropped words) is not part of this build.",
+    "story.s5.failed": "The noise probe could not measure this text: {message}",
+    "story.s5.result": "With {perturbation} at rate {rate:.0%}, the answer changes in {dense:.0%} of cases with "
+                       "exact attention and in {sampled:.0%} with sampling (sampling alone, without noise: "
+                       "{floor:.0%}).",
+    "story.s5.chart": "How often the answer changes",
+    "story.noise.typo": "typos",
+    "story.noise.word-drop": "dropped words",
+    "story.s5.dense": "exact, noisy",
+    "story.s5.sampled": "sampled, noisy",
+    "story.s5.floor": "sampled, clean",
+    # step 6
+    "story.s6.title": "Where it breaks",
+    "story.s6.worst": "The largest sampling error on this text is at “{token}” (layer {layer}, head {head}): "
+                      "{err:.0%} of that head's output. The worst 5% of that head's words carry {share:.0%} of its "
+                      "error.",
+    "story.s6.none": "Sampling made no error on this text that could be measured.",
+    "story.s6.triage": "In the latest log triage ({analysed:,} inputs) the most fragile input is “{text}” "
+                       "(suspicion {suspicion:.2f}; sampling changes its answer in {flip:.0%} of positions).",
+    "story.s6.chart": "Sampling error per word, worst first (layer {layer}, head {head})",
+    "story.s6.open": "Open the worst case",
+    # step 7
+    "story.s7.title": "Three messages for the meeting",
+    "story.s7.lead": "Each message is checked against numbers measured on this model and this text.",
+    "story.m1.supported": "Less computation: sampled attention needs {ratio:.0%} of the exact attention's FLOPs "
+                          "here, and the answer stayed the same in {agree:.0%} of draws. Attention is {share:.0%} of "
+                          "each layer's work at this length, so that is the most the whole model can save.",
+    "story.m1.supported_pooled": "Less computation: sampled attention needs {ratio:.0%} of the exact attention's "
+                                 "FLOPs here, and the sentence vector stays within cosine {min:.3f} of the exact "
+                                 "one. Attention is {share:.0%} of each layer's work at this length, so that is "
+                                 "the most the whole model can save.",
+    "story.m1.no_saving": "Less computation — not on this text: scheme {scheme} needs {ratio:.0%} of the exact "
+                          "attention's FLOPs at {n} tokens. Try a scheme that skips scores, or longer inputs.",
+    "story.m1.flips": "Less computation, but not the same answer yet: it needs {ratio:.0%} of the FLOPs, but the "
+                      "answer changed in {flip:.0%} of positions across draws.",
+    "story.m1.drift": "Less computation, but not the same output yet: it needs {ratio:.0%} of the FLOPs, but the "
+                      "sentence vector drifts to cosine {min:.3f}.",
+    "story.m2.supported": "Robust to noisy data: with {perturbation}, sampling changes the answer in {sampled:.0%} "
+                          "of cases against {dense:.0%} with exact attention — no worse, so trying it is low-risk.",
+    "story.m2.not_supported": "Robustness not shown: with {perturbation}, sampling changes the answer in "
+                              "{sampled:.0%} of cases against {dense:.0%} with exact attention.",
+    "story.m2.not_measured": "Robust to noisy data — not measured yet (on clean text, sampling alone changes the "
+                             "answer in {flip:.0%} of positions).",
+    "story.m3.supported": "Step-by-step rollout with monitoring: {fragile:.1%} of {analysed:,} logged inputs are "
+                          "fragile (sampling changes their answer) — rare enough to roll out gradually and watch "
+                          "them with triage.",
+    "story.m3.not_supported": "Rollout needs care: {fragile:.1%} of {analysed:,} logged inputs are fragile, which is "
+                              "not rare. Fix these before a gradual rollout.",
+    "story.m3.not_measured": "Step-by-step rollout with monitoring — not measured yet: triage a production log to "
+                             "count the fragile inputs.",
+    "story.status.supported": "backed by the numbers",
+    "story.status.not_supported": "not supported here",
+    "story.status.not_measured": "not measured yet",
+    # report export
+    "report.title": "ExpertLens report",
+    "report.about": "About this analysis",
+    "report.model": "Model",
+    "report.text": "Text",
+    "report.settings": "Settings",
+    "report.seed": "Seed",
+    "report.versions": "Versions",
+    "report.created": "Created",
+    "report.language": "Language",
+    "report.footer": "Made with ExpertLens. Every figure is interactive and works offline (plotly.js is inside "
+                     "this file).",
+    "report.empty": "This report has no sections.",
+})
+
+from .locales.ja import JA  # noqa: E402  (the Japanese table: interp/locales/ja.py)
+
+TABLES: dict[str, dict[str, str]] = {"en": EN, "ja": JA}
 LANGS = tuple(TABLES)
 
 

@@ -1,0 +1,334 @@
+"""Japanese strings of the dashboard: the same keys as ``interp.i18n.EN``, written for a Japanese reader (an
+executive audience as well as engineers), not translated word by word. Placeholders (``{name}``, ``{rate:.0%}``)
+are the same as in English; ``tests/test_i18n.py`` checks both. ``scripts/i18n_missing.py`` lists the keys still
+missing here. UI-free: no Streamlit import.
+"""
+from __future__ import annotations
+
+JA: dict[str, str] = {
+    # --- app and navigation ----------------------------------------------------------------------------
+    "app.title": "ExpertLens",
+    "app.tagline": "アテンションの各ヘッドを「位置ごとの専門家の組み合わせ」として可視化し、"
+                   "サンプリングによる近似で何が変わるかを示します。",
+    "nav.explore": "探索",
+    "nav.head": "ヘッド詳細",
+    "nav.triage": "トリアージ",
+    "nav.sampling": "サンプリングと厳密計算の比較",
+    # --- input -----------------------------------------------------------------------------------------
+    "input.header": "入力",
+    "input.model": "モデル",
+    "input.model_help": "登録済みのモデル、またはローカルのフォルダ（「ローカルフォルダ…」を選択）。"
+                        "safetensors 形式のみ対応し、ダウンロードは一切行いません。",
+    "input.local_option": "ローカルフォルダ…",
+    "input.folder": "モデルのフォルダ",
+    "input.folder_help": "config.json、トークナイザー、model.safetensors を含むフォルダのパス。",
+    "input.folder_placeholder": "/path/to/a/bert-model",
+    "input.text": "テキスト",
+    "input.text_help": "文を入力してください。モデルに単語を予測させたい箇所には [MASK] を入れます。",
+    "input.text_placeholder": "The capital of France is [MASK].",
+    "input.example": "例文",
+    "input.example_help": "例文を選ぶとテキスト欄に入ります。",
+    "input.example_none": "（例文を選択）",
+    "input.insert_mask": "[MASK] を挿入",
+    "input.insert_mask_help": "テキストの末尾にマスクトークンを追加します。",
+    "input.analyze": "分析する",
+    "input.analyze_help": "テキストをモデルに通し、すべてのヘッドを分解します。",
+    "input.model_card": "モデル: {name} · {type} · {layers} 層 × {heads} ヘッド · 幅 {hidden} · "
+                        "最大 {max_tokens} トークン · {head_text}",
+    "input.has_head": "MLM ヘッドあり",
+    "input.no_head": "MLM ヘッドなし",
+    "input.empty_state": "文を入力するか例文を選び、**分析する** を押してください。",
+    "input.changed": "テキスト欄の内容が分析済みのテキストと異なります。**分析する** を押すと反映されます。",
+    "input.loading": "モデル {name} を読み込んでいます…",
+    "input.analysing": "{name} で {n} 文字を分析しています…",
+    "tokens.header": "トークン",
+    "tokens.caption": "{n} 個のトークン。特殊トークンは ⟨…⟩ で囲み、灰色で表示しています。",
+    "tokens.col.position": "位置",
+    "tokens.col.token": "トークン",
+    "tokens.col.special": "特殊",
+    "tokens.col.segment": "セグメント",
+    "pred.header": "マスク位置の予測",
+    "pred.none_mask": "テキストに [MASK] がありません。挿入すると、その位置でモデルが何を予測するかが表示されます。",
+    "pred.no_head": "{name} には MLM ヘッドがないため、マスク位置の単語は予測できません。出力は文全体の平均ベクトル"
+                    "（文埋め込み）です。それ以外の表示はすべて利用できます。",
+    "pred.col.position": "位置",
+    "pred.col.rank": "順位",
+    "pred.col.token": "トークン",
+    "pred.col.prob": "確率",
+    "notes.header": "入力に加えた変更",
+    "trunc.warning": "入力が長すぎます — {message}。",
+    # --- errors ----------------------------------------------------------------------------------------
+    "error.model": "モデルを読み込めませんでした: {message}",
+    "error.input": "このテキストは分析できませんでした: {message}",
+    "error.param": "URL パラメータ {name}={value} を無視しました: {reason}",
+    "error.folder_empty": "モデルフォルダのパスを入力してください。",
+    # --- query / selection -----------------------------------------------------------------------------
+    "select.query": "注目するトークン（クエリ）",
+    "select.query_help": "アテンションの行（ゲート）を表示する位置 i。",
+    "select.layer": "層",
+    "select.head": "ヘッド",
+    "select.head_fallback": "ヘッドを開く（層 · ヘッド）",
+    "select.head_fallback_help": "グリッドのマスをクリックする代わりに使える選択欄です。",
+    "select.open_head": "このヘッドを開く",
+    # --- overview ---------------------------------------------------------------------------------------
+    "ov.header": "モデル全体: すべての層 × ヘッド",
+    "ov.caption": "各マスが 1 つのヘッドです。役割、実効的な専門家の数 exp(H(a_i·))、特殊トークンへの重みは"
+                  "この入力全体での値、発火強度 Σ_j a_ij‖c(o_j)‖/σ_i は選択中のトークン「{token}」（位置 {query}）"
+                  "での値です。役割の記号: P 直前のトークン、N 直後のトークン、S 自分自身、D 区切り記号への集中、"
+                  "B 広く均等（CBOW 的）、C 内容に依存。マスをクリックするとそのヘッドを開きます。",
+    "ov.role": "役割",
+    "ov.eff": "実効的な専門家の数（平均）",
+    "ov.special": "特殊トークンへの重み（平均）",
+    "ov.firing": "クエリでの発火強度",
+    "ov.layer": "層",
+    "ov.head": "ヘッド",
+    "ov.alt": "{L} 層 × {H} ヘッドのグリッド。各ヘッドの役割、実効的な専門家の数、特殊トークンへの重み、"
+              "選択中のクエリでの発火強度を示します。",
+    "ov.checks": "この入力での厳密性 — 恒等式 1（アテンション出力）: {d}、恒等式 2（LayerNorm 固定）: {ln}、"
+                 "モデル自身の FFN を通した層出力: {c}（最大相対誤差）。",
+    "ov.table": "全体表",
+    "ov.col.eff_query": "クエリでの実効的な専門家の数",
+    "ov.col.special_query": "クエリでの特殊トークンへの重み",
+    "ov.col.top_expert": "クエリでの最有力の専門家",
+    # --- one head ---------------------------------------------------------------------------------------
+    "head.header": "第 {layer} 層、ヘッド {head}",
+    "head.empty": "まだ何も分析していません。**探索** で文を入力し、**分析する** を押してください。",
+    "head.gates_title": "ゲート a_ij（クエリ × 専門家）",
+    "head.firing_title": "発火強度 f_ij = a_ij‖c(o_j)‖/σ_i",
+    "head.show": "ヒートマップの表示内容",
+    "head.show_gate": "ゲート",
+    "head.show_firing": "発火強度",
+    "head.row_title": "クエリ {query}·{token}: 専門家ごとのゲートと発火強度",
+    "head.top": "選択中のクエリで上位の専門家",
+    "head.col.position": "専門家の位置 j",
+    "head.col.token": "トークン",
+    "head.col.gate": "ゲート a_ij",
+    "head.col.firing": "発火強度 f_ij",
+    "head.norms_title": "専門家メッセージのノルム ‖c(o_j)‖",
+    "head.profile_title": "位置の傾向: 相対位置 j − i ごとの平均ゲート",
+    "head.caption_role": "第 {layer} 層のヘッド {head} は、この入力では **{role}** 型のヘッドとして働いています。",
+    "head.caption_gate": "「{token}」（位置 {query}）では、ゲートの {gate:.0%} を「{top_token}」（位置 {top}）に"
+                         "割り当て、おおよそ {eff:.1f} 個の専門家に分散しています。",
+    "head.caption_firing": "メッセージの大きさまで考慮すると、出力を最も動かす専門家は「{f_token}」（位置 {f_pos}）です。"
+                           "ゲートが大きくても、メッセージが小さければ影響はわずかです。",
+    "head.caption_same": "メッセージの大きさを考慮しても、出力を最も動かすのはこの専門家です。",
+    "head.more": "このヘッドをさらに詳しく",
+    "head.more_help": "表示は一度に 1 つずつにしてページを軽くしています。選んだ時点で計算します。",
+    "head.more_empty": "上から表示を選んでください: 専門家メッセージのノルムと位置の傾向、各専門家がレンズ越しに何を"
+                       "予測するか、（第 0 層では）CBOW 分解とゲートスコアの分解。",
+    "head.section.messages": "メッセージと位置の傾向",
+    "head.section.lens": "各専門家の予測（レンズ）",
+    "head.section.layer0": "第 0 層: CBOW 分解とゲートスコアの分解",
+    "head.gates_alt": "ゲートの重みのヒートマップ。行がクエリのトークン、列が専門家のトークンです。",
+    # --- lenses ------------------------------------------------------------------------------------------
+    "lens.header": "各専門家が予測するもの",
+    "lens.choose": "レンズ",
+    "lens.choose_help": "語彙レンズ: メッセージを語彙に射影（軽量・経験則）。アンカー付き線形: この入力での厳密な局所"
+                        "線形化。反実仮想ルーティング: ヘッドが専門家 j だけを聞くようにして再計算（因果的）。",
+    "lens.vocabulary": "語彙レンズ（経験則）",
+    "lens.anchored": "アンカー付き線形（厳密・局所）",
+    "lens.counterfactual": "反実仮想ルーティング（因果的）",
+    "lens.error": "このレンズの再構成誤差: {err:.2e}（{what}）",
+    "lens.unavailable": "このビルドにはレンズのモジュールが含まれていません: {message}",
+    "lens.col.expert": "専門家 j",
+    "lens.col.token": "トークン",
+    "lens.col.gate": "ゲート",
+    "lens.col.top": "最上位の予測",
+    "lens.col.prob": "p（最上位）",
+    "lens.experts_title": "各専門家単独の予測（ゲートの大きい順）",
+    "lens.pool_title": "幾何プールとモデル出力の比較",
+    "lens.pool_model": "モデル",
+    "lens.pool_pool": "幾何プール",
+    "lens.pool_arith": "算術混合（説明用であり、モデルの計算ではありません）",
+    "lens.no_head_note": "MLM ヘッドがないため、レンズは共有された入力埋め込みを使って読み取ります。",
+    # --- layer 0 ------------------------------------------------------------------------------------------
+    "l0.header": "第 0 層: CBOW 分解",
+    "l0.only": "CBOW 分解とゲートスコアの分解は第 0 層にしかありません。第 0 層のヘッドを開いてください。",
+    "l0.cbow_title": "第 0 層のメッセージのノルム（入力の成分別）",
+    "l0.cbow_err": "3 つの成分の和はメッセージに一致します: 最大相対誤差 {err:.1e}。",
+    "l0.score_title": "クエリでのゲートスコア s_ij（成分別）",
+    "l0.score_err": "成分の和はモデルが実際に使ったスコアに一致します: 最大絶対誤差 {err:.1e}。",
+    "l0.word": "単語",
+    "l0.position": "位置",
+    "l0.segment_bias": "セグメント + バイアス",
+    # --- sampling -----------------------------------------------------------------------------------------
+    "samp.header": "サンプリングと厳密計算の比較",
+    "samp.empty": "まだ何も分析していません。**探索** で文を入力し、**分析する** を押してください。",
+    "samp.unavailable": "このビルドにはサンプリングのモジュールが含まれていません: {message}",
+    "samp.scheme": "方式",
+    "samp.scheme_help": "k 個のキーからアテンションの行をどう推定するか（SAMPLING.md 参照）。",
+    "samp.k": "k（クエリあたりのキー数）",
+    "samp.k_help": "クエリごとにサンプリングする（または残す）キーの数。",
+    "samp.seed": "シード",
+    "samp.seed_help": "基準のシード。試行 r には（シード、層、試行）から導いた乱数生成器を使います。",
+    "samp.seeds": "シード数（試行回数）",
+    "samp.seeds_help": "独立な試行の回数。ばらつきと答えが変わる割合の計算に使います。",
+    "samp.where": "置き換える範囲",
+    "samp.where_help": "出力への影響を見るとき、厳密なアテンションをサンプリングに置き換える範囲。",
+    "samp.where.head": "このヘッド",
+    "samp.where.layer": "この層",
+    "samp.where.all": "全層",
+    "samp.rows_title": "クエリ「{token}」: 厳密計算とサンプリングのゲート行（第 {layer} 層、ヘッド {head}、シード {seed}）",
+    "samp.replicate": "表示する試行",
+    "samp.replicate_help": "S 回の試行のうち、どれをサンプリングの行として描くか。",
+    "samp.dense": "厳密計算",
+    "samp.sampled": "サンプリング",
+    "samp.err_title": "ヘッドごとの {metric}（クエリ平均）",
+    "samp.errors": "層 × ヘッドごとの誤差",
+    "samp.metric": "誤差の指標",
+    "samp.downstream": "出力への影響",
+    "samp.flip": "シード間で答えが変わる割合: 位置 {pos} の第 1 候補が、{rate:.0%} のシードで変わります。",
+    "samp.cosine": "厳密計算とサンプリングの文埋め込みのコサイン類似度: 平均 {mean:.4f}、最小 {min:.4f}。",
+    "samp.variance": "シード間のばらつき",
+    "samp.concentration": "誤差の集中度",
+    "samp.flops": "方式ごとの FLOPs",
+    "samp.progress": "サンプリング中 {done}/{total}…",
+    # --- exports ----------------------------------------------------------------------------------------
+    "export.html": "HTML",
+    "export.html_help": "plotly.js を埋め込んだ単体の HTML（オフラインで開けます）。PNG はグラフのツールバーの"
+                        "カメラアイコンから保存できます。",
+    "export.csv": "CSV",
+    "export.csv_help": "この表を CSV でダウンロードします。",
+    "empty.no_data": "この選択では表示するものがありません。",
+}
+
+# === story mode and report export (executive demo) ====================================================== #
+JA.update({
+    "story.nav": "ストーリー",
+    "story.title": "ストーリーで見る",
+    "story.step_of": "ステップ {step} / {total}",
+    "story.next": "次へ",
+    "story.back": "戻る",
+    "story.steps": "ステップ",
+    "story.text": "テキスト",
+    "story.text_help": "どんな文でも入力できます。すべてのステップがその文に合わせて変わります。"
+                       "モデルに単語を当てさせたい箇所には [MASK] を入れてください。",
+    "story.settings": "設定",
+    "story.language": "言語",
+    "story.language_help": "URL に lang=en または lang=ja として保存されます。",
+    "story.preparing": "{model} で {n} 文字のストーリーを準備しています…",
+    "story.empty": "文を入力するとストーリーが始まります。",
+    "story.meta": "モデル {model} · サンプリング方式 {scheme}、k = {k} · シード {seed} から {seeds} 回の試行",
+    "story.open_view": "この画面を開く",
+    "story.export": "レポートをダウンロード",
+    "story.export_html": "レポート（HTML）",
+    "story.export_html_help": "1 つのファイルで完結し、すべての図を操作でき、オフラインでも開けます。",
+    "story.export_pdf": "レポート（PDF）",
+    "story.export_pdf_help": "A4 サイズ。ヘッドレス Chromium で作成します。",
+    "story.export_pdf_failed": "PDF を作成できませんでした: {message}",
+    # step 1
+    "story.s1.title": "モデルが読む文と、その予測",
+    "story.s1.pred": "空欄に入る語として、モデルは「{token}」を選びました（確信度 {prob:.0%}）。",
+    "story.s1.others": "次点の候補: {others}。",
+    "story.s1.no_mask": "このテキストには空欄がありません。単語を当てさせたい箇所に [MASK] を入れてください。",
+    "story.s1.no_head": "{model} は単語を予測しません（MLM ヘッドがありません）。文全体を 1 つのベクトルに変換する"
+                        "モデルです。以降のストーリーはそのまま当てはまります。",
+    "story.s1.chart": "空欄に対するモデルの上位候補",
+    "story.axis.prob": "確信度",
+    "story.axis.word": "単語",
+    "story.axis.gate": "注意の配分",
+    "story.axis.share": "割合",
+    "story.axis.error": "誤差（ヘッド出力に対する割合）",
+    # step 2
+    "story.s2.title": "一つひとつの単語が「専門家」",
+    "story.s2.lead": "「{query}」を理解するために、あるアテンションヘッド（第 {layer} 層、ヘッド {head}）が主に"
+                     "耳を傾けているのは {experts} です。",
+    "story.s2.item": "「{token}」（{gate:.0%}）",
+    "story.s2.eff": "注意は {n} 語のうち約 {eff:.1f} 語に分散しています。各単語が専門家であり、"
+                    "アテンションは誰の意見を聞くかを決めているのです。",
+    "story.s2.chart": "「{query}」が耳を傾ける相手（第 {layer} 層、ヘッド {head}）",
+    # step 3
+    "story.s3.title": "アテンションは専門家の組み合わせ、CBOW は固定の平均",
+    "story.s3.lead": "単語を 1 つずつ隠し、アテンションを持つモデルと、周りの単語を固定の重みで平均するだけのモデル"
+                     "（CBOW）に当てさせます。",
+    "story.s3.here": "この文では、アテンションは {n} 語中 {paper_hits} 語を当て、固定の平均は {cbow_hits} 語を"
+                     "当てました。",
+    "story.s3.heldout": "学習に使っていないテキストで隠した {tokens:,} 語では、正解率はアテンション {paper:.1%}、"
+                        "固定の平均 {cbow:.1%}、最も頻出する単語を答え続けた場合 {baseline:.1%} でした。",
+    "story.s3.unavailable": "この比較には同梱の paper モデルと cbow モデルが必要ですが、インストールされていません。",
+    "story.s3.no_words": "この文には両モデルが知っている単語がないため、隠して当てさせることができません。",
+    "story.s3.chart": "正しく当てられた単語の割合",
+    "story.s3.attention": "アテンション（専門家の組み合わせ）",
+    "story.s3.cbow": "固定の平均（CBOW）",
+    "story.s3.baseline": "最頻出の単語",
+    "story.s3.sentence": "この文",
+    "story.s3.held_out": "未学習のテキスト",
+    # step 4
+    "story.s4.title": "サンプリングは一部の専門家にだけ耳を傾ける",
+    "story.s4.lead": "すべての単語を重み付けする代わりに、サンプリング型のアテンション（方式 {scheme}）は、"
+                     "すべての層のすべてのヘッドで、無作為に選んだ {k} 語だけに耳を傾けます。",
+    "story.s4.same": "無作為な試行 {seeds} 回で、モデルの答えは {agree:.0%} のケースで変わりませんでした。"
+                     "少なくとも 1 回の試行で答えが変わった位置は {flip:.0%} です。",
+    "story.s4.cosine": "無作為な試行 {seeds} 回で、文ベクトルは厳密計算のものとほぼ同じです: コサイン類似度は"
+                       "平均 {mean:.3f}、最悪でも {min:.3f}。",
+    "story.s4.flops": "このとき、アテンションの計算量はこの長さ（{n} トークン）で厳密計算の {ratio:.0%} です。",
+    "story.s4.chart": "「{query}」の注意の配分: 厳密計算とサンプリング（第 {layer} 層、ヘッド {head}、1 回目の試行）",
+    # step 5
+    "story.s5.title": "入力が乱れていたら",
+    "story.s5.lead": "実際のテキストには誤字や抜けがあります。入力が乱れたとき、サンプリングは厳密計算より"
+                     "間違えやすくなるのでしょうか。",
+    "story.s5.not_measured": "まだ測定していません: ノイズ耐性の検査（誤字・単語の脱落）はこのビルドに含まれていません。",
+    "story.s5.failed": "このテキストではノイズ耐性を測定できませんでした: {message}",
+    "story.s5.result": "{perturbation}（割合 {rate:.0%}）を加えると、答えが変わる割合は厳密計算で {dense:.0%}、"
+                       "サンプリングで {sampled:.0%} でした（ノイズなしでサンプリングだけによる変化は {floor:.0%}）。",
+    "story.s5.chart": "答えが変わる割合",
+    "story.noise.typo": "誤字",
+    "story.noise.word-drop": "単語の脱落",
+    "story.s5.dense": "厳密計算・ノイズあり",
+    "story.s5.sampled": "サンプリング・ノイズあり",
+    "story.s5.floor": "サンプリング・ノイズなし",
+    # step 6
+    "story.s6.title": "どこで崩れるか",
+    "story.s6.worst": "このテキストでサンプリングの誤差が最も大きいのは「{token}」（第 {layer} 層、ヘッド {head}）で、"
+                      "そのヘッドの出力の {err:.0%} に相当します。このヘッドでは、誤差の大きい上位 5% の単語が"
+                      "誤差全体の {share:.0%} を占めています。",
+    "story.s6.none": "このテキストでは、測定できるサンプリングの誤差はありませんでした。",
+    "story.s6.triage": "直近のログのトリアージ（{analysed:,} 件）で最も不安定だった入力は「{text}」です"
+                       "（疑わしさ {suspicion:.2f}。サンプリングで答えが変わる位置の割合 {flip:.0%}）。",
+    "story.s6.chart": "単語ごとのサンプリング誤差（大きい順、第 {layer} 層、ヘッド {head}）",
+    "story.s6.open": "最悪のケースを開く",
+    # step 7
+    "story.s7.title": "会議で伝える 3 つのメッセージ",
+    "story.s7.lead": "どのメッセージも、このモデルとこのテキストで測定した数値で裏付けを確認しています。",
+    "story.m1.supported": "計算量の削減: ここではサンプリング型のアテンションの FLOPs は厳密計算の {ratio:.0%} で、"
+                          "答えは {agree:.0%} の試行で変わりませんでした。この長さではアテンションは各層の計算の "
+                          "{share:.0%} なので、モデル全体で削減できるのは最大でもその分です。",
+    "story.m1.supported_pooled": "計算量の削減: ここではサンプリング型のアテンションの FLOPs は厳密計算の "
+                                 "{ratio:.0%} で、文ベクトルは厳密計算とのコサイン類似度 {min:.3f} 以上を保ちました。"
+                                 "この長さではアテンションは各層の計算の {share:.0%} なので、モデル全体で削減できる"
+                                 "のは最大でもその分です。",
+    "story.m1.no_saving": "計算量の削減 — このテキストでは当てはまりません: 方式 {scheme} は {n} トークンで厳密計算の "
+                          "{ratio:.0%} の FLOPs を要します。スコアの計算を省く方式か、より長い入力で試してください。",
+    "story.m1.flips": "計算量は減るものの、答えはまだ安定しません: FLOPs は {ratio:.0%} ですが、"
+                      "試行によって {flip:.0%} の位置で答えが変わりました。",
+    "story.m1.drift": "計算量は減るものの、出力はまだ安定しません: FLOPs は {ratio:.0%} ですが、"
+                      "文ベクトルのコサイン類似度が {min:.3f} まで下がりました。",
+    "story.m2.supported": "ノイズへの強さ: {perturbation} を加えたとき、答えが変わる割合はサンプリングで {sampled:.0%}、"
+                          "厳密計算で {dense:.0%} でした。厳密計算より悪くはないため、低リスクで試せます。",
+    "story.m2.not_supported": "ノイズへの強さは確認できませんでした: {perturbation} を加えたとき、答えが変わる割合は"
+                              "サンプリングで {sampled:.0%}、厳密計算で {dense:.0%} でした。",
+    "story.m2.not_measured": "ノイズへの強さ — まだ測定していません（ノイズのないテキストでは、サンプリングだけで答え"
+                             "が変わる位置は {flip:.0%} です）。",
+    "story.m3.supported": "段階的な導入と監視: ログの {analysed:,} 件のうち不安定な入力（サンプリングで答えが変わるもの）"
+                          "は {fragile:.1%} です。段階的に導入し、トリアージで監視できる程度にまれです。",
+    "story.m3.not_supported": "導入には注意が必要です: ログの {analysed:,} 件のうち {fragile:.1%} が不安定で、まれとは"
+                              "言えません。段階的な導入の前に対処してください。",
+    "story.m3.not_measured": "段階的な導入と監視 — まだ測定していません: 本番ログをトリアージして、不安定な入力の数を"
+                             "確かめてください。",
+    "story.status.supported": "数値で裏付けあり",
+    "story.status.not_supported": "ここでは裏付けなし",
+    "story.status.not_measured": "未測定",
+    # report export
+    "report.title": "ExpertLens レポート",
+    "report.about": "この分析について",
+    "report.model": "モデル",
+    "report.text": "テキスト",
+    "report.settings": "設定",
+    "report.seed": "シード",
+    "report.versions": "バージョン",
+    "report.created": "作成日時",
+    "report.language": "言語",
+    "report.footer": "ExpertLens で作成。すべての図は操作でき、オフラインでも表示されます（plotly.js はこのファイルに"
+                     "含まれています）。",
+    "report.empty": "このレポートにはセクションがありません。",
+})
