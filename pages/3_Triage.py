@@ -2,6 +2,7 @@
 open any one in the explorer, export. All computation is in ``interp.triage``; this page only lays it out."""
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from interp.triage import (MASK_POLICIES, RESERVED, SUSPICION_FORMULA, ColumnMap
 from interp.triage import figures as tf
 from interp.triage import workspace
 from interp.triage.scores import TERMS
+from interp.triage.store import export_ranked_csv
 
 NONE = "—"
 KEY = "tri_"
@@ -23,9 +25,9 @@ TEXT_GUESSES = ("text", "sentence", "input", "query", "message", "prompt", "cont
 ROLE_GUESSES = {"id": ("id", "request_id", "uuid", "record_id"), "timestamp": ("ts", "timestamp", "time", "date",
                 "created_at", "datetime"), "prediction": ("prediction", "pred", "predicted", "output"),
                 "label": ("label", "gold", "target", "truth")}
-SORTS = {"suspicion": ("suspicion", True), "flip rate": ("flip_rate", True), "KL": ("kl", True),
-         "pooled drift (1 − cosine)": ("cosine", False), "low confidence": ("confidence", False),
-         "low margin": ("margin", False), "concentration |z|": ("concentration_z", True), "line": ("line", False)}
+SORTS = {"suspicion": "suspicion", "flip rate": "flip_rate", "KL": "kl", "pooled drift (1 − cosine)": "drift",
+         "low confidence": "confidence", "low margin": "margin", "concentration |z|": "concentration",
+         "line": "line"}
 
 ui.start_page()
 st.title("Production-log triage")
@@ -101,6 +103,8 @@ try:
 except MappingError as err:
     st.error(str(err), icon=":material/error:")
     st.stop()
+for warning in mapping.check(info):
+    st.warning(warning, icon=":material/warning:")
 
 # --- 3. settings and run -----------------------------------------------------------------------------------
 st.subheader("3 · Score")
@@ -180,16 +184,19 @@ if run is None:
 out = Path(run["out"])
 summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
 st.subheader("4 · Results")
-m1, m2, m3, m4, m5 = st.columns(5)
+m1, m2, m3, m4, m5, m6 = st.columns(6)
 m1.metric("Lines read", f"{summary['lines_total']:,}")
 m2.metric("Analysed", f"{summary['analysed']:,}")
 m3.metric("Skipped", f"{summary['skipped']:,}")
-m4.metric("Failed", f"{summary['failed']:,}")
-m5.metric("Inputs / s", f"{summary['inputs_per_second']:.1f}")
+m4.metric("Unreadable", f"{summary.get('unreadable', 0):,}", help="unreadable by this model: most word pieces "
+          "are unknown to its vocabulary ([UNK]); not ranked")
+m5.metric("Failed", f"{summary['failed']:,}")
+m6.metric("Inputs / s", f"{summary['inputs_per_second']:.1f}")
 if not summary["complete"]:
     st.warning(f"Stopped at the {summary['stopped']} after {summary['lines_total']:,} lines: press Run triage "
                "again to continue.", icon=":material/pause:")
-ui.show_figure(tf.status_bar(summary["analysed"], summary["skipped"], summary["failed"]), "triage-lines",
+ui.show_figure(tf.status_bar(summary["analysed"], summary["skipped"], summary["failed"],
+                             summary.get("unreadable", 0)), "triage-lines",
                key=KEY + "fig_status")
 extra = []
 if summary["duplicate_ids"]["ids"]:
@@ -262,16 +269,13 @@ with t1:
     order = st.selectbox("Rank by", options=list(SORTS), key=KEY + "order")
 with t2:
     top_n = int(st.number_input("Rows", min_value=10, max_value=5000, value=100, step=10, key=KEY + "top"))
-col, desc = SORTS[order]
-table = q.top(top_n, filters, time_range, order_by=col, descending=desc)
-if order == "concentration |z|" and len(table):
-    table = q.top(max(top_n * 5, 500), filters, time_range, order_by="line", descending=False)
-    table = table.reindex(table["concentration_z"].abs().sort_values(ascending=False).index).head(top_n)
+ranking = SORTS[order]
+table = q.ranked(ranking, top_n, filters, time_range)
 table["explorer"] = [row_url(r, run["model"], run["scheme"], run["k"], run["seed"])
                      for r in table.to_dict("records")]
 table["worst head"] = [f"L{int(l)}·H{int(h)}" if not (pd.isna(l) or pd.isna(h)) else ""
                        for l, h in zip(table["worst_layer"], table["worst_head"])]
-show = ["rank", "line", "suspicion", "explorer", "text", "flip_rate", "kl", "cosine", "confidence", "margin",
+show = ["rank", "line", "copies", "lines", "suspicion", "explorer", "text", "flip_rate", "kl", "cosine", "confidence", "margin",
         "worst head", "worst_tv", "concentration_z", "agreement", "dense_top1", "id", "time",
         *summary["mapping"].get("slices", []), "prediction", "label", "notes"]
 show = [c for c in show if c in table.columns and (c not in ("id", "time", "prediction", "label")
@@ -308,15 +312,14 @@ if len(table):
     st.dataframe(pd.DataFrame({"score": list(detail), "value": [fmt(v) for v in detail.values()]}),
                  hide_index=True, width="stretch", key=KEY + "detail")
 
-# exports
+# exports: the ranked CSV is built when asked for, on a connection of its own (the page's connection is closed
+# when the script ends, before a deferred download runs)
 e1, e2 = st.columns(2)
 with e1:
-    def ranked_csv():
-        full = q.top(1_000_000, filters, time_range, order_by=col, descending=desc)
-        full["explorer_url"] = [row_url(r, run["model"], run["scheme"], run["k"], run["seed"])
-                                for r in full.to_dict("records")]
-        return full.to_csv(index=False)
-    st.download_button("Ranked table (CSV)", data=ranked_csv, file_name="triage-ranked.csv", mime="text/csv",
+    link = {k_: run[k_] for k_ in ("model", "scheme", "k", "seed")}
+    st.download_button("Ranked table (CSV)", data=functools.partial(export_ranked_csv, str(out), ranking,
+                                                                    filters, time_range, True, link),
+                       file_name="triage-ranked.csv", mime="text/csv",
                        key=KEY + "dl_ranked", on_click="ignore", icon=":material/table:")
 with e2:
     bad = q.not_analysed()

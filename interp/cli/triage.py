@@ -91,6 +91,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restart", action="store_true", help="discard an earlier run in --out and start again")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.add_argument("--out", type=Path, required=True, help="output folder (created; holds a resumable run)")
+    p.add_argument("--rank-by", default="suspicion", choices=["suspicion", "flip_rate", "kl", "drift", "confidence",
+                                                               "margin", "concentration", "line"],
+                   help="ranking for --top and --export-csv, over the whole run (default suspicion; "
+                        "concentration = largest |z| of either sign)")
+    p.add_argument("--top", type=int, default=0, help="print the first N rows of the ranking (identical inputs "
+                   "grouped) to stdout after the run (default 0: none)")
+    p.add_argument("--export-csv", type=Path, default=None,
+                   help="write the whole ranking (identical inputs grouped, with explorer links) to this CSV")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -133,8 +141,30 @@ def run(args: argparse.Namespace) -> int:
     except OSError as err:
         print(f"error: {err.strerror or err}: {getattr(err, 'filename', '') or ''}", file=sys.stderr)
         return 2
-    print(f"{summary['lines_total']:,} lines: {summary['analysed']:,} analysed, {summary['skipped']:,} skipped, "
-          f"{summary['failed']:,} failed · {summary['inputs_per_second']:.1f} inputs/s · "
+    unread = f", {summary['unreadable']:,} unreadable" if summary.get("unreadable") else ""
+    print(f"{summary['lines_total']:,} lines: {summary['analysed']:,} analysed, {summary['skipped']:,} skipped"
+          f"{unread}, {summary['failed']:,} failed · {summary['inputs_per_second']:.1f} inputs/s · "
           f"{'complete' if summary['complete'] else 'stopped at the ' + summary['stopped'] + ' (run again to resume)'}"
           f"\nresults: {args.out / 'results.parquet'}\nsummary: {args.out / 'summary.json'}", file=sys.stderr)
+    _ranked_outputs(args)
     return 0
+
+
+def _ranked_outputs(args: argparse.Namespace) -> None:
+    """--top and --export-csv: the query layer's ranking (the same as the page's)."""
+    if not args.top and args.export_csv is None:
+        return
+    from ..triage import ResultsQuery
+    q = ResultsQuery(args.out)
+    try:
+        if args.top:
+            table = q.ranked(args.rank_by, args.top)
+            cols = [c for c in ("rank", "line", "copies", "suspicion", "concentration_z", "flip_rate", "kl", "text")
+                    if c in table.columns]
+            print(table[cols].to_string(index=False, max_colwidth=60))
+        if args.export_csv is not None:
+            link = {"model": args.model, "scheme": args.scheme, "k": args.k, "seed": args.seed}
+            args.export_csv.write_bytes(q.ranked_csv(args.rank_by, link=link))
+            print(f"ranking: {args.export_csv}", file=sys.stderr)
+    finally:
+        q.close()
