@@ -81,20 +81,22 @@ class SamplingPlan(AttentionPlan):
             valid = torch.ones((1, 1, 1, 1, n), dtype=torch.bool, device=query.device)
         else:
             valid = split(key_valid.expand(R * B, *key_valid.shape[1:]))
-        gens = [[seeding.generator(self.seed, ex, layer, r) for ex in self.example_keys] for r in self.replicates]
+        if self._bases is None or self._bases.device != query.device:
+            self._bases = torch.tensor([seeding.base_key(self.seed, ex) for ex in self.example_keys],
+                                       dtype=torch.int64, device=query.device)
+        gens = seeding.Streams(seeding.stream_keys(self._bases, layer, self.replicates))
         est = estimate(self.scheme, split(query), split(key), split(value), split(scores), split(probs), valid,
                        self.lengths, gens, self.k, self.h, self.m).weights          # R×B×H×n×n
         p = split(probs).to(torch.float32)
         head_on = torch.zeros(H, dtype=torch.bool, device=query.device)
         head_on[heads] = True
         w = torch.where(head_on[None, None, :, None, None], est, p)
-        qmask = torch.zeros((B, n), dtype=torch.float32, device=query.device)
-        for b, nb in enumerate(self.lengths):
-            qmask[b, :nb] = 1.0
+        lengths = torch.tensor(self.lengths, device=query.device)
+        qmask = (torch.arange(n, device=query.device)[None, :] < lengths[:, None]).to(torch.float32)   # B×n
         tv = 0.5 * (est - p).abs().sum(-1)                                            # R×B×H×n
         tv = (tv * qmask[None, :, None, :]).sum(-1).sum(0)                             # B×H (sum)
         tv = tv.masked_fill(~head_on[None, :], float("nan"))
-        self.tv_sum[layer] = self.tv_sum.get(layer, 0) + tv.cpu()
+        self.tv_sum[layer] = self.tv_sum.get(layer, 0) + tv                           # stays on the device
         return w.reshape(R * B, H, n, n).to(probs.dtype)
 
 
@@ -265,26 +267,42 @@ def sampled_passes(lm: LoadedModel, enc: Encoded, scheme: str, k: int, h: int, m
         sampled = torch.cat(outs, 0)                                                  # S × b × …
         norm = torch.tensor([seeds * lengths[b] for b in rows], dtype=torch.float64)[:, None]
         for l, t in tv_sum.items():
-            head_tv[rows, l] = (t.to(torch.float64) / norm).numpy()
+            head_tv[rows, l] = (t.cpu().to(torch.float64) / norm).numpy()
         if not mlm:
             cos = torch.nn.functional.cosine_similarity(sampled, d[None], dim=-1)       # S × b
             cosm[rows] = cos.mean(0).double().cpu().numpy()
             cosn[rows] = cos.min(0).values.double().cpu().numpy()
             continue
-        for j, b in enumerate(rows):
-            where = positions[b]
-            dj, sj = d[j, where], sampled[:, j, where]                                   # P×V, S×P×V
-            lp = torch.log_softmax(dj, -1).double()
-            lq = torch.log_softmax(sj, -1).double()
-            kl = (lp.exp()[None] * (lp[None] - lq)).sum(-1)                             # S × P
-            top = dj.argmax(-1)                                                          # P
-            at_top = torch.gather(sj, -1, top[None, :, None].expand(seeds, -1, 1))
-            rank = (sj > at_top).sum(-1).to(torch.float32)                               # S × P
-            same = (sj.argmax(-1) == top[None]).to(torch.float32)
-            agree[b] = float(same.mean())
-            flip[b] = float((same < 1).any(0).to(torch.float32).mean())
-            klm[b], klx[b] = float(kl.mean()), float(kl.max())
-            rkm[b], rkx[b] = float(rank.mean()), float(rank.max())
+        # every compared (example, position) of the group at once: P = Σ_b |positions[b]| rows
+        owner = [j for j, b in enumerate(rows) for _ in positions[b]]
+        if not owner:
+            continue
+        dev = d.device
+        ex = torch.tensor(owner, dtype=torch.long, device=dev)                          # P
+        at = torch.tensor([p_ for b in rows for p_ in positions[b]], dtype=torch.long, device=dev)
+        dj, sj = d[ex, at], sampled[:, ex, at]                                           # P×V, S×P×V
+        lp = torch.log_softmax(dj, -1).double()
+        lq = torch.log_softmax(sj, -1).double()
+        kl = (lp.exp()[None] * (lp[None] - lq)).sum(-1)                                 # S × P
+        top = dj.argmax(-1)                                                              # P
+        at_top = torch.gather(sj, -1, top[None, :, None].expand(seeds, -1, 1))
+        rank = (sj > at_top).sum(-1).to(torch.float64)                                   # S × P
+        same = (sj.argmax(-1) == top[None]).to(torch.float64)                            # S × P
+        G = len(rows)
+        cnt = torch.zeros(G, dtype=torch.float64, device=dev).index_add_(0, ex, torch.ones_like(top, dtype=torch.float64))
+
+        def mean_of(x):                        # S × P → per example, mean over seeds and its positions
+            return torch.zeros(G, dtype=torch.float64, device=dev).index_add_(0, ex, x.sum(0)) / (seeds * cnt)
+
+        def max_of(x):
+            return torch.full((G,), -math.inf, dtype=torch.float64, device=dev).scatter_reduce_(
+                0, ex, x.amax(0), "amax", include_self=True)
+        flipped = (same < 1).any(0).to(torch.float64)                                    # P
+        stats = torch.stack([mean_of(same), torch.zeros(G, dtype=torch.float64, device=dev).index_add_(
+            0, ex, flipped) / cnt, mean_of(kl), max_of(kl), mean_of(rank), max_of(rank)]).cpu().numpy()
+        has = cnt.cpu().numpy() > 0
+        idx = np.asarray(rows)[has]
+        agree[idx], flip[idx], klm[idx], klx[idx], rkm[idx], rkx[idx] = (v[has] for v in stats)
     return PassEffect(agree, flip, klm, klx, rkm, rkx, cosm, cosn, head_tv)
 
 
