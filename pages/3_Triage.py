@@ -15,6 +15,7 @@ from interp.triage import (MASK_POLICIES, RESERVED, SUSPICION_FORMULA, ColumnMap
                            ResultsQuery, ScoreSettings, inspect_log, row_url, run_triage)
 from interp.triage import figures as tf
 from interp.triage import workspace
+from interp.triage.demo import write_sample_log
 from interp.triage.scores import TERMS
 from interp.triage.store import export_ranked_csv
 
@@ -48,6 +49,17 @@ def guess(columns: list[str], names: tuple[str, ...]) -> str | None:
 
 # --- 1. the log -------------------------------------------------------------------------------------------
 st.subheader("1 · The log")
+
+
+def use_sample_log():
+    """Point the page at the built-in sample log (written once into the per-user cache)."""
+    st.session_state[KEY + "source"] = "A path on this machine"
+    st.session_state[KEY + "path"] = str(write_sample_log(workspace.cache_root() / "sample"))
+
+
+st.button("Try it on a sample log", key=KEY + "sample", icon=":material/science:", on_click=use_sample_log,
+          help="A built-in customer-support log (240 lines: requests with [MASK], duplicates, a few long "
+               "threads, non-English and malformed lines), so every feature can be tried without a file.")
 source = st.radio("Source", ["Upload a file", "A path on this machine"], horizontal=True, key=KEY + "source")
 path: Path | None = None
 if source == "Upload a file":

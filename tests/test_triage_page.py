@@ -172,3 +172,33 @@ def test_browser_upload_run_and_open_in_explorer(server, chromium, log, folder, 
     explorer.screenshot(path=str(output_dir / "triage-explorer.png"))
     explorer.close()
     page.close()
+
+
+def test_try_it_on_a_sample_log(tmp_path, monkeypatch, folder):
+    """One button loads the built-in sample log: its columns are mapped by themselves, a run accounts for every
+    line, the malformed lines are skipped, the non-English ones unreadable and duplicates grouped."""
+    import app_support as ui
+    from interp.triage.demo import sample_log_records
+    monkeypatch.setenv("EXPERTLENS_CACHE", str(tmp_path / "cache"))
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(str(ROOT / PAGE), default_timeout=300)
+    at.run()
+    at.button(key="tri_sample").click().run()
+    no_exception(at)
+    assert at.text_input(key="tri_path").value.endswith("support-sample.jsonl")
+    assert at.selectbox(key="tri_map_text").value == "text" and at.selectbox(key="tri_map_id").value == "id"
+    assert at.selectbox(key="tri_map_timestamp").value == "ts"
+    assert not at.warning or all("looks like" not in w.value for w in at.warning)
+    at.selectbox(key="tri_model").set_value(ui.LOCAL).run()
+    at.text_input(key="tri_model_path").input(folder).run()
+    at.number_input(key="tri_seeds").set_value(1).run()
+    at.number_input(key="tri_k").set_value(2).run()
+    at.number_input(key="tri_batch").set_value(64).run()
+    at.button(key="tri_run").click().run()
+    no_exception(at)
+    metrics = {m.label: m.value for m in at.metric}
+    lines = sample_log_records()
+    assert metrics["Lines read"] == str(len(lines))
+    assert int(metrics["Skipped"]) >= 3 and int(metrics["Unreadable"]) >= 2
+    table = frame(at, "explorer")
+    assert (table["copies"] > 1).any()
