@@ -85,8 +85,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flush-rows", type=positive_int("flush rows"), default=2048,
                    help="write a results part every this many lines (default 2048; smaller = less redone on resume)")
     p.add_argument("--workers", type=positive_int("workers"), default=1,
-                   help="score in this many worker processes, each with its own copy of the model (default 1; "
-                        "on a GPU the per-input CPU work is the limit, and 4-8 workers keep the GPU busy)")
+                   help="score in this many worker processes (local engine) or Ray actors (Ray engine), each with "
+                        "its own copy of the model (default 1; with Ray, one per GPU: workers = GPUs)")
+    p.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="local (default): this process (and --workers processes); ray: the scoring stage on Ray "
+                        "Data actors (needs the scale extra: make scale / pip install -r requirements-scale.txt)")
+    p.add_argument("--address", default=None,
+                   help="with --engine ray: the Ray cluster to join (e.g. ray://head:10001 or auto); default: start "
+                        "a local Ray instance on this machine's cores")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0,
+                   help="with --engine ray: GPUs per scoring actor (e.g. 1; fractions share a GPU; default 0)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     p.add_argument("--restart", action="store_true", help="discard an earlier run in --out and start again")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -130,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
                              on_long=args.on_long, max_line_bytes=args.max_line_bytes, limit=args.limit,
                              time_budget=args.time_budget, batch_size=args.batch_size, restart=args.restart,
                              progress=progress, progress_every=0.5 if tty else 5.0, max_rows=args.max_rows,
-                             flush_rows=args.flush_rows, workers=args.workers)
+                             flush_rows=args.flush_rows, workers=args.workers, engine=args.engine,
+                             address=args.address, gpus_per_worker=args.gpus_per_worker)
     except (LogError, MappingError, ModelLoadError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

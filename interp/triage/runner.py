@@ -34,6 +34,7 @@ from .store import RESERVED, RunFolder, build_results, head_matrix, schema_for, 
 
 ON_LONG = ("truncate", "skip")
 STATUSES = ("analysed", "skipped", "unreadable", "failed")
+ENGINES = ("local", "ray")
 # A duplicate keeps these fields of its own (where it is in the log and what was logged with it).
 _OWN = frozenset({"record", "line", "id", "timestamp", "time", "prediction", "label", "logged_correct", "notes",
                   "_prediction_raw", "_label_raw"})
@@ -411,7 +412,8 @@ class Triage:
     def run(self, limit: int | None = None, time_budget: float | None = None, batch_size: int = 16,
             restart: bool = False, progress: Callable[[Progress], None] | None = None, progress_every: float = 1.0,
             flush_rows: int = 2048, flush_seconds: float = 20.0, window_batches: int = 4,
-            max_rows: int | None = None, workers: int = 1, device: str | None = None) -> dict:
+            max_rows: int | None = None, workers: int = 1, device: str | None = None, engine: str = "local",
+            address: str | None = None, gpus_per_worker: float = 0.0, _fault: str | None = None) -> dict:
         """Read, score and store; returns the summary. Records are read in windows of ``batch_size ×
         window_batches``; with ``workers`` > 1, windows are scored by that many worker processes (each with its
         own copy of the model on ``device``), at most two windows each in flight, and finished in file order: the
@@ -424,9 +426,14 @@ class Triage:
             raise ValueError("limit must be ≥ 0")
         if workers < 1:
             raise ValueError("workers must be at least 1")
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}: use {' or '.join(ENGINES)}")
         t0 = time.perf_counter()
         self.folder.acquire()
         try:
+            if engine == "ray":
+                return self._run_ray(t0, limit, batch_size, restart, progress, progress_every, flush_rows, max_rows,
+                                     address, workers, gpus_per_worker, device, _fault)
             with _spawn_safe_main() if workers > 1 else contextlib.nullcontext():
                 return self._run(t0, limit, time_budget, batch_size, restart, progress, progress_every, flush_rows,
                                  flush_seconds, window_batches, max_rows, workers, device)
@@ -582,6 +589,23 @@ class Triage:
         report(final=True)
         return summary
 
+    def _run_ray(self, t0, limit, batch_size, restart, progress, progress_every, flush_rows, max_rows, address,
+                 workers, gpus_per_worker, device, fault) -> dict:
+        """The Ray engine: the project's reader and parts, Ray Data for the scoring stage (``ray_engine``)."""
+        from . import ray_engine
+        if not ray_engine.ray_available():
+            raise ValueError(ray_engine.RAY_MISSING)
+        if restart:
+            ray_engine.cleanup(self.folder)
+        done, counts = self._open(restart)
+        stopped, lines_now, analysed_now, notes = ray_engine.run_with_ray(
+            self, done=done, counts=counts, limit=limit, batch_size=batch_size, max_rows=max_rows,
+            flush_rows=flush_rows, progress=progress, progress_every=progress_every, address=address,
+            workers=workers, gpus_per_worker=gpus_per_worker, device=device, t0=t0, fault=fault)
+        ray_engine.cleanup(self.folder)
+        return self.finalise(seconds=time.perf_counter() - t0, analysed_now=analysed_now, lines_now=lines_now,
+                             stopped=stopped, resumed_from=done, reader_notes=notes)
+
     def _unique(self, rows: list[dict]) -> tuple[list[dict], list[tuple[dict, dict]]]:
         """The rows to score (one per distinct text and logged prediction/label, in this window and among the
         last inputs scored) and the (copy, scored original) pairs of the others: an input's scores depend only
@@ -709,7 +733,8 @@ def run_triage(log: str | os.PathLike, out_dir: str | os.PathLike, model: str, m
                time_budget: float | None = None, batch_size: int = 16, restart: bool = False,
                progress: Callable[[Progress], None] | None = None, progress_every: float = 1.0,
                flush_rows: int = 2048, flush_seconds: float = 20.0, max_rows: int | None = None,
-               workers: int = 1) -> dict:
+               workers: int = 1, engine: str = "local", address: str | None = None,
+               gpus_per_worker: float = 0.0) -> dict:
     """Triage ``log`` into ``out_dir`` (resuming a run there with the same settings) and return the summary.
 
     Raises :class:`~interp.triage.readers.LogError` / :class:`MappingError` / ``ModelLoadError`` /
@@ -719,4 +744,5 @@ def run_triage(log: str | os.PathLike, out_dir: str | os.PathLike, model: str, m
     tri = Triage(log, out_dir, cfg, lm=lm, device=device)
     return tri.run(limit=limit, time_budget=time_budget, batch_size=batch_size, restart=restart,
                    progress=progress, progress_every=progress_every, flush_rows=flush_rows,
-                   flush_seconds=flush_seconds, max_rows=max_rows, workers=workers, device=device)
+                   flush_seconds=flush_seconds, max_rows=max_rows, workers=workers, device=device, engine=engine,
+                   address=address, gpus_per_worker=gpus_per_worker)

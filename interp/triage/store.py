@@ -124,7 +124,7 @@ class RunFolder:
             pass
 
     def wipe(self) -> None:
-        for p in (self.parts, self.scored):
+        for p in (self.parts, self.scored, self.dir / "staging", self.dir / "ray_out"):
             if p.exists():
                 shutil.rmtree(p)
         for f in (self.results, self.summary, self.run_json):
