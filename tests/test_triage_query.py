@@ -68,3 +68,16 @@ def test_cli_top_uses_the_same_ranking(tmp_path, capsys):
     assert printed[1].split()[:2] == ["1", "4001"] and printed[2].split()[:2] == ["2", "11"]
     csv = pd.read_csv(args.export_csv)
     assert csv["line"].iloc[0] == 4001 and csv["explorer_url"].iloc[0].startswith("/?model=m")
+
+
+def test_results_schema_and_scoring_stage_fields_derive_from_one_dataclass():
+    import dataclasses
+    from interp.triage.ray_engine import SCORED_FIELDS
+    from interp.triage.schema import Scored, score_columns
+    plain = [f.name for f in dataclasses.fields(Scored) if f.name not in ("notes", "head_concentration")]
+    assert [n for n, _ in score_columns()] == plain
+    schema = schema_for((), 6)
+    for name, typ in score_columns():
+        assert schema.field(name).type == typ
+    ray_names = [n for n, _ in SCORED_FIELDS]
+    assert all(n in ray_names for n in plain) and "head_concentration" in ray_names

@@ -41,19 +41,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .schema import score_columns
+
 RAY_MISSING = ("Ray is not installed: install the scale extra with `make scale` or "
                "`pip install -r requirements-scale.txt`, then choose the Ray engine again")
 
 # The fields a scored row gets from the scoring stage (the rest comes from the reader and the mapping).
 SCORED_FIELDS: list[tuple[str, pa.DataType]] = [
     ("record", pa.int64()), ("status", pa.string()), ("reason_code", pa.string()), ("reason", pa.string()),
-    ("preview", pa.string()), ("notes", pa.string()), ("key", pa.string()), ("n_tokens", pa.int32()),
-    ("truncated", pa.bool_()), ("mode", pa.string()), ("n_targets", pa.int32()), ("query", pa.int32()),
-    ("dense_top1", pa.string()), ("confidence", pa.float64()), ("margin", pa.float64()),
-    ("flip_rate", pa.float64()), ("kl", pa.float64()), ("kl_max", pa.float64()), ("top1_agreement", pa.float64()),
-    ("cosine", pa.float64()), ("cosine_min", pa.float64()), ("worst_layer", pa.int32()), ("worst_head", pa.int32()),
-    ("worst_tv", pa.float64()), ("eff_experts", pa.float64()), ("agrees_prediction", pa.float64()),
-    ("agrees_label", pa.float64()), ("agreement", pa.float64()), ("head_concentration", pa.list_(pa.float32())),
+    ("preview", pa.string()), ("notes", pa.string()), *score_columns(), ("agreement", pa.float64()),
+    ("head_concentration", pa.list_(pa.float32())),
 ]
 _CHUNK = re.compile(r"^chunk-(\d{12})-(\d{12})\.parquet$")
 

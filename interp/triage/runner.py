@@ -30,6 +30,7 @@ from ..loader import LoadedModel, load_model
 from ..trace import InputError, clean_text
 from . import scores as S
 from .readers import ColumnMapping, LogReader, MappingError, RawRecord, inspect_log, parse_time  # noqa: F401
+from .schema import score_values
 from .store import RESERVED, RunFolder, build_results, head_matrix, schema_for, to_table
 
 ON_LONG = ("truncate", "skip")
@@ -252,13 +253,7 @@ def window_text(lm: LoadedModel, text: str) -> tuple[str, int, int, int]:
 
 def _scored_row(row: dict, sc: S.Scored) -> dict:
     row.pop("_tokens", None)
-    row.update(status="analysed", key=sc.key, n_tokens=sc.n_tokens, truncated=sc.truncated, mode=sc.mode,
-               n_targets=sc.n_targets, query=sc.query, dense_top1=sc.dense_top1 or None,
-               confidence=sc.confidence, margin=sc.margin, flip_rate=sc.flip_rate, kl=sc.kl, kl_max=sc.kl_max,
-               top1_agreement=sc.top1_agreement, cosine=sc.cosine, cosine_min=sc.cosine_min,
-               worst_layer=sc.worst_layer, worst_head=sc.worst_head, worst_tv=sc.worst_tv,
-               eff_experts=sc.eff_experts, head_concentration=sc.head_concentration,
-               agrees_prediction=sc.agrees_prediction, agrees_label=sc.agrees_label)
+    row.update(status="analysed", **score_values(sc))
     row["agreement"] = float(S.agreement_column(np.array([sc.agrees_prediction]), np.array([sc.agrees_label]))[0])
     notes = [row["notes"]] if row.get("notes") else []
     cut = "the rest was cut before scoring" in (row.get("notes") or "")

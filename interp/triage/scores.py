@@ -35,6 +35,7 @@ from ..decompose import effective_experts
 from ..loader import LoadedModel
 from ..sampling.seeds import content_key
 from ..trace import Encoded, encode, forward, model_output
+from .schema import Scored
 
 MASK_POLICIES = {
     "auto": "the [MASK] positions when the text has any; otherwise the input as it is (every non-special token, "
@@ -316,34 +317,6 @@ def logged_correct(prediction, label) -> float:
 
 
 # ------------------------------------------------------------------------------------------ scoring ---
-
-@dataclass
-class Scored:
-    """Scores of one input (see the module docstring); NaN where a score does not apply."""
-    key: str
-    n_tokens: int
-    truncated: bool
-    mode: str                 # mask | non-special | mask-each | pooled
-    n_targets: int
-    query: int                # a compared position (first [MASK], or the worst masked variant); −1 if none
-    dense_top1: str
-    confidence: float
-    margin: float
-    flip_rate: float
-    kl: float
-    kl_max: float
-    top1_agreement: float
-    cosine: float
-    cosine_min: float
-    worst_layer: int
-    worst_head: int
-    worst_tv: float
-    eff_experts: float
-    head_concentration: np.ndarray
-    agrees_prediction: float
-    agrees_label: float
-    notes: list[str]
-
 
 def _stack(rows: list[tuple[list[int], list[int], list[str], bool]], pad: int, has_types: bool) -> Encoded:
     """An Encoded batch from (ids, types, tokens, truncated) rows with right padding (special: from ids)."""

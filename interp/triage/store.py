@@ -23,22 +23,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .schema import score_columns
+
 _PART = re.compile(r"^part-(\d{12})-(\d{12})\.parquet$")
 
 # Columns every run writes (slice fields are added after them, as strings).
 BASE_FIELDS: list[tuple[str, pa.DataType]] = [
     ("record", pa.int64()), ("line", pa.int64()), ("status", pa.string()), ("reason_code", pa.string()),
-    ("reason", pa.string()), ("notes", pa.string()), ("preview", pa.string()), ("key", pa.string()),
+    ("reason", pa.string()), ("notes", pa.string()), ("preview", pa.string()),
     ("text", pa.string()), ("id", pa.string()), ("timestamp", pa.string()), ("time", pa.timestamp("us", tz="UTC")),
     ("prediction", pa.string()), ("label", pa.string()),
-    ("n_tokens", pa.int32()), ("truncated", pa.bool_()), ("mode", pa.string()), ("n_targets", pa.int32()),
-    ("query", pa.int32()), ("dense_top1", pa.string()),
-    ("confidence", pa.float64()), ("margin", pa.float64()), ("flip_rate", pa.float64()), ("kl", pa.float64()),
-    ("kl_max", pa.float64()), ("top1_agreement", pa.float64()), ("cosine", pa.float64()),
-    ("cosine_min", pa.float64()), ("worst_layer", pa.int32()), ("worst_head", pa.int32()),
-    ("worst_tv", pa.float64()), ("eff_experts", pa.float64()),
-    ("agrees_prediction", pa.float64()), ("agrees_label", pa.float64()), ("agreement", pa.float64()),
-    ("logged_correct", pa.float64()),
+    *score_columns(),                      # the fields of schema.Scored, in its order
+    ("agreement", pa.float64()), ("logged_correct", pa.float64()),
     ("concentration_z", pa.float64()), ("concentration_layer", pa.int32()), ("concentration_head", pa.int32()),
     ("suspicion", pa.float64()),
 ]
