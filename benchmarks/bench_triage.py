@@ -241,7 +241,7 @@ def ray_overhead(args) -> dict:
     a = pq.read_table(tmp / "local" / "results.parquet").to_pandas()
     b = pq.read_table(tmp / "ray" / "results.parquet").to_pandas()
     same = bool((a["status"] == b["status"]).all() and np.allclose(a["suspicion"].astype(float),
-                                                                   b["suspicion"].astype(float), atol=1e-6,
+                                                                   b["suspicion"].astype(float), atol=1e-6, rtol=1e-5,
                                                                    equal_nan=True))
     return {"inputs": args.ray_inputs, **out, "ray_overhead": round(out["ray"]["seconds"] /
                                                                     out["local"]["seconds"] - 1, 3),

@@ -39,16 +39,17 @@ def results(out) -> pd.DataFrame:
 
 
 def assert_identical(a: pd.DataFrame, b: pd.DataFrame) -> None:
-    """Line for line: status, reason, every score to 1e-6 (the concentration z, a ratio with the corpus MAD as
-    denominator, amplifies float32 noise of batch composition: 1e-6 absolute plus 1e-5 relative)."""
+    """Line for line: status, reason and texts exactly; every score to 1e-6 absolute plus 1e-5 relative. The
+    engines batch inputs differently, and a batch's padded width changes float32 logits in the last bits
+    (the local engine across batch sizes agrees to the same tolerance); KL values of order 3 and the
+    concentration z (divided by the corpus MAD) carry that noise above 1e-6 absolute."""
     assert list(a.index) == list(b.index)
     for c in ("status", "reason_code", "reason", "key", "text"):
         assert (a[c].fillna("") == b[c].fillna("")).all(), c
     for c in SCORES + ["worst_layer", "worst_head", "n_tokens"]:
         x, y = a[c].to_numpy(float), b[c].to_numpy(float)
         assert np.array_equal(np.isnan(x), np.isnan(y)), c
-        rtol = 1e-5 if c in ("concentration_z", "suspicion") else 0.0
-        assert np.allclose(x[~np.isnan(x)], y[~np.isnan(y)], rtol=rtol, atol=1e-6), c
+        assert np.allclose(x[~np.isnan(x)], y[~np.isnan(y)], rtol=1e-5, atol=1e-6), c
 
 
 def test_ray_matches_local_line_for_line_even_when_a_worker_is_killed(tmp_path, lm, folder):
