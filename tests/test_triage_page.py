@@ -172,3 +172,69 @@ def test_browser_upload_run_and_open_in_explorer(server, chromium, log, folder, 
     explorer.screenshot(path=str(output_dir / "triage-explorer.png"))
     explorer.close()
     page.close()
+
+
+def test_try_it_on_a_sample_log(tmp_path, monkeypatch, folder):
+    """One button loads the built-in sample log: its columns are mapped by themselves, a run accounts for every
+    line, the malformed lines are skipped, the non-English ones unreadable and duplicates grouped."""
+    import app_support as ui
+    from interp.triage.demo import sample_log_records
+    monkeypatch.setenv("EXPERTLENS_CACHE", str(tmp_path / "cache"))
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(str(ROOT / PAGE), default_timeout=300)
+    at.run()
+    at.button(key="tri_sample").click().run()
+    no_exception(at)
+    assert at.text_input(key="tri_path").value.endswith("support-sample.jsonl")
+    assert at.selectbox(key="tri_map_text").value == "text" and at.selectbox(key="tri_map_id").value == "id"
+    assert at.selectbox(key="tri_map_timestamp").value == "ts"
+    assert not at.warning or all("looks like" not in w.value for w in at.warning)
+    at.selectbox(key="tri_model").set_value(ui.LOCAL).run()
+    at.text_input(key="tri_model_path").input(folder).run()
+    at.number_input(key="tri_seeds").set_value(1).run()
+    at.number_input(key="tri_k").set_value(2).run()
+    at.number_input(key="tri_batch").set_value(64).run()
+    at.button(key="tri_run").click().run()
+    no_exception(at)
+    metrics = {m.label: m.value for m in at.metric}
+    lines = sample_log_records()
+    assert metrics["Lines read"] == str(len(lines))
+    assert int(metrics["Skipped"]) >= 3 and int(metrics["Unreadable"]) >= 2
+    table = frame(at, "explorer")
+    assert (table["copies"] > 1).any()
+
+
+def test_ray_engine_choice_says_how_to_enable_ray_when_missing(log, monkeypatch):
+    from interp.triage import ray_engine
+    monkeypatch.setattr(ray_engine, "ray_available", lambda: False)
+    at = page(log)
+    at.radio(key="tri_engine").set_value("ray").run()
+    no_exception(at)
+    assert any("make scale" in i.value and "requirements-scale.txt" in i.value for i in at.info)
+
+
+def test_the_page_has_no_hard_coded_english():
+    """Every label, help, caption and message of the Triage page goes through interp/i18n.py keys, and every
+    key it uses exists."""
+    import ast
+    from interp.i18n import EN
+    tree = ast.parse((ROOT / PAGE).read_text(encoding="utf-8"))
+    wording = ("title", "caption", "subheader", "info", "warning", "error", "success", "markdown", "button",
+               "radio", "selectbox", "multiselect", "text_input", "number_input", "checkbox", "slider",
+               "file_uploader", "download_button", "link_button", "expander", "metric", "spinner", "progress")
+    bad, keys = [], []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        if isinstance(f, ast.Name) and f.id == "T" and node.args and isinstance(node.args[0], ast.Constant):
+            keys.append(node.args[0].value)
+        if isinstance(f, ast.Attribute) and f.attr in wording:
+            args = list(node.args[:1]) + [k.value for k in node.keywords if k.arg in ("help", "text", "label",
+                                                                                        "placeholder_text")]
+            for a in args:
+                if isinstance(a, ast.JoinedStr) or (isinstance(a, ast.Constant) and isinstance(a.value, str)
+                                                    and sum(c.isalpha() for c in a.value) > 1):
+                    bad.append((node.lineno, ast.unparse(a)[:60]))
+    assert not bad, bad
+    assert keys and all(k in EN for k in keys), [k for k in keys if k not in EN]

@@ -330,7 +330,7 @@ def test_cli_outputs_and_exit_codes(tmp_path, folder):
             "--out", out)
     _, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
-    assert "lines/s" in err and "7 lines: 6 analysed, 1 skipped, 0 failed" in err
+    assert "tokens/s" in err and "7 lines: 6 analysed, 1 skipped, 0 failed" in err
     summary = json.loads((out / "summary.json").read_text())
     for key in ("lines_total", "analysed", "skipped", "failed", "seconds", "inputs_per_second"):
         assert key in summary

@@ -85,12 +85,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flush-rows", type=positive_int("flush rows"), default=2048,
                    help="write a results part every this many lines (default 2048; smaller = less redone on resume)")
     p.add_argument("--workers", type=positive_int("workers"), default=1,
-                   help="score in this many worker processes, each with its own copy of the model (default 1; "
-                        "on a GPU the per-input CPU work is the limit, and 4-8 workers keep the GPU busy)")
+                   help="score in this many worker processes (local engine) or Ray actors (Ray engine), each with "
+                        "its own copy of the model (default 1; with Ray, one per GPU: workers = GPUs)")
+    p.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="local (default): this process (and --workers processes); ray: the scoring stage on Ray "
+                        "Data actors (needs the scale extra: make scale / pip install -r requirements-scale.txt)")
+    p.add_argument("--address", default=None,
+                   help="with --engine ray: the Ray cluster to join (e.g. ray://head:10001 or auto); default: start "
+                        "a local Ray instance on this machine's cores")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0,
+                   help="with --engine ray: GPUs per scoring actor (e.g. 1; fractions share a GPU; default 0)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     p.add_argument("--restart", action="store_true", help="discard an earlier run in --out and start again")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.add_argument("--out", type=Path, required=True, help="output folder (created; holds a resumable run)")
+    p.add_argument("--rank-by", default="suspicion", choices=["suspicion", "flip_rate", "kl", "drift", "confidence",
+                                                               "margin", "concentration", "line"],
+                   help="ranking for --top and --export-csv, over the whole run (default suspicion; "
+                        "concentration = largest |z| of either sign)")
+    p.add_argument("--top", type=int, default=0, help="print the first N rows of the ranking (identical inputs "
+                   "grouped) to stdout after the run (default 0: none)")
+    p.add_argument("--export-csv", type=Path, default=None,
+                   help="write the whole ranking (identical inputs grouped, with explorer links) to this CSV")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -122,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
                              on_long=args.on_long, max_line_bytes=args.max_line_bytes, limit=args.limit,
                              time_budget=args.time_budget, batch_size=args.batch_size, restart=args.restart,
                              progress=progress, progress_every=0.5 if tty else 5.0, max_rows=args.max_rows,
-                             flush_rows=args.flush_rows, workers=args.workers)
+                             flush_rows=args.flush_rows, workers=args.workers, engine=args.engine,
+                             address=args.address, gpus_per_worker=args.gpus_per_worker)
     except (LogError, MappingError, ModelLoadError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -133,8 +150,30 @@ def run(args: argparse.Namespace) -> int:
     except OSError as err:
         print(f"error: {err.strerror or err}: {getattr(err, 'filename', '') or ''}", file=sys.stderr)
         return 2
-    print(f"{summary['lines_total']:,} lines: {summary['analysed']:,} analysed, {summary['skipped']:,} skipped, "
-          f"{summary['failed']:,} failed · {summary['inputs_per_second']:.1f} inputs/s · "
+    unread = f", {summary['unreadable']:,} unreadable" if summary.get("unreadable") else ""
+    print(f"{summary['lines_total']:,} lines: {summary['analysed']:,} analysed, {summary['skipped']:,} skipped"
+          f"{unread}, {summary['failed']:,} failed · {summary['inputs_per_second']:.1f} inputs/s · "
           f"{'complete' if summary['complete'] else 'stopped at the ' + summary['stopped'] + ' (run again to resume)'}"
           f"\nresults: {args.out / 'results.parquet'}\nsummary: {args.out / 'summary.json'}", file=sys.stderr)
+    _ranked_outputs(args)
     return 0
+
+
+def _ranked_outputs(args: argparse.Namespace) -> None:
+    """--top and --export-csv: the query layer's ranking (the same as the page's)."""
+    if not args.top and args.export_csv is None:
+        return
+    from ..triage import ResultsQuery
+    q = ResultsQuery(args.out)
+    try:
+        if args.top:
+            table = q.ranked(args.rank_by, args.top)
+            cols = [c for c in ("rank", "line", "copies", "suspicion", "concentration_z", "flip_rate", "kl", "text")
+                    if c in table.columns]
+            print(table[cols].to_string(index=False, max_colwidth=60))
+        if args.export_csv is not None:
+            link = {"model": args.model, "scheme": args.scheme, "k": args.k, "seed": args.seed}
+            args.export_csv.write_bytes(q.ranked_csv(args.rank_by, link=link))
+            print(f"ranking: {args.export_csv}", file=sys.stderr)
+    finally:
+        q.close()

@@ -4,8 +4,8 @@ model itself with S seeds batched, and compare with the dense pass.
 The substitution is an :class:`~interp.attention.AttentionPlan` whose ``rows()`` returns the sampled weights,
 active only inside ``with attention_plan(...)`` (a ContextVar): no hooks, no patched modules, the model's
 config untouched, so the shared model object is exactly as it was afterwards, even when the call raises.
-Each replicate s of example b draws from the generator of (seed, example key, layer, s), so results do not
-depend on batch size, batch order or how the work is split into passes.
+Each replicate s of example b draws from the counter-based stream of (seed, example key, layer, s), on the
+device (``seeds.py``), so results do not depend on batch size, batch order or how the work is split into passes.
 
 Comparisons (exact computations on the two outputs; the effect itself is of course random):
 with an MLM head, at the [MASK] positions (or, when an example has none, at every non-special real
@@ -67,6 +67,7 @@ class SamplingPlan(AttentionPlan):
         self.scheme, self.k, self.h, self.m, self.seed = scheme, k, h, m, seed
         self.example_keys, self.lengths, self.replicates, self.targets = example_keys, lengths, replicates, targets
         self.tv_sum: dict[int, torch.Tensor] = {}
+        self._bases: torch.Tensor | None = None      # the examples' stream bases, on the device
 
     def rows(self, layer, query, key, value, scores, probs, key_valid):
         heads = self.targets.get(layer)
@@ -80,20 +81,22 @@ class SamplingPlan(AttentionPlan):
             valid = torch.ones((1, 1, 1, 1, n), dtype=torch.bool, device=query.device)
         else:
             valid = split(key_valid.expand(R * B, *key_valid.shape[1:]))
-        gens = [[seeding.generator(self.seed, ex, layer, r) for ex in self.example_keys] for r in self.replicates]
+        if self._bases is None or self._bases.device != query.device:
+            self._bases = torch.tensor([seeding.base_key(self.seed, ex) for ex in self.example_keys],
+                                       dtype=torch.int64, device=query.device)
+        gens = seeding.Streams(seeding.stream_keys(self._bases, layer, self.replicates))
         est = estimate(self.scheme, split(query), split(key), split(value), split(scores), split(probs), valid,
                        self.lengths, gens, self.k, self.h, self.m).weights          # R×B×H×n×n
         p = split(probs).to(torch.float32)
         head_on = torch.zeros(H, dtype=torch.bool, device=query.device)
         head_on[heads] = True
         w = torch.where(head_on[None, None, :, None, None], est, p)
-        qmask = torch.zeros((B, n), dtype=torch.float32, device=query.device)
-        for b, nb in enumerate(self.lengths):
-            qmask[b, :nb] = 1.0
+        lengths = torch.tensor(self.lengths, device=query.device)
+        qmask = (torch.arange(n, device=query.device)[None, :] < lengths[:, None]).to(torch.float32)   # B×n
         tv = 0.5 * (est - p).abs().sum(-1)                                            # R×B×H×n
         tv = (tv * qmask[None, :, None, :]).sum(-1).sum(0)                             # B×H (sum)
         tv = tv.masked_fill(~head_on[None, :], float("nan"))
-        self.tv_sum[layer] = self.tv_sum.get(layer, 0) + tv.cpu()
+        self.tv_sum[layer] = self.tv_sum.get(layer, 0) + tv                           # stays on the device
         return w.reshape(R * B, H, n, n).to(probs.dtype)
 
 
@@ -200,19 +203,122 @@ def _run(lm: LoadedModel, enc: Encoded, plan: AttentionPlan | None) -> torch.Ten
     return model_output(lm, forward(lm, enc, plan), enc).to(torch.float32)
 
 
+@dataclass
+class PassEffect:
+    """Per-example comparisons of the S sampled passes with the dense output (see :class:`DownstreamResult`
+    for the definitions); ``head_tv`` is B × L × H."""
+    top1_agreement: np.ndarray
+    flip_rate: np.ndarray
+    kl_mean: np.ndarray
+    kl_max: np.ndarray
+    rank_mean: np.ndarray
+    rank_max: np.ndarray
+    cosine_mean: np.ndarray
+    cosine_min: np.ndarray
+    head_tv: np.ndarray
+
+
+def pass_rows(width: int, max_rows: int, cells: int | None) -> int:
+    """Rows (examples × replicates) per forward pass: at most ``max_rows``, and at most ``cells`` / width² so
+    that a pass's attention tensors (rows × heads × width²) stay bounded; at least one."""
+    cap = int(max_rows)
+    if cells:
+        cap = min(cap, int(cells) // max(1, int(width)) ** 2)
+    return max(1, cap)
+
+
+def sampled_passes(lm: LoadedModel, enc: Encoded, scheme: str, k: int, h: int, m: int, seeds: int, seed: int,
+                   example_keys: list, targets: dict[int, list[int]], dense: torch.Tensor | None = None,
+                   max_rows: int = 64, cells: int | None = None, positions: list[list[int]] | None = None
+                   ) -> PassEffect:
+    """The one implementation of the sampled forward passes and their comparison with the dense output, used
+    by :func:`downstream_effect` and by the triage scores.
+
+    ``dense``: the dense output of ``enc`` (B × n × V logits, or B × d pooled without an MLM head) when the
+    caller has it already; None: one dense pass is run per group of examples. Examples are processed in groups
+    and replicates batched so that a pass has at most :func:`pass_rows` rows; replicate s of example b at
+    layer l draws from the stream of (seed, key b, l, s), so the result does not depend on the grouping.
+    ``positions[b]``: where example b's MLM output is compared (default :func:`compare_positions`)."""
+    B = enc.input_ids.shape[0]
+    L, H = lm.n_layers, lm.n_heads
+    lengths = [int(x) for x in enc.attention_mask.sum(1).tolist()]
+    mlm = lm.has_mlm_head
+    if mlm and positions is None:
+        positions = [compare_positions(lm, enc, b)[0] for b in range(B)]
+    nan = np.full(B, np.nan)
+    agree, flip, klm, klx, rkm, rkx, cosm, cosn = (nan.copy() for _ in range(8))
+    head_tv = np.full((B, L, H), np.nan)
+    cap = pass_rows(enc.input_ids.shape[1], max_rows, cells)
+    per = max(1, min(B, cap))
+    for start in range(0, B, per):
+        rows = list(range(start, min(B, start + per)))
+        sub = subset(enc, rows)
+        d = _run(lm, sub, None) if dense is None else dense[rows].to(torch.float32)
+        per_pass = max(1, cap // len(rows))
+        outs, tv_sum = [], {}
+        for r0 in range(0, seeds, per_pass):
+            reps = list(range(r0, min(seeds, r0 + per_pass)))
+            plan = SamplingPlan(lm.adapter.layer_of, scheme, k, h, m, seed, [example_keys[b] for b in rows],
+                                [lengths[b] for b in rows], reps, targets)
+            out = _run(lm, replicate(sub, len(reps)), plan)
+            outs.append(out.reshape(len(reps), len(rows), *out.shape[1:]))
+            for l, t in plan.tv_sum.items():
+                tv_sum[l] = tv_sum.get(l, 0) + t
+        sampled = torch.cat(outs, 0)                                                  # S × b × …
+        norm = torch.tensor([seeds * lengths[b] for b in rows], dtype=torch.float64)[:, None]
+        for l, t in tv_sum.items():
+            head_tv[rows, l] = (t.cpu().to(torch.float64) / norm).numpy()
+        if not mlm:
+            cos = torch.nn.functional.cosine_similarity(sampled, d[None], dim=-1)       # S × b
+            cosm[rows] = cos.mean(0).double().cpu().numpy()
+            cosn[rows] = cos.min(0).values.double().cpu().numpy()
+            continue
+        # every compared (example, position) of the group at once: P = Σ_b |positions[b]| rows
+        owner = [j for j, b in enumerate(rows) for _ in positions[b]]
+        if not owner:
+            continue
+        dev = d.device
+        ex = torch.tensor(owner, dtype=torch.long, device=dev)                          # P
+        at = torch.tensor([p_ for b in rows for p_ in positions[b]], dtype=torch.long, device=dev)
+        dj, sj = d[ex, at], sampled[:, ex, at]                                           # P×V, S×P×V
+        lp = torch.log_softmax(dj, -1).double()
+        lq = torch.log_softmax(sj, -1).double()
+        kl = (lp.exp()[None] * (lp[None] - lq)).sum(-1)                                 # S × P
+        top = dj.argmax(-1)                                                              # P
+        at_top = torch.gather(sj, -1, top[None, :, None].expand(seeds, -1, 1))
+        rank = (sj > at_top).sum(-1).to(torch.float64)                                   # S × P
+        same = (sj.argmax(-1) == top[None]).to(torch.float64)                            # S × P
+        G = len(rows)
+        cnt = torch.zeros(G, dtype=torch.float64, device=dev).index_add_(0, ex, torch.ones_like(top, dtype=torch.float64))
+
+        def mean_of(x):                        # S × P → per example, mean over seeds and its positions
+            return torch.zeros(G, dtype=torch.float64, device=dev).index_add_(0, ex, x.sum(0)) / (seeds * cnt)
+
+        def max_of(x):
+            return torch.full((G,), -math.inf, dtype=torch.float64, device=dev).scatter_reduce_(
+                0, ex, x.amax(0), "amax", include_self=True)
+        flipped = (same < 1).any(0).to(torch.float64)                                    # P
+        stats = torch.stack([mean_of(same), torch.zeros(G, dtype=torch.float64, device=dev).index_add_(
+            0, ex, flipped) / cnt, mean_of(kl), max_of(kl), mean_of(rank), max_of(rank)]).cpu().numpy()
+        has = cnt.cpu().numpy() > 0
+        idx = np.asarray(rows)[has]
+        agree[idx], flip[idx], klm[idx], klx[idx], rkm[idx], rkx[idx] = (v[has] for v in stats)
+    return PassEffect(agree, flip, klm, klx, rkm, rkx, cosm, cosn, head_tv)
+
+
 def downstream_effect(lm: LoadedModel, enc: Encoded, scheme: str, k: int, seeds: int, seed: int,
                       example_keys: list | None = None, layers=None, heads=None, h: int | None = None,
-                      m: int | None = None, max_rows: int = 64) -> DownstreamResult:
+                      m: int | None = None, max_rows: int = 64, cells: int | None = None) -> DownstreamResult:
     """Effect on the model's output of substituting ``scheme`` (budget ``k``; ``h`` exact keys for E, ``m``
     features for D, both default k) into ``heads`` of ``layers`` (None = all), for S = ``seeds`` replicates.
 
     ``enc`` is an encoded batch (``interp.trace.encode``). ``example_keys[b]`` must be intrinsic to example b
     (its index in the user's file, a record id, a content hash); default: a hash of its token ids
-    (``seeds.content_key``). Replicate s of example b at layer l uses the generator of (seed, key, l, s), so
+    (``seeds.content_key``). Replicate s of example b at layer l uses the random stream of (seed, key, l, s), so
     the result does not depend on batch size or order. The model runs on at most ``max_rows`` rows per pass
-    (examples × replicates), one dense pass plus ⌈S·B/max_rows⌉ sampled passes. Returns a
-    :class:`DownstreamResult` with per-example arrays. Raises ValueError on a bad scheme, k, layer or head.
-    The shared model object is never modified.
+    (examples × replicates; and at most ``cells``/n² when given), one dense pass per group of examples plus the
+    sampled passes (:func:`sampled_passes`). Returns a :class:`DownstreamResult` with per-example arrays.
+    Raises ValueError on a bad scheme, k, layer or head. The shared model object is never modified.
     """
     h, m = check_params(scheme, k, h, m)
     if not isinstance(seeds, int) or seeds <= 0:
@@ -227,50 +333,11 @@ def downstream_effect(lm: LoadedModel, enc: Encoded, scheme: str, k: int, seeds:
     for key in example_keys:
         seeding.canonical_key(key)
     targets = resolve_targets(lm.n_layers, lm.n_heads, layers, heads)
-    L, H = lm.n_layers, lm.n_heads
-
+    H = lm.n_heads
     pos = [compare_positions(lm, enc, b) for b in range(B)] if lm.has_mlm_head else [([], "pooled")] * B
-    nan = np.full(B, np.nan)
-    agree, flip, klm, klx, rkm, rkx, cosm, cosn = (nan.copy() for _ in range(8))
-    head_tv = np.full((B, L, H), np.nan)
-
-    ex_per_pass = max(1, min(B, max_rows))
-    for start in range(0, B, ex_per_pass):
-        rows = list(range(start, min(B, start + ex_per_pass)))
-        sub = subset(enc, rows)
-        dense = _run(lm, sub, None)
-        per_pass = max(1, max_rows // len(rows))
-        outs, tv_sum = [], {}
-        for r0 in range(0, seeds, per_pass):
-            reps = list(range(r0, min(seeds, r0 + per_pass)))
-            plan = SamplingPlan(lm.adapter.layer_of, scheme, k, h, m, seed, [example_keys[b] for b in rows],
-                                [lengths[b] for b in rows], reps, targets)
-            out = _run(lm, replicate(sub, len(reps)), plan)
-            outs.append(out.reshape(len(reps), len(rows), *out.shape[1:]))
-            for l, t in plan.tv_sum.items():
-                tv_sum[l] = tv_sum.get(l, 0) + t
-        sampled = torch.cat(outs, 0)                                                  # S×b×…
-        for j, b in enumerate(rows):
-            for l, t in tv_sum.items():
-                head_tv[b, l] = (t[j] / (seeds * lengths[b])).numpy()
-            if lm.has_mlm_head:
-                where, _ = pos[b]
-                lp = torch.log_softmax(dense[j, where], -1).double()                 # P×V
-                lq = torch.log_softmax(sampled[:, j, where], -1).double()            # S×P×V
-                kl = (lp.exp()[None] * (lp[None] - lq)).sum(-1)                     # S×P
-                top = dense[j, where].argmax(-1)                                     # P
-                s_top = sampled[:, j, where].argmax(-1)                              # S×P
-                at_top = torch.gather(sampled[:, j, where], -1, top[None, :, None].expand(seeds, -1, 1))
-                rank = (sampled[:, j, where] > at_top).sum(-1).to(torch.float32)    # S×P
-                same = (s_top == top[None]).to(torch.float32)
-                agree[b] = float(same.mean())
-                flip[b] = float((same < 1).any(0).to(torch.float32).mean())
-                klm[b], klx[b] = float(kl.mean()), float(kl.max())
-                rkm[b], rkx[b] = float(rank.mean()), float(rank.max())
-            else:
-                cos = torch.nn.functional.cosine_similarity(sampled[:, j], dense[j][None], dim=-1)
-                cosm[b], cosn[b] = float(cos.mean()), float(cos.min())
-
+    eff = sampled_passes(lm, enc, scheme, k, h, m, seeds, seed, example_keys, targets, None, max_rows, cells,
+                         [p[0] for p in pos] if lm.has_mlm_head else None)
+    head_tv = eff.head_tv
     worst, worst_tv = [], np.full(B, np.nan)
     for b in range(B):
         if np.all(np.isnan(head_tv[b])):
@@ -280,7 +347,8 @@ def downstream_effect(lm: LoadedModel, enc: Encoded, scheme: str, k: int, seeds:
         worst.append((flat // H, flat % H))
         worst_tv[b] = head_tv[b].flat[flat]
     return DownstreamResult(scheme, int(k), h, m, int(seeds), int(seed), example_keys, targets, lm.has_mlm_head,
-                            [p[1] for p in pos], np.array([len(p[0]) for p in pos]), agree, flip, klm, klx, rkm,
-                            rkx, cosm, cosn, head_tv, worst, worst_tv,
+                            [p[1] for p in pos], np.array([len(p[0]) for p in pos]), eff.top1_agreement,
+                            eff.flip_rate, eff.kl_mean, eff.kl_max, eff.rank_mean, eff.rank_max, eff.cosine_mean,
+                            eff.cosine_min, head_tv, worst, worst_tv,
                             {"dtype": str(lm.dtype).replace("torch.", ""), "device": str(lm.device),
                              "torch": torch.__version__, "model": lm.name})

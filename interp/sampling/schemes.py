@@ -20,9 +20,9 @@ over the valid keys 𝒱_i, o_i = Σ_j P_ij v_j. Each scheme returns weights P̂
 * ``null``  mean of V: P̂_ij = 1/n_v. The baseline every scheme must beat.
 
 All draws of all S seeds are made at once by inverse-CDF (cumsum + searchsorted(right=True)) in float32, which
-never picks a zero-probability key (padded keys have probability zero). Uniforms come from one CPU generator per
-(example, layer, replicate) (see ``seeds.py``), drawn for the example's real queries only, so results do not
-depend on batch size or padding.
+never picks a zero-probability key (padded keys have probability zero). Uniforms come from the counter-based
+stream of each (example, layer, replicate) (see ``seeds.py``), drawn on the device for the whole batch at once
+and keyed by (head, query, draw), so results do not depend on batch size or padding.
 
 A new scheme is one function plus one decorator line: ``@register("X", flops=...)``.
 """
@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+
+from . import seeds as seeding
 
 NEG = torch.finfo(torch.float32).min
 
@@ -100,9 +102,14 @@ def dense_flops(n_q: int, n_v: int, d: int) -> float:
 # ---------------------------------------------------------------------------------------------- draws ---
 
 def uniforms(inp: SchemeInput, count: int) -> torch.Tensor:
-    """U(0,1) draws S×B×H×n×count: per (replicate, example), H×n_b×count from its generator (real queries
-    only; padded query rows get 0.5), then moved to the compute device."""
+    """U(0,1) draws S×B×H×n×count: per (replicate, example), H×n_b×count from its stream (real queries
+    only; padded query rows get 0.5). Counter-based streams (``seeds.Streams``) draw on the compute device,
+    vectorised; CPU ``torch.Generator`` objects draw per example and are moved there."""
     S, B, H, n = inp.shape
+    if seeding.is_streams(inp.gens):
+        u = seeding.as_streams(inp.gens, inp.q.device).uniform(H, n, count)
+        real = torch.arange(n, device=u.device)[None, :] < torch.tensor(inp.lengths, device=u.device)[:, None]
+        return torch.where(real[None, :, None, :, None], u, torch.full_like(u, 0.5))
     out = torch.full((S, B, H, n, count), 0.5, dtype=torch.float32)
     for s in range(S):
         for b in range(B):
@@ -222,10 +229,15 @@ def random_features(inp: SchemeInput) -> SchemeOutput:
     valid = _valid(inp)
     w = _full(inp, valid / valid.sum(-1, keepdim=True)).clone()
     root = inp.scaling ** 0.5
+    streams = seeding.as_streams(inp.gens, inp.q.device) if seeding.is_streams(inp.gens) else None
+    normals = streams.normal(H, inp.m, d) if streams is not None else None           # S×B×H×m×d
     for b in range(B):
         nb = inp.lengths[b]
-        omega = torch.stack([torch.randn((H, inp.m, d), generator=inp.gens[s][b], dtype=torch.float32)
-                             for s in range(S)])[:, None].to(inp.q.device)            # S×1×H×m×d
+        if normals is not None:
+            omega = normals[:, b:b + 1].contiguous()
+        else:
+            omega = torch.stack([torch.randn((H, inp.m, d), generator=inp.gens[s][b], dtype=torch.float32)
+                                 for s in range(S)])[:, None].to(inp.q.device)        # S×1×H×m×d
         xq = inp.q[:, b:b + 1, :, :nb].to(torch.float32) * root
         xk = inp.key[:, b:b + 1, :, :nb].to(torch.float32) * root
         vb = valid[:, b:b + 1, :, :nb, :nb]

@@ -1,15 +1,46 @@
-"""Reproducible randomness for sampled attention.
+"""Reproducible randomness for sampled attention, drawn on the compute device.
 
-One explicit ``torch.Generator`` per (example, layer, replicate), derived from one user-visible seed and an
-*example key* that is intrinsic to the example (its index in the user's file, a content hash, ...), never its
-position in a batch. A result therefore does not depend on batch size, batch order or device count.
-Generators live on the CPU; draws are moved to the compute device afterwards.
+Every draw belongs to the stream of one (seed, example, layer, replicate), keyed by an *example key* that is
+intrinsic to the example (its index in the user's file, a content hash, ...), never its position in a batch.
+A result therefore does not depend on batch size, batch order, padding or device count.
+
+The generator is counter-based: draw t of query i in head h of a stream is a pure function of (stream key,
+h, i, t), computed with the SplitMix64 finaliser in 64-bit integer tensor ops, vectorised over the whole batch
+on the device where the attention lives. No generator object exists per input; the only per-input CPU work is
+one 64-bit hash of its key, cached.
+
+    base(seed, key)            = BLAKE2b-64("expertlens-stream|seed|canonical key")        (once per example)
+    stream(seed, key, l, r)    = mix(base ⊕ mix(l·C_l + r·C_r + 1))                           (on the device)
+    bits(stream, purpose, c)   = mix(stream ⊕ mix(purpose·C_p + c)),   c = (h ≪ 42) | (i ≪ 21) | t
+    uniform                    = (bits ≫ 40) · 2⁻²⁴ ∈ [0, 1)   (24-bit float32 grid)
+    normal                     = Box–Muller of two uniforms of purposes 2 and 3
+
+mix = SplitMix64's finaliser (Steele, Lea, Flood 2014): z += 0x9E3779B97F4A7C15;
+z = (z ⊕ z≫30)·0xBF58476D1CE4E5B9; z = (z ⊕ z≫27)·0x94D049BB133111EB; z ⊕ z≫31 (logical shifts, mod 2⁶⁴).
+Limits of the counter: h, i, t < 2²¹.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import math
+from dataclasses import dataclass
 
 import torch
+
+_M64 = (1 << 64) - 1
+
+
+def _i64(x: int) -> int:
+    """An unsigned 64-bit value as the int64 with the same bits."""
+    x &= _M64
+    return x - (1 << 64) if x >= 1 << 63 else x
+
+
+GOLDEN, MIX1, MIX2 = _i64(0x9E3779B97F4A7C15), _i64(0xBF58476D1CE4E5B9), _i64(0x94D049BB133111EB)
+C_LAYER, C_REPLICATE, C_PURPOSE = _i64(0xD1B54A32D192ED03), _i64(0xAEF17502108EF2D9), _i64(0xDB4F0B9175AE2165)
+PURPOSE_UNIFORM, PURPOSE_NORMAL_R, PURPOSE_NORMAL_THETA = 1, 2, 3
+MAX_INDEX = 1 << 21
 
 
 def canonical_key(example_key) -> str:
@@ -41,13 +72,138 @@ def derive_seed(seed: int, example_key, layer: int, replicate: int) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") & ((1 << 63) - 1)
 
 
-def generator(seed: int, example_key, layer: int, replicate: int) -> torch.Generator:
-    """The CPU generator of one (example, layer, replicate)."""
-    g = torch.Generator(device="cpu")
-    g.manual_seed(derive_seed(seed, example_key, layer, replicate))
-    return g
+@functools.lru_cache(maxsize=1 << 16)
+def _base(seed: int, canon: str) -> int:
+    text = f"expertlens-stream|{int(seed)}|{canon}"
+    return _i64(int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little"))
 
 
-def generators(seed: int, example_keys: list, layer: int, n_seeds: int) -> list[list[torch.Generator]]:
-    """``gens[s][b]``: one generator per replicate s and example b of a batch, for one layer."""
-    return [[generator(seed, key, layer, s) for key in example_keys] for s in range(n_seeds)]
+def base_key(seed: int, example_key) -> int:
+    """The 64-bit base of an example's streams (int64 bits), cached."""
+    return _base(int(seed), canonical_key(example_key))
+
+
+# --- 64-bit integer mixing in torch (int64 arithmetic wraps mod 2⁶⁴) --------------------------------------
+
+def _srl(x: torch.Tensor, s: int) -> torch.Tensor:
+    """Logical right shift of int64 bits."""
+    return (x >> s) & ((1 << (64 - s)) - 1)
+
+
+def mix(x: torch.Tensor) -> torch.Tensor:
+    """SplitMix64's finaliser on int64 tensors (bitwise as on uint64)."""
+    x = x + GOLDEN
+    x = (x ^ _srl(x, 30)) * MIX1
+    x = (x ^ _srl(x, 27)) * MIX2
+    return x ^ _srl(x, 31)
+
+
+def mix_int(x: int) -> int:
+    """The same on a Python int (reference for tests and for single keys)."""
+    z = (x + 0x9E3779B97F4A7C15) & _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return _i64(z ^ (z >> 31))
+
+
+def stream_keys(bases: torch.Tensor, layer: int, replicates) -> torch.Tensor:
+    """R × B int64 stream keys of (base b, layer, replicate r) — on the device of ``bases``."""
+    reps = torch.as_tensor(list(replicates), dtype=torch.int64, device=bases.device)
+    salt = mix(reps * C_REPLICATE + _i64(int(layer) * (C_LAYER & _M64) + 1))          # R (wraps mod 2⁶⁴)
+    return mix(bases[None, :] ^ salt[:, None])
+
+
+def stream_key(seed: int, example_key, layer: int, replicate: int) -> int:
+    """The int64 key of one stream (Python ints; equal to :func:`stream_keys`)."""
+    salt = mix_int((int(replicate) * (C_REPLICATE & _M64) + int(layer) * (C_LAYER & _M64) + 1) & _M64)
+    return mix_int((base_key(seed, example_key) ^ salt) & _M64)
+
+
+def _bits(streams: torch.Tensor, purpose: int, counters: torch.Tensor) -> torch.Tensor:
+    """streams (… ) × counters (shape C) → (… , *C) int64 random bits."""
+    salted = mix(counters + _i64(purpose * (C_PURPOSE & _M64)))
+    return mix(streams.reshape(*streams.shape, *([1] * counters.dim())) ^ salted)
+
+
+def _counters(H: int, n: int, count: int, device) -> torch.Tensor:
+    if max(H, n, count) >= MAX_INDEX:
+        raise ValueError(f"random-stream counter out of range (heads, tokens, draws must be < {MAX_INDEX})")
+    h = torch.arange(H, dtype=torch.int64, device=device)[:, None, None] << 42
+    i = torch.arange(n, dtype=torch.int64, device=device)[None, :, None] << 21
+    t = torch.arange(count, dtype=torch.int64, device=device)[None, None, :]
+    return h | i | t
+
+
+def _unit(bits: torch.Tensor) -> torch.Tensor:
+    return _srl(bits, 40).to(torch.float32) * (2.0 ** -24)
+
+
+def uniform(streams: torch.Tensor, H: int, n: int, count: int) -> torch.Tensor:
+    """U[0, 1) draws of shape (*streams.shape, H, n, count): draw t of query i, head h of each stream."""
+    return _unit(_bits(streams, PURPOSE_UNIFORM, _counters(H, n, count, streams.device)))
+
+
+def normal(streams: torch.Tensor, H: int, rows: int, cols: int) -> torch.Tensor:
+    """N(0, 1) draws of shape (*streams.shape, H, rows, cols) (Box–Muller of two uniform streams)."""
+    c = _counters(H, rows, cols, streams.device)
+    u1 = _unit(_bits(streams, PURPOSE_NORMAL_R, c))
+    u2 = _unit(_bits(streams, PURPOSE_NORMAL_THETA, c))
+    return torch.sqrt(-2.0 * torch.log1p(-u1)) * torch.cos((2.0 * math.pi) * u2)
+
+
+@dataclass(frozen=True)
+class StreamKey:
+    """The random stream of one (seed, example key, layer, replicate). Draws come from :func:`uniform` /
+    :func:`normal` on the device; this object is only its 64-bit key."""
+    value: int
+
+
+@dataclass
+class Streams:
+    """The streams of a batch for one layer: ``keys`` is R × B int64 (replicate-major), on the device.
+    ``len()`` is R and ``streams[r][b]`` the :class:`StreamKey` of one (replicate, example)."""
+    keys: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.keys.shape[0]
+
+    def __getitem__(self, r: int):
+        return [StreamKey(int(v)) for v in self.keys[r].tolist()]
+
+    @classmethod
+    def of(cls, seed: int, example_keys: list, layer: int, replicates, device=None) -> "Streams":
+        bases = torch.tensor([base_key(seed, k) for k in example_keys], dtype=torch.int64, device=device)
+        return cls(stream_keys(bases, layer, replicates))
+
+    @classmethod
+    def from_nested(cls, nested, device=None) -> "Streams":
+        """From ``nested[s][b]`` :class:`StreamKey` objects."""
+        return cls(torch.tensor([[g.value for g in row] for row in nested], dtype=torch.int64, device=device))
+
+    def uniform(self, H: int, n: int, count: int) -> torch.Tensor:
+        return uniform(self.keys, H, n, count)
+
+    def normal(self, H: int, rows: int, cols: int) -> torch.Tensor:
+        return normal(self.keys, H, rows, cols)
+
+
+def is_streams(gens) -> bool:
+    """True when ``gens`` are counter-based streams (a :class:`Streams`, or nested :class:`StreamKey`)."""
+    return isinstance(gens, Streams) or (len(gens) > 0 and len(gens[0]) > 0 and isinstance(gens[0][0], StreamKey))
+
+
+def as_streams(gens, device=None) -> Streams:
+    if isinstance(gens, Streams):
+        return gens if device is None else Streams(gens.keys.to(device))
+    return Streams.from_nested(gens, device)
+
+
+def generator(seed: int, example_key, layer: int, replicate: int) -> StreamKey:
+    """The random stream of one (example, layer, replicate): a :class:`StreamKey` (no generator object; draws
+    are made on the device by the schemes)."""
+    return StreamKey(stream_key(seed, example_key, layer, replicate))
+
+
+def generators(seed: int, example_keys: list, layer: int, n_seeds: int) -> Streams:
+    """``gens[s][b]``: the streams of replicate s and example b of a batch, for one layer."""
+    return Streams.of(seed, example_keys, layer, range(n_seeds))

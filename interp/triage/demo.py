@@ -80,3 +80,90 @@ def generate_log(path: str | os.PathLike, n: int, fmt: str | None = None, seed: 
     else:
         raise ValueError(f"unknown format {fmt!r}")
     return path
+
+
+# --- the built-in sample log of the Triage page ("try it on a sample log") ------------------------------------
+
+SUPPORT = (
+    "My order has not [MASK] yet and it has been two weeks.",
+    "I want to [MASK] my subscription before the next billing date.",
+    "The app crashes every time I open the [MASK] page.",
+    "Please reset my [MASK] so I can log in again.",
+    "I was charged twice for the same [MASK].",
+    "Where can I download my [MASK] for last month?",
+    "The delivery driver left the package at the wrong [MASK].",
+    "Can I change the shipping [MASK] after the order is placed?",
+    "Your website says the item is in stock but I cannot [MASK] it.",
+    "I never received the confirmation [MASK] for my booking.",
+    "How do I add a second user to my [MASK]?",
+    "The discount code did not [MASK] at checkout.",
+    "My refund was approved but the money is not in my [MASK].",
+    "The product arrived [MASK] and I would like a replacement.",
+    "I cannot update my phone number in the [MASK] settings.",
+    "Is there a way to speak to a [MASK] instead of the chat bot?",
+    "The tracking link shows no [MASK] since Monday.",
+    "I would like to return these shoes because they are too [MASK].",
+    "Why was my account [MASK] without any warning?",
+    "The invoice shows the wrong company [MASK].",
+    "Thank you, the problem is solved now.",
+    "I have been waiting on hold for an hour.",
+)
+NON_ENGLISH = (
+    "注文した商品がまだ届きません。",
+    "パスワードを再設定できません。",
+    "Mi pedido llegó dañado y quiero un reembolso.",
+    "Je n'arrive pas à me connecter à mon compte.",
+)
+MALFORMED = ('{"id": "req-broken", "text": "my order is late"', "<html><body>502 Bad Gateway</body></html>",
+             '{"id": "req-empty", "text": ""}', "")
+
+
+def sample_log_records(n: int = 240, seed: int = 7) -> list[str]:
+    """The lines of a realistic customer-support log: short requests (most with one [MASK]), a few duplicates
+    (a user pressing send twice), a few long complaint threads, a few non-English requests and a few malformed
+    lines, with id, timestamp, channel, region, the logged prediction and a label."""
+    rng = random.Random(seed)
+    fill = ("arrived", "cancel", "settings", "password", "item", "invoice", "address", "address", "buy", "email",
+            "account", "work", "account", "damaged", "profile", "person", "update", "small", "locked", "name")
+    lines = []
+    t0 = 1_760_000_000
+    for i in range(n):
+        ts = _iso(t0 + i * 97)
+        base = {"id": f"req-{10000 + i}", "ts": ts, "channel": CHANNELS[rng.randrange(3)],
+                "region": REGIONS[rng.randrange(3)]}
+        r = rng.random()
+        if i % 61 == 13:
+            lines.append(MALFORMED[(i // 61) % len(MALFORMED)])
+            continue
+        if i % 47 == 5:
+            text = NON_ENGLISH[(i // 47) % len(NON_ENGLISH)]
+            lines.append(json.dumps({**base, "text": text, "prediction": "", "label": ""}, ensure_ascii=False))
+            continue
+        if i % 53 == 20:
+            parts = [SUPPORT[rng.randrange(len(SUPPORT))].replace("[MASK]", rng.choice(fill)) for _ in range(40)]
+            text = " ".join(parts) + " Please [MASK] me back as soon as possible."
+            lines.append(json.dumps({**base, "text": text, "prediction": "call", "label": "call"}))
+            continue
+        j = rng.randrange(len(SUPPORT)) if r > 0.08 else 0
+        text = SUPPORT[j]
+        want = fill[j] if j < len(fill) else ""
+        pred = want if rng.random() < 0.8 else rng.choice(fill)
+        lines.append(json.dumps({**base, "text": text, "prediction": pred if "[MASK]" in text else "",
+                                 "label": want if "[MASK]" in text else ""}))
+    return lines
+
+
+def _iso(epoch: int) -> str:
+    import datetime as dt
+    return dt.datetime.fromtimestamp(epoch, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def write_sample_log(folder: str | os.PathLike) -> Path:
+    """Write the built-in sample log (``support-sample.jsonl``) into ``folder`` once; returns its path."""
+    path = Path(folder) / "support-sample.jsonl"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("\n".join(sample_log_records()) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    return path

@@ -6,7 +6,8 @@ import plotly.graph_objects as go
 
 from ..figures.common import OKABE_ITO, style
 
-STATUS_COLOURS = {"analysed": OKABE_ITO[4], "skipped": OKABE_ITO[0], "failed": OKABE_ITO[5]}
+STATUS_COLOURS = {"analysed": OKABE_ITO[4], "skipped": OKABE_ITO[0], "unreadable": OKABE_ITO[6 % len(OKABE_ITO)],
+                  "failed": OKABE_ITO[5]}
 
 
 def score_histogram(edges: np.ndarray, counts: np.ndarray, column: str = "suspicion",
@@ -25,10 +26,10 @@ def score_histogram(edges: np.ndarray, counts: np.ndarray, column: str = "suspic
     return style(fig, f"Distribution of {column}", height=320)
 
 
-def status_bar(analysed: int, skipped: int, failed: int) -> go.Figure:
+def status_bar(analysed: int, skipped: int, failed: int, unreadable: int = 0) -> go.Figure:
     """One stacked bar: how every line of the log ended."""
     fig = go.Figure()
-    for name, n in (("analysed", analysed), ("skipped", skipped), ("failed", failed)):
+    for name, n in (("analysed", analysed), ("skipped", skipped), ("unreadable", unreadable), ("failed", failed)):
         fig.add_bar(y=["lines"], x=[n], name=f"{name} ({n:,})", orientation="h",
                     marker_color=STATUS_COLOURS[name], hovertemplate=f"{name}: %{{x:,}}<extra></extra>")
     fig.update_layout(barmode="stack", legend=dict(orientation="h", y=-0.4))

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import codecs
 import csv
+import datetime as _dt
+import math
 import io
 import json
 import os
@@ -46,6 +48,8 @@ REASONS = {
     "not-text": "the text column holds something other than a string",
     "no-mask": "the mask policy needs a [MASK] token and the text has none",
     "too-many-tokens": "the text is longer than the model reads and the policy says skip",
+    "unreadable": "most of the text's word pieces are unknown to the model's vocabulary ([UNK]): status "
+                  "'unreadable by this model', not ranked",
 }
 
 
@@ -139,6 +143,108 @@ class ColumnMapping:
         if info.sample and all(self.text not in r for r in info.sample) and info.format == "jsonl":
             raise MappingError(f"text column {self.text!r} is in none of the sampled records")
 
+    def check(self, info: LogInfo) -> list[str]:
+        """What looks wrong when each mapped column is compared with the sampled records (one line each; an
+        empty list when nothing does): dates, numbers or ids mapped as the text, values that are not times
+        mapped as the timestamp, ids mapped as the prediction or label. Warnings, not errors: the run may go on."""
+        out: list[str] = []
+        if not info.sample:
+            return out
+
+        def values(col):
+            vals = [r.get(col) for r in info.sample if r.get(col) is not None and str(r.get(col)).strip()]
+            return vals
+
+        def eg(vals):
+            return ", ".join(repr(str(v)[:30]) for v in vals[:2])
+        text = values(self.text) if self.text else []
+        if len(text) >= 3:
+            kind = _looks_like(text)
+            if kind in ("dates", "numbers", "identifiers"):
+                out.append(f"text column {self.text!r} looks like {kind} (e.g. {eg(text)}), not sentences: map "
+                           "the column with the model's input text")
+        if self.timestamp:
+            ts = values(self.timestamp)
+            if ts:
+                ok = sum(1 for v in ts if _is_time(v))
+                if ok < max(1, len(ts) // 2):
+                    out.append(f"timestamp column {self.timestamp!r} does not hold times (e.g. {eg(ts)}): "
+                               f"{ok} of {len(ts)} sampled values are ISO 8601 dates or Unix times; without "
+                               "times there is no time filter")
+        for role in ("prediction", "label"):
+            col = getattr(self, role)
+            vals = values(col) if col else []
+            if len(vals) >= 5 and _looks_like(vals) == "identifiers":
+                out.append(f"{role} column {col!r} looks like identifiers (e.g. {eg(vals)}): a different value "
+                           f"on each sampled record, so agreement with it means nothing")
+        if self.id:
+            vals = values(self.id)
+            if len(vals) >= 5 and _looks_like(vals) == "sentences":
+                out.append(f"id column {self.id!r} looks like free text (e.g. {eg(vals)}), not identifiers")
+        return out
+
+
+def _is_time(v) -> bool:
+    try:
+        t = parse_time(v)
+    except (ValueError, OverflowError, OSError, TypeError):
+        return False
+    if t is None:
+        return False
+    if isinstance(v, (int, float)) or _NUMBER.fullmatch(str(v).strip()):   # plausible epochs only (1990..2100)
+        return 631_152_000 <= t.timestamp() <= 4_102_444_800
+    return True
+
+
+import re as _re  # noqa: E402
+
+_NUMBER = _re.compile(r"[-+]?\d+(\.\d+)?([eE][-+]?\d+)?")
+_DATE = _re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?")
+_IDENT = _re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]*")
+
+
+def _looks_like(values: list) -> str | None:
+    """'dates', 'numbers', 'identifiers' or 'sentences' when at least 80% of the values are of that kind."""
+    vals = [str(v).strip() for v in values]
+    n = len(vals)
+    def share(pred):
+        return sum(1 for v in vals if pred(v)) / n
+    if share(lambda v: bool(_DATE.fullmatch(v))) >= 0.8:
+        return "dates"
+    if share(lambda v: bool(_NUMBER.fullmatch(v))) >= 0.8:
+        return "numbers"
+    if (share(lambda v: bool(_IDENT.fullmatch(v)) and any(c.isdigit() for c in v)) >= 0.8
+            and len(set(vals)) == n):
+        return "identifiers"
+    if share(lambda v: len(v.split()) >= 3) >= 0.8:
+        return "sentences"
+    return None
+
+
+def parse_time(v) -> _dt.datetime | None:
+    """A timestamp value → aware UTC datetime: datetimes, ISO-8601 strings, or Unix epoch numbers (seconds, or
+    milliseconds when larger than 10¹¹). Raises ValueError when not understood."""
+    if v is None or v == "":
+        return None
+    if isinstance(v, _dt.datetime):
+        return v if v.tzinfo else v.replace(tzinfo=_dt.timezone.utc)
+    if isinstance(v, _dt.date):
+        return _dt.datetime(v.year, v.month, v.day, tzinfo=_dt.timezone.utc)
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        x = float(v)
+        if not math.isfinite(x):
+            raise ValueError("not a finite number")
+        return _dt.datetime.fromtimestamp(x / 1000.0 if abs(x) > 1e11 else x, tz=_dt.timezone.utc)
+    s = str(v).strip()
+    try:
+        x = float(s)
+    except ValueError:
+        pass
+    else:
+        return parse_time(x)
+    t = _dt.datetime.fromisoformat(s.replace("Z", "+00:00") if s.endswith("Z") else s)
+    return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
+
 
 # ------------------------------------------------------------------------------------------ detection ---
 
@@ -178,6 +284,36 @@ def _check_file(path: str | os.PathLike) -> Path:
     if not os.access(p, os.R_OK):
         raise LogError(f"log file {p} is not readable (permissions)")
     return p
+
+
+# Magic bytes of files that are sometimes renamed or exported by mistake as logs.
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF87a", "a GIF image"),
+          (b"GIF89a", "a GIF image"), (b"%PDF-", "a PDF document"), (b"PK\x03\x04", "a ZIP archive (or an Office file)"),
+          (b"\x1f\x8b", "a gzip archive (decompress it first)"), (b"BZh", "a bzip2 archive (decompress it first)"),
+          (b"\xfd7zXZ\x00", "an xz archive (decompress it first)"), (b"PAR1", "a Parquet file"),
+          (b"SQLite format 3\x00", "an SQLite database"), (b"\x7fELF", "a program (ELF)"))
+
+
+def _check_text_file(p: Path, fmt: str) -> None:
+    """Raise a specific :class:`LogError` when a file given as a text log (JSONL/CSV) is binary: a known file
+    type by its magic bytes, or bytes that are not text at all."""
+    with open(p, "rb") as f:
+        head = f.read(4096)
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            if kind == "a Parquet file":
+                raise LogError(f"{p.name} is a Parquet file, not {fmt.upper()}: rename it to .parquet or give "
+                               "the format parquet")
+            raise LogError(f"{p.name} is not a text log: its bytes are those of {kind}, not {fmt.upper()} text")
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF8)):
+        return
+    even, odd = head[0::2], head[1::2]
+    if len(head) >= 8 and (odd.count(0) / max(1, len(odd)) > 0.6 or even.count(0) / max(1, len(even)) > 0.6):
+        return      # UTF-16 without a BOM (decoded as such)
+    control = sum(1 for b in head if b < 32 and b not in (9, 10, 13))
+    if head and control / len(head) > 0.1:
+        raise LogError(f"{p.name} is not a text log: {100 * control // len(head)}% of its first bytes are "
+                       f"binary control codes, so it is not {fmt.upper()} text")
 
 
 def _sniff_encoding(head: bytes, encoding: str | None) -> tuple[str, int, list[str]]:
@@ -586,8 +722,10 @@ def inspect_log(path: str | os.PathLike, fmt: str | None = None, encoding: str |
                 max_line_bytes: int = MAX_LINE_BYTES) -> LogInfo:
     """Format, columns and a small sample of a log, reading only its start (and a Parquet file's schema)."""
     p = _check_file(path)
-    f = detect_format(p, fmt)
     size = p.stat().st_size
+    if size == 0:
+        raise LogError(f"{p.name} is empty (0 bytes): there is nothing to triage; check that the export finished")
+    f = detect_format(p, fmt)
     if f == "parquet":
         import pyarrow.parquet as pq
         try:
@@ -602,6 +740,7 @@ def inspect_log(path: str | os.PathLike, fmt: str | None = None, encoding: str |
                 break
         return LogInfo(str(p), f, size, list(schema.names), sample, "parquet", None, pf.metadata.num_rows,
                        {n: str(t) for n, t in zip(schema.names, schema.types)})
+    _check_text_file(p, f)
     reader = LogReader(p, f, encoding, delimiter, max_line_bytes=max_line_bytes)
     cols: list[str] = []
     sample = []

@@ -17,7 +17,7 @@ import platform
 import sys
 import time
 import types
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -29,17 +29,29 @@ import pyarrow.parquet as pq
 from ..loader import LoadedModel, load_model
 from ..trace import InputError, clean_text
 from . import scores as S
-from .readers import ColumnMapping, LogReader, MappingError, RawRecord, inspect_log
+from .readers import ColumnMapping, LogReader, MappingError, RawRecord, inspect_log, parse_time  # noqa: F401
+from .schema import score_values
 from .store import RESERVED, RunFolder, build_results, head_matrix, schema_for, to_table
 
 ON_LONG = ("truncate", "skip")
+STATUSES = ("analysed", "skipped", "unreadable", "failed")
+ENGINES = ("local", "ray")
+# A duplicate keeps these fields of its own (where it is in the log and what was logged with it).
+_OWN = frozenset({"record", "line", "id", "timestamp", "time", "prediction", "label", "logged_correct", "notes",
+                  "_prediction_raw", "_label_raw"})
+
+
+def _sig(v) -> str:
+    return json.dumps(v, sort_keys=True, default=str)
 
 
 @dataclass
 class Progress:
-    """Where a run stands. ``lines`` were read (the last batch may still be in flight, so ``analysed + skipped +
-    failed`` reaches ``lines`` at the end of each window); ``rate`` counts lines of this session per second;
-    ``eta`` is None when unknown."""
+    """Where a run stands. ``lines`` were read (the last window may still be in flight, so ``analysed + skipped
+    + unreadable + failed`` reaches ``lines`` at the end of each window). Work is measured in tokens, not lines
+    (a long line costs many times a short one): ``tokens`` were scored in this session, ``rate`` is tokens per
+    second, and ``fraction`` is the share of the file read, interpolated inside a window by the share of its
+    tokens scored, so the ETA keeps moving while long inputs are scored; ``eta`` is None when unknown."""
     lines: int
     analysed: int
     skipped: int
@@ -50,12 +62,15 @@ class Progress:
     eta: float | None
     resumed_from: int = 0
     done: bool = False
+    unreadable: int = 0
+    tokens: int = 0
 
     def line(self) -> str:
         eta = "" if self.eta is None else f" · ETA {format_seconds(self.eta)}"
         pct = "" if self.fraction is None else f" · {100 * self.fraction:.1f}%"
-        return (f"{self.lines:,} lines (analysed {self.analysed:,}, skipped {self.skipped:,}, failed "
-                f"{self.failed:,}) · {self.rate:,.1f} lines/s{pct}{eta}")
+        unread = f", unreadable {self.unreadable:,}" if self.unreadable else ""
+        return (f"{self.lines:,} lines (analysed {self.analysed:,}, skipped {self.skipped:,}{unread}, failed "
+                f"{self.failed:,}) · {self.tokens:,} tokens at {self.rate:,.0f} tokens/s{pct}{eta}")
 
 
 def format_seconds(s: float) -> str:
@@ -103,31 +118,6 @@ def _as_text(v) -> str | None:
     if isinstance(v, (_dt.datetime, _dt.date)):
         return v.isoformat()
     return json.dumps(v, default=str) if isinstance(v, (bool, int, float)) else str(v)
-
-
-def parse_time(v) -> _dt.datetime | None:
-    """A timestamp value → aware UTC datetime: datetimes, ISO-8601 strings, or Unix epoch numbers (seconds, or
-    milliseconds when larger than 10¹¹). Raises ValueError when not understood."""
-    if v is None or v == "":
-        return None
-    if isinstance(v, _dt.datetime):
-        return v if v.tzinfo else v.replace(tzinfo=_dt.timezone.utc)
-    if isinstance(v, _dt.date):
-        return _dt.datetime(v.year, v.month, v.day, tzinfo=_dt.timezone.utc)
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        x = float(v)
-        if not math.isfinite(x):
-            raise ValueError("not a finite number")
-        return _dt.datetime.fromtimestamp(x / 1000.0 if abs(x) > 1e11 else x, tz=_dt.timezone.utc)
-    s = str(v).strip()
-    try:
-        x = float(s)
-    except ValueError:
-        pass
-    else:
-        return parse_time(x)
-    t = _dt.datetime.fromisoformat(s.replace("Z", "+00:00") if s.endswith("Z") else s)
-    return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
 
 
 _MISSING = object()
@@ -188,26 +178,87 @@ def prepare(rec: RawRecord, mapping: ColumnMapping, lm: LoadedModel, policy: str
         has = any(a in text for a in ("[MASK]", "[mask]", "<mask>", "[Mask]", getattr(tok, "mask_token", "") or "\0"))
         if not has:
             return skip("no-mask", "no [MASK] in the text (mask policy 'mask')")
-    if on_long == "skip":
-        n = len(tok(text, truncation=False, add_special_tokens=True)["input_ids"])
-        if n > lm.max_tokens:
-            return skip("too-many-tokens", f"text is {n} tokens; the model reads at most {lm.max_tokens}")
+    text, n_total, n_read, unk = window_text(lm, text)
+    if on_long == "skip" and n_total > lm.max_tokens:
+        return skip("too-many-tokens", f"text is {n_total} tokens; the model reads at most {lm.max_tokens}")
+    pieces = n_read - _n_special(lm)
+    if pieces > 0 and unk / pieces >= UNREADABLE_SHARE:
+        row.update(status="unreadable", reason_code="unreadable",
+                   reason=f"unreadable by this model: {unk} of its {pieces} word pieces are unknown to the "
+                          f"model's vocabulary ({tok.unk_token}); a model trained on this language is needed",
+                   preview=preview)
+        row["notes"] = "; ".join(notes) or None
+        return row
+    if n_total > n_read:
+        notes.append(f"text is {n_total} tokens; the model reads the first {n_read}: the rest was cut before "
+                     "scoring")
     row["text"] = text
+    row["_tokens"] = n_read
     row["notes"] = "; ".join(notes) or None
     return row
 
 
+UNREADABLE_SHARE = 0.5     # at least this share of [UNK] pieces: the input is "unreadable by this model"
+_WINDOW_CHARS = 8          # characters of text per model token, at most, read before tokenising (a bound)
+
+
+def _n_special(lm: LoadedModel) -> int:
+    n = getattr(lm, "_triage_n_special", None)
+    if n is None:
+        n = len(lm.tokenizer("", add_special_tokens=True)["input_ids"])
+        try:
+            lm._triage_n_special = n
+        except AttributeError:  # pragma: no cover
+            pass
+    return n
+
+
+def window_text(lm: LoadedModel, text: str) -> tuple[str, int, int, int]:
+    """What the model reads of ``text``, found before any expensive work: (the text cut after the last whole
+    word the model reads, tokens of the full text or a lower bound when very long, tokens the model reads,
+    [UNK] pieces among them). The cut keeps whole words (the tokenizer splits on whitespace first), so
+    tokenising the cut text gives the same first pieces as the full text; the text is cut at a bounded number
+    of characters before tokenising, so a very long line costs no more than one the model can read."""
+    tok = lm.tokenizer
+    limit = lm.max_tokens
+    budget = (limit + 2) * _WINDOW_CHARS
+    head = text
+    if len(text) > budget:
+        cut = text.rfind(" ", 0, budget)
+        head = text[: cut if cut > budget // 2 else budget]
+    if lm.config.model_type != "expertlens-paper" and getattr(tok, "mask_token", None):
+        from ..trace import _normalise_mask
+        head_norm = _normalise_mask(head, tok.mask_token)
+    else:
+        head_norm = head
+    enc = tok(head_norm, truncation=False, add_special_tokens=True, return_offsets_mapping=True, verbose=False)
+    ids = list(enc["input_ids"])
+    n_total = len(ids) if head is text else max(len(ids), limit + 1)
+    unk_id = getattr(tok, "unk_token_id", None)
+    if len(ids) <= limit:
+        unk = sum(1 for i in ids if unk_id is not None and i == unk_id)
+        return (head if head is text else text[:len(head)]), n_total, len(ids), unk
+    # the model reads ids[:limit-1] + the final special token: keep whole words up to the first cut piece
+    offsets = list(enc["offset_mapping"])
+    keep = limit - 1
+    cut_char = next((st for st, en in offsets[keep:] if en > st), len(head_norm))
+    kept = ids[:keep]
+    unk = sum(1 for i in kept if unk_id is not None and i == unk_id)
+    space = head_norm.find(" ", cut_char)
+    end = len(head_norm) if space < 0 else space
+    if head_norm is not head:          # mask aliases normalised: map the cut back by re-normalising the prefix
+        return head_norm[:end], n_total, limit, unk
+    return head[:end], n_total, limit, unk
+
+
 def _scored_row(row: dict, sc: S.Scored) -> dict:
-    row.update(status="analysed", key=sc.key, n_tokens=sc.n_tokens, truncated=sc.truncated, mode=sc.mode,
-               n_targets=sc.n_targets, query=sc.query, dense_top1=sc.dense_top1 or None,
-               confidence=sc.confidence, margin=sc.margin, flip_rate=sc.flip_rate, kl=sc.kl, kl_max=sc.kl_max,
-               top1_agreement=sc.top1_agreement, cosine=sc.cosine, cosine_min=sc.cosine_min,
-               worst_layer=sc.worst_layer, worst_head=sc.worst_head, worst_tv=sc.worst_tv,
-               eff_experts=sc.eff_experts, head_concentration=sc.head_concentration,
-               agrees_prediction=sc.agrees_prediction, agrees_label=sc.agrees_label)
+    row.pop("_tokens", None)
+    row.update(status="analysed", **score_values(sc))
     row["agreement"] = float(S.agreement_column(np.array([sc.agrees_prediction]), np.array([sc.agrees_label]))[0])
     notes = [row["notes"]] if row.get("notes") else []
-    notes.extend(n for n in sc.notes if n not in (row.get("notes") or ""))
+    cut = "the rest was cut before scoring" in (row.get("notes") or "")
+    notes.extend(n for n in sc.notes if n not in (row.get("notes") or "")
+                 and not (cut and n.startswith("input is ") and "the model reads at most" in n))
     row["notes"] = "; ".join(notes) or None
     return row
 
@@ -219,29 +270,52 @@ def _fail(row: dict, err: BaseException) -> dict:
     return row
 
 
+PASS_CELLS = 16 * 128 * 128   # rows × tokens² per forward pass: bounds attention memory (see score_rows)
+
+
+def token_batches(todo: list[dict], batch_size: int, cells: int = PASS_CELLS) -> list[list[dict]]:
+    """Batches of at most ``batch_size`` rows and, once padded to their longest input of n tokens, at most
+    ``cells`` rows × n² (one input per batch when it alone is larger): attention tensors, the largest of a
+    pass, are rows × heads × n², so memory is bounded whatever the line lengths. Rows in length order."""
+    out, cur, width = [], [], 0
+    for r in sorted(todo, key=lambda r: (r.get("_tokens") or len(r["text"]), r["record"])):
+        n = int(r.get("_tokens") or 0)
+        w = max(width, n)
+        if cur and (len(cur) >= batch_size or (len(cur) + 1) * w * w > cells):
+            out.append(cur)
+            cur, w = [], n
+        cur.append(r)
+        width = w
+    if cur:
+        out.append(cur)
+    return out
+
+
 def score_rows(lm: LoadedModel, todo: list[dict], settings: S.ScoreSettings, batch_size: int,
-               max_rows: int | None, tick: Callable[[int], None] | None = None) -> None:
-    """Score prepared rows in place, in batches of ``batch_size`` sorted by text length (less padding; the
-    results do not depend on it). A batch that raises is retried one input at a time, so that only the inputs
-    that fail are marked failed."""
-    todo = sorted(todo, key=lambda r: (len(r["text"]), r["record"]))
-    for i in range(0, len(todo), batch_size):
-        _score(lm, todo[i:i + batch_size], settings, max_rows)
+               max_rows: int | None, tick: Callable[[int], None] | None = None, cells: int = PASS_CELLS) -> None:
+    """Score prepared rows in place, in token-bounded batches (:func:`token_batches`; the results do not depend
+    on the batching). A batch that raises is retried one input at a time, so that only the inputs that fail
+    are marked failed. ``tick(tokens)`` after each batch: tokens of the inputs scored so far."""
+    done = 0
+    for batch in token_batches(todo, batch_size, cells):
+        _score(lm, batch, settings, max_rows, cells)
+        done += sum(int(r.get("_tokens") or 1) for r in batch)
         if tick is not None:
-            tick(min(len(todo), i + batch_size))
+            tick(done)
 
 
-def _score(lm: LoadedModel, batch: list[dict], settings: S.ScoreSettings, max_rows: int | None) -> None:
+def _score(lm: LoadedModel, batch: list[dict], settings: S.ScoreSettings, max_rows: int | None,
+           cells: int = PASS_CELLS) -> None:
     try:
         res = S.score_batch(lm, [r["text"] for r in batch], settings, None,
                             [r.get("_prediction_raw") for r in batch], [r.get("_label_raw") for r in batch],
-                            max_rows=max_rows)
+                            max_rows=max_rows, cells=cells)
     except Exception as err:  # isolate the inputs that fail
         if len(batch) == 1:
             _fail(batch[0], err)
             return
         for r in batch:
-            _score(lm, [r], settings, max_rows)
+            _score(lm, [r], settings, max_rows, cells)
         return
     for r, sc in zip(batch, res):
         _scored_row(r, sc)
@@ -250,7 +324,7 @@ def _score(lm: LoadedModel, batch: list[dict], settings: S.ScoreSettings, max_ro
 # --- worker processes (--workers N): each loads the model once and scores whole windows ---------------------
 
 _WORKER: dict = {}
-_SENT = ("record", "text", "key", "_prediction_raw", "_label_raw", "notes", "preview")
+_SENT = ("record", "text", "key", "_prediction_raw", "_label_raw", "notes", "preview", "_tokens")
 
 
 @contextlib.contextmanager
@@ -299,6 +373,7 @@ class Triage:
         self.n_heads_total = self.lm.n_layers * self.lm.n_heads
         self.schema = schema_for(config.mapping.slices, self.n_heads_total)
         self.norm = S.ConcentrationNorm(self.n_heads_total)
+        self._recent: OrderedDict = OrderedDict()     # the last distinct inputs scored (see _unique)
 
     # --- resume ------------------------------------------------------------------------------------------
     def _open(self, restart: bool) -> tuple[int, dict]:
@@ -313,7 +388,7 @@ class Triage:
             raise MappingError(f"{self.folder.dir} holds a run with other settings ({', '.join(diff)}): "
                                "use another output folder, or --restart to discard it")
         self.folder.create()
-        counts = {"analysed": 0, "skipped": 0, "failed": 0}
+        counts = {st: 0 for st in STATUSES}
         done = self.folder.done_records()
         sessions = old.get("sessions", []) if old else []
         for _, _, path in self.folder.part_files():
@@ -332,7 +407,8 @@ class Triage:
     def run(self, limit: int | None = None, time_budget: float | None = None, batch_size: int = 16,
             restart: bool = False, progress: Callable[[Progress], None] | None = None, progress_every: float = 1.0,
             flush_rows: int = 2048, flush_seconds: float = 20.0, window_batches: int = 4,
-            max_rows: int | None = None, workers: int = 1, device: str | None = None) -> dict:
+            max_rows: int | None = None, workers: int = 1, device: str | None = None, engine: str = "local",
+            address: str | None = None, gpus_per_worker: float = 0.0, _fault: str | None = None) -> dict:
         """Read, score and store; returns the summary. Records are read in windows of ``batch_size ×
         window_batches``; with ``workers`` > 1, windows are scored by that many worker processes (each with its
         own copy of the model on ``device``), at most two windows each in flight, and finished in file order: the
@@ -345,9 +421,14 @@ class Triage:
             raise ValueError("limit must be ≥ 0")
         if workers < 1:
             raise ValueError("workers must be at least 1")
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}: use {' or '.join(ENGINES)}")
         t0 = time.perf_counter()
         self.folder.acquire()
         try:
+            if engine == "ray":
+                return self._run_ray(t0, limit, batch_size, restart, progress, progress_every, flush_rows, max_rows,
+                                     address, workers, gpus_per_worker, device, _fault)
             with _spawn_safe_main() if workers > 1 else contextlib.nullcontext():
                 return self._run(t0, limit, time_budget, batch_size, restart, progress, progress_every, flush_rows,
                                  flush_seconds, window_batches, max_rows, workers, device)
@@ -367,6 +448,8 @@ class Triage:
         lines = done            # lines finished (scored or accounted for)
         read = done             # lines read (finished or in flight)
         analysed_now = 0
+        tokens_now = 0          # tokens of the inputs scored in this session
+        window_span = (0.0, 0.0, 1)   # (file fraction before the window, after reading it, its tokens)
         start_fraction = None
         t_start = None
         window_size = max(1, batch_size * window_batches)
@@ -380,7 +463,7 @@ class Triage:
                 frac = max(frac, min(1.0, read / limit))
             return frac
 
-        def report(final=False, in_flight=None):
+        def report(final=False, in_flight=None, tokens_in_window=None):
             nonlocal last_progress
             now = time.perf_counter()
             if progress is None or (not final and now - last_progress < progress_every):
@@ -388,8 +471,12 @@ class Triage:
             last_progress = now
             elapsed = now - t0
             frac = fraction()
+            if tokens_in_window is not None:     # inside a window: the share of its tokens scored so far
+                lo, hi, total = window_span
+                frac = lo + (hi - lo) * min(1.0, tokens_in_window / max(1, total))
             shown = read if in_flight is None else lines + in_flight
-            rate = (shown - resumed) / elapsed if elapsed > 0 else 0.0
+            toks = tokens_now + (tokens_in_window or 0)
+            rate = toks / elapsed if elapsed > 0 else 0.0
             eta = None
             if not final and start_fraction is not None and frac - start_fraction > 1e-9:
                 eta = (now - t_start) * (1 - frac) / (frac - start_fraction)
@@ -397,7 +484,7 @@ class Triage:
                 left = max(0.0, time_budget - elapsed)
                 eta = left if eta is None else min(eta, left)
             progress(Progress(shown, counts["analysed"], counts["skipped"], counts["failed"], elapsed, rate,
-                              frac, eta, resumed, final))
+                              frac, eta, resumed, final, counts["unreadable"], toks))
 
         def flush(force=False):
             nonlocal buffer, last_flush
@@ -418,9 +505,10 @@ class Triage:
             report()
 
         def complete_oldest() -> None:
-            rows, todo, fut = pending.popleft()
+            rows, todo, copies, fut = pending.popleft()
             for r, got in zip(todo, fut.result()):
                 r.update(got)
+            self._copy_scores(copies)
             finish(rows)
 
         if workers > 1:
@@ -446,6 +534,7 @@ class Triage:
                     break
                 window = []
                 exhausted = False
+                before = fraction()
                 while len(window) < window_size:
                     if limit is not None and read + len(window) >= limit:
                         break
@@ -463,16 +552,20 @@ class Triage:
                     read += len(window)
                     rows = [prepare(r, self.cfg.mapping, self.lm, self.cfg.settings.mask_policy, self.cfg.on_long)
                             for r in window]
-                    todo = [r for r in rows if r["status"] is None]
+                    todo, copies = self._unique(rows)
+                    window_tokens = sum(int(r.get("_tokens") or 1) for r in todo)
+                    window_span = (before, fraction(), window_tokens)
                     if pool is None:
-                        skipped = len(rows) - len(todo)
                         score_rows(self.lm, todo, self.cfg.settings, batch_size, max_rows,
-                                   lambda k: report(in_flight=skipped + k))
+                                   lambda tk: report(tokens_in_window=tk))
+                        tokens_now += window_tokens
+                        self._copy_scores(copies)
                         finish(rows)
                     else:
+                        tokens_now += window_tokens
                         sent = [{k: r.get(k) for k in _SENT} for r in todo]
-                        pending.append((rows, todo, pool.submit(_worker_score, sent, batch_size, max_rows)))
-                        while len(pending) >= 2 * workers or (pending and pending[0][2].done()):
+                        pending.append((rows, todo, copies, pool.submit(_worker_score, sent, batch_size, max_rows)))
+                        while len(pending) >= 2 * workers or (pending and pending[0][3].done()):
                             complete_oldest()
                 if exhausted:
                     stopped = "end of file"
@@ -490,6 +583,56 @@ class Triage:
                                 stopped=stopped, resumed_from=resumed, reader_notes=reader.notes)
         report(final=True)
         return summary
+
+    def _run_ray(self, t0, limit, batch_size, restart, progress, progress_every, flush_rows, max_rows, address,
+                 workers, gpus_per_worker, device, fault) -> dict:
+        """The Ray engine: the project's reader and parts, Ray Data for the scoring stage (``ray_engine``)."""
+        from . import ray_engine
+        if not ray_engine.ray_available():
+            raise ValueError(ray_engine.RAY_MISSING)
+        if restart:
+            ray_engine.cleanup(self.folder)
+        done, counts = self._open(restart)
+        stopped, lines_now, analysed_now, notes = ray_engine.run_with_ray(
+            self, done=done, counts=counts, limit=limit, batch_size=batch_size, max_rows=max_rows,
+            flush_rows=flush_rows, progress=progress, progress_every=progress_every, address=address,
+            workers=workers, gpus_per_worker=gpus_per_worker, device=device, t0=t0, fault=fault)
+        ray_engine.cleanup(self.folder)
+        return self.finalise(seconds=time.perf_counter() - t0, analysed_now=analysed_now, lines_now=lines_now,
+                             stopped=stopped, resumed_from=done, reader_notes=notes)
+
+    def _unique(self, rows: list[dict]) -> tuple[list[dict], list[tuple[dict, dict]]]:
+        """The rows to score (one per distinct text and logged prediction/label, in this window and among the
+        last inputs scored) and the (copy, scored original) pairs of the others: an input's scores depend only
+        on its text, the settings and what was logged with it, so a duplicate is scored once and its scores
+        copied exactly."""
+        todo, copies, first = [], [], {}
+        for r in rows:
+            if r["status"] is not None:
+                continue
+            sig = (r["text"], _sig(r.get("_prediction_raw")), _sig(r.get("_label_raw")))
+            if sig in first:
+                copies.append((r, first[sig]))
+            elif sig in self._recent:
+                copies.append((r, self._recent[sig]))
+                self._recent.move_to_end(sig)
+            else:
+                first[sig] = r
+                todo.append(r)
+        for sig, r in first.items():
+            self._recent[sig] = r
+            while len(self._recent) > 4096:
+                self._recent.popitem(last=False)
+        return todo, copies
+
+    @staticmethod
+    def _copy_scores(copies: list[tuple[dict, dict]]) -> None:
+        for dup, orig in copies:
+            for k, v in orig.items():
+                if k not in _OWN:
+                    dup[k] = v
+            if orig.get("status") != "analysed":
+                dup["preview"] = (dup.get("text") or "")[:300] or dup.get("preview")
 
     def _finish_window(self, rows: list[dict]) -> None:
         """Add a window's analysed inputs to the corpus norm (in file order) and give them interim scores."""
@@ -549,7 +692,7 @@ class Triage:
         import torch
         import transformers
         summary = {
-            **{k: counts[k] for k in ("lines_total", "analysed", "skipped", "failed")},
+            **{k: counts[k] for k in ("lines_total", "analysed", "skipped", "unreadable", "failed")},
             "seconds": round(seconds, 3),
             "inputs_per_second": round(analysed_now / seconds, 3) if seconds > 0 else 0.0,
             "lines_per_second": round(lines_now / seconds, 3) if seconds > 0 else 0.0,
@@ -585,7 +728,8 @@ def run_triage(log: str | os.PathLike, out_dir: str | os.PathLike, model: str, m
                time_budget: float | None = None, batch_size: int = 16, restart: bool = False,
                progress: Callable[[Progress], None] | None = None, progress_every: float = 1.0,
                flush_rows: int = 2048, flush_seconds: float = 20.0, max_rows: int | None = None,
-               workers: int = 1) -> dict:
+               workers: int = 1, engine: str = "local", address: str | None = None,
+               gpus_per_worker: float = 0.0) -> dict:
     """Triage ``log`` into ``out_dir`` (resuming a run there with the same settings) and return the summary.
 
     Raises :class:`~interp.triage.readers.LogError` / :class:`MappingError` / ``ModelLoadError`` /
@@ -595,4 +739,5 @@ def run_triage(log: str | os.PathLike, out_dir: str | os.PathLike, model: str, m
     tri = Triage(log, out_dir, cfg, lm=lm, device=device)
     return tri.run(limit=limit, time_budget=time_budget, batch_size=batch_size, restart=restart,
                    progress=progress, progress_every=progress_every, flush_rows=flush_rows,
-                   flush_seconds=flush_seconds, max_rows=max_rows, workers=workers, device=device)
+                   flush_seconds=flush_seconds, max_rows=max_rows, workers=workers, device=device, engine=engine,
+                   address=address, gpus_per_worker=gpus_per_worker)

@@ -35,6 +35,7 @@ from ..decompose import effective_experts
 from ..loader import LoadedModel
 from ..sampling.seeds import content_key
 from ..trace import Encoded, encode, forward, model_output
+from .schema import Scored
 
 MASK_POLICIES = {
     "auto": "the [MASK] positions when the text has any; otherwise the input as it is (every non-special token, "
@@ -317,34 +318,6 @@ def logged_correct(prediction, label) -> float:
 
 # ------------------------------------------------------------------------------------------ scoring ---
 
-@dataclass
-class Scored:
-    """Scores of one input (see the module docstring); NaN where a score does not apply."""
-    key: str
-    n_tokens: int
-    truncated: bool
-    mode: str                 # mask | non-special | mask-each | pooled
-    n_targets: int
-    query: int                # a compared position (first [MASK], or the worst masked variant); −1 if none
-    dense_top1: str
-    confidence: float
-    margin: float
-    flip_rate: float
-    kl: float
-    kl_max: float
-    top1_agreement: float
-    cosine: float
-    cosine_min: float
-    worst_layer: int
-    worst_head: int
-    worst_tv: float
-    eff_experts: float
-    head_concentration: np.ndarray
-    agrees_prediction: float
-    agrees_label: float
-    notes: list[str]
-
-
 def _stack(rows: list[tuple[list[int], list[int], list[str], bool]], pad: int, has_types: bool) -> Encoded:
     """An Encoded batch from (ids, types, tokens, truncated) rows with right padding (special: from ids)."""
     n = max(len(r[0]) for r in rows)
@@ -387,82 +360,25 @@ def _top2(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     return top.values[..., 0], top.values[..., 1], top.indices[..., 0]
 
 
-@dataclass
-class Effect:
-    """Per-unit effect of the sampled scheme on the output, with the sampling library's definitions (see
-    ``interp.sampling.downstream.DownstreamResult``); ``head_tv`` is units × L × H."""
-    flip_rate: np.ndarray
-    top1_agreement: np.ndarray
-    kl_mean: np.ndarray
-    kl_max: np.ndarray
-    cosine_mean: np.ndarray
-    cosine_min: np.ndarray
-    head_tv: np.ndarray
-
-
 def sampled_effect(lm: LoadedModel, enc: Encoded, dense: torch.Tensor, settings: ScoreSettings, keys: list,
-                   max_rows: int | None = None) -> Effect:
+                   max_rows: int | None = None, cells: int | None = None):
     """The effect of substituting ``settings.scheme`` into the model, given the dense output of the same batch
-    (``dense``: B × n × V logits, or B × d pooled) so that the dense pass is not run twice.
-
-    The sampled passes are the sampling library's own: its :class:`~interp.sampling.downstream.SamplingPlan`
-    (per-(seed, example key, layer, replicate) generators), its batching of replicates, its comparison
-    positions; the comparisons follow ``downstream_effect`` term for term (a test pins them to it)."""
-    from ..sampling.downstream import SamplingPlan, compare_positions, replicate, resolve_targets, subset
+    (``dense``: B × n × V logits, or B × d pooled) so that the dense pass is not run twice: the sampling
+    library's own sampled passes (:func:`interp.sampling.downstream.sampled_passes`, the code path of
+    ``downstream_effect``). Returns its per-example :class:`~interp.sampling.downstream.PassEffect`."""
+    from ..sampling.downstream import resolve_targets, sampled_passes
     from ..sampling.schemes import check_params
     h, m = check_params(settings.scheme, settings.k)
-    S_ = int(settings.seeds)
     B = enc.input_ids.shape[0]
-    L, H = lm.n_layers, lm.n_heads
-    lengths = [int(x) for x in enc.attention_mask.sum(1).tolist()]
-    targets = resolve_targets(L, H, settings.layers, settings.heads)
-    mlm = lm.has_mlm_head
-    pos = [compare_positions(lm, enc, b)[0] for b in range(B)] if mlm else [[]] * B
-    nan = np.full(B, np.nan)
-    flip, agree, klm, klx, cosm, cosn = (nan.copy() for _ in range(6))
-    head_tv = np.full((B, L, H), np.nan)
-    max_rows = int(max_rows or max(64, B * S_))
-    per = max(1, min(B, max_rows))
-    for start in range(0, B, per):
-        rows = list(range(start, min(B, start + per)))
-        sub = subset(enc, rows)
-        d = dense[rows].to(torch.float32)
-        per_pass = max(1, max_rows // len(rows))
-        outs, tv_sum = [], {}
-        for r0 in range(0, S_, per_pass):
-            reps = list(range(r0, min(S_, r0 + per_pass)))
-            plan = SamplingPlan(lm.adapter.layer_of, settings.scheme, settings.k, h, m, settings.seed,
-                                [keys[b] for b in rows], [lengths[b] for b in rows], reps, targets)
-            rep = replicate(sub, len(reps))
-            o = model_output(lm, forward(lm, rep, plan), rep).to(torch.float32)
-            outs.append(o.reshape(len(reps), len(rows), *o.shape[1:]))
-            for l, t in plan.tv_sum.items():
-                tv_sum[l] = tv_sum.get(l, 0) + t
-        sampled = torch.cat(outs, 0)                                                   # S × b × …
-        norm = torch.tensor([S_ * lengths[b] for b in rows], dtype=torch.float64)[:, None]
-        for l, t in tv_sum.items():
-            head_tv[rows, l] = (t.to(torch.float64) / norm).numpy()
-        if not mlm:
-            cos = torch.nn.functional.cosine_similarity(sampled, d[None], dim=-1)       # S × b
-            cosm[rows] = cos.mean(0).double().cpu().numpy()
-            cosn[rows] = cos.min(0).values.double().cpu().numpy()
-            continue
-        for j, b in enumerate(rows):
-            if mlm:
-                where = pos[b]
-                lp = torch.log_softmax(d[j, where], -1).double()                       # P × V
-                lq = torch.log_softmax(sampled[:, j, where], -1).double()              # S × P × V
-                kl = (lp.exp()[None] * (lp[None] - lq)).sum(-1)                       # S × P
-                same = (sampled[:, j, where].argmax(-1) == d[j, where].argmax(-1)[None]).to(torch.float32)
-                agree[b] = float(same.mean())
-                flip[b] = float((same < 1).any(0).to(torch.float32).mean())
-                klm[b], klx[b] = float(kl.mean()), float(kl.max())
-    return Effect(flip, agree, klm, klx, cosm, cosn, head_tv)
+    targets = resolve_targets(lm.n_layers, lm.n_heads, settings.layers, settings.heads)
+    max_rows = int(max_rows or max(64, B * int(settings.seeds)))
+    return sampled_passes(lm, enc, settings.scheme, settings.k, h, m, int(settings.seeds), settings.seed, keys,
+                          targets, dense, max_rows, cells)
 
 
 def score_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys: list[str] | None = None,
                 predictions: list | None = None, labels: list | None = None, max_rows: int | None = None,
-                enc: Encoded | None = None) -> list[Scored]:
+                enc: Encoded | None = None, cells: int | None = None) -> list[Scored]:
     """Score cleaned, non-empty texts (see the module docstring). The result of each input does not depend on
     the other inputs of the batch (seeds derive from ``keys``, default :func:`example_key` of the token ids).
 
@@ -544,7 +460,7 @@ def score_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys
             return row[:n_u]
         return torch.cat([row, row.new_zeros((n_u - row.shape[0], row.shape[1]))])
     dense_u = torch.stack([dense_row(k_, i) for k_, i in unit_dense])
-    res = sampled_effect(lm, uenc, dense_u, settings, unit_keys, max_rows)
+    res = sampled_effect(lm, uenc, dense_u, settings, unit_keys, max_rows, cells)
 
     units_of: dict[int, list[int]] = {}
     for u, b in enumerate(owner):

@@ -23,22 +23,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .schema import score_columns
+
 _PART = re.compile(r"^part-(\d{12})-(\d{12})\.parquet$")
 
 # Columns every run writes (slice fields are added after them, as strings).
 BASE_FIELDS: list[tuple[str, pa.DataType]] = [
     ("record", pa.int64()), ("line", pa.int64()), ("status", pa.string()), ("reason_code", pa.string()),
-    ("reason", pa.string()), ("notes", pa.string()), ("preview", pa.string()), ("key", pa.string()),
+    ("reason", pa.string()), ("notes", pa.string()), ("preview", pa.string()),
     ("text", pa.string()), ("id", pa.string()), ("timestamp", pa.string()), ("time", pa.timestamp("us", tz="UTC")),
     ("prediction", pa.string()), ("label", pa.string()),
-    ("n_tokens", pa.int32()), ("truncated", pa.bool_()), ("mode", pa.string()), ("n_targets", pa.int32()),
-    ("query", pa.int32()), ("dense_top1", pa.string()),
-    ("confidence", pa.float64()), ("margin", pa.float64()), ("flip_rate", pa.float64()), ("kl", pa.float64()),
-    ("kl_max", pa.float64()), ("top1_agreement", pa.float64()), ("cosine", pa.float64()),
-    ("cosine_min", pa.float64()), ("worst_layer", pa.int32()), ("worst_head", pa.int32()),
-    ("worst_tv", pa.float64()), ("eff_experts", pa.float64()),
-    ("agrees_prediction", pa.float64()), ("agrees_label", pa.float64()), ("agreement", pa.float64()),
-    ("logged_correct", pa.float64()),
+    *score_columns(),                      # the fields of schema.Scored, in its order
+    ("agreement", pa.float64()), ("logged_correct", pa.float64()),
     ("concentration_z", pa.float64()), ("concentration_layer", pa.int32()), ("concentration_head", pa.int32()),
     ("suspicion", pa.float64()),
 ]
@@ -124,7 +120,7 @@ class RunFolder:
             pass
 
     def wipe(self) -> None:
-        for p in (self.parts, self.scored):
+        for p in (self.parts, self.scored, self.dir / "staging", self.dir / "ray_out"):
             if p.exists():
                 shutil.rmtree(p)
         for f in (self.results, self.summary, self.run_json):
@@ -257,6 +253,7 @@ def build_results(folder: RunFolder) -> dict:
     con.close()
     return {"lines_total": int(total), "analysed": int(counts.get("analysed", 0)),
             "skipped": int(counts.get("skipped", 0)), "failed": int(counts.get("failed", 0)),
+            "unreadable": int(counts.get("unreadable", 0)),
             "reasons": {str(k): int(v) for k, v in reasons.items()},
             "duplicate_ids": {"ids": int(dup[0]), "lines": int(dup[1])},
             "duplicate_texts": {"texts": int(dup_text[0]), "lines": int(dup_text[1])},
@@ -265,6 +262,39 @@ def build_results(folder: RunFolder) -> dict:
 
 
 # ------------------------------------------------------------------------------------------- queries ---
+
+# Rankings of analysed inputs: name → (SQL expression, direction). Every ranking is computed in DuckDB over the
+# whole run (see ResultsQuery.ranked); "concentration" ranks by the magnitude of the robust z, either sign.
+RANKINGS: dict[str, tuple[str, str]] = {
+    "suspicion": ("suspicion", "DESC"),
+    "flip_rate": ("flip_rate", "DESC"),
+    "kl": ("kl", "DESC"),
+    "drift": ("cosine", "ASC"),
+    "confidence": ("confidence", "ASC"),
+    "margin": ("margin", "ASC"),
+    "concentration": ("abs(concentration_z)", "DESC"),
+    "line": ("line", "ASC"),
+}
+
+
+def export_ranked_csv(out_dir: str | os.PathLike, ranking: str = "suspicion", filters: dict | None = None,
+                      time_range=None, group: bool = True, link: dict | None = None) -> bytes:
+    """The ranked table of a run as CSV bytes, on a connection of its own (safe to call at any time, e.g. when
+    a download is requested after the page that offered it has finished)."""
+    q = ResultsQuery(out_dir)
+    try:
+        return q.ranked_csv(ranking, filters, time_range, group, link)
+    finally:
+        q.close()
+
+
+def export_not_analysed_csv(out_dir: str | os.PathLike) -> bytes:
+    """Skipped, unreadable and failed lines as CSV bytes, on a connection of its own."""
+    q = ResultsQuery(out_dir)
+    try:
+        return q.not_analysed().to_csv(index=False).encode("utf-8")
+    finally:
+        q.close()
 
 class ResultsQuery:
     """Read-only DuckDB queries over a finished (or finalised) run's ``results.parquet``."""
@@ -313,7 +343,8 @@ class ResultsQuery:
 
     def top(self, limit: int = 100, filters: dict | None = None, time_range=None, order_by: str = "suspicion",
             descending: bool = True, columns: list[str] | None = None):
-        """The ranked inputs (a pandas DataFrame), most suspicious first by default."""
+        """Analysed inputs (a pandas DataFrame) ordered by one column over the whole run, most suspicious first
+        by default (one row per line; :meth:`ranked` groups identical inputs)."""
         if order_by not in self.columns:
             raise ValueError(f"unknown column {order_by!r}")
         cols = ", ".join(quote_ident(c) for c in (columns or self.columns) if c in self.columns)
@@ -322,6 +353,48 @@ class ResultsQuery:
         sql = (f"SELECT {cols} FROM {self.src}{where} ORDER BY {quote_ident(order_by)} {direction} NULLS LAST, "
                f"line LIMIT {int(limit)}")
         return self.con.execute(sql, params).df()
+
+    def ranked(self, ranking: str = "suspicion", limit: int | None = 100, filters: dict | None = None,
+               time_range=None, group: bool = True):
+        """The analysed inputs of the slice ranked by one of :data:`RANKINGS`, computed in DuckDB over the whole
+        run (never over a first page of rows). With ``group``, identical inputs (the same token ids: the same
+        content key) are one row — the first line of the group, whose scores every copy shares — with
+        ``copies`` and ``lines`` (up to the first 20 line numbers). ``rank`` is the position in this ranking
+        (ties by line); ``suspicion_rank`` the run's rank by suspicion. The one implementation behind the page,
+        the CLI and the exports."""
+        if ranking not in RANKINGS:
+            raise ValueError(f"unknown ranking {ranking!r}: choose one of {', '.join(RANKINGS)}")
+        expr, direction = RANKINGS[ranking]
+        where, params = self._where(filters, time_range)
+        lim = "" if limit is None else f" LIMIT {int(limit)}"
+        if group:
+            sql = f"""
+                WITH f AS (SELECT * FROM {self.src}{where}),
+                g AS (SELECT key, count(*) AS copies, min(line) AS first_line,
+                             list_slice(list(line ORDER BY line), 1, 20) AS some_lines FROM f GROUP BY key)
+                SELECT row_number() OVER (ORDER BY {expr} {direction} NULLS LAST, f.line) AS rank,
+                       f.* EXCLUDE (rank), f.rank AS suspicion_rank, g.copies,
+                       array_to_string(g.some_lines, ', ') || CASE WHEN g.copies > 20 THEN ', …' ELSE '' END
+                         AS lines
+                FROM f JOIN g ON f.key = g.key AND f.line = g.first_line
+                ORDER BY rank{lim}"""
+        else:
+            sql = f"""
+                SELECT row_number() OVER (ORDER BY {expr} {direction} NULLS LAST, line) AS rank,
+                       * EXCLUDE (rank), rank AS suspicion_rank, 1 AS copies, CAST(line AS VARCHAR) AS lines
+                FROM {self.src}{where} ORDER BY 1{lim}"""
+        return self.con.execute(sql, params).df()
+
+    def ranked_csv(self, ranking: str = "suspicion", filters: dict | None = None, time_range=None,
+                   group: bool = True, link: dict | None = None) -> bytes:
+        """:meth:`ranked` over the whole slice as CSV bytes (UTF-8), with an ``explorer_url`` column when
+        ``link`` gives the explorer settings (``model``, ``scheme``, ``k``, ``seed``)."""
+        table = self.ranked(ranking, None, filters, time_range, group)
+        if link is not None:
+            from .links import row_url
+            table["explorer_url"] = [row_url(r, link["model"], link["scheme"], link["k"], link["seed"])
+                                     for r in table.to_dict("records")]
+        return table.to_csv(index=False).encode("utf-8")
 
     def count(self, filters: dict | None = None, time_range=None, status="analysed") -> int:
         where, params = self._where(filters, time_range, status)
