@@ -18,7 +18,9 @@ DEFAULT_INIT = "paper=scaled-sinusoidal@6e-3,cbow=scaled@6e-3"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     what = p.add_mutually_exclusive_group()
     what.add_argument("--all", action="store_true", help="train paper, cbow and mini-bert")
-    what.add_argument("--model", action="append", choices=NAMES, help="train this model (repeatable)")
+    what.add_argument("--model", action="append", choices=NAMES + ("minilm-mlm",),
+                      help="train this model (repeatable); minilm-mlm: the pretrained MiniLM made a masked LM "
+                           "(its recipe, interp/training/mlm.py, is the default)")
     p.add_argument("--out", default="models", help="output folder (default: models)")
     p.add_argument("--seed", type=int, default=0, help="seed of the shipped checkpoints (default 0)")
     p.add_argument("--compare-seeds", type=int, default=2,
@@ -117,6 +119,31 @@ def _fail(msg: str, code: int = 2) -> int:
     return code
 
 
+def _train_minilm_mlm(args) -> int:
+    """prepare → export-base → finetune → evaluate → model card, with the shipped recipe as defaults."""
+    import json as _json
+
+    from ..corpora import CorpusUnavailable
+    from ..training import mlm, mlm_eval
+    work = Path(args.prepared or (Path(args.cache or ".") / "minilm-mlm-work"))
+    out = Path(args.out) / "minilm-mlm"
+    try:
+        if not (work / "data" / "manifest.json").exists():
+            mlm.prepare(work / "data", fetch=not args.no_fetch)
+        if args.prepare_only:
+            return 0
+        mlm.export_base(work / "base")
+        steps = int(args.steps) if args.steps and str(args.steps).isdigit() else None
+        training = mlm.finetune(work / "data", work / "base", out, steps=steps, seed=args.seed,
+                                device=args.device, minutes=(args.budget_seconds or 480) / 60)
+    except (CorpusUnavailable, ValueError, OSError) as err:
+        return _fail(str(err), 1)
+    manifest = _json.loads((work / "data" / "manifest.json").read_text(encoding="utf-8"))
+    mlm.write_card(out, mlm_eval.score_all(out), training, manifest)
+    print(f"wrote {out}")
+    return 0
+
+
 def run(args) -> int:
     import os
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS; before CUDA starts
@@ -130,6 +157,10 @@ def run(args) -> int:
     if not args.all and not args.model and not args.prepare_only:
         return _fail("say what to train: --all, or --model NAME (or --prepare-only)")
     names = list(NAMES) if args.all else list(dict.fromkeys(args.model or []))
+    if "minilm-mlm" in names:
+        if len(names) > 1:
+            return _fail("train minilm-mlm on its own: --model minilm-mlm")
+        return _train_minilm_mlm(args)
     # paper before cbow: cbow reuses paper's step count ("same budget")
     names.sort(key=NAMES.index)
     try:

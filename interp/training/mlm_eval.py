@@ -154,3 +154,22 @@ def make_heldout_words(out: Path = HELDOUT_WORDS, corpora_names=("austen", "fort
             "seed": WORD_SEED, "rate": WORD_RATE, "rows": rows}
     Path(out).write_text(json.dumps(data, ensure_ascii=False) + "\n", encoding="utf-8")
     return data
+
+
+SAMPLE_PASSAGES = 300  # the prefix of the held-out word set that the tests re-score (the full set is in the card)
+
+
+def score_all(folder: Path) -> dict:
+    """Every kept evaluation of the checkpoint in ``folder`` and of ``mini-bert`` on the same items:
+    the cloze set, the full held-out word set and its first :data:`SAMPLE_PASSAGES` passages."""
+    from ..loader import load_model
+    ours, theirs = load_model(str(folder)), load_model("mini-bert")
+    rows = load_heldout_words()["rows"]
+    out: dict = {}
+    for key, lm in (("ours", ours), ("mini_bert", theirs)):
+        cl = score_cloze(lm.model, lm.tokenizer)
+        out[key] = {"cloze": {"top1": cl.top1, "top5": cl.top5, "n": cl.n},
+                    "heldout_words": score_heldout_words(lm.model, lm.tokenizer, rows),
+                    "heldout_sample": score_heldout_words(lm.model, lm.tokenizer, rows[:SAMPLE_PASSAGES]),
+                    "cloze_predictions": cl.predictions}
+    return out
