@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("analyze", "sample", "triage", "train")
+COMMANDS = ("analyze", "sample", "triage", "train", "tabular")
 
 
 class _Parser(argparse.ArgumentParser):
