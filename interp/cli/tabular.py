@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default=None, help="the column to predict (CSV only; auto-mpg predicts mpg)")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for results.json (created)")
     parser.add_argument("--seeds", type=positive_int("seeds"), default=10, help="number of seeds (default 10)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds run from here (default 0): split a long run into parts")
     parser.add_argument("--bins", type=positive_int("bins"), default=3,
                         help="quantile bins per numeric column (default 3: tertiles, as in the paper)")
     parser.add_argument("--epochs", type=positive_int("epochs"), default=200,
@@ -92,7 +94,8 @@ def run(args) -> int:
             print(f"[{frac:6.1%}] {msg}", file=sys.stderr, flush=True)
 
     settings = TrainSettings(epochs=args.epochs)
-    results = E.run(prep, seeds=args.seeds, settings=settings, forms=args.forms, progress=progress)
+    results = E.run(prep, seeds=args.seeds, settings=settings, forms=args.forms, progress=progress,
+                      first_seed=args.first_seed)
     (out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     if args.save_model:
         s = TrainSettings(**{**settings.__dict__, "form": args.forms[0], "seed": 0})

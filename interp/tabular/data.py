@@ -111,10 +111,11 @@ def prepare_table(df: pd.DataFrame, target: str, bins: int = 3, name: str = "tab
     return Prepared(name, enc, codes, train, test, kept, rule, notes + list(enc.notes))
 
 
-def read_table(source, max_bytes: int = MAX_UPLOAD_BYTES, max_rows: int = MAX_ROWS) -> tuple[pd.DataFrame, list[str]]:
+def read_table(source, max_bytes: int | None = None, max_rows: int = MAX_ROWS) -> tuple[pd.DataFrame, list[str]]:
     """A CSV from a path, bytes or a binary file object, checked: too large, not text, not a CSV, no rows, one
     column each raise :class:`EncodingError` with one line. Over ``max_rows`` rows keeps the first ``max_rows``
     (reported)."""
+    max_bytes = MAX_UPLOAD_BYTES if max_bytes is None else max_bytes
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists():
@@ -174,7 +175,8 @@ def csv_error():
     return csv.Error
 
 
-def check_size(size: int, max_bytes: int = MAX_UPLOAD_BYTES) -> None:
+def check_size(size: int, max_bytes: int | None = None) -> None:
+    max_bytes = MAX_UPLOAD_BYTES if max_bytes is None else max_bytes
     if size > max_bytes:
         raise EncodingError(f"the file is {size / 2 ** 20:,.0f} MB; tabular mode reads at most "
                             f"{max_bytes / 2 ** 20:,.0f} MB (a few thousand rows train in seconds): sample it first")

@@ -128,19 +128,39 @@ def run(prep: Prepared, seeds: int = 10, settings: TrainSettings | None = None, 
             done += 1
             if progress:
                 progress(done / steps, f"seed {seed}: {name}")
+    return _with_summary({"data": prep.name, "target": prep.enc.target, "bins": prep.enc.bins,
+                          "split": prep.split_counts(), "split_rule": prep.split_rule, "columns": prep.enc.names,
+                          "seeds": seeds, "first_seed": first_seed,
+                          "std": "sample standard deviation over seeds (ddof = 1)",
+                          "attention_settings": {k: v for k, v in settings.__dict__.items()
+                                                 if k not in ("form", "seed")},
+                          "notes": prep.notes, "published": PUBLISHED_AUTO_MPG if prep.name == "auto-mpg" else None,
+                          "seconds": round(time.perf_counter() - t0, 1)}, per_seed)
+
+
+def _with_summary(results: dict, per_seed: dict[str, list[dict]]) -> dict:
     models = {}
     for name, runs in per_seed.items():
         acc_mean, acc_std = summarise([r["acc"] for r in runs])
         mse_mean, mse_std = summarise([r["mse"] for r in runs])
         models[name] = {"acc_mean": acc_mean, "acc_std": acc_std, "mse_mean": mse_mean, "mse_std": mse_std,
                         "seeds": runs}
-    return {"data": prep.name, "target": prep.enc.target, "bins": prep.enc.bins, "split": prep.split_counts(),
-            "split_rule": prep.split_rule, "columns": prep.enc.names, "seeds": seeds, "first_seed": first_seed,
-            "std": "sample standard deviation over seeds (ddof = 1)",
-            "attention_settings": {k: v for k, v in settings.__dict__.items() if k not in ("form", "seed")},
-            "models": models, "notes": prep.notes,
-            "published": PUBLISHED_AUTO_MPG if prep.name == "auto-mpg" else None,
-            "seconds": round(time.perf_counter() - t0, 1)}
+    results["models"] = models
+    return results
+
+
+def merge(parts: list[dict]) -> dict:
+    """Results of disjoint seed ranges (same data and settings) as one result over all their seeds."""
+    per_seed: dict[str, list[dict]] = {}
+    for part in parts:
+        for name, m in part["models"].items():
+            per_seed.setdefault(name, []).extend(m["seeds"])
+    seeds = sorted({r["seed"] for runs in per_seed.values() for r in runs})
+    if len(seeds) != sum(p["seeds"] for p in parts):
+        raise ValueError("the parts overlap in seeds")
+    out = {k: v for k, v in parts[0].items() if k != "models"}
+    out.update(seeds=len(seeds), first_seed=seeds[0], seconds=round(sum(p["seconds"] for p in parts), 1))
+    return _with_summary(out, {n: sorted(r, key=lambda x: x["seed"]) for n, r in per_seed.items()})
 
 
 def results_table(results: dict) -> list[dict]:
