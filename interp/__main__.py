@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("analyze", "sample", "triage", "train", "noise")
+COMMANDS = ("analyze", "sample", "triage", "train", "noise", "tabular")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -72,6 +72,8 @@ REGISTRY: dict[str, RegistryEntry] = {
     "cbow": RegistryEntry("cbow", _embedded("cbow"),
                           "the paper model with uniform CBOW gates (the non-attention baseline)",
                           lambda: MODELS_DIR / "cbow" / "README.md"),
+    "auto-mpg": RegistryEntry("auto-mpg", _embedded("auto-mpg"), "tabular BertForMaskedLM for auto-mpg (columns as "
+                              "positions; see interp/tabular)", lambda: MODELS_DIR / "auto-mpg" / "README.md"),
     "minilm": RegistryEntry("minilm", _minilm_folder,
                             "sentence-transformers/all-MiniLM-L6-v2 (real pretrained BERT, 6×12 heads, no MLM head)",
                             lambda: _minilm_folder() / "README.md"),
