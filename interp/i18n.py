@@ -64,6 +64,20 @@ EN: dict[str, str] = {
     "error.model": "Could not load the model: {message}",
     "error.input": "Could not analyse this text: {message}",
     "error.param": "Ignored URL parameter {name}={value}: {reason}",
+    "error.param_clamped": "URL parameter {name}={value} is outside its range {range}: showing {name}={shown}.",
+    "error.param_model": "URL parameter {name}={value} is out of range for this model and input (0–{hi}): "
+                         "showing {name}={shown}.",
+    "error.reason_int": "not an integer (allowed: {range})",
+    "error.reason_empty": "empty",
+    "error.reason_long": "{n} characters; a shareable view holds at most {max}",
+    "error.reason_scheme": "unknown scheme (choose one of {choices})",
+    "error.text_too_long": "the text has {n:,} characters; at most {max:,} can be analysed and shared (the model "
+                           "reads only its first tokens anyway): shorten it",
+    "error.unexpected": "Something went wrong while showing “{page}” ({kind}). The rest of the app still works: "
+                        "change a setting or the input and try again, or reset the view below. The details are "
+                        "in the server log.",
+    "error.reset": "Reset the view",
+    "error.reset_help": "Back to the default layer, head, query and sampling settings (the model is kept).",
     "error.folder_empty": "Type the path of a model folder.",
     # --- query / selection -----------------------------------------------------------------------------
     "select.query": "Query token",
@@ -73,6 +87,7 @@ EN: dict[str, str] = {
     "select.head_fallback": "Open head (layer · head)",
     "select.head_fallback_help": "Accessible alternative to clicking a cell of the grid.",
     "select.open_head": "Open this head",
+    "select.head_option": "Layer {layer} · Head {head} — {role}",
     # --- overview ---------------------------------------------------------------------------------------
     "ov.header": "Model overview: all layers × heads",
     "ov.caption": "Each square is one head. Role, effective experts exp(H(a_i·)) and special-token mass are over "
@@ -133,6 +148,8 @@ EN: dict[str, str] = {
     "lens.anchored": "anchored linear (exact, local)",
     "lens.counterfactual": "counterfactual routing (causal)",
     "lens.error": "Reconstruction error of this lens: {err:.2e} ({what})",
+    "lens.progress_start": "Re-running the network once per expert ({n} experts)…",
+    "lens.progress": "Re-running the network once per expert: {f:.0%} of {n}",
     "lens.unavailable": "The lens module is not available in this build: {message}",
     "lens.col.expert": "expert j",
     "lens.col.token": "token",
@@ -162,9 +179,9 @@ EN: dict[str, str] = {
     "samp.scheme": "Scheme",
     "samp.scheme_help": "How the attention row is estimated from k keys (see SAMPLING.md).",
     "samp.k": "k (keys per query)",
-    "samp.k_help": "Number of sampled (or kept) keys per query.",
+    "samp.k_help": "Number of sampled (or kept) keys per query ({range}).",
     "samp.seed": "Seed",
-    "samp.seed_help": "Base seed; replicate r uses a generator derived from (seed, layer, replicate).",
+    "samp.seed_help": "Base seed ({range}); replicate r uses a generator derived from (seed, layer, replicate).",
     "samp.seeds": "Seeds (replicates)",
     "samp.seeds_help": "Number of independent replicates, for variance and flip rate.",
     "samp.where": "Substitute in",

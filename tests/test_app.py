@@ -193,7 +193,7 @@ def test_query_picker_updates_url_and_overview(app, tiny_bert_dir):
 
 def test_accessible_head_picker_opens_the_head(app, tiny_bert_dir):
     at = app(model=tiny_bert_dir, text=TEXT).run()
-    at.selectbox(key="ov_pick").select((1, 2))
+    at.selectbox(key="ov_pick").select(1 * 4 + 2)          # flat index layer · H + head (H = 4)
     button(at, t("select.open_head")).click().run()
     no_exception(at)
     assert at.query_params["layer"] == "1" and at.query_params["head"] == "2"
