@@ -325,3 +325,86 @@ def test_default_model_predicts_at_mask(app):
     shown = [df for df in frames(at) if t("pred.col.prob") in df.columns][0]
     assert list(shown[t("pred.col.token")]) == lm.tokenizer.convert_ids_to_tokens(top.indices.tolist())
     np.testing.assert_allclose(shown[t("pred.col.prob")].to_numpy(np.float64), top.values.numpy(), rtol=1e-5)
+
+
+# --- reliability: typed view state, error boundary, ranges --------------------------------------------------
+
+@pytest.fixture()
+def stale_labels(monkeypatch):
+    """Make the next run send, for a selectbox, the given display label instead of its value: what the browser
+    sends when the options changed under a selection (Streamlit then hands the label string to the app)."""
+    from streamlit.proto.WidgetStates_pb2 import WidgetState
+    from streamlit.testing.v1.element_tree import Selectbox
+    labels: dict[str, str] = {}
+    original = Selectbox._widget_state
+
+    def patched(self):
+        if self.key in labels:
+            ws = WidgetState()
+            ws.id = self.id
+            ws.string_value = labels.pop(self.key)
+            return ws
+        return original.fget(self)
+    monkeypatch.setattr(Selectbox, "_widget_state", property(patched))
+    return labels
+
+
+def test_stale_widget_labels_never_become_view_state(app, tiny_bert_dir, stale_labels):
+    """The crash of a long session: a stale label ("Layer 0 · Head 0 — …") came back from the head picker and
+    its first letters became layer=L&head=a; the next analysis then failed with a TypeError."""
+    at = app(model=tiny_bert_dir, text=TEXT).run()
+    before = dict(at.query_params)
+    for key, label in (("ov_pick", "Layer 0 · Head 0 — broad (CBOW-like)"), ("ov_query", "6: [MASK]"),
+                       ("in_model", "mini-bert — an old label")):
+        stale_labels[key] = label
+        at.run()
+        no_exception(at)
+        assert dict(at.query_params) == before
+    at.text_area(key="in_text").input("the dog sat on the mat .")
+    at.button(key="analyze").click().run()
+    no_exception(at)
+    assert at.query_params["layer"] == "0" and at.query_params["head"] == "0"
+    at.switch_page(HEAD).run()
+    no_exception(at)
+    stale_labels["hd_query"] = "3: sat"
+    stale_labels["hd_layer"] = "L"
+    at.run()
+    no_exception(at)
+    assert t("head.header", layer=0, head=0) in texts(at.title)
+
+
+def test_error_boundary_shows_one_line_and_logs_the_traceback(app, tiny_bert_dir, monkeypatch, caplog):
+    import ui
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom in /srv/secret/path.py")
+    real = ui.overview
+    monkeypatch.setattr(ui, "overview", broken)
+    with caplog.at_level("ERROR", logger="expertlens.ui"):
+        at = app(model=tiny_bert_dir, text=TEXT).run()
+    no_exception(at)                                               # no exception box, no traceback
+    errors = texts(at.error)
+    assert errors == [t("error.unexpected", page=t("nav.explore"), kind="RuntimeError")]
+    shown = " ".join(texts(at.markdown) + texts(at.caption) + texts(at.error) + texts(at.warning))
+    assert "secret" not in shown and "Traceback" not in shown
+    assert any("boom in /srv/secret/path.py" in (r.exc_text or "") or r.exc_info for r in caplog.records)
+    assert at.text_area(key="in_text").value == TEXT               # the page is still there and usable
+    button(at, t("error.reset"))
+    monkeypatch.setattr(ui, "overview", real)
+    at.text_area(key="in_text").input("the cat sat .")
+    at.button(key="analyze").click().run()
+    no_exception(at)
+    assert not at.error and charts(at)
+
+
+@pytest.mark.parametrize("params, shown", [({"k": "5000"}, {"k": "4096"}), ({"seed": str(2**31)}, {"seed": str(2**31 - 1)}),
+                                           ({"seed": str(10**20), "k": "0"}, {"seed": str(2**31 - 1), "k": "1"})])
+def test_sampling_page_never_silently_shows_other_values(app, tiny_bert_dir, params, shown):
+    at = app(model=tiny_bert_dir, text=TEXT, scheme="A", **params).run()
+    at.switch_page(SAMPLING).run()
+    no_exception(at)
+    warnings = " ".join(texts(at.warning))
+    for name, raw in params.items():
+        assert f"{name}={raw}" in warnings and f"showing {name}={shown[name]}" in warnings
+        assert at.query_params[name] == shown[name]                 # the URL says what is shown
+        assert str(at.number_input(key=f"sp_{name}").value) == shown[name]

@@ -103,7 +103,7 @@ def analysed() -> tuple[LoadedModel, Trace] | None:
         st.error(tr("error.input", message=str(err)), icon=":material/error:")
         return None
     if v.model is None:
-        set_view(model=model)
+        replace_view(view().replace(model=model))
     fit_view(lm, trace)
     return lm, trace
 

@@ -53,13 +53,14 @@ def begin_run() -> View:
     written = st.session_state.setdefault(_URL, {})
     qp = st.query_params
     changed = {name for name in PARAMS if name in qp and written.get(name) != qp[name]}
-    problems: list[str] = []
     if changed:
         new, problems = from_query({name: qp[name] for name in changed}, view(), lang())
         _store(new)
         for name in changed:        # a refused value is not read again until the URL changes it once more
             written[name] = qp[name]
-    st.session_state[_PROBLEMS] = problems
+        # shown on every page until the user changes the view: a page switch right after opening the link
+        # must not hide what was clamped or refused
+        st.session_state[_PROBLEMS] = problems
     write_url()
     return view()
 
@@ -98,6 +99,8 @@ def set_view(**values) -> bool:
     except (TypeError, ValueError) as err:
         log.warning("view change refused: %s (%r)", err, values)
         return False
+    if new != view():
+        st.session_state[_PROBLEMS] = []
     _store(new)
     write_url()
     return True
