@@ -354,7 +354,7 @@ def test_stale_widget_labels_never_become_view_state(app, tiny_bert_dir, stale_l
     its first letters became layer=L&head=a; the next analysis then failed with a TypeError."""
     at = app(model=tiny_bert_dir, text=TEXT).run()
     before = dict(at.query_params)
-    for key, label in (("ov_pick", "Layer 0 · Head 0 — broad (CBOW-like)"), ("ov_query", "6: [MASK]"),
+    for key, label in (("ov_pick", "Layer 0 · Head 0 — a role of the previous input"), ("ov_query", "6: [MASK]"),
                        ("in_model", "mini-bert — an old label")):
         stale_labels[key] = label
         at.run()
