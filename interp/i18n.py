@@ -33,10 +33,11 @@ EN: dict[str, str] = {
     "input.example_help": "Pick an example sentence to fill the text box.",
     "input.example_none": "(choose an example)",
     "input.insert_mask": "Insert [MASK]",
-    "input.insert_mask_help": "Append the mask token to the text.",
+    "input.insert_mask_help": "Adds [MASK] at the end of the text: Streamlit's text box does not tell the app "
+                              "where the cursor is. To mask a word inside the sentence, type [MASK] in its place.",
     "input.analyze": "Analyze",
     "input.analyze_help": "Run the text through the model and decompose every head.",
-    "input.model_card": "Model: {name} · {type} · {layers} layers × {heads} heads · width {hidden} · "
+    "input.model_card": "Model: {name} · {type} · {layers_n} × {heads_n} · width {hidden} · "
                         "up to {max_tokens} tokens · {head_text}",
     "input.has_head": "has an MLM head",
     "input.no_head": "no MLM head",
@@ -45,7 +46,7 @@ EN: dict[str, str] = {
     "input.loading": "Loading model {name}…",
     "input.analysing": "Analysing {n} characters with {name}…",
     "tokens.header": "Tokens",
-    "tokens.caption": "{n} tokens; special tokens are marked ⟨…⟩ and greyed.",
+    "tokens.caption": "{n_tokens}; special tokens are marked ⟨…⟩ and greyed.",
     "tokens.col.position": "position",
     "tokens.col.token": "token",
     "tokens.col.special": "special",
@@ -198,12 +199,20 @@ EN: dict[str, str] = {
     "samp.errors": "Errors over layers × heads",
     "samp.metric": "Error metric",
     "samp.downstream": "Downstream effect",
-    "samp.flip": "Flip rate across seeds: {rate:.0%} of seeds change the top-1 prediction at position {pos}.",
+    "samp.flip": "Flip rate across seeds: at {rate:.0%} of the compared positions ({where}) at least one of "
+                 "the {seeds_n} changes the top-1 prediction.",
+    "samp.where_mask": "the [MASK] token at position {pos}|the {n} [MASK] tokens at positions {pos}",
+    "samp.where_nonspecial": "every non-special token: the text has no [MASK]",
     "samp.cosine": "Cosine between the dense and sampled pooled embeddings: mean {mean:.4f}, min {min:.4f}.",
     "samp.variance": "Variance across seeds",
     "samp.concentration": "How concentrated the error is",
     "samp.flops": "FLOPs per scheme",
     "samp.progress": "Sampling {done}/{total}…",
+    # --- counts: "singular|plural" (English: 1 is singular) ---------------------------------------------
+    "count.layer": "{n} layer|{n} layers",
+    "count.head": "{n} head|{n} heads",
+    "count.token": "{n} token|{n} tokens",
+    "count.seed": "{n} seed|{n} seeds",
     # --- exports ----------------------------------------------------------------------------------------
     "export.html": "HTML",
     "export.html_help": "Self-contained HTML with plotly.js inlined (works offline). PNG: use the camera icon "
@@ -224,3 +233,11 @@ def t(key: str, lang: str = DEFAULT_LANG, **values) -> str:
     if text is None:
         text = EN[key]
     return text.format(**values) if values else text
+
+
+def plural(n: int, key: str, lang: str = DEFAULT_LANG, **values) -> str:
+    """A "singular|plural" entry chosen for the count ``n`` (English rule: 1 is singular) and formatted with
+    ``n`` and ``values``; an entry without "|" is used for every count."""
+    forms = t(key, lang).split("|")
+    form = forms[0] if n == 1 or len(forms) == 1 else forms[1]
+    return form.format(n=n, **values)

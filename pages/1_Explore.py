@@ -3,6 +3,7 @@ import streamlit as st
 
 import ui
 from interp.figures import explore as fx
+from interp.i18n import plural
 from interp.ranges import TEXT_MAX_CHARS
 from interp.trace import InputError, clean_text
 
@@ -95,7 +96,9 @@ if result is None:
     st.stop()
 lm, trace = result
 d = lm.describe()
-st.caption(tr("input.model_card", head_text=tr("input.has_head") if d["has_mlm_head"] else tr("input.no_head"), **d))
+st.caption(tr("input.model_card", head_text=tr("input.has_head") if d["has_mlm_head"] else tr("input.no_head"),
+              layers_n=plural(d["layers"], "count.layer", ui.lang()), heads_n=plural(d["heads"], "count.head", ui.lang()),
+              **d))
 v = ui.view()
 if st.session_state.in_text != v.text:
     st.caption(tr("input.changed"))
@@ -105,7 +108,7 @@ ui.show_notes(trace)
 query = ui.current("query")
 st.subheader(tr("tokens.header"))
 st.markdown(fx.tokens_markdown(trace.tokens, trace.special.tolist(), query))
-st.caption(tr("tokens.caption", n=trace.n))
+st.caption(tr("tokens.caption", n_tokens=plural(trace.n, "count.token", ui.lang())))
 with st.expander(tr("tokens.header")):
     ui.show_table(fx.tokens_table(trace, ui.lang()), "tokens", key="tokens")
 

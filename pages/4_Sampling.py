@@ -4,6 +4,7 @@ import streamlit as st
 
 import ui
 from interp.figures import sampling as fs
+from interp.i18n import plural
 from interp.ranges import K, SEED, SEEDS
 
 tr = ui.tr
@@ -92,7 +93,11 @@ with st.spinner(f"{tr('samp.downstream')}: {tr(f'samp.where.{where}')}…"):
         st.error(str(err), icon=":material/error:")
 if effect is not None:
     if effect.has_mlm_head:
-        st.markdown(tr("samp.flip", rate=float(effect.flip_rate[0]), pos=effect.positions[0]))
+        masks = [i for i, tok in enumerate(trace.tokens) if tok == getattr(lm.tokenizer, "mask_token", None)]
+        where_text = (plural(len(masks), "samp.where_mask", ui.lang(), pos=", ".join(map(str, masks)))
+                      if effect.positions[0] == "mask" and masks else tr("samp.where_nonspecial"))
+        st.markdown(tr("samp.flip", rate=float(effect.flip_rate[0]), where=where_text,
+                       seeds_n=plural(seeds, "count.seed", ui.lang())))
     else:
         st.markdown(tr("samp.cosine", mean=float(effect.cosine_mean[0]), min=float(effect.cosine_min[0])))
     ui.show_table(fs.downstream_table(effect, ui.lang()), f"downstream-{scheme}-k{k}-{where}", key="sp_down")

@@ -36,6 +36,11 @@ def spec(chart) -> dict:
     return json.loads(chart.proto.spec)
 
 
+def title(chart) -> str:
+    """A chart's title as one line (long titles are wrapped with <br>)."""
+    return spec(chart)["layout"]["title"]["text"].replace("<br>", " ")
+
+
 def frames(at) -> list:
     """Every table on the page (interactive dataframes and static tables) as pandas DataFrames."""
     return [e.value for e in (*at.dataframe, *at.table)]
@@ -78,7 +83,7 @@ def test_url_lands_on_analysed_overview(app, tiny_bert_dir):
     want = fx.mask_predictions(trace, lm.tokenizer)
     shown = [df for df in frames(at) if t("pred.col.prob") in df.columns]
     assert len(shown) == 1
-    assert list(shown[0][t("pred.col.token")]) == list(want[t("pred.col.token")])
+    assert list(shown[0][t("pred.col.token")]) == [ui.escape_markdown(w) for w in want[t("pred.col.token")]]
     # the exactness caption: both identities hold on this input to float32 precision
     checks = [c for c in texts(at.caption) if c.startswith("Exactness on this input")]
     assert len(checks) == 1
@@ -224,13 +229,13 @@ def test_head_page_views_and_widgets(app, tiny_bert_dir):
     np.testing.assert_allclose(shipped, probs.numpy(), rtol=1e-5, atol=1e-7)   # what the browser gets = the model's
     assert len(charts(at)) == 2 and t("head.more_empty") in texts(at.caption)   # one view at a time
     at.radio(key="hd_section").set_value("messages").run()
-    titles = [spec(c)["layout"]["title"]["text"] for c in charts(at)]
+    titles = [title(c) for c in charts(at)]
     assert t("head.norms_title") in titles and t("head.profile_title") in titles
     at.radio(key="hd_section").set_value("layer0").run()
     assert any(c.startswith("The three parts sum to the message") for c in texts(at.caption))
     n_charts = len(charts(at))
     at.radio(key="hd_show").set_value("firing").run()
-    assert spec(charts(at)[0])["layout"]["title"]["text"] == t("head.firing_title")
+    assert title(charts(at)[0]) == t("head.firing_title")
     at.selectbox(key="hd_layer").select(1).run()
     assert at.query_params["layer"] == "1"
     assert any(t("l0.only") in c for c in texts(at.caption))
@@ -274,7 +279,9 @@ def test_sampling_page_reads_and_writes_url(app, tiny_bert_dir):
     assert at.selectbox(key="sp_scheme").value == "C"
     assert at.number_input(key="sp_k").value == 2 and at.number_input(key="sp_seed").value == 3
     assert len(charts(at)) >= 4
-    assert any("Flip rate across seeds" in m for m in texts(at.markdown))
+    flip = [m for m in texts(at.markdown) if m.startswith("Flip rate across seeds")]
+    mask = trace_text(load_model(tiny_bert_dir), TEXT).tokens.index("[MASK]")
+    assert len(flip) == 1 and f"(the [MASK] token at position {mask})" in flip[0] and "8 seeds" in flip[0]
     at.number_input(key="sp_k").set_value(3).run()
     assert at.query_params["k"] == "3"
     at.selectbox(key="sp_scheme").select("A").run()
@@ -323,7 +330,7 @@ def test_default_model_predicts_at_mask(app):
     i = enc.input_ids[0].tolist().index(lm.tokenizer.mask_token_id)
     top = torch.topk(torch.softmax(logits[i].double(), -1), 5)
     shown = [df for df in frames(at) if t("pred.col.prob") in df.columns][0]
-    assert list(shown[t("pred.col.token")]) == lm.tokenizer.convert_ids_to_tokens(top.indices.tolist())
+    assert list(shown[t("pred.col.token")]) == [ui.escape_markdown(w) for w in lm.tokenizer.convert_ids_to_tokens(top.indices.tolist())]
     np.testing.assert_allclose(shown[t("pred.col.prob")].to_numpy(np.float64), top.values.numpy(), rtol=1e-5)
 
 

@@ -25,7 +25,7 @@ def _display_frame(df: pd.DataFrame) -> pd.DataFrame:
     """The table as shown by ``st.table`` (which renders cell strings as Markdown): text cells escaped."""
     out = df.copy()
     for col in out.columns:
-        if out[col].dtype == object:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
             out[col] = out[col].map(lambda v: escape_markdown(v) if isinstance(v, str) else v)
     return out
 
