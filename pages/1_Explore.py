@@ -97,7 +97,8 @@ if result is None:
 lm, trace = result
 d = lm.describe()
 st.caption(tr("input.model_card", head_text=tr("input.has_head") if d["has_mlm_head"] else tr("input.no_head"),
-              layers_n=plural(d["layers"], "count.layer", ui.lang()), heads_n=plural(d["heads"], "count.head", ui.lang()),
+              layers_n=plural(d["layers"], "count.layer", ui.lang()),
+              heads_n=plural(d["heads"], "count.head", ui.lang()),
               **d))
 v = ui.view()
 if st.session_state.in_text != v.text:

@@ -36,7 +36,8 @@ with c3:
     st.number_input(tr("samp.seed"), min_value=SEED.lo, max_value=SEED.hi, step=1, key="sp_seed",
                     help=tr("samp.seed_help", range=SEED.describe()), on_change=ui.from_widget("sp_seed", "seed", int))
 with c4:
-    seeds = int(st.number_input(tr("samp.seeds"), min_value=SEEDS.lo, max_value=SEEDS.hi, value=ui.DEFAULT_SEEDS, step=1,
+    seeds = int(st.number_input(tr("samp.seeds"), min_value=SEEDS.lo, max_value=SEEDS.hi, value=ui.DEFAULT_SEEDS,
+                                step=1,
                                 key="sp_seeds", help=tr("samp.seeds_help")))
 with c5:
     where = st.radio(tr("samp.where"), options=["head", "layer", "all"], horizontal=True, key="sp_where",

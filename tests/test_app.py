@@ -330,7 +330,8 @@ def test_default_model_predicts_at_mask(app):
     i = enc.input_ids[0].tolist().index(lm.tokenizer.mask_token_id)
     top = torch.topk(torch.softmax(logits[i].double(), -1), 5)
     shown = [df for df in frames(at) if t("pred.col.prob") in df.columns][0]
-    assert list(shown[t("pred.col.token")]) == [ui.escape_markdown(w) for w in lm.tokenizer.convert_ids_to_tokens(top.indices.tolist())]
+    tokens = lm.tokenizer.convert_ids_to_tokens(top.indices.tolist())
+    assert list(shown[t("pred.col.token")]) == [ui.escape_markdown(w) for w in tokens]
     np.testing.assert_allclose(shown[t("pred.col.prob")].to_numpy(np.float64), top.values.numpy(), rtol=1e-5)
 
 
@@ -404,7 +405,8 @@ def test_error_boundary_shows_one_line_and_logs_the_traceback(app, tiny_bert_dir
     assert not at.error and charts(at)
 
 
-@pytest.mark.parametrize("params, shown", [({"k": "5000"}, {"k": "4096"}), ({"seed": str(2**31)}, {"seed": str(2**31 - 1)}),
+@pytest.mark.parametrize("params, shown", [({"k": "5000"}, {"k": "4096"}),
+                                           ({"seed": str(2**31)}, {"seed": str(2**31 - 1)}),
                                            ({"seed": str(10**20), "k": "0"}, {"seed": str(2**31 - 1), "k": "1"})])
 def test_sampling_page_never_silently_shows_other_values(app, tiny_bert_dir, params, shown):
     at = app(model=tiny_bert_dir, text=TEXT, scheme="A", **params).run()

@@ -15,7 +15,8 @@ from test_app import HEAD, SAMPLING, no_exception, stale_labels  # noqa: F401  (
 EXPLORE = "pages/1_Explore.py"
 MODELS = [m for m in ("mini-bert", "paper", "cbow", "minilm") if m in available_models()]
 TEXTS = ["The meeting was moved to [MASK] morning.", "Please reset my [MASK] so I can log in.",
-         "It rained all [MASK].", "Where is my [MASK]?", "東京は日本の[MASK]です。", "I love it 😀🚀 [MASK]!",
+         "It rained all [MASK].", "Where is my [MASK]?", "東京は日本の[MASK]です。",
+         "I love it 😀🚀 [MASK]!",
          "- * # not markdown | [MASK] `x`", "word " * 300 + "[MASK]", "the cat sat on the mat ."]
 STEPS = 36
 RELOAD_EVERY = 4

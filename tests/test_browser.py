@@ -251,7 +251,8 @@ def go_to(page, name: str) -> None:
 
 
 SOAK_TEXTS = ["The meeting was moved to [MASK] morning.", "Please reset my [MASK] so I can log in.",
-              "It rained all [MASK].", "Where is my [MASK]?", "東京は日本の[MASK]です。", "Good job 👍🎉 [MASK]!",
+              "It rained all [MASK].", "Where is my [MASK]?", "東京は日本の[MASK]です。",
+              "Good job 👍🎉 [MASK]!",
               "", "word " * 900 + "[MASK]", "- a list? * [MASK] # heading | pipe",
               "The bank raised its [MASK] rates.", "   ", "x" * 20_001]
 
@@ -376,5 +377,6 @@ def test_every_export_button_downloads(warm, chromium):
     go_to(page, "Sampled vs dense")
     wait_charts(page, 4)
     sampling = download_all(page, seen)
-    assert {n.split("-")[0].split(".")[0] for n in sampling if n.endswith(".csv")} >= {"rows", "sampling", "downstream", "flops"}
+    csv_prefixes = {n.split("-")[0].split(".")[0] for n in sampling if n.endswith(".csv")}
+    assert csv_prefixes >= {"rows", "sampling", "downstream", "flops"}
     page.close()
