@@ -29,12 +29,13 @@ class IntRange:
     def parse(self, text) -> int:
         """The integer in ``text``, raising ``ValueError`` with one readable line when it is not an integer or
         outside the range."""
+        kind = {0: "a non-negative integer", 1: "a positive integer"}.get(self.lo, "an integer")
         try:
             value = int(str(text).strip())
         except (TypeError, ValueError):
-            raise ValueError(f"{self.name} must be an integer in {self.describe()}, not {str(text)[:40]!r}") from None
+            raise ValueError(f"{self.name} must be {kind} in {self.describe()}, not {str(text)[:40]!r}") from None
         if value not in self:
-            raise ValueError(f"{self.name} must be in {self.describe()}, not {value}")
+            raise ValueError(f"{self.name} must be {kind} in {self.describe()}, not {value}")
         return value
 
 

@@ -98,4 +98,4 @@ def test_sample_command_refuses_seeds_the_ui_cannot_show(seed, capsys):
               "--seed", seed, "--json", "-"])
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "seed must be in 0–2147483647" in err
+    assert f"seed must be a non-negative integer in 0–2147483647, not {int(seed)}" in err
