@@ -26,7 +26,8 @@ def compact(a, dtype=np.float32) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(a, dtype=dtype))
 
 
-TITLE_CHARS = 44      # a chart in a third of a 1280-px page has room for about this many title characters
+TITLE_CHARS = 34      # a chart in the narrow column of a 1280-px page has room for this many title characters
+TITLE_FONT = dict(size=15)
 
 
 def wrap_title(title: str, width: int = TITLE_CHARS) -> str:
@@ -48,7 +49,7 @@ def style(fig: go.Figure, title: str | None = None, height: int | None = None) -
     logo in exports."""
     text = wrap_title(title) if title else None
     lines = text.count("<br>") + 1 if text else 0
-    layout = dict(title=dict(text=text, x=0.0, xanchor="left", y=1.0, yanchor="top", pad=dict(t=12))
+    layout = dict(title=dict(text=text, x=0.0, xanchor="left", y=1.0, yanchor="top", pad=dict(t=12), font=TITLE_FONT)
                   if title else None, font=FONT,
                   margin=dict(l=10, r=10, t=24 + 20 * lines if title else 20, b=10), plot_bgcolor="white",
                   paper_bgcolor="white", hoverlabel=dict(font_size=13))
