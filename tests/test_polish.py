@@ -24,6 +24,15 @@ def test_markdown_is_escaped_in_static_tables():
     assert escape_markdown("a_b|c") == "a\\_b\\|c"
 
 
+def test_insert_mask_says_where_it_inserts():
+    """Streamlit's text area does not report the caret, so the button appends; its help says so."""
+    import inspect
+
+    import streamlit as st
+    assert not {"selection", "cursor", "caret"} & set(inspect.signature(st.text_area).parameters)
+    assert "at the end" in t("input.insert_mask_help") and "cursor" in t("input.insert_mask_help")
+
+
 @pytest.mark.parametrize("n, want", [(0, "0 layers"), (1, "1 layer"), (2, "2 layers")])
 def test_counts_have_the_right_plural(n, want):
     assert plural(n, "count.layer") == want
