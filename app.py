@@ -1,15 +1,23 @@
 """ExpertLens — the dashboard's entry point: `streamlit run app.py`.
 
 Declares the navigation over the pages in ``pages/``, merges the shareable view (model, text, layer, head,
-query, scheme, k, seed) from the URL, and runs the selected page; so opening a URL reproduces the view and
-``/?model=…&text=…`` lands on the analysed overview. Each page starts with ``app_support.start_page()``.
+query, scheme, k, seed; typed and range-checked, see ``ui.state``) from the URL, and runs the selected page
+inside the error boundary (``ui.run_guarded``: one line for the user, the traceback in the server log); so
+opening a URL reproduces the view and ``/?model=…&text=…`` lands on the analysed overview. Each page starts
+with ``ui.start_page()``.
 """
 import streamlit as st
 
-import app_support as ui
+import ui
 
 ui.app_ran()
 ui.page_config()
 navigation = st.navigation(ui.navigation_pages())
-ui.begin_run()
-navigation.run()
+
+
+def _run() -> None:
+    ui.begin_run()
+    navigation.run()
+
+
+ui.run_guarded(_run, navigation.title)

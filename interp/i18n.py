@@ -33,10 +33,11 @@ EN: dict[str, str] = {
     "input.example_help": "Pick an example sentence to fill the text box.",
     "input.example_none": "(choose an example)",
     "input.insert_mask": "Insert [MASK]",
-    "input.insert_mask_help": "Append the mask token to the text.",
+    "input.insert_mask_help": "Adds [MASK] at the end of the text: Streamlit's text box does not tell the app "
+                              "where the cursor is. To mask a word inside the sentence, type [MASK] in its place.",
     "input.analyze": "Analyze",
     "input.analyze_help": "Run the text through the model and decompose every head.",
-    "input.model_card": "Model: {name} · {type} · {layers} layers × {heads} heads · width {hidden} · "
+    "input.model_card": "Model: {name} · {type} · {layers_n} × {heads_n} · width {hidden} · "
                         "up to {max_tokens} tokens · {head_text}",
     "input.has_head": "has an MLM head",
     "input.no_head": "no MLM head",
@@ -45,7 +46,7 @@ EN: dict[str, str] = {
     "input.loading": "Loading model {name}…",
     "input.analysing": "Analysing {n} characters with {name}…",
     "tokens.header": "Tokens",
-    "tokens.caption": "{n} tokens; special tokens are marked ⟨…⟩ and greyed.",
+    "tokens.caption": "{n_tokens}; special tokens are marked ⟨…⟩ and greyed.",
     "tokens.col.position": "position",
     "tokens.col.token": "token",
     "tokens.col.special": "special",
@@ -64,6 +65,20 @@ EN: dict[str, str] = {
     "error.model": "Could not load the model: {message}",
     "error.input": "Could not analyse this text: {message}",
     "error.param": "Ignored URL parameter {name}={value}: {reason}",
+    "error.param_clamped": "URL parameter {name}={value} is outside its range {range}: showing {name}={shown}.",
+    "error.param_model": "URL parameter {name}={value} is out of range for this model and input (0–{hi}): "
+                         "showing {name}={shown}.",
+    "error.reason_int": "not an integer (allowed: {range})",
+    "error.reason_empty": "empty",
+    "error.reason_long": "{n} characters; a shareable view holds at most {max}",
+    "error.reason_scheme": "unknown scheme (choose one of {choices})",
+    "error.text_too_long": "the text has {n:,} characters; at most {max:,} can be analysed and shared (the model "
+                           "reads only its first tokens anyway): shorten it",
+    "error.unexpected": "Something went wrong while showing “{page}” ({kind}). The rest of the app still works: "
+                        "change a setting or the input and try again, or reset the view below. The details are "
+                        "in the server log.",
+    "error.reset": "Reset the view",
+    "error.reset_help": "Back to the default layer, head, query and sampling settings (the model is kept).",
     "error.folder_empty": "Type the path of a model folder.",
     # --- query / selection -----------------------------------------------------------------------------
     "select.query": "Query token",
@@ -73,6 +88,7 @@ EN: dict[str, str] = {
     "select.head_fallback": "Open head (layer · head)",
     "select.head_fallback_help": "Accessible alternative to clicking a cell of the grid.",
     "select.open_head": "Open this head",
+    "select.head_option": "Layer {layer} · Head {head} — {role}",
     # --- overview ---------------------------------------------------------------------------------------
     "ov.header": "Model overview: all layers × heads",
     "ov.caption": "Each square is one head. Role, effective experts exp(H(a_i·)) and special-token mass are over "
@@ -133,6 +149,8 @@ EN: dict[str, str] = {
     "lens.anchored": "anchored linear (exact, local)",
     "lens.counterfactual": "counterfactual routing (causal)",
     "lens.error": "Reconstruction error of this lens: {err:.2e} ({what})",
+    "lens.progress_start": "Re-running the network once per expert ({n} experts)…",
+    "lens.progress": "Re-running the network once per expert: {f:.0%} of {n}",
     "lens.unavailable": "The lens module is not available in this build: {message}",
     "lens.col.expert": "expert j",
     "lens.col.token": "token",
@@ -162,9 +180,9 @@ EN: dict[str, str] = {
     "samp.scheme": "Scheme",
     "samp.scheme_help": "How the attention row is estimated from k keys (see SAMPLING.md).",
     "samp.k": "k (keys per query)",
-    "samp.k_help": "Number of sampled (or kept) keys per query.",
+    "samp.k_help": "Number of sampled (or kept) keys per query ({range}).",
     "samp.seed": "Seed",
-    "samp.seed_help": "Base seed; replicate r uses a generator derived from (seed, layer, replicate).",
+    "samp.seed_help": "Base seed ({range}); replicate r uses a generator derived from (seed, layer, replicate).",
     "samp.seeds": "Seeds (replicates)",
     "samp.seeds_help": "Number of independent replicates, for variance and flip rate.",
     "samp.where": "Substitute in",
@@ -181,7 +199,10 @@ EN: dict[str, str] = {
     "samp.errors": "Errors over layers × heads",
     "samp.metric": "Error metric",
     "samp.downstream": "Downstream effect",
-    "samp.flip": "Flip rate across seeds: {rate:.0%} of seeds change the top-1 prediction at position {pos}.",
+    "samp.flip": "Flip rate across seeds: at {rate:.0%} of the compared positions ({where}) at least one of "
+                 "the {seeds_n} changes the top-1 prediction.",
+    "samp.where_mask": "the [MASK] token at position {pos}|the {n} [MASK] tokens at positions {pos}",
+    "samp.where_nonspecial": "every non-special token: the text has no [MASK]",
     "samp.cosine": "Cosine between the dense and sampled pooled embeddings: mean {mean:.4f}, min {min:.4f}.",
     "samp.variance": "Variance across seeds",
     "samp.concentration": "How concentrated the error is",
@@ -316,6 +337,11 @@ EN: dict[str, str] = {
     "tab.fig.published": "published (one run)",
     "tab.fig.test_acc": "test accuracy",
     "tab.fig.results_title": "auto-mpg, trained on US cars, tested on the rest ({seeds} seeds)",
+    # --- counts: "singular|plural" (English: 1 is singular) ---------------------------------------------
+    "count.layer": "{n} layer|{n} layers",
+    "count.head": "{n} head|{n} heads",
+    "count.token": "{n} token|{n} tokens",
+    "count.seed": "{n} seed|{n} seeds",
     # --- exports ----------------------------------------------------------------------------------------
     "export.html": "HTML",
     "export.html_help": "Self-contained HTML with plotly.js inlined (works offline). PNG: use the camera icon "
@@ -583,3 +609,11 @@ def t(key: str, lang: str = DEFAULT_LANG, **values) -> str:
     if text is None:
         text = EN[key]
     return text.format(**values) if values else text
+
+
+def plural(n: int, key: str, lang: str = DEFAULT_LANG, **values) -> str:
+    """A "singular|plural" entry chosen for the count ``n`` (English rule: 1 is singular) and formatted with
+    ``n`` and ``values``; an entry without "|" is used for every count."""
+    forms = t(key, lang).split("|")
+    form = forms[0] if n == 1 or len(forms) == 1 else forms[1]
+    return form.format(n=n, **values)

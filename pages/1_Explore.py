@@ -1,8 +1,10 @@
 """Explore: pick a model, type a text, see its tokens and predictions, and every layer × head at a glance."""
 import streamlit as st
 
-import app_support as ui
+import ui
 from interp.figures import explore as fx
+from interp.i18n import plural
+from interp.ranges import TEXT_MAX_CHARS
 from interp.trace import InputError, clean_text
 
 tr = ui.tr
@@ -12,21 +14,22 @@ st.caption(tr("app.tagline"))
 
 # --- input -------------------------------------------------------------------------------------------------
 options = ui.model_options()
-model = v.get("model") or options[0]
+model = v.model or options[0]
 if st.session_state.get("_el_model_src") != model or "in_model" not in st.session_state:
     st.session_state["_el_model_src"] = model      # the view's model changed (URL, new session): show it
     ui.bind("in_model", model if model in options else ui.LOCAL)
     if model not in options:
         ui.bind("in_folder", model)
-if v.get("text") is not None and st.session_state.get("_el_text_src") != v.get("text"):
-    st.session_state["in_text"] = v["text"]
-    st.session_state["_el_text_src"] = v["text"]
+if v.text is not None and st.session_state.get("_el_text_src") != v.text:
+    st.session_state["in_text"] = v.text
+    st.session_state["_el_text_src"] = v.text
 st.session_state.setdefault("in_text", "")
 
 
 def _choose_model():
-    if st.session_state.in_model != ui.LOCAL:
-        ui.set_view(model=st.session_state.in_model)
+    choice = st.session_state.in_model
+    if choice != ui.LOCAL and choice in options:       # a registry name, never a display label
+        ui.set_view(model=choice)
 
 
 def _choose_folder():
@@ -51,8 +54,10 @@ def _analyze():
         clean_text(text)
     except InputError as err:
         st.session_state["_el_input_error"] = str(err)
-        ui.view().pop("text", None)
-        st.query_params.pop("text", None)
+        ui.replace_view(ui.view().replace(text=None))
+        return
+    if len(text) > TEXT_MAX_CHARS:
+        st.session_state["_el_input_error"] = tr("error.text_too_long", n=len(text), max=TEXT_MAX_CHARS)
         return
     if st.session_state.in_model == ui.LOCAL:
         _choose_folder()
@@ -86,13 +91,17 @@ if st.session_state.get("_el_input_error"):
 
 result = ui.analysed()
 if result is None:
-    if not v.get("text") and not st.session_state.get("_el_input_error"):
+    if not ui.view().text and not st.session_state.get("_el_input_error"):
         st.info(tr("input.empty_state"), icon=":material/edit:")
     st.stop()
 lm, trace = result
 d = lm.describe()
-st.caption(tr("input.model_card", head_text=tr("input.has_head") if d["has_mlm_head"] else tr("input.no_head"), **d))
-if st.session_state.in_text != v["text"]:
+st.caption(tr("input.model_card", head_text=tr("input.has_head") if d["has_mlm_head"] else tr("input.no_head"),
+              layers_n=plural(d["layers"], "count.layer", ui.lang()),
+              heads_n=plural(d["heads"], "count.head", ui.lang()),
+              **d))
+v = ui.view()
+if st.session_state.in_text != v.text:
     st.caption(tr("input.changed"))
 ui.show_notes(trace)
 
@@ -100,7 +109,7 @@ ui.show_notes(trace)
 query = ui.current("query")
 st.subheader(tr("tokens.header"))
 st.markdown(fx.tokens_markdown(trace.tokens, trace.special.tolist(), query))
-st.caption(tr("tokens.caption", n=trace.n))
+st.caption(tr("tokens.caption", n_tokens=plural(trace.n, "count.token", ui.lang())))
 with st.expander(tr("tokens.header")):
     ui.show_table(fx.tokens_table(trace, ui.lang()), "tokens", key="tokens")
 
@@ -108,7 +117,7 @@ st.subheader(tr("pred.header"))
 if not lm.has_mlm_head:
     st.info(tr("pred.no_head", name=lm.name), icon=":material/info:")
 else:
-    preds = ui.predictions(v["model"], v["text"])
+    preds = ui.predictions(v.model, v.text)
     if len(preds) == 0:
         st.caption(tr("pred.none_mask"))
     else:
@@ -117,7 +126,7 @@ else:
 # --- overview ---------------------------------------------------------------------------------------------
 st.subheader(tr("ov.header"))
 query = ui.query_picker(trace, "ov_query")
-ov = ui.overview(v["model"], v["text"])
+ov = ui.overview(v.model, v.text)
 selected = (ui.current("layer"), ui.current("head"))
 st.caption(tr("ov.caption", token=trace.tokens[query], query=query))
 fig = fx.overview_figure(ov, query, selected, ui.lang())
@@ -128,15 +137,25 @@ if clicked is not None:
     ui.set_view(layer=clicked[0], head=clicked[1])
     ui.open_page("head")
 
-heads = [(l, h) for l in range(trace.n_layers) for h in range(trace.n_heads)]
-ui.bind("ov_pick", selected)
+H = trace.n_heads
+
+
+def _pick_head():
+    """The picker's value is a flat index l·H + h; anything else (a stale label) is dropped."""
+    pick = st.session_state.get("ov_pick")
+    if isinstance(pick, int) and not isinstance(pick, bool) and 0 <= pick < trace.n_layers * H:
+        ui.set_view(layer=pick // H, head=pick % H)
+
+
+ui.bind("ov_pick", selected[0] * H + selected[1])
 c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-c1.selectbox(tr("select.head_fallback"), options=heads, key="ov_pick", help=tr("select.head_fallback_help"),
-             format_func=lambda lh: f"{tr('select.layer')} {lh[0]} · {tr('select.head')} {lh[1]} — {ov.role[lh[0]][lh[1]]}",
-             on_change=lambda: ui.set_view(layer=st.session_state.ov_pick[0], head=st.session_state.ov_pick[1]))
+c1.selectbox(tr("select.head_fallback"), options=list(range(trace.n_layers * H)), key="ov_pick",
+             help=tr("select.head_fallback_help"), on_change=_pick_head,
+             format_func=lambda i: tr("select.head_option", layer=i // H, head=i % H, role=ov.role[i // H][i % H])
+             if isinstance(i, int) and 0 <= i < trace.n_layers * H else str(i))
 if c2.button(tr("select.open_head"), key="ov_open", width="stretch"):
     ui.open_page("head")
-checks = ui.identity_checks(v["model"], v["text"])
+checks = ui.identity_checks(v.model, v.text)
 if checks:
     def _err(name):
         val = checks.get(name)

@@ -1,7 +1,7 @@
 """One head as a mixture of experts: gates and firing, top experts, messages, lenses, layer-0 splits."""
 import streamlit as st
 
-import app_support as ui
+import ui
 from interp.figures import head as fh
 
 tr = ui.tr
@@ -14,19 +14,15 @@ if result is None:
 lm, trace = result
 c1, c2, c3 = st.columns([1, 1, 2])
 with c1:
-    layer, head = None, None
-    ui.bind("hd_layer", ui.current("layer"))
-    layer = st.selectbox(tr("select.layer"), options=list(range(trace.n_layers)), key="hd_layer",
-                         on_change=ui.from_widget("hd_layer", "layer"))
+    layer = ui.layer_picker(trace, "hd_layer")
 with c2:
-    ui.bind("hd_head", ui.current("head"))
-    head = st.selectbox(tr("select.head"), options=list(range(trace.n_heads)), key="hd_head",
-                        on_change=ui.from_widget("hd_head", "head"))
+    head = ui.head_picker(trace, "hd_head")
 with c3:
     query = ui.query_picker(trace, "hd_query")
+v = ui.view()
 st.title(tr("head.header", layer=layer, head=head))
 ui.show_notes(trace)
-hv = ui.head(v["model"], v["text"], layer, head)
+hv = ui.head(v.model, v.text, layer, head)
 st.markdown(fh.caption(hv, query, ui.lang()))
 
 # --- gates and firing -------------------------------------------------------------------------------------
@@ -60,7 +56,7 @@ elif section == "lens":
                          key="hd_lens", format_func=lambda s: tr(f"lens.{s}"), help=tr("lens.choose_help"))
     try:
         with st.spinner(tr(f"lens.{lens_name}") + "…"):
-            summary = ui.lens(v["model"], v["text"], layer, head, query, lens_name)
+            summary = ui.lens(v.model, v.text, layer, head, query, lens_name)
     except (ImportError, ValueError) as err:
         st.warning(tr("lens.unavailable", message=str(err)))
         summary = None
@@ -90,7 +86,7 @@ else:
     if layer != 0:
         st.caption(tr("l0.only"))
     else:
-        split = ui.layer0(v["model"], v["text"], head)
+        split = ui.layer0(v.model, v.text, head)
         a, b = st.columns(2)
         with a:
             ui.show_figure(fh.cbow_split_figure(split["norms"], trace.tokens, ui.lang()), f"cbow-split-H{head}",

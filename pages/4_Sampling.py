@@ -2,8 +2,10 @@
 FLOPs."""
 import streamlit as st
 
-import app_support as ui
+import ui
 from interp.figures import sampling as fs
+from interp.i18n import plural
+from interp.ranges import K, SEED, SEEDS
 
 tr = ui.tr
 v = ui.start_page()
@@ -18,25 +20,24 @@ if result is None:
     ui.empty_state("samp.empty")
     st.stop()
 lm, trace = result
-if v.get("scheme") not in scheme_names:
-    ui.set_view(scheme=ui.DEFAULT_SCHEME)
 
-# --- settings ---------------------------------------------------------------------------------------------
+# --- settings (ranges shared with the URL and the CLI: interp.ranges) --------------------------------------
 c1, c2, c3, c4, c5 = st.columns([2, 1, 1, 1, 2])
 ui.bind("sp_scheme", ui.current("scheme"))
 ui.bind("sp_k", ui.current("k"))
 ui.bind("sp_seed", ui.current("seed"))
 with c1:
-    scheme = st.selectbox(tr("samp.scheme"), options=scheme_names, key="sp_scheme", help=tr("samp.scheme_help"),
-                          on_change=ui.from_widget("sp_scheme", "scheme"))
+    st.selectbox(tr("samp.scheme"), options=scheme_names, key="sp_scheme", help=tr("samp.scheme_help"),
+                 on_change=ui.from_widget("sp_scheme", "scheme"))
 with c2:
-    k = int(st.number_input(tr("samp.k"), min_value=1, max_value=4096, step=1, key="sp_k", help=tr("samp.k_help"),
-                            on_change=ui.from_widget("sp_k", "k")))
+    st.number_input(tr("samp.k"), min_value=K.lo, max_value=K.hi, step=1, key="sp_k",
+                    help=tr("samp.k_help", range=K.describe()), on_change=ui.from_widget("sp_k", "k", int))
 with c3:
-    seed = int(st.number_input(tr("samp.seed"), min_value=0, max_value=2**31 - 1, step=1, key="sp_seed",
-                               help=tr("samp.seed_help"), on_change=ui.from_widget("sp_seed", "seed")))
+    st.number_input(tr("samp.seed"), min_value=SEED.lo, max_value=SEED.hi, step=1, key="sp_seed",
+                    help=tr("samp.seed_help", range=SEED.describe()), on_change=ui.from_widget("sp_seed", "seed", int))
 with c4:
-    seeds = int(st.number_input(tr("samp.seeds"), min_value=1, max_value=64, value=ui.DEFAULT_SEEDS, step=1,
+    seeds = int(st.number_input(tr("samp.seeds"), min_value=SEEDS.lo, max_value=SEEDS.hi, value=ui.DEFAULT_SEEDS,
+                                step=1,
                                 key="sp_seeds", help=tr("samp.seeds_help")))
 with c5:
     where = st.radio(tr("samp.where"), options=["head", "layer", "all"], horizontal=True, key="sp_where",
@@ -47,7 +48,8 @@ with c6:
 with c7:
     query = ui.query_picker(trace, "sp_query")
 ui.show_notes(trace)
-model, text = v["model"], v["text"]
+v = ui.view()
+model, text, scheme, k, seed = v.model, v.text, v.scheme, v.k, v.seed
 
 try:
     rows = ui.sampled_rows(model, text, scheme, k, seeds, seed, layer, head, query)
@@ -92,7 +94,11 @@ with st.spinner(f"{tr('samp.downstream')}: {tr(f'samp.where.{where}')}…"):
         st.error(str(err), icon=":material/error:")
 if effect is not None:
     if effect.has_mlm_head:
-        st.markdown(tr("samp.flip", rate=float(effect.flip_rate[0]), pos=effect.positions[0]))
+        masks = [i for i, tok in enumerate(trace.tokens) if tok == getattr(lm.tokenizer, "mask_token", None)]
+        where_text = (plural(len(masks), "samp.where_mask", ui.lang(), pos=", ".join(map(str, masks)))
+                      if effect.positions[0] == "mask" and masks else tr("samp.where_nonspecial"))
+        st.markdown(tr("samp.flip", rate=float(effect.flip_rate[0]), where=where_text,
+                       seeds_n=plural(seeds, "count.seed", ui.lang())))
     else:
         st.markdown(tr("samp.cosine", mean=float(effect.cosine_mean[0]), min=float(effect.cosine_min[0])))
     ui.show_table(fs.downstream_table(effect, ui.lang()), f"downstream-{scheme}-k{k}-{where}", key="sp_down")

@@ -36,6 +36,11 @@ def spec(chart) -> dict:
     return json.loads(chart.proto.spec)
 
 
+def title(chart) -> str:
+    """A chart's title as one line (long titles are wrapped with <br>)."""
+    return spec(chart)["layout"]["title"]["text"].replace("<br>", " ")
+
+
 def frames(at) -> list:
     """Every table on the page (interactive dataframes and static tables) as pandas DataFrames."""
     return [e.value for e in (*at.dataframe, *at.table)]
@@ -78,7 +83,7 @@ def test_url_lands_on_analysed_overview(app, tiny_bert_dir):
     want = fx.mask_predictions(trace, lm.tokenizer)
     shown = [df for df in frames(at) if t("pred.col.prob") in df.columns]
     assert len(shown) == 1
-    assert list(shown[0][t("pred.col.token")]) == list(want[t("pred.col.token")])
+    assert list(shown[0][t("pred.col.token")]) == [ui.escape_markdown(w) for w in want[t("pred.col.token")]]
     # the exactness caption: both identities hold on this input to float32 precision
     checks = [c for c in texts(at.caption) if c.startswith("Exactness on this input")]
     assert len(checks) == 1
@@ -193,7 +198,7 @@ def test_query_picker_updates_url_and_overview(app, tiny_bert_dir):
 
 def test_accessible_head_picker_opens_the_head(app, tiny_bert_dir):
     at = app(model=tiny_bert_dir, text=TEXT).run()
-    at.selectbox(key="ov_pick").select((1, 2))
+    at.selectbox(key="ov_pick").select(1 * 4 + 2)          # flat index layer · H + head (H = 4)
     button(at, t("select.open_head")).click().run()
     no_exception(at)
     assert at.query_params["layer"] == "1" and at.query_params["head"] == "2"
@@ -224,13 +229,13 @@ def test_head_page_views_and_widgets(app, tiny_bert_dir):
     np.testing.assert_allclose(shipped, probs.numpy(), rtol=1e-5, atol=1e-7)   # what the browser gets = the model's
     assert len(charts(at)) == 2 and t("head.more_empty") in texts(at.caption)   # one view at a time
     at.radio(key="hd_section").set_value("messages").run()
-    titles = [spec(c)["layout"]["title"]["text"] for c in charts(at)]
+    titles = [title(c) for c in charts(at)]
     assert t("head.norms_title") in titles and t("head.profile_title") in titles
     at.radio(key="hd_section").set_value("layer0").run()
     assert any(c.startswith("The three parts sum to the message") for c in texts(at.caption))
     n_charts = len(charts(at))
     at.radio(key="hd_show").set_value("firing").run()
-    assert spec(charts(at)[0])["layout"]["title"]["text"] == t("head.firing_title")
+    assert title(charts(at)[0]) == t("head.firing_title")
     at.selectbox(key="hd_layer").select(1).run()
     assert at.query_params["layer"] == "1"
     assert any(t("l0.only") in c for c in texts(at.caption))
@@ -274,7 +279,9 @@ def test_sampling_page_reads_and_writes_url(app, tiny_bert_dir):
     assert at.selectbox(key="sp_scheme").value == "C"
     assert at.number_input(key="sp_k").value == 2 and at.number_input(key="sp_seed").value == 3
     assert len(charts(at)) >= 4
-    assert any("Flip rate across seeds" in m for m in texts(at.markdown))
+    flip = [m for m in texts(at.markdown) if m.startswith("Flip rate across seeds")]
+    mask = trace_text(load_model(tiny_bert_dir), TEXT).tokens.index("[MASK]")
+    assert len(flip) == 1 and f"(the [MASK] token at position {mask})" in flip[0] and "8 seeds" in flip[0]
     at.number_input(key="sp_k").set_value(3).run()
     assert at.query_params["k"] == "3"
     at.selectbox(key="sp_scheme").select("A").run()
@@ -323,5 +330,90 @@ def test_default_model_predicts_at_mask(app):
     i = enc.input_ids[0].tolist().index(lm.tokenizer.mask_token_id)
     top = torch.topk(torch.softmax(logits[i].double(), -1), 5)
     shown = [df for df in frames(at) if t("pred.col.prob") in df.columns][0]
-    assert list(shown[t("pred.col.token")]) == lm.tokenizer.convert_ids_to_tokens(top.indices.tolist())
+    tokens = lm.tokenizer.convert_ids_to_tokens(top.indices.tolist())
+    assert list(shown[t("pred.col.token")]) == [ui.escape_markdown(w) for w in tokens]
     np.testing.assert_allclose(shown[t("pred.col.prob")].to_numpy(np.float64), top.values.numpy(), rtol=1e-5)
+
+
+# --- reliability: typed view state, error boundary, ranges --------------------------------------------------
+
+@pytest.fixture()
+def stale_labels(monkeypatch):
+    """Make the next run send, for a selectbox, the given display label instead of its value: what the browser
+    sends when the options changed under a selection (Streamlit then hands the label string to the app)."""
+    from streamlit.proto.WidgetStates_pb2 import WidgetState
+    from streamlit.testing.v1.element_tree import Selectbox
+    labels: dict[str, str] = {}
+    original = Selectbox._widget_state
+
+    def patched(self):
+        if self.key in labels:
+            ws = WidgetState()
+            ws.id = self.id
+            ws.string_value = labels.pop(self.key)
+            return ws
+        return original.fget(self)
+    monkeypatch.setattr(Selectbox, "_widget_state", property(patched))
+    return labels
+
+
+def test_stale_widget_labels_never_become_view_state(app, tiny_bert_dir, stale_labels):
+    """The crash of a long session: a stale label ("Layer 0 · Head 0 — …") came back from the head picker and
+    its first letters became layer=L&head=a; the next analysis then failed with a TypeError."""
+    at = app(model=tiny_bert_dir, text=TEXT).run()
+    before = dict(at.query_params)
+    for key, label in (("ov_pick", "Layer 0 · Head 0 — a role of the previous input"), ("ov_query", "6: [MASK]"),
+                       ("in_model", "mini-bert — an old label")):
+        stale_labels[key] = label
+        at.run()
+        no_exception(at)
+        assert dict(at.query_params) == before
+    at.text_area(key="in_text").input("the dog sat on the mat .")
+    at.button(key="analyze").click().run()
+    no_exception(at)
+    assert at.query_params["layer"] == "0" and at.query_params["head"] == "0"
+    at.switch_page(HEAD).run()
+    no_exception(at)
+    stale_labels["hd_query"] = "3: sat"
+    stale_labels["hd_layer"] = "L"
+    at.run()
+    no_exception(at)
+    assert t("head.header", layer=0, head=0) in texts(at.title)
+
+
+def test_error_boundary_shows_one_line_and_logs_the_traceback(app, tiny_bert_dir, monkeypatch, caplog):
+    import ui
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom in /srv/secret/path.py")
+    real = ui.overview
+    monkeypatch.setattr(ui, "overview", broken)
+    with caplog.at_level("ERROR", logger="expertlens.ui"):
+        at = app(model=tiny_bert_dir, text=TEXT).run()
+    no_exception(at)                                               # no exception box, no traceback
+    errors = texts(at.error)
+    assert errors == [t("error.unexpected", page=t("nav.explore"), kind="RuntimeError")]
+    shown = " ".join(texts(at.markdown) + texts(at.caption) + texts(at.error) + texts(at.warning))
+    assert "secret" not in shown and "Traceback" not in shown
+    assert any("boom in /srv/secret/path.py" in (r.exc_text or "") or r.exc_info for r in caplog.records)
+    assert at.text_area(key="in_text").value == TEXT               # the page is still there and usable
+    button(at, t("error.reset"))
+    monkeypatch.setattr(ui, "overview", real)
+    at.text_area(key="in_text").input("the cat sat .")
+    at.button(key="analyze").click().run()
+    no_exception(at)
+    assert not at.error and charts(at)
+
+
+@pytest.mark.parametrize("params, shown", [({"k": "5000"}, {"k": "4096"}),
+                                           ({"seed": str(2**31)}, {"seed": str(2**31 - 1)}),
+                                           ({"seed": str(10**20), "k": "0"}, {"seed": str(2**31 - 1), "k": "1"})])
+def test_sampling_page_never_silently_shows_other_values(app, tiny_bert_dir, params, shown):
+    at = app(model=tiny_bert_dir, text=TEXT, scheme="A", **params).run()
+    at.switch_page(SAMPLING).run()
+    no_exception(at)
+    warnings = " ".join(texts(at.warning))
+    for name, raw in params.items():
+        assert f"{name}={raw}" in warnings and f"showing {name}={shown[name]}" in warnings
+        assert at.query_params[name] == shown[name]                 # the URL says what is shown
+        assert str(at.number_input(key=f"sp_{name}").value) == shown[name]

@@ -213,3 +213,170 @@ def test_bad_input_message_in_browser(warm, chromium):
     page.wait_for_selector('[data-testid="stAlertContentError"]', timeout=TIMEOUT)
     assert "model folder not found" in page.inner_text("body")
     page.close()
+
+
+# --- reliability: a long session, every export -------------------------------------------------------------
+
+TRACEBACK_WORDS = ("Traceback", "File \"/", "site-packages", "streamlit/runtime", "Error:")
+
+
+def assert_clean(page) -> None:
+    """No exception box, and no traceback text anywhere on the page."""
+    no_exception(page)
+    body = page.inner_text("body")
+    leaked = [w for w in TRACEBACK_WORDS if w in body and not (w == "Error:" and "Could not" in body)]
+    assert not leaked, (leaked, body[:2000])
+    assert "Something went wrong" not in body, body[:2000]
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick ``option`` (the start of its visible text) in the selectbox labelled ``label``."""
+    box = page.get_by_role("combobox", name=label, exact=True).first
+    box.click()
+    box.fill(option)                                   # long option lists are virtualised: filter first
+    page.get_by_role("option").filter(has_text=re.compile("^" + re.escape(option))).first.click()
+    wait_idle(page)
+
+
+def analyse(page, text: str) -> None:
+    box = page.get_by_label("Text", exact=True)
+    box.fill(text)
+    page.get_by_role("button", name="Analyze").click()
+    wait_idle(page)
+
+
+def go_to(page, name: str) -> None:
+    page.get_by_role("link", name=name).first.click()
+    wait_idle(page)
+
+
+SOAK_TEXTS = ["The meeting was moved to [MASK] morning.", "Please reset my [MASK] so I can log in.",
+              "It rained all [MASK].", "Where is my [MASK]?", "東京は日本の[MASK]です。",
+              "Good job 👍🎉 [MASK]!",
+              "", "word " * 900 + "[MASK]", "- a list? * [MASK] # heading | pipe",
+              "The bank raised its [MASK] rates.", "   ", "x" * 20_001]
+
+
+def test_long_session_never_shows_a_traceback(warm, chromium, output_dir):
+    """One browser session: 24 analyses of varied texts (Japanese, emoji, empty, over-long, Markdown-like) on
+    three models, with page switches in between and every bound picker used."""
+    page = chromium.new_page(viewport=VIEWPORT)
+    page.goto(url(warm, model="mini-bert"), timeout=TIMEOUT)
+    wait_idle(page)
+    analyses = 0
+    for model in ("mini-bert", "paper", "minilm"):
+        choose(page, "Model", model)
+        page.wait_for_url(re.compile(f".*[?&]model={model}(&|$).*"), timeout=TIMEOUT)
+        for i, text in enumerate(SOAK_TEXTS[:8] if model != "paper" else SOAK_TEXTS[4:]):
+            analyse(page, text)
+            analyses += 1
+            assert_clean(page)
+            if not text.strip() or len(text) > 20_000:
+                expected = "empty text" if not text.strip() else "at most 20,000"
+                page.wait_for_function(f"() => document.body.innerText.includes({expected!r})", timeout=TIMEOUT)
+                wait_idle(page)
+                assert_clean(page)
+                continue
+            if i % 3 == 1:                                   # the head picker, then the head page
+                lh = 0 if model == "paper" else 1            # the paper model has one layer and one head
+                choose(page, "Open head (layer · head)", f"Layer {lh} · Head {lh}")
+                page.get_by_role("button", name="Open this head").click()
+                page.wait_for_url(re.compile(r".*/Head\?.*"), timeout=TIMEOUT)
+                wait_charts(page, 2)
+                assert_clean(page)
+                assert f"layer={lh}" in page.url and f"head={lh}" in page.url
+                choose(page, "Query token", "1:")
+                assert_clean(page)
+                go_to(page, "Explore")
+            elif i % 3 == 2 and model != "minilm":
+                go_to(page, "Sampled vs dense")
+                wait_charts(page, 4)
+                assert_clean(page)
+                go_to(page, "Explore")
+            assert_clean(page)
+    assert analyses >= 20
+    page.screenshot(path=str(output_dir / "soak-end.png"))
+    page.close()
+
+
+CSV_HEADERS = {   # file-name prefix → the table's columns
+    "tokens": ["position", "token", "special", "segment"],
+    "mask-predictions": ["position", "rank", "token", "probability"],
+    "overview": ["layer", "head", "role"],
+    "top-experts": ["expert position j", "token", "gate a_ij", "firing f_ij"],
+    "lens-": ["expert j", "token", "gate"],
+    "gate-score-split": None,
+    "rows-": None,
+    "sampling-heads": ["layer", "head"],
+    "downstream": ["metric", "value"],
+    "flops": None,
+}
+
+
+def check_download(dl, kind: str) -> str:
+    name = dl.suggested_filename
+    data = Path(dl.path()).read_bytes()
+    if kind == "HTML":
+        html = data.decode("utf-8")
+        assert name.endswith(".html") and "Plotly.newPlot" in html and 'id="expertlens-figure"' in html, name
+        assert not re.search(r"<script[^>]+src=", html), name
+        return name
+    import csv
+    import io
+    assert name.endswith(".csv"), name
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8"))))
+    assert len(rows) >= 2 and all(len(r) == len(rows[0]) for r in rows), name
+    prefix = [p for p in CSV_HEADERS if name.startswith(p)]
+    assert prefix, f"unexpected CSV {name}: {rows[0]}"
+    want = CSV_HEADERS[prefix[0]]
+    if want is not None:
+        assert rows[0][:len(want)] == want, (name, rows[0])
+    return name
+
+
+def download_all(page, tmp: set) -> list[str]:
+    """Open every expander, then click every export button on the page and check each file."""
+    page.wait_for_timeout(1000)
+    wait_idle(page)
+    expanders = page.locator('[data-testid="stExpander"] details:not([open]) summary')
+    while expanders.count():
+        expanders.first.click()
+        page.wait_for_timeout(200)
+    wait_idle(page)
+    names = []
+    buttons = page.locator('[data-testid="stDownloadButton"]')
+    for i in range(buttons.count()):
+        b = buttons.nth(i).locator("button:visible").first      # (each holds a hidden twin for sizing)
+        kind = b.inner_text().strip().split()[-1]
+        with page.expect_download(timeout=TIMEOUT) as dl:
+            b.click()
+        names.append(check_download(dl.value, kind))
+        assert_clean(page)
+    assert len(names) == buttons.count() and names
+    return names
+
+
+def test_every_export_button_downloads(warm, chromium):
+    page = chromium.new_page(viewport=VIEWPORT, accept_downloads=True)
+    seen: set = set()
+    page.goto(url(warm, model="mini-bert", text="The cat sat on the [MASK] - or not.", layer=0, head=1),
+              timeout=TIMEOUT)
+    wait_charts(page)
+    explore = download_all(page, seen)
+    assert {n.split("-")[0].split(".")[0] for n in explore} >= {"tokens", "mask", "overview"}
+    go_to(page, "One head")
+    wait_charts(page, 2)
+    head = download_all(page, seen)
+    for section in ("messages and positional profile", "what each expert predicts (lenses)",
+                    "layer 0: CBOW and gate-score splits"):
+        page.get_by_text(section).click()
+        wait_idle(page)
+        head += download_all(page, seen)
+    assert any(n.startswith("lens-") and n.endswith(".csv") for n in head)
+    assert any(n.startswith("gate-score-split") and n.endswith(".csv") for n in head)
+    go_to(page, "Sampled vs dense")
+    wait_charts(page, 4)
+    sampling = download_all(page, seen)
+    csv_prefixes = {n.split("-")[0].split(".")[0] for n in sampling if n.endswith(".csv")}
+    assert csv_prefixes >= {"rows", "sampling", "downstream", "flops"}
+    page.close()

@@ -15,3 +15,14 @@ def positive_int(name: str):
             raise argparse.ArgumentTypeError(f"{name} must be a positive integer, not {value}")
         return value
     return parse
+
+
+def in_range(bounds):
+    """argparse type: an integer inside one of the shared ranges of :mod:`interp.ranges` (the dashboard's
+    URL and widgets accept exactly the same values)."""
+    def parse(text):
+        try:
+            return bounds.parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err))
+    return parse

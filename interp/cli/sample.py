@@ -6,7 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from .args import positive_int
+from ..ranges import K, SEED, SEEDS
+from .args import in_range, positive_int
 
 HELP = ("compare a sampled-attention scheme with dense attention for every head of one text, and its effect "
         "on the model's output; writes JSON")
@@ -32,12 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "already in the local cache (default: the first available model)")
     parser.add_argument("--text", required=True, help="the input text; use [MASK] where an MLM should predict")
     parser.add_argument("--scheme", required=True, choices=list(SCHEMES), metavar="SCHEME", help=SCHEME_HELP)
-    parser.add_argument("--k", type=positive_int("k"), required=True,
+    parser.add_argument("--k", type=in_range(K), required=True,
                         help="budget: keys drawn per query (A, B, E's tail), keys kept (C), default random "
                              "features (D)")
-    parser.add_argument("--seeds", type=positive_int("seeds"), default=8,
+    parser.add_argument("--seeds", type=in_range(SEEDS), default=8,
                         help="number of independent replicates S (default 8)")
-    parser.add_argument("--seed", type=int, default=0, help="the user-visible seed all draws derive from (default 0)")
+    parser.add_argument("--seed", type=in_range(SEED), default=0,
+                        help=f"the user-visible seed all draws derive from, {SEED.describe()} (default 0)")
     parser.add_argument("--h", type=int, default=None, help="scheme E: keys kept exactly (default: k)")
     parser.add_argument("--m", type=positive_int("m"), default=None, help="scheme D: random features (default: k)")
     parser.add_argument("--layers", type=_layers, nargs="+", default=None,

@@ -26,11 +26,35 @@ def compact(a, dtype=np.float32) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(a, dtype=dtype))
 
 
+TITLE_CHARS = 34      # a chart in the narrow column of a 1280-px page has room for this many title characters
+TITLE_FONT = dict(size=15)
+
+
+def wrap_title(title: str, width: int = TITLE_CHARS) -> str:
+    """``title`` broken into lines of at most ``width`` characters at spaces (plotly does not wrap titles; a
+    long one is clipped at the chart's edge), joined with ``<br>``."""
+    lines, line = [], ""
+    for word in title.split(" "):
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(line)
+    return "<br>".join(lines)
+
+
 def style(fig: go.Figure, title: str | None = None, height: int | None = None) -> go.Figure:
-    """House layout: title, font, tight margins, white background, no plotly logo in exports."""
-    layout = dict(title=dict(text=title, x=0.0, xanchor="left") if title else None, font=FONT,
-                  margin=dict(l=10, r=10, t=50 if title else 20, b=10), plot_bgcolor="white", paper_bgcolor="white",
-                  hoverlabel=dict(font_size=13))
+    """House layout: title (wrapped, with room for every line), font, tight margins, white background, no plotly
+    logo in exports."""
+    text = wrap_title(title) if title else None
+    lines = text.count("<br>") + 1 if text else 0
+    layout = dict(title=dict(text=text, x=0.0, xanchor="left", y=1.0, yanchor="top", pad=dict(t=12), font=TITLE_FONT)
+                  if title else None, font=FONT,
+                  margin=dict(l=10, r=10, t=24 + 20 * lines if title else 20, b=10), plot_bgcolor="white",
+                  paper_bgcolor="white", hoverlabel=dict(font_size=13))
+    if height and lines > 1:
+        height += 20 * (lines - 1)
     if height:
         layout["height"] = height
     for name in fig.layout:                       # every x/y axis the figure has (one update, not one per axis)

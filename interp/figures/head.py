@@ -171,7 +171,7 @@ def lens_summary(res, tokens: list[str], tokenizer, top: int = 5, lang: str = "e
 
 def lens_experts_figure(summary: LensSummary, k: int = 15, lang: str = "en") -> go.Figure:
     """The k experts with the largest gates: bar = gate, label = the expert's own top prediction
-    (or its cosine to the model's output for embedding outputs)."""
+    (or 1 − its cosine to the model's output for embedding outputs)."""
     df = summary.experts
     gate_col = t("lens.col.gate", lang)
     top = df.sort_values(gate_col, ascending=False, kind="stable").head(k).iloc[::-1]
@@ -180,7 +180,9 @@ def lens_experts_figure(summary: LensSummary, k: int = 15, lang: str = "en") -> 
     if t("lens.col.top", lang) in df:
         text = [f"→ {w} ({p:.0%})" for w, p in zip(top[t("lens.col.top", lang)], top[t("lens.col.prob", lang)])]
     else:
-        text = [f"cos {c:.3f}" for c in top["cosine to output"]]
+        # cosines of embeddings are all close to 1 (the head is one term in a residual sum): show 1 − cos,
+        # which varies from expert to expert, in a format that keeps its digits
+        text = [f"1−cos {1.0 - c:.2e}" for c in top["cosine to output"]]
     fig = go.Figure(go.Bar(x=compact(top[gate_col].to_numpy()), y=labels, orientation="h", text=text,
                            textposition="auto", marker_color=OKABE_ITO[4],
                            hovertemplate="%{y}: gate %{x:.4f}<br>%{text}<extra></extra>"))

@@ -136,8 +136,8 @@ def concentration_figure(err: np.ndarray, tokens: list[str], lang: str = "en") -
     fig.add_trace(go.Bar(x=np.arange(len(order)), y=compact(e[order]), name="error", marker_color=OKABE_ITO[4],
                          customdata=labels, hovertemplate="%{customdata}: %{y:.4g}<extra></extra>"))
     fig.add_trace(go.Scatter(x=np.arange(len(order)), y=compact(cum), name="cumulative share of squared error",
-                             yaxis="y2", mode="lines", line=dict(color=OKABE_ITO[5], width=2)))
-    fig.update_layout(yaxis2=dict(overlaying="y", side="right", range=[0, 1.02], tickformat=".0%",
+                             yaxis="y2", mode="lines", line=dict(color=OKABE_ITO[5], width=2), cliponaxis=False))
+    fig.update_layout(yaxis2=dict(overlaying="y", side="right", range=[0, 1], tickformat=".0%",
                                   showgrid=False, title=dict(text="share of Σ error²")),
                       legend=dict(orientation="h", y=-0.25))
     fig.update_xaxes(title_text="queries, worst first")

@@ -505,7 +505,7 @@ class LogReader:
                 try:
                     obj = json.loads(line.text)
                 except (json.JSONDecodeError, RecursionError) as err:
-                    msg = f"{err.msg} at column {err.colno}" if isinstance(err, json.JSONDecodeError) else \
+                    msg = f"{err.msg} (column {err.colno})" if isinstance(err, json.JSONDecodeError) else \
                         "nested too deeply"
                     _skip(rec, "malformed-json", f"malformed JSON: {msg}", line.text)
                 else:

@@ -1,0 +1,22 @@
+"""The dashboard's Streamlit layer, one job per module:
+
+* :mod:`ui.state` — the shareable view as one typed, validated value (no Streamlit);
+* :mod:`ui.session` — that view in session state and in the URL; widget callbacks that accept typed values only;
+* :mod:`ui.engine` — cached calls into the library (the only place the app runs an analysis);
+* :mod:`ui.exports` — figures and tables with their HTML/PNG/CSV downloads;
+* :mod:`ui.chrome` — navigation, page setup, the error boundary, pickers, notes and empty states.
+
+Pages use ``import ui`` and the names re-exported here.
+"""
+from ui.state import DEFAULT_SCHEME, DEFAULTS, PARAMS, View, from_query, parse_param, schemes  # noqa: F401
+from ui.session import (add_problems, begin_run, bind, clear_view, current, from_widget, lang,  # noqa: F401
+                        replace_view, set_view, tr, url_problems, view, write_url)
+from ui.engine import (downstream, get_model, get_trace, head, identity_checks, layer0, lens,  # noqa: F401
+                       overview, predictions, sampled_rows, sampling_all, sampling_layer)
+from ui.exports import escape_markdown, show_figure, show_table  # noqa: F401
+from ui.chrome import (BUILTIN_EXAMPLES, LOCAL, PAGES, ROOT, analysed, app_ran, empty_state, examples,  # noqa: F401
+                       fit_view, head_picker, layer_head_pickers, layer_picker, model_label, model_options,
+                       navigation_pages, open_page, page, page_config, query_picker, run_guarded, show_notes,
+                       start_page)
+
+DEFAULT_SEEDS = 8

@@ -1,0 +1,251 @@
+"""Page chrome: navigation, page setup, the error boundary, model choice and examples, the analysed input,
+the layer/head/query pickers, notes and empty states."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Callable
+
+import streamlit as st
+
+from interp.figures import explore as fx
+from interp.loader import REGISTRY, LoadedModel, ModelLoadError, available_models, default_model
+from interp.trace import InputError, Trace
+from ui import engine
+from ui.session import (add_problems, begin_run, bind, clear_view, current, from_widget, replace_view, set_view,
+                        tr, url_problems, view)
+
+log = logging.getLogger("expertlens.ui")
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = ROOT / "pages"
+LOCAL = "__local__"
+BUILTIN_EXAMPLES = (
+    "The capital of France is [MASK].",
+    "The cat sat on the mat because it was tired.",
+    "She put the book on the [MASK] and left the room.",
+    "Each word is an expert; attention decides whom to listen to.",
+    "Sampling a few keys is usually right, but not always.",
+)
+
+
+# --- models and examples ------------------------------------------------------------------------------------
+
+def model_options() -> list[str]:
+    """Registry models present on this machine (the default first), then the local-folder choice."""
+    avail = available_models()
+    first = default_model()
+    names = ([first] if first in avail else []) + [m for m in avail if m != first]
+    return names + [LOCAL]
+
+
+def model_label(name: str) -> str:
+    if name == LOCAL:
+        return tr("input.local_option")
+    entry = REGISTRY.get(name)
+    return f"{name} — {entry.description}" if entry else name
+
+
+def examples() -> list[str]:
+    """Example sentences: the demo file in ``models/`` when there is one, else the built-in ones."""
+    found: list[str] = []
+    models = ROOT / "models"
+    files = sorted(p for pat in ("*demo*", "*example*") for p in models.glob(pat) if p.is_file()) \
+        if models.is_dir() else []
+    for path in files:
+        try:
+            found += _read_examples(path)
+        except (OSError, ValueError, UnicodeDecodeError):
+            continue
+    out = list(dict.fromkeys(s for s in found if s.strip()))
+    return out[:50] if out else list(BUILTIN_EXAMPLES)
+
+
+def _read_examples(path: Path) -> list[str]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        data = json.loads(text)
+        data = data.get("examples", data.get("texts", [])) if isinstance(data, dict) else data
+        return [d if isinstance(d, str) else str(d.get("text", "")) for d in data if isinstance(d, (str, dict))]
+    if path.suffix == ".jsonl":
+        out = []
+        for line in text.splitlines():
+            if line.strip():
+                d = json.loads(line)
+                out.append(d if isinstance(d, str) else str(d.get("text", "")))
+        return out
+    if path.suffix in (".txt", ".md") and path.name.lower() != "readme.md":
+        return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    return []
+
+
+# --- the analysed input ------------------------------------------------------------------------------------
+
+def analysed() -> tuple[LoadedModel, Trace] | None:
+    """The model and trace of the view's (model, text), with progress and one-line error messages; None when
+    there is nothing to analyse or it failed (the message is already shown). The view is fitted to the input
+    (layer, head, query in range; a message for each value that was not)."""
+    v = view()
+    text, model = v.text, v.model or default_model()
+    if not text:
+        return None
+    try:
+        with st.spinner(tr("input.loading", name=model)):
+            lm = engine.get_model(model)
+    except ModelLoadError as err:
+        st.error(tr("error.model", message=str(err)), icon=":material/error:")
+        return None
+    try:
+        with st.spinner(tr("input.analysing", n=len(text), name=model)):
+            trace = engine.get_trace(model, text)
+    except InputError as err:
+        st.error(tr("error.input", message=str(err)), icon=":material/error:")
+        return None
+    if v.model is None:
+        replace_view(view().replace(model=model))
+    fit_view(lm, trace)
+    return lm, trace
+
+
+def fit_view(lm: LoadedModel, trace: Trace) -> None:
+    """Bring layer/head/query into range for this model and input, saying what was out of range."""
+    fitted, problems = view().fit(trace.n_layers, trace.n_heads, trace.n,
+                                  fx.default_query(trace, getattr(lm.tokenizer, "mask_token_id", None)))
+    for problem in problems:
+        st.warning(problem, icon=":material/link:")
+    if fitted != view():
+        replace_view(fitted)
+
+
+def show_notes(trace: Trace) -> None:
+    """Truncation warning and every change made to the input text."""
+    if trace.truncation is not None:
+        st.warning(tr("trunc.warning", message=trace.truncation.message()), icon=":material/content_cut:")
+    other = [n for n in trace.notes if trace.truncation is None or n != trace.truncation.message()]
+    if other:
+        st.info(tr("notes.header") + ": " + "; ".join(other), icon=":material/info:")
+
+
+# --- pickers bound to the view ------------------------------------------------------------------------------
+
+def _index_in(n: int) -> Callable[[object], int]:
+    """A converter that accepts only an integer in 0..n-1 (a stale label or anything else raises)."""
+    def convert(value) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < n:
+            raise ValueError(f"not an index below {n}: {value!r}")
+        return value
+    return convert
+
+
+def query_picker(trace: Trace, key: str) -> int:
+    """Select the query token (bound to the ``query`` URL parameter); returns the view's typed query."""
+    bind(key, current("query"))
+    st.selectbox(tr("select.query"), options=list(range(trace.n)), key=key,
+                 format_func=lambda j: f"{j}: {trace.tokens[j]}" if isinstance(j, int) and 0 <= j < trace.n
+                 else str(j), help=tr("select.query_help"), on_change=from_widget(key, "query", _index_in(trace.n)))
+    return current("query")
+
+
+def layer_picker(trace: Trace, key: str) -> int:
+    bind(key, current("layer"))
+    st.selectbox(tr("select.layer"), options=list(range(trace.n_layers)), key=key,
+                 on_change=from_widget(key, "layer", _index_in(trace.n_layers)))
+    return current("layer")
+
+
+def head_picker(trace: Trace, key: str) -> int:
+    bind(key, current("head"))
+    st.selectbox(tr("select.head"), options=list(range(trace.n_heads)), key=key,
+                 on_change=from_widget(key, "head", _index_in(trace.n_heads)))
+    return current("head")
+
+
+def layer_head_pickers(trace: Trace, key: str) -> tuple[int, int]:
+    c1, c2 = st.columns(2)
+    with c1:
+        layer = layer_picker(trace, f"{key}_layer")
+    with c2:
+        head_ = head_picker(trace, f"{key}_head")
+    return layer, head_
+
+
+def empty_state(message_key: str) -> None:
+    st.info(tr(message_key), icon=":material/arrow_back:")
+    st.page_link(page("explore"), label=tr("nav.explore"), icon=":material/search:")
+
+
+# --- pages and navigation ----------------------------------------------------------------------------------
+
+_PAGE_FILES = {"explore": "1_Explore.py", "head": "2_Head.py", "triage": "3_Triage.py", "sampling": "4_Sampling.py"}
+
+
+def page(name: str) -> str:
+    """The script path of a page, for ``st.page_link`` / ``st.switch_page``."""
+    return f"pages/{_PAGE_FILES[name]}"
+
+
+def navigation_pages() -> list:
+    """``st.Page`` objects for ``st.navigation``; the triage page is included when its file exists. URL paths
+    are the names Streamlit derives from the files in ``pages/`` ("Head" from ``2_Head.py``), so that a deep
+    link resolves the same way whether or not ``app.py`` ran first (see :func:`start_page`)."""
+    pages = [st.Page(page("explore"), title=tr("nav.explore"), icon=":material/search:", default=True),
+             st.Page(page("head"), title=tr("nav.head"), icon=":material/grid_view:", url_path="Head"),
+             st.Page(page("sampling"), title=tr("nav.sampling"), icon=":material/casino:", url_path="Sampling")]
+    if (PAGES / _PAGE_FILES["triage"]).exists():
+        pages.insert(2, st.Page(page("triage"), title=tr("nav.triage"), icon=":material/troubleshoot:",
+                                url_path="Triage"))
+    return pages
+
+
+def page_config() -> None:
+    st.set_page_config(page_title="ExpertLens", page_icon=":material/search:", layout="wide",
+                       initial_sidebar_state="expanded")
+
+
+_RUN = threading.local()
+
+
+def app_ran() -> None:
+    """Called by ``app.py`` at the start of every run it handles."""
+    _RUN.app_ran = True
+
+
+def start_page():
+    """Call first in every page: the view merged from the URL, URL problems shown.
+
+    Normally ``app.py`` ran first in this run (page config, navigation, URL merge). On the very first run of a
+    server process, Streamlit resolves a deep link against the ``pages/`` folder and runs the page directly,
+    without ``app.py`` (the URL paths are the folder's page names, so the page is found and no "page not found"
+    dialog appears). Then the page does the setup itself and tells Streamlit that this app declares its own
+    navigation, so the next run goes through ``app.py``."""
+    ran = getattr(_RUN, "app_ran", False)
+    _RUN.app_ran = False
+    if not ran:
+        from streamlit.runtime.pages_manager import PagesManager
+        PagesManager.uses_pages_directory = False
+        page_config()
+        begin_run()
+    for problem in url_problems():
+        st.warning(problem, icon=":material/link:")
+    return view()
+
+
+def open_page(name: str) -> None:
+    """Switch to a page, carrying the view in the URL."""
+    st.switch_page(page(name), query_params=view().to_query())
+
+
+# --- error boundary ------------------------------------------------------------------------------------------
+
+def run_guarded(run: Callable[[], None], what: str) -> None:
+    """Run a page; an unexpected error becomes one line saying what failed and what to do (the traceback goes
+    to the server log, never to the browser), with a button that resets the view. Streamlit's own control flow
+    (``st.stop``, ``st.rerun``, page switches) passes through: it is not an ``Exception``."""
+    try:
+        run()
+    except Exception as err:  # noqa: BLE001 - the boundary: anything a page did not expect
+        log.exception("page %s failed", what)
+        st.error(tr("error.unexpected", page=what, kind=type(err).__name__), icon=":material/error:")
+        st.button(tr("error.reset"), key="_el_reset_view", on_click=clear_view, help=tr("error.reset_help"),
+                  icon=":material/restart_alt:")

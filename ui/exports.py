@@ -1,0 +1,61 @@
+"""Every figure with a PNG modebar button and a self-contained HTML download; every table with a CSV download.
+
+Tables are shown with Markdown switched off in their cells: a predicted token such as ``-``, ``*`` or ``#``
+is shown as itself, never rendered as a bullet, emphasis or heading.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import pandas as pd
+import streamlit as st
+
+from interp.figures.common import chart_config, safe_filename, to_html
+from ui.session import tr
+
+_MARKDOWN_SPECIAL = "\\`*_{}[]<>()#+-.!|~$"
+
+
+def escape_markdown(text: str) -> str:
+    """``text`` with every Markdown-significant character backslash-escaped (shown literally)."""
+    return "".join("\\" + c if c in _MARKDOWN_SPECIAL else c for c in str(text))
+
+
+def _display_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """The table as shown by ``st.table`` (which renders cell strings as Markdown): text cells escaped."""
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].map(lambda v: escape_markdown(v) if isinstance(v, str) else v)
+    return out
+
+
+def show_figure(fig, name: str, key: str, alt: str | None = None, on_select: str | Callable | None = None):
+    """Render a plotly figure (PNG export from its modebar) with an HTML download (plotly.js inlined).
+    Returns the selection state when ``on_select`` is given."""
+    filename = safe_filename(name)
+    kwargs = dict(key=key, config=chart_config(filename), width="stretch", theme=None)
+    if alt:
+        kwargs["alt"] = alt
+    if on_select is not None:
+        event = st.plotly_chart(fig, on_select=on_select, selection_mode="points", **kwargs)
+    else:
+        event = st.plotly_chart(fig, **kwargs)
+    st.download_button(tr("export.html"), data=lambda: to_html(fig, name), file_name=f"{filename}.html",
+                       mime="text/html", key=f"{key}__html", on_click="ignore", help=tr("export.html_help"),
+                       icon=":material/download:")
+    return event
+
+
+def show_table(df, name: str, key: str, height: int | str = "auto") -> None:
+    """A table with a CSV download (the CSV holds the raw values, unescaped)."""
+    if df is None or len(df) == 0:
+        st.caption(tr("empty.no_data"))
+        return
+    if len(df) <= 12 and height == "auto":      # small tables as plain HTML: much lighter for the browser
+        st.table(_display_frame(df), hide_index=True)
+    else:
+        st.dataframe(df, hide_index=True, width="stretch", height=height, key=f"{key}__df")
+    st.download_button(tr("export.csv"), data=lambda: df.to_csv(index=False), file_name=f"{safe_filename(name)}.csv",
+                       mime="text/csv", key=f"{key}__csv", on_click="ignore", help=tr("export.csv_help"),
+                       icon=":material/table:")
