@@ -177,7 +177,8 @@ def empty_state(message_key: str) -> None:
 
 # --- pages and navigation ----------------------------------------------------------------------------------
 
-_PAGE_FILES = {"explore": "1_Explore.py", "head": "2_Head.py", "triage": "3_Triage.py", "sampling": "4_Sampling.py"}
+_PAGE_FILES = {"story": "0_Story.py", "explore": "1_Explore.py", "head": "2_Head.py", "triage": "3_Triage.py",
+               "sampling": "4_Sampling.py", "noise": "5_Noise.py", "tables": "6_Tables.py"}
 
 
 def page(name: str) -> str:
@@ -195,6 +196,9 @@ def navigation_pages() -> list:
     if (PAGES / _PAGE_FILES["triage"]).exists():
         pages.insert(2, st.Page(page("triage"), title=tr("nav.triage"), icon=":material/troubleshoot:",
                                 url_path="Triage"))
+    pages.insert(0, st.Page(page("story"), title=tr("story.nav"), icon=":material/slideshow:", url_path="Story"))
+    pages.append(st.Page(page("noise"), title=tr("nav.noise"), icon=":material/blur_on:", url_path="Noise"))
+    pages.append(st.Page(page("tables"), title=tr("nav.tables"), icon=":material/table_chart:", url_path="Tables"))
     return pages
 
 
