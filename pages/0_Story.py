@@ -16,6 +16,7 @@ import app_support as ui
 from interp import story as S
 from interp.figures import story as FS
 from interp.i18n import LANGS, t
+from interp.ranges import K, SEED, SEEDS
 from interp.language import resolve_language
 from interp.loader import ModelLoadError
 from interp.report import html_to_pdf, story_report
@@ -117,12 +118,12 @@ with st.sidebar:
         schemes = ui.schemes()
         scheme = st.selectbox(t("samp.scheme", lang), options=schemes, index=schemes.index("A") if "A" in schemes
                               else 0, key="story_scheme", help=t("samp.scheme_help", lang))
-        k = int(st.number_input(t("samp.k", lang), min_value=1, max_value=4096, value=8, key="story_k",
-                                help=t("samp.k_help", lang)))
-        seeds = int(st.number_input(t("samp.seeds", lang), min_value=1, max_value=64, value=8, key="story_seeds",
+        k = int(st.number_input(t("samp.k", lang), min_value=K.lo, max_value=K.hi, value=8, key="story_k",
+                                help=t("samp.k_help", lang, range=K.describe())))
+        seeds = int(st.number_input(t("samp.seeds", lang), min_value=SEEDS.lo, max_value=SEEDS.hi, value=8, key="story_seeds",
                                     help=t("samp.seeds_help", lang)))
-        seed = int(st.number_input(t("samp.seed", lang), min_value=0, max_value=2**31 - 1, value=0, key="story_seed",
-                                   help=t("samp.seed_help", lang)))
+        seed = int(st.number_input(t("samp.seed", lang), min_value=SEED.lo, max_value=SEED.hi, value=0, key="story_seed",
+                                   help=t("samp.seed_help", lang, range=SEED.describe())))
 
 typed = st.text_input(t("story.text", lang), key="story_text", help=t("story.text_help", lang),
                       on_change=_on_text)

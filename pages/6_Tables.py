@@ -8,6 +8,7 @@ import streamlit as st
 import app_support as ui
 from interp.figures import tabular as ft
 from interp.loader import MODELS_DIR, ModelLoadError
+from interp.ranges import IntRange
 from interp.tabular import data as TD
 from interp.tabular.encoding import MAX_BINS, EncodingError
 from interp.tabular.explain import explain_row
@@ -207,7 +208,7 @@ with s1:
     scheme = st.selectbox(tr("samp.scheme"), options=ui.schemes(), key="tb_scheme", help=tr("samp.scheme_help"))
 with s2:
     k = int(st.number_input(tr("samp.k"), min_value=1, max_value=64, value=3, step=1, key="tb_k",
-                            help=tr("samp.k_help")))
+                            help=tr("samp.k_help", range=IntRange("k", 1, 64).describe())))
 with s3:
     seeds = int(st.number_input(tr("samp.seeds"), min_value=1, max_value=64, value=8, step=1, key="tb_seeds",
                                 help=tr("samp.seeds_help")))
