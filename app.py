@@ -17,6 +17,8 @@ navigation = st.navigation(ui.navigation_pages())
 
 def _run() -> None:
     ui.begin_run()
+    if getattr(navigation, "url_path", "") != "Story":   # the story page has its own, larger language switch
+        ui.language_picker()
     navigation.run()
 
 

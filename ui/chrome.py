@@ -11,6 +11,7 @@ from typing import Callable
 import streamlit as st
 
 from interp.figures import explore as fx
+from interp.i18n import t
 from interp.loader import REGISTRY, LoadedModel, ModelLoadError, available_models, default_model
 from interp.trace import InputError, Trace
 from ui import engine
@@ -236,8 +237,28 @@ def start_page():
 
 
 def open_page(name: str) -> None:
-    """Switch to a page, carrying the view in the URL."""
-    st.switch_page(page(name), query_params=view().to_query())
+    """Switch to a page, carrying the view (and the language) in the URL."""
+    from ui.session import lang
+    st.switch_page(page(name), query_params={**view().to_query(), "lang": lang()})
+
+
+def language_picker() -> None:
+    """The sidebar's language choice (English / 日本語), kept in the URL as ``lang``."""
+    from interp.i18n import LANGS
+    from ui.session import LANG_NAMES, lang, set_lang
+    current_lang = lang()
+    if st.session_state.get("_el_lang_widget_synced") != current_lang:
+        st.session_state["el_lang_pick"] = current_lang
+        st.session_state["_el_lang_widget_synced"] = current_lang
+
+    def _chosen() -> None:
+        set_lang(st.session_state["el_lang_pick"])
+        st.session_state["_el_lang_widget_synced"] = st.session_state["el_lang_pick"]
+
+    with st.sidebar:
+        st.radio(t("story.language", current_lang), options=list(LANGS), key="el_lang_pick", horizontal=True,
+                 format_func=lambda code: LANG_NAMES.get(code, code), on_change=_chosen,
+                 help=t("story.language_help", current_lang))
 
 
 # --- error boundary ------------------------------------------------------------------------------------------

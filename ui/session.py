@@ -25,9 +25,37 @@ _URL = "_el_url_written"
 _PROBLEMS = "_el_url_problems"
 
 
+_LANG = "_el_lang"
+LANG_NAMES = {"en": "English", "ja": "日本語"}
+
+
+def _browser_language() -> str | None:
+    try:
+        return st.context.headers.get("Accept-Language")
+    except Exception:  # no request headers (headless tests)
+        return None
+
+
 def lang() -> str:
-    """The UI language (English until the language parameter arrives)."""
-    return DEFAULT_LANG
+    """The UI language: ``lang`` in the URL, else the one this session chose, else the browser's
+    Accept-Language, else English (``interp.language.resolve_language``)."""
+    from interp.language import normalise, resolve_language
+    from_url = normalise(st.query_params.get("lang"))
+    if from_url:
+        st.session_state[_LANG] = from_url
+        return from_url
+    stored = st.session_state.get(_LANG)
+    if stored:
+        return stored
+    return resolve_language(None, _browser_language()) or DEFAULT_LANG
+
+
+def set_lang(code: str) -> None:
+    """Choose the UI language for this session and say so in the URL."""
+    from interp.language import normalise
+    code = normalise(code) or DEFAULT_LANG
+    st.session_state[_LANG] = code
+    st.query_params["lang"] = code
 
 
 def tr(key: str, **values) -> str:
@@ -79,6 +107,9 @@ def write_url() -> None:
     target = view().to_query()
     written = st.session_state.setdefault(_URL, {})
     qp = st.query_params
+    chosen = st.session_state.get(_LANG)
+    if chosen and qp.get("lang") != chosen:   # the language stays in the URL once chosen or opened from a link
+        qp["lang"] = chosen
     for name in PARAMS:
         raw = target.get(name)
         if raw is None:
