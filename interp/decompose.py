@@ -75,11 +75,15 @@ def reconstruct_dense(lm: LoadedModel, lt: LayerTrace, layer: int, msgs: torch.T
 
 
 def reconstruct_ln(lm: LoadedModel, lt: LayerTrace, layer: int, msgs: torch.Tensor | None = None) -> torch.Tensor:
-    """γ ⊙ [c(x_i + b_O) + Σ_h Σ_j a^h_ij c(o^h_j)] / σ_i + β (identity 2, LayerNorm scale frozen).
-    Σ_j a_ij c(o_j) = c(Σ_j a_ij o_j) because c is linear and Σ_j a_ij = 1."""
+    """Identity 2, the sublayer output (n × d) rebuilt from gates and messages (docs/MATH.md §2):
+    post-norm γ ⊙ [c(x_i + b_O) + Σ_h Σ_j a^h_ij c(o^h_j)] / σ_i + β (LayerNorm scale frozen; Σ_j a_ij c(o_j) =
+    c(Σ_j a_ij o_j) because c is linear and Σ_j a_ij = 1); pre-norm x_i + b_O + Σ_h Σ_j a^h_ij o^h_j; without a
+    LayerNorm, identity 1."""
     parts = lm.adapter.layers[layer]
-    if parts.ln is None:
+    if parts.norm == "none":
         return reconstruct_dense(lm, lt, layer, msgs)
+    if parts.norm == "pre":
+        return lt.hidden_in + reconstruct_dense(lm, lt, layer, msgs)
     _, b = head_weights(lm, layer)
     base = lt.hidden_in + (b if b is not None else 0)
     if msgs is not None:
@@ -95,7 +99,7 @@ def head_contribution(lm: LoadedModel, lt: LayerTrace, layer: int, head: int) ->
     γ ⊙ Σ_j a^h_ij c(o^h_j) / σ_i (without LayerNorm: Σ_j a^h_ij o^h_j)."""
     msgs = messages(lm, lt, layer)[head]
     parts = lm.adapter.layers[layer]
-    if parts.ln is None:
+    if parts.norm != "post":
         return lt.probs[head] @ msgs
     return parts.ln.weight * (lt.probs[head] @ _centre(msgs)) / lt.ln_sigma[:, None]
 
@@ -112,7 +116,7 @@ def identity_checks(lm: LoadedModel, trace: Trace, explicit: bool = True, chain:
         dense_err = max(dense_err, _rel_err(reconstruct_dense(lm, lt, l, msgs), lt.dense_out))
         parts = lm.adapter.layers[l]
         recon = reconstruct_ln(lm, lt, l, msgs)
-        if parts.ln is not None:
+        if parts.norm != "none":
             has_ln = True
             ln_err = max(ln_err, _rel_err(recon, lt.attn_out))
         if chain:
@@ -128,7 +132,7 @@ def identity_checks(lm: LoadedModel, trace: Trace, explicit: bool = True, chain:
 def message_norms(lm: LoadedModel, lt: LayerTrace, layer: int) -> torch.Tensor:
     """‖c(o^h_j)‖ (‖o^h_j‖ without LayerNorm): H × n."""
     msgs = messages(lm, lt, layer)
-    return (_centre(msgs) if lm.adapter.layers[layer].ln is not None else msgs).norm(dim=-1)
+    return (_centre(msgs) if lm.adapter.layers[layer].norm == "post" else msgs).norm(dim=-1)
 
 
 def firing_strength(lm: LoadedModel, lt: LayerTrace, layer: int, norms: torch.Tensor | None = None) -> torch.Tensor:
@@ -253,7 +257,10 @@ def _stacked_checks(lm: LoadedModel, trace: Trace, P: torch.Tensor, V: torch.Ten
             parts[0].o.bias is not None else torch.zeros_like(mixed[:, :1])
         dense_err = _rel_err(mixed + b, dense)
         ln_err = None
-        if parts[0].ln is not None:
+        if parts[0].norm == "pre":
+            X = torch.stack([lt.hidden_in for lt in trace.layers])
+            ln_err = _rel_err(X + mixed + b, torch.stack([lt.attn_out for lt in trace.layers]))
+        elif parts[0].norm == "post":
             X = torch.stack([lt.hidden_in for lt in trace.layers])
             sigma = torch.stack([lt.ln_sigma for lt in trace.layers])[..., None]
             gamma = torch.stack([p.ln.weight for p in parts])[:, None, :]
@@ -284,7 +291,7 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True) -> Overvie
         eff_ns = torch.exp((e @ S) / m + m.log())
         eff_ns = eff_ns.masked_fill(special[None, None, :], float("nan"))
         msgs = torch.einsum("lhjd,lhed->lhje", V, W)                    # expert messages, L × H × n × d
-        has_ln = lm.adapter.layers[0].ln is not None
+        has_ln = lm.adapter.layers[0].norm == "post"
         norms = (_centre(msgs) if has_ln else msgs).norm(dim=-1)       # L × H × n
         sigma = (torch.stack([lt.ln_sigma for lt in trace.layers]) if has_ln
                  else torch.ones(L, n, device=dev, dtype=dt))
@@ -402,15 +409,17 @@ def _input_split(lm: LoadedModel, trace: Trace) -> tuple[torch.Tensor, torch.Ten
     tt = trace.token_type_ids.to(lm.device) if trace.token_type_ids is not None else None
     with torch.no_grad():
         ep = ad.embedding_parts(ids, tt)
-        if ep.ln is None:
-            w, p, s = ep.word, ep.position, ep.segment
-        else:
-            pre = ep.word + ep.position + ep.segment
-            sigma = torch.sqrt(pre.var(-1, unbiased=False) + ep.ln.eps)[:, None]
-            g = ep.ln.weight
-            w, p = g * _centre(ep.word) / sigma, g * _centre(ep.position) / sigma
-            s = g * _centre(ep.segment) / sigma + ep.ln.bias
-        if ep.proj is not None:
+        w, p, s = ep.word, ep.position, ep.segment
+        if ep.proj is not None and ep.proj_first:
+            w, p, s = w @ ep.proj.weight.T, p @ ep.proj.weight.T, s @ ep.proj.weight.T
+            if ep.proj.bias is not None:
+                s = s + ep.proj.bias
+        if ep.ln is not None:
+            sigma = torch.sqrt((w + p + s).var(-1, unbiased=False) + ep.ln.eps)[:, None]
+            g = ep.ln.weight if ep.ln.weight is not None else 1.0
+            w, p = g * _centre(w) / sigma, g * _centre(p) / sigma
+            s = g * _centre(s) / sigma + (ep.ln.bias if ep.ln.bias is not None else 0)
+        if ep.proj is not None and not ep.proj_first:
             w, p, s = w @ ep.proj.weight.T, p @ ep.proj.weight.T, s @ ep.proj.weight.T + ep.proj.bias
     return w, p, s
 
@@ -445,8 +454,17 @@ class GateScoreSplit:
         return float(np.abs(sum(self.parts.values()) - self.total).max())
 
 
+class SplitRefused(ValueError):
+    """The family's gate or message has no exact split of this kind; ``str(err)`` says why in one line."""
+
+
 def gate_score_split(lm: LoadedModel, trace: Trace, head: int) -> GateScoreSplit:
+    """Layer-0 gate scores of ``head`` split into word/position parts (n × n each, in logits units), plus a
+    ``relative position`` part where the family adds an input-independent bias (MPNet). Raises
+    :class:`SplitRefused` where the family's gate has no such split (rotary or disentangled positions)."""
     check_head(trace, 0, head)
+    if lm.adapter.gate_split_refusal:
+        raise SplitRefused(lm.adapter.gate_split_refusal)
     parts = lm.adapter.layers[0]
     lt = trace.layers[0]
     dh = parts.head_dim
@@ -468,8 +486,13 @@ def gate_score_split(lm: LoadedModel, trace: Trace, head: int) -> GateScoreSplit
                "position–position": qp @ kp.T,
                "bias": qb @ kw.T + qb @ kp.T + qb @ kb.T + qw @ kb.T + qp @ kb.T}
         total = q_total @ k_total.T
-    return GateScoreSplit(head, {k: (v * scale).cpu().numpy() for k, v in out.items()},
-                          (total * scale).cpu().numpy())
+        out = {k: v * scale for k, v in out.items()}
+        total = total * scale
+        extra = lm.adapter.score_bias(0, trace.n)
+        if extra is not None:
+            out["relative position"] = extra[head].to(total.dtype)
+            total = total + out["relative position"]
+    return GateScoreSplit(head, {k: v.cpu().numpy() for k, v in out.items()}, total.cpu().numpy())
 
 
 @dataclass

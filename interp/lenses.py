@@ -114,7 +114,7 @@ def rest_of_network(lm: LoadedModel, trace: Trace, layer: int, head: int, query:
     T = deltas.shape[0]
     n, d = lt.hidden_out.shape
     dense_i = lt.dense_out[query] + deltas @ W[head].T
-    attn_i = parts.ln(dense_i + lt.hidden_in[query]) if parts.ln is not None else dense_i
+    attn_i = parts.after_attention(dense_i, lt.hidden_in[query])[0]
     out_i = parts.ffn(attn_i)                                            # T × d
     row = torch.zeros(n, dtype=torch.bool, device=out_i.device)
     row[query] = True
@@ -139,7 +139,7 @@ def vocabulary_lens(lm: LoadedModel, trace: Trace, layer: int, head: int, query:
     W, b = lm.adapter.output_embeddings()
     with torch.no_grad():
         msg = messages(lm, lt, layer)[head]
-        if lm.adapter.layers[layer].ln is not None:
+        if lm.adapter.layers[layer].norm == "post":
             msg = _centre(msg)
         if msg.shape[-1] != W.shape[1]:  # ELECTRA generator heads work in a smaller width: not comparable
             raise ValueError("the vocabulary lens needs output embeddings of the model's width")

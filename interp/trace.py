@@ -70,7 +70,7 @@ def encode(lm: LoadedModel, texts: list[str]) -> Encoded:
     rows, notes, truncs, toks = [], [], [], []
     for text in texts:
         text, note = clean_text(text)
-        if lm.config.model_type != "expertlens-paper" and getattr(tok, "mask_token", None):
+        if lm.adapter.accepts_mask_aliases and getattr(tok, "mask_token", None):
             text = _normalise_mask(text, tok.mask_token)
         enc = tok(text, truncation=False, return_offsets_mapping=True, add_special_tokens=True, verbose=False)
         ids = list(enc["input_ids"])
@@ -104,8 +104,7 @@ def encode(lm: LoadedModel, texts: list[str]) -> Encoded:
         types[b, :len(ids)] = torch.tensor(tt)
     special_ids = set(tok.all_special_ids)
     special = torch.tensor([[int(i) in special_ids for i in row] for row in input_ids.tolist()]) & mask.bool()
-    has_types = lm.config.model_type not in ("distilbert", "expertlens-paper")
-    return Encoded(input_ids, mask, types if has_types else None, toks, special, notes, truncs)
+    return Encoded(input_ids, mask, types if lm.adapter.uses_token_types else None, toks, special, notes, truncs)
 
 
 def _normalise_mask(text: str, mask_token: str) -> str:
@@ -141,7 +140,7 @@ class Trace:
     token_type_ids: torch.Tensor | None
     special: torch.Tensor          # n bool
     layers: list[LayerTrace]
-    final_hidden: torch.Tensor     # n × d
+    final_hidden: torch.Tensor     # n × d  the model's last hidden state (after any final norm)
     output: torch.Tensor
     has_mlm_head: bool
     notes: list[str] = field(default_factory=list)
@@ -179,6 +178,7 @@ class BatchTrace:
     output: torch.Tensor           # B × n × V logits, or B × d pooled
     has_mlm_head: bool
     adapter: object
+    final: torch.Tensor | None = None   # B × n × d the model's last hidden state (None: hidden[-1])
 
     @property
     def batch_size(self) -> int:
@@ -193,19 +193,15 @@ class BatchTrace:
             x = self.hidden[l][b, :n]
             ctx = self.context[l][b, :n]
             dense = parts.o(ctx) if parts.o is not None else ctx
-            if parts.ln is not None:
-                pre = dense + x
-                sigma = torch.sqrt(pre.var(-1, unbiased=False) + parts.ln.eps)
-                attn_out = parts.ln(pre)
-            else:
-                sigma, attn_out = None, dense
+            attn_out, sigma = parts.after_attention(dense, x)
             layers.append(LayerTrace(x, self.q[l][b, :, :n], self.k[l][b, :, :n], self.v[l][b, :, :n],
                                      self.probs[l][b, :, :n, :n], ctx, dense, attn_out, sigma,
                                      self.hidden[l + 1][b, :n]))
         out = self.output[b, :n] if self.has_mlm_head else self.output[b]
+        final = self.final[b, :n] if self.final is not None else self.hidden[-1][b, :n]
         return Trace(self.model_name, enc.tokens[b], enc.input_ids[b, :n],
                      None if enc.token_type_ids is None else enc.token_type_ids[b, :n], enc.special[b, :n],
-                     layers, self.hidden[-1][b, :n], out, self.has_mlm_head, enc.notes[b], enc.truncation[b])
+                     layers, final, out, self.has_mlm_head, enc.notes[b], enc.truncation[b])
 
 
 class CapturePlan(AttentionPlan):
@@ -221,12 +217,18 @@ class CapturePlan(AttentionPlan):
         self.context[layer] = output.detach().flatten(2)
 
 
-def forward(lm: LoadedModel, enc: Encoded, plan: AttentionPlan | None = None, hidden_states: bool = False):
-    """One call of the model itself on an encoded batch, under ``plan``; returns the model's output object."""
+def forward(lm: LoadedModel, enc: Encoded, plan: AttentionPlan | None = None, hidden_states: bool = False,
+            attentions: bool = False):
+    """One call of the model itself on an encoded batch, under ``plan``; returns the model's output object.
+    Families that compute attention outside transformers' attention interface refuse a plan (ValueError)."""
+    if plan is not None and not lm.adapter.attention_via_interface:
+        raise ValueError(lm.adapter.no_plan_reason)
     dev = lm.device
     kwargs = dict(input_ids=enc.input_ids.to(dev), attention_mask=enc.attention_mask.to(dev))
     if enc.token_type_ids is not None:
         kwargs["token_type_ids"] = enc.token_type_ids.to(dev)
+    if attentions:
+        kwargs["output_attentions"] = True
     with torch.no_grad(), attention_plan(plan):
         return lm.model(**kwargs, output_hidden_states=hidden_states)
 
@@ -249,16 +251,38 @@ def capture(lm: LoadedModel, texts: list[str] | str) -> BatchTrace:
 
 
 def capture_encoded(lm: LoadedModel, enc: Encoded) -> BatchTrace:
-    plan = CapturePlan(lm.adapter.layer_of)
-    out = forward(lm, enc, plan, hidden_states=True)
+    """One forward pass of the model on ``enc``, captured (see the module docstring). Families outside the
+    attention interface return their probabilities (``output_attentions``); their Q, K, V are the model's own
+    projections applied to each captured layer input."""
+    ad = lm.adapter
     L = lm.n_layers
-    missing = [l for l in range(L) if l not in plan.probs]
-    if missing:  # pragma: no cover - would mean the model bypassed the attention interface
-        raise RuntimeError(f"attention of layers {missing} was not captured")
-    return BatchTrace(lm.name, enc, [plan.q[l] for l in range(L)], [plan.k[l] for l in range(L)],
-                      [plan.v[l] for l in range(L)], [plan.probs[l] for l in range(L)],
-                      [plan.context[l] for l in range(L)], tuple(out.hidden_states),
-                      model_output(lm, out, enc), lm.has_mlm_head, lm.adapter)
+    if ad.attention_via_interface:
+        plan = CapturePlan(ad.layer_of)
+        out = forward(lm, enc, plan, hidden_states=True)
+        missing = [l for l in range(L) if l not in plan.probs]
+        if missing:  # pragma: no cover - would mean the model bypassed the attention interface
+            raise RuntimeError(f"attention of layers {missing} was not captured")
+        states = list(ad.layer_states(out))
+        q, k, v = [plan.q[l] for l in range(L)], [plan.k[l] for l in range(L)], [plan.v[l] for l in range(L)]
+        probs, ctx = [plan.probs[l] for l in range(L)], [plan.context[l] for l in range(L)]
+    else:
+        out = forward(lm, enc, None, hidden_states=True, attentions=True)
+        states = list(ad.layer_states(out))
+        probs = [a.detach() for a in out.attentions]
+        q, k, v, ctx = [], [], [], []
+        with torch.no_grad():
+            for l in range(L):
+                ql, kl, vl, cl = ad.recompute_attention(l, states[l], probs[l])
+                q.append(ql), k.append(kl), v.append(vl), ctx.append(cl)
+    final = None
+    if states[-1] is None:   # the model reports only the final-normed state: rebuild the last layer's output
+        parts = ad.layers[-1]
+        with torch.no_grad():
+            dense = parts.o(ctx[-1]) if parts.o is not None else ctx[-1]
+            states[-1] = parts.ffn(parts.after_attention(dense, states[-2])[0])
+        final = out.hidden_states[-1]
+    return BatchTrace(lm.name, enc, q, k, v, probs, ctx, tuple(states), model_output(lm, out, enc),
+                      lm.has_mlm_head, ad, final)
 
 
 def trace_text(lm: LoadedModel, text: str) -> Trace:

@@ -37,7 +37,8 @@ def rerun_one_hot(lm, text, layer, head, query, key):
     return y[0, query] if lm.has_mlm_head else y[0]
 
 
-@pytest.mark.parametrize("arch", ["bert", "roberta", "electra", "distilbert"])
+@pytest.mark.parametrize("arch", ["bert", "roberta", "electra", "distilbert", "xlm-roberta", "albert", "mpnet",
+                                  "modernbert", "deberta-v2"])
 @pytest.mark.parametrize("layer", [0, 1])
 def test_anchored_lens_reconstructs_model_output(arch, layer):
     lm = loaded(arch)
@@ -52,21 +53,22 @@ def test_anchored_lens_reconstructs_model_output(arch, layer):
     assert float((r.experts - r.model_output).abs().max()) > 1e-4
 
 
-@pytest.mark.parametrize("arch", ["bert", "distilbert"])
+@pytest.mark.parametrize("arch", ["bert", "distilbert", "albert", "modernbert"])
 def test_counterfactual_lens_equals_full_rerun(arch):
     lm = loaded(arch)
     tr = trace_text(lm, TEXT)
     q = 3
     r = counterfactual_lens(lm, tr, 0, 2, q)
     for j in (0, 4, tr.n - 1):
-        ref = rerun_one_hot(lm, TEXT, 0, 2, q, j)
+        ref = rerun_one_hot(lm, TEXT, 0, 2, q, j)   # a full forward pass of the model under a plan
         assert float((r.experts[j] - ref).abs().max()) <= 1e-5 * float(ref.abs().max())
 
 
-def test_anchored_is_first_order_of_counterfactual():
+@pytest.mark.parametrize("arch", ["bert", "mpnet", "deberta-v2"])
+def test_anchored_is_first_order_of_counterfactual(arch):
     """Scaling a shift towards expert j by t, the re-run differs from the anchored line by O(t²)."""
     from interp.lenses import rest_of_network
-    lm = loaded("bert")
+    lm = loaded(arch)
     tr = trace_text(lm, TEXT)
     lt = tr.layers[0]
     q, h, j = 3, 1, 6

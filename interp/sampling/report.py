@@ -136,11 +136,12 @@ def _layer_metrics(P, logP, est, v, w_o, qmask, suffix, defined=None):
     return heads, per_q
 
 
-def _valid(lm: LoadedModel, trace: Trace) -> torch.Tensor:
-    """The 1 × 1 × n × n keys each query may attend to (all, or the model's own gate mask, e.g. CBOW's j ≠ i)."""
+def _valid(lm: LoadedModel, trace: Trace, layer: int | None = None) -> torch.Tensor:
+    """The 1 × 1 × n × n keys each query of ``layer`` may attend to (all, or the model's own gate mask: CBOW's
+    j ≠ i, ModernBERT's sliding window in its local layers)."""
     n = trace.n
     dev = trace.layers[0].q.device
-    mask = lm.adapter.layer_mask(torch.ones((1, n), dtype=torch.bool, device=dev))
+    mask = lm.adapter.layer_mask(torch.ones((1, n), dtype=torch.bool, device=dev), layer)
     return torch.ones((1, 1, n, n), dtype=torch.bool, device=dev) if mask is None else mask.bool()
 
 
@@ -156,14 +157,22 @@ class LayerDraw:
     est: object
 
 
+def _check_family(lm: LoadedModel) -> None:
+    """Sampling reads Q·K as the gate logits; families whose gate adds other terms outside the attention
+    interface (MPNet's relative bias, DeBERTa's disentangled terms) are refused with the reason."""
+    if not lm.adapter.attention_via_interface:
+        raise ValueError(lm.adapter.no_plan_reason)
+
+
 def draw_layer(lm: LoadedModel, trace: Trace, layer: int, scheme: str, k: int, seeds: int, seed: int = 0,
                example_key=None, h: int | None = None, m: int | None = None,
                valid: torch.Tensor | None = None) -> LayerDraw:
     """Draw ``scheme`` for one layer exactly as the report does: replicate s uses the generator of
     (seed, example_key, layer, s); example_key defaults to the hash of the token ids."""
     h, m = check_params(scheme, k, h, m)
+    _check_family(lm)
     key = seeding.content_key(trace.input_ids) if example_key is None else example_key
-    valid = _valid(lm, trace) if valid is None else valid
+    valid = _valid(lm, trace, layer) if valid is None else valid
     lt = trace.layers[layer]
     q, kk, v = (t[None].to(torch.float32) for t in (lt.q, lt.k, lt.v))
     scaling = q.shape[-1] ** -0.5
@@ -190,16 +199,17 @@ def sampling_report(lm: LoadedModel, trace: Trace, scheme: str, k: int, seeds: i
         if not 0 <= l < L:
             raise ValueError(f"layer {l} does not exist: the model has layers 0..{L - 1}")
     key = seeding.content_key(trace.input_ids) if example_key is None else example_key
+    _check_family(lm)
     n = trace.n
     dev = trace.layers[0].q.device
-    valid = _valid(lm, trace)
     special = trace.special.bool().to(dev)
     qmask = torch.ones(n, dtype=torch.bool, device=dev)
     qmask_ns = qmask & ~special
-    keep_ns = valid & ~special[None, None, None, :]
     t0 = time.perf_counter()
     heads_rows, per_query = [], {}
     for l in chosen:
+        valid = _valid(lm, trace, l)
+        keep_ns = valid & ~special[None, None, None, :]
         dr = draw_layer(lm, trace, l, scheme, k, seeds, seed, key, h, m, valid)
         q, v, P, scores, est = dr.q, dr.v, dr.P, dr.scores, dr.est
         H, d = q.shape[1], q.shape[-1]
