@@ -341,18 +341,9 @@ class HeadView:
         return [(int(j), self.tokens[j], float(self.gates[query, j]), float(self.firing[query, j])) for j in order]
 
     def caption(self, query: int) -> str:
-        """Plain-language summary of what this head does here (facts read off the arrays)."""
-        tops = self.top_experts(query, 2)
-        j, tok, g, _ = tops[0]
-        eff = float(self.effective_experts[query])
-        strongest = self.top_experts(query, 1, by="firing")[0]
-        parts = [f"Layer {self.layer}, head {self.head} acts as a {self.role} head on this input.",
-                 f"For “{self.tokens[query]}” (position {query}) it gives {g:.0%} of its gate to “{tok}” "
-                 f"(position {j}) and spreads over about {eff:.1f} experts."]
-        if strongest[0] != j:
-            parts.append(f"Weighted by message size, the expert that moves the output most is “{strongest[1]}” "
-                         f"(position {strongest[0]}): a large gate on a small message changes little.")
-        return " ".join(parts)
+        """English summary (kept for callers; the text now lives in :func:`interp.captions.head_caption`)."""
+        from .captions import head_caption
+        return head_caption(self, query)
 
 
 def head_view(lm: LoadedModel, trace: Trace, layer: int, head: int) -> HeadView:
