@@ -228,14 +228,6 @@ class Overview:
     checks: dict = field(default_factory=dict)
 
 
-def _stacked(lm: LoadedModel, trace: Trace):
-    """Gates, values and per-head W_O of every layer stacked: L × H × n × n, L × H × n × d_h, L × H × d × d_h."""
-    P = torch.stack([lt.probs for lt in trace.layers])
-    V = torch.stack([lt.v for lt in trace.layers])
-    W = torch.stack([head_weights(lm, l)[0] for l in range(trace.n_layers)])
-    return P, V, W
-
-
 def _roles(spec_mean: np.ndarray, prof_mass: np.ndarray, eff_ratio: np.ndarray) -> list[list[str]]:
     L, H, width = prof_mass.shape
     n = (width + 1) // 2
@@ -246,77 +238,96 @@ def _roles(spec_mean: np.ndarray, prof_mass: np.ndarray, eff_ratio: np.ndarray) 
     return out
 
 
-def _stacked_checks(lm: LoadedModel, trace: Trace, P: torch.Tensor, V: torch.Tensor, W: torch.Tensor) -> dict:
-    """Identities 1 and 2 for every layer at once (the associative form of :func:`identity_checks`, same
-    definitions: row-wise relative error, max over layers and queries)."""
-    parts = lm.adapter.layers
-    with torch.no_grad():
-        mixed = torch.einsum("lhid,lhed->lie", torch.matmul(P, V), W)        # Σ_h Σ_j a o, L × n × d
-        dense = torch.stack([lt.dense_out for lt in trace.layers])
-        b = torch.stack([p.o.bias for p in parts])[:, None, :] if parts[0].o is not None and \
-            parts[0].o.bias is not None else torch.zeros_like(mixed[:, :1])
-        dense_err = _rel_err(mixed + b, dense)
-        ln_err = None
-        if parts[0].norm == "pre":
-            X = torch.stack([lt.hidden_in for lt in trace.layers])
-            ln_err = _rel_err(X + mixed + b, torch.stack([lt.attn_out for lt in trace.layers]))
-        elif parts[0].norm == "post":
-            X = torch.stack([lt.hidden_in for lt in trace.layers])
-            sigma = torch.stack([lt.ln_sigma for lt in trace.layers])[..., None]
-            gamma = torch.stack([p.ln.weight for p in parts])[:, None, :]
-            beta = torch.stack([p.ln.bias for p in parts])[:, None, :]
-            recon = gamma * (_centre(X + b) + _centre(mixed)) / sigma + beta
-            ln_err = _rel_err(recon, torch.stack([lt.attn_out for lt in trace.layers]))
-    return {"identity_dense_max_rel_err": dense_err, "identity_ln_max_rel_err": ln_err,
-            "layer_output_max_rel_err": None}
+def message_gram(lm: LoadedModel, layer: int) -> torch.Tensor:
+    """G^h = W_O^hᵀ C W_O^h (H × d_h × d_h; C = I − 11ᵀ/d centres, post-norm layers only, else I), so that
+    ‖c(o^h_j)‖² = v^h_jᵀ G^h v^h_j: message norms without forming the n × d messages (exact algebra)."""
+    W, _ = head_weights(lm, layer)                                   # H × d × d_h
+    G = W.transpose(1, 2) @ W
+    if lm.adapter.layers[layer].norm == "post":
+        u = W.sum(1)                                                 # H × d_h: W_O^hᵀ 1
+        G = G - u[:, :, None] * u[:, None, :] / W.shape[1]
+    return G
+
+
+def _norms_from_gram(v: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    """sqrt(v_jᵀ G v_j) for every head and position: H × n."""
+    return ((v @ G) * v).sum(-1).clamp(min=0).sqrt()
+
+
+def _layer_checks(lm: LoadedModel, lt: LayerTrace, layer: int) -> tuple[float, float | None]:
+    """Identities 1 and 2 of one layer (row-wise max relative errors), in the associative form of
+    :func:`identity_checks`: identity 1 as b_O + Σ_h W_O^h (Σ_j a^h_ij v^h_j) against the model's dense output;
+    identity 2 from that reconstruction with the LayerNorm scale frozen (post-norm) or the residual sum (pre)."""
+    parts = lm.adapter.layers[layer]
+    recon = reconstruct_dense(lm, lt, layer)
+    dense_err = _rel_err(recon, lt.dense_out)
+    if parts.norm == "none":
+        return dense_err, None
+    _, b = head_weights(lm, layer)
+    mixed = recon - b if b is not None else recon
+    if parts.norm == "pre":
+        return dense_err, _rel_err(lt.hidden_in + recon, lt.attn_out)
+    base = lt.hidden_in + (b if b is not None else 0)
+    ln = parts.ln.weight * (_centre(base) + _centre(mixed)) / lt.ln_sigma[:, None] + parts.ln.bias
+    return dense_err, _rel_err(ln, lt.attn_out)
 
 
 def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True) -> Overview:
-    """Decompose every head of every layer at once (tensors stacked over layers; no model re-run).
+    """Per-head statistics of every layer (docs/MATH.md §4), computed from the trace without re-running the
+    model and without forming the n × d expert messages (their norms come from :func:`message_gram`).
 
     Effective experts with special keys excluded use H_S = (Σ_{j∈S} −a_ij log a_ij)/m_i + log m_i with
-    m_i = Σ_{j∈S} a_ij (the entropy of the renormalised row, exact); firing totals are Σ_j a_ij ‖c(o_j)‖/σ_i."""
+    m_i = Σ_{j∈S} a_ij (the entropy of the renormalised row, exact); firing totals are Σ_j a_ij ‖c(o_j)‖/σ_i.
+    With ``with_checks``, identities 1 and 2 are checked on every layer (``checks``: max relative errors)."""
     L, H, n = trace.n_layers, trace.n_heads, trace.n
-    P, V, W = _stacked(lm, trace)
-    dev, dt = P.device, P.dtype
+    dev, dt = trace.layers[0].probs.device, trace.layers[0].probs.dtype
     special = trace.special.to(dev)
+    any_plain = bool((~special).any())
     S = (~special).to(dt)
     n_nonspecial = max(int((~special).sum()), 1)
+    q = S if any_plain else torch.ones(n, device=dev, dtype=dt)
+    idx = torch.arange(n, device=dev)
+    off = ((idx[None, :] - idx[:, None]) + (n - 1)).reshape(-1)      # n·n offsets shifted to 0…2n−2
+    eff = torch.empty(L, H, n, dtype=dt, device=dev)
+    eff_ns, spec_mass, fire = torch.empty_like(eff), torch.empty_like(eff), torch.empty_like(eff)
+    top = torch.empty(L, H, n, dtype=torch.long, device=dev)
+    top_f = torch.empty_like(top)
+    prof = torch.zeros(L, H, 2 * n - 1, dtype=dt, device=dev)
+    dense_err, ln_err = 0.0, None
     with torch.no_grad():
-        e = torch.special.entr(P)                                       # −a log a
-        eff = torch.exp(e.sum(-1))                                      # L × H × n
-        mass_ns = P @ S                                                 # mass on non-special keys
-        spec_mass = (1 - mass_ns).clamp(min=0)
-        m = mass_ns.clamp(min=1e-30)
-        eff_ns = torch.exp((e @ S) / m + m.log())
+        for l, lt in enumerate(trace.layers):
+            P = lt.probs                                             # H × n × n
+            norms = _norms_from_gram(lt.v, message_gram(lm, l))      # H × n  ‖c(o_j)‖ (‖o_j‖ pre/no norm)
+            e = torch.special.entr(P)                                # −a log a
+            ent = e @ torch.stack([torch.ones_like(S), S], -1)       # H × n × 2: all keys, non-special keys
+            cols = torch.stack([S.expand(H, n), norms], -1)          # H × n × 2
+            pm = P @ cols                                            # mass on non-special keys, Σ_j a_ij ‖c(o_j)‖
+            m = pm[..., 0].clamp(min=1e-30)
+            eff[l] = torch.exp(ent[..., 0])
+            eff_ns[l] = torch.exp(ent[..., 1] / m + m.log())
+            spec_mass[l] = (1 - pm[..., 0]).clamp(min=0)
+            fire[l] = pm[..., 1] / lt.ln_sigma[None, :] if lt.ln_sigma is not None else pm[..., 1]
+            top[l] = P.argmax(-1)
+            top_f[l] = (P * norms[:, None, :]).argmax(-1)            # 1/σ_i > 0 does not move the argmax
+            # positional profile, special keys and queries excluded (rows renormalised): one index_add
+            rw = (q[None, :] / m) if any_plain else torch.ones(H, n, dtype=dt, device=dev)
+            w = P * rw[..., None] * (S[None, None, :] if any_plain else 1.0)
+            prof[l].index_add_(1, off, w.reshape(H, -1))
+            if with_checks:
+                d_err, l_err = _layer_checks(lm, lt, l)
+                dense_err = max(dense_err, d_err)
+                ln_err = l_err if ln_err is None else max(ln_err, l_err if l_err is not None else 0.0)
         eff_ns = eff_ns.masked_fill(special[None, None, :], float("nan"))
-        msgs = torch.einsum("lhjd,lhed->lhje", V, W)                    # expert messages, L × H × n × d
-        has_ln = lm.adapter.layers[0].norm == "post"
-        norms = (_centre(msgs) if has_ln else msgs).norm(dim=-1)       # L × H × n
-        sigma = (torch.stack([lt.ln_sigma for lt in trace.layers]) if has_ln
-                 else torch.ones(L, n, device=dev, dtype=dt))
-        fire = (P @ norms[..., None])[..., 0] / sigma[:, None, :]
-        top = P.argmax(-1)
-        top_f = (P * norms[:, :, None, :]).argmax(-1)                   # 1/σ_i > 0 does not move the argmax
-        # positional profile with special keys and queries excluded, every layer and head in one index_add
-        q = (~special).to(dt) if bool((~special).any()) else torch.ones(n, device=dev, dtype=dt)
-        weight = (q[None, None, :] / m)[..., None] * S[None, None, None, :] if bool((~special).any()) \
-            else torch.ones(1, 1, n, n, device=dev, dtype=dt)
-        idx = torch.arange(n, device=dev)
-        off = ((idx[None, :] - idx[:, None]) + (n - 1)).reshape(-1)
-        prof = torch.zeros(L * H, 2 * n - 1, device=dev, dtype=dt)
-        prof.index_add_(1, off, (P * weight).reshape(L * H, -1))
-        prof = prof.reshape(L, H, -1) / q.sum()
+        prof = prof / q.sum()
     eff_c, eff_ns_c, spec_c = eff.cpu().numpy(), eff_ns.cpu().numpy(), spec_mass.cpu().numpy()
-    if bool((~special).any()):
-        ratio = np.nanmean(eff_ns_c, axis=-1) / n_nonspecial
-    else:
-        ratio = eff_c.mean(-1) / n
+    ratio = np.nanmean(eff_ns_c, axis=-1) / n_nonspecial if any_plain else eff_c.mean(-1) / n
     roles = _roles(spec_c.mean(-1), prof.double().cpu().numpy(), ratio)
-    checks = _stacked_checks(lm, trace, P, V, W) if with_checks else {}
-    return Overview(trace.tokens, trace.special.cpu().numpy(), roles, eff_c, eff_ns_c, spec_c,
-                    fire.cpu().numpy(), top.cpu().numpy(), top_f.cpu().numpy(), eff_c.mean(-1), spec_c.mean(-1),
-                    checks)
+    checks = {"identity_dense_max_rel_err": dense_err, "identity_ln_max_rel_err": ln_err,
+              "layer_output_max_rel_err": None} if with_checks else {}
+    return Overview(tokens=trace.tokens, special=trace.special.cpu().numpy(), role=roles, effective_experts=eff_c,
+                    effective_experts_nospecial=eff_ns_c, special_mass=spec_c, firing_total=fire.cpu().numpy(),
+                    top_expert=top.cpu().numpy(), top_firing_expert=top_f.cpu().numpy(),
+                    mean_effective_experts=eff_c.mean(-1), mean_special_mass=spec_c.mean(-1), checks=checks)
 
 
 @dataclass
