@@ -9,7 +9,7 @@ cancel because Σ_j a_ij = 1), so the pool's KL to the model is computed from th
 * ``vocabulary``     z_j = W_out c(o^h_j) + b — the message read through the output embeddings (the MLM decoder, or
                      the tied input embeddings without a head). Skips every later layer: heuristic.
 * ``anchored``       z_j = y_i + J_i (v^h_j − ctx^h_i), J_i = ∂y_i/∂ctx^h_i at the actual forward pass (one
-                     forward-mode pass with d_h basis tangents). Σ_j a_ij z_j = y_i exactly: exact bookkeeping,
+                     forward-mode pass with d_h basis tangents, batched). Σ_j a_ij z_j = y_i exactly: exact bookkeeping,
                      local (linear) in meaning.
 * ``counterfactual`` z_j = the model's output when head h's row i is one-hot on j, the rest of the network re-run
                      (batched over j). Causal; KL(model ‖ pool) says how MoE-like the head is here.
@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
-import torch.autograd.forward_ad as fwAD
+from torch.func import jvp, vmap
 
 from .decompose import _centre, check_head, head_weights, messages
 from .loader import LoadedModel
@@ -188,17 +188,21 @@ def vocabulary_lens(lm: LoadedModel, trace: Trace, layer: int, head: int, query:
 @register_lens("anchored", "exact bookkeeping (local linearisation)",
                "the model's output moved linearly towards each expert (one batched forward-mode pass)")
 def anchored_lens(lm: LoadedModel, trace: Trace, layer: int, head: int, query: int) -> LensResult:
-    """z_j = y_i + J_i (v^h_j − ctx^h_i) (n × out), J_i from one forward-mode pass with d_h tangents."""
+    """z_j = y_i + J_i (v^h_j − ctx^h_i) (n × out), J_i = ∂y_i/∂ctx^h_i (d_h × out) from d_h forward-mode
+    (Jacobian-vector) products batched with ``vmap``: the primal re-run is computed once, the d_h basis tangents
+    together. Σ_j a_ij z_j = y_i exactly (docs/MATH.md §3)."""
     check_head(trace, layer, head, query)
     lt = trace.layers[layer]
     dh = lt.v.shape[-1]
     ctx_i = lt.probs[head, query] @ lt.v[head]
     basis = torch.eye(dh, dtype=lt.v.dtype, device=lt.v.device)
-    with torch.no_grad(), fwAD.dual_level():
-        dual = fwAD.make_dual(torch.zeros_like(basis), basis)
-        out = rest_of_network(lm, trace, layer, head, query, dual)
-        primal, tangent = fwAD.unpack_dual(out)
-    J = tangent                                                # d_h × out  (row e = J·basis_e)
+    zero = torch.zeros(dh, dtype=lt.v.dtype, device=lt.v.device)
+
+    def rerun(delta: torch.Tensor) -> torch.Tensor:
+        return rest_of_network(lm, trace, layer, head, query, delta[None])[0]
+
+    with torch.no_grad():
+        primal, J = vmap(lambda t: jvp(rerun, (zero,), (t,)))(basis)   # J: d_h × out (row e = J·basis_e)
     y = _model_output(trace, query)
     z = y[None] + (lt.v[head] - ctx_i[None]) @ J               # n × out
     gates = lt.probs[head, query]
