@@ -286,8 +286,6 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True) -> Overvie
     S = (~special).to(dt)
     n_nonspecial = max(int((~special).sum()), 1)
     q = S if any_plain else torch.ones(n, device=dev, dtype=dt)
-    idx = torch.arange(n, device=dev)
-    off = ((idx[None, :] - idx[:, None]) + (n - 1)).reshape(-1)      # n·n offsets shifted to 0…2n−2
     eff = torch.empty(L, H, n, dtype=dt, device=dev)
     eff_ns, spec_mass, fire = torch.empty_like(eff), torch.empty_like(eff), torch.empty_like(eff)
     top = torch.empty(L, H, n, dtype=torch.long, device=dev)
@@ -309,10 +307,17 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True) -> Overvie
             fire[l] = pm[..., 1] / lt.ln_sigma[None, :] if lt.ln_sigma is not None else pm[..., 1]
             top[l] = P.argmax(-1)
             top_f[l] = (P * norms[:, None, :]).argmax(-1)            # 1/σ_i > 0 does not move the argmax
-            # positional profile, special keys and queries excluded (rows renormalised): one index_add
+            # the roles read the profile (special keys and queries excluded, rows renormalised) only at offsets
+            # −1, 0, +1: three diagonals of the gate matrix, no pass over all n² gates
             rw = (q[None, :] / m) if any_plain else torch.ones(H, n, dtype=dt, device=dev)
-            w = P * rw[..., None] * (S[None, None, :] if any_plain else 1.0)
-            prof[l].index_add_(1, off, w.reshape(H, -1))
+            for o in (-1, 0, 1):
+                if abs(o) >= n:
+                    continue
+                diag = torch.diagonal(P, offset=o, dim1=-2, dim2=-1)          # H × (n−|o|): a_{i,i+o}
+                i0 = max(0, -o)
+                rows = rw[:, i0:i0 + diag.shape[-1]]
+                keys = S[i0 + o:i0 + o + diag.shape[-1]] if any_plain else 1.0
+                prof[l, :, o + n - 1] = (diag * rows * keys).sum(-1)
             if with_checks:
                 d_err, l_err = _layer_checks(lm, lt, l)
                 dense_err = max(dense_err, d_err)
