@@ -1,4 +1,4 @@
-"""Every attention head as a mixture of positional experts (MATH.md §2 and §4).
+"""Every attention head as a mixture of positional experts (docs/MATH.md §2 and §4).
 
 Wibisono & Wang, "Bidirectional Attention as a Mixture of Continuous Word Experts" (UAI 2023): the attention
 row a^h_i· is the gate, each position j is an expert whose message does not depend on the query i.

@@ -1,4 +1,4 @@
-"""What expert j "predicts" for query i in head h of layer l — three lenses (MATH.md §3).
+"""What expert j "predicts" for query i in head h of layer l — three lenses (docs/MATH.md §3).
 
 Each lens gives one output vector z_j per expert (MLM logits over the vocabulary, or — for encoders without an
 MLM head — the mean-pooled sentence embedding). Alongside, every result reports how well the gate-weighted
