@@ -104,10 +104,11 @@ def head_contribution(lm: LoadedModel, lt: LayerTrace, layer: int, head: int) ->
     return parts.ln.weight * (lt.probs[head] @ _centre(msgs)) / lt.ln_sigma[:, None]
 
 
-def identity_checks(lm: LoadedModel, trace: Trace, explicit: bool = True, chain: bool = True) -> dict:
+def identity_checks(lm: LoadedModel, trace: Trace, explicit: bool = False, chain: bool = True) -> dict:
     """Max relative errors (row-wise ‖·‖, over all layers) of identity 1 against the model's own dense output and
-    identity 2 against the model's own LayerNorm output. ``explicit`` sums over the expert messages o^h_j
-    themselves (else the cheaper associative form); ``chain`` also rebuilds each layer's output with the model's
+    identity 2 against the model's own sublayer output. ``explicit`` sums over the expert messages o^h_j
+    themselves (H·n²·d work per layer); the default is the associative form Σ_h W_O^h (Σ_j a_ij v_j), the same
+    sum regrouped, n/d_h times cheaper. ``chain`` also rebuilds each layer's output with the model's
     own FFN from the identity-2 reconstruction and compares it with the hidden state of the actual forward pass."""
     dense_err, ln_err, chain_err = 0.0, 0.0, 0.0
     has_ln = False
@@ -222,7 +223,7 @@ class Overview:
     special_mass: np.ndarray             # L × H × n
     firing_total: np.ndarray             # L × H × n   Σ_j f^h_ij (how much the head moves the output at i)
     top_expert: np.ndarray               # L × H × n   argmax_j a^h_ij
-    top_firing_expert: np.ndarray        # L × H × n   argmax_j f^h_ij
+    top_firing_expert: np.ndarray | None  # L × H × n   argmax_j f^h_ij (None unless asked for: no view shows it)
     mean_effective_experts: np.ndarray   # L × H  over queries (special queries included)
     mean_special_mass: np.ndarray        # L × H
     checks: dict = field(default_factory=dict)
@@ -272,13 +273,14 @@ def _layer_checks(lm: LoadedModel, lt: LayerTrace, layer: int) -> tuple[float, f
     return dense_err, _rel_err(ln, lt.attn_out)
 
 
-def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True) -> Overview:
+def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_firing: bool = False) -> Overview:
     """Per-head statistics of every layer (docs/MATH.md §4), computed from the trace without re-running the
     model and without forming the n × d expert messages (their norms come from :func:`message_gram`).
 
     Effective experts with special keys excluded use H_S = (Σ_{j∈S} −a_ij log a_ij)/m_i + log m_i with
     m_i = Σ_{j∈S} a_ij (the entropy of the renormalised row, exact); firing totals are Σ_j a_ij ‖c(o_j)‖/σ_i.
-    With ``with_checks``, identities 1 and 2 are checked on every layer (``checks``: max relative errors)."""
+    With ``with_checks``, identities 1 and 2 are checked on every layer (``checks``: max relative errors); with
+    ``with_top_firing``, the strongest-firing expert of every query is found too (one more pass over the gates)."""
     L, H, n = trace.n_layers, trace.n_heads, trace.n
     dev, dt = trace.layers[0].probs.device, trace.layers[0].probs.dtype
     special = trace.special.to(dev)
@@ -289,7 +291,7 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True) -> Overvie
     eff = torch.empty(L, H, n, dtype=dt, device=dev)
     eff_ns, spec_mass, fire = torch.empty_like(eff), torch.empty_like(eff), torch.empty_like(eff)
     top = torch.empty(L, H, n, dtype=torch.long, device=dev)
-    top_f = torch.empty_like(top)
+    top_f = torch.empty_like(top) if with_top_firing else None
     prof = torch.zeros(L, H, 2 * n - 1, dtype=dt, device=dev)
     dense_err, ln_err = 0.0, None
     with torch.no_grad():
@@ -306,7 +308,8 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True) -> Overvie
             spec_mass[l] = (1 - pm[..., 0]).clamp(min=0)
             fire[l] = pm[..., 1] / lt.ln_sigma[None, :] if lt.ln_sigma is not None else pm[..., 1]
             top[l] = P.argmax(-1)
-            top_f[l] = (P * norms[:, None, :]).argmax(-1)            # 1/σ_i > 0 does not move the argmax
+            if with_top_firing:
+                top_f[l] = (P * norms[:, None, :]).argmax(-1)        # 1/σ_i > 0 does not move the argmax
             # the roles read the profile (special keys and queries excluded, rows renormalised) only at offsets
             # −1, 0, +1: three diagonals of the gate matrix, no pass over all n² gates
             rw = (q[None, :] / m) if any_plain else torch.ones(H, n, dtype=dt, device=dev)
@@ -331,7 +334,7 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True) -> Overvie
               "layer_output_max_rel_err": None} if with_checks else {}
     return Overview(tokens=trace.tokens, special=trace.special.cpu().numpy(), role=roles, effective_experts=eff_c,
                     effective_experts_nospecial=eff_ns_c, special_mass=spec_c, firing_total=fire.cpu().numpy(),
-                    top_expert=top.cpu().numpy(), top_firing_expert=top_f.cpu().numpy(),
+                    top_expert=top.cpu().numpy(), top_firing_expert=None if top_f is None else top_f.cpu().numpy(),
                     mean_effective_experts=eff_c.mean(-1), mean_special_mass=spec_c.mean(-1), checks=checks)
 
 

@@ -206,7 +206,8 @@ def test_overview_special_excluded_variants_and_firing_match_brute_force():
     """The overview's fast forms (entropy split, matmuls) against plain loops over the definitions."""
     lm = loaded("bert")
     tr = trace_text(lm, "the cat sat on the mat and the dog ran")
-    ov = D.overview(lm, tr, with_checks=False)
+    ov = D.overview(lm, tr, with_checks=False, with_top_firing=True)
+    assert D.overview(lm, tr, with_checks=False).top_firing_expert is None   # computed only when asked for
     spec = tr.special
     for l in range(tr.n_layers):
         lt = tr.layers[l]
