@@ -298,8 +298,9 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
         for l, lt in enumerate(trace.layers):
             P = lt.probs                                             # H × n × n
             norms = _norms_from_gram(lt.v, message_gram(lm, l))      # H × n  ‖c(o_j)‖ (‖o_j‖ pre/no norm)
-            e = torch.special.entr(P)                                # −a log a
-            ent = e @ torch.stack([torch.ones_like(S), S], -1)       # H × n × 2: all keys, non-special keys
+            # a log a (0 where a = 0: log 0 = −inf is clamped before the product); vectorised log, one product
+            e = P * torch.log(P).clamp_(min=-1e30)
+            ent = torch.stack([-e.sum(-1), -(e @ S)], -1)            # H × n × 2: all keys, non-special keys
             cols = torch.stack([S.expand(H, n), norms], -1)          # H × n × 2
             pm = P @ cols                                            # mass on non-special keys, Σ_j a_ij ‖c(o_j)‖
             m = pm[..., 0].clamp(min=1e-30)
