@@ -380,8 +380,10 @@ def head_view(lm: LoadedModel, trace: Trace, layer: int, head: int) -> HeadView:
     role = head_role(float(lt.probs[head][:, special].sum(-1).mean()), prof_ns, head,
                      mean_ns / max(int((~special).sum()), 1))
     contrib = head_contribution(lm, lt, layer, head).norm(dim=-1)
-    return HeadView(layer, head, trace.tokens, lt.probs[head].cpu().numpy(), f.cpu().numpy(),
-                    norms[head].cpu().numpy(), eff.cpu().numpy(), role, prof, prof_ns, contrib.cpu().numpy())
+    return HeadView(layer=layer, head=head, tokens=trace.tokens, gates=lt.probs[head].cpu().numpy(),
+                    firing=f.cpu().numpy(), message_norms=norms[head].cpu().numpy(),
+                    effective_experts=eff.cpu().numpy(), role=role, profile=prof, profile_nospecial=prof_ns,
+                    contribution_norms=contrib.cpu().numpy())
 
 
 def check_head(trace: Trace, layer: int, head: int, query: int | None = None) -> None:
@@ -450,7 +452,7 @@ def cbow_split(lm: LoadedModel, trace: Trace, head: int) -> CBOWSplit:
         pos = (p @ Wv.T) @ Wo.T
         rest = (s @ Wv.T + (bv if bv is not None else 0)) @ Wo.T
         msg = messages(lm, trace.layers[0], 0)[head]
-    return CBOWSplit(head, word, pos, rest, msg)
+    return CBOWSplit(head=head, word_part=word, position_part=pos, segment_bias_part=rest, message=msg)
 
 
 @dataclass
@@ -503,7 +505,7 @@ def gate_score_split(lm: LoadedModel, trace: Trace, head: int) -> GateScoreSplit
         if extra is not None:
             out["relative position"] = extra[head].to(total.dtype)
             total = total + out["relative position"]
-    return GateScoreSplit(head, {k: v.cpu().numpy() for k, v in out.items()}, total.cpu().numpy())
+    return GateScoreSplit(head=head, parts={k: v.cpu().numpy() for k, v in out.items()}, total=total.cpu().numpy())
 
 
 @dataclass

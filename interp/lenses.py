@@ -181,8 +181,9 @@ def vocabulary_lens(lm: LoadedModel, trace: Trace, layer: int, head: int, query:
         else:
             y = _model_output(trace, query)
     gates = lt.probs[head, query]
-    return LensResult("vocabulary", layer, head, query, "mlm-logits" if lm.has_mlm_head else "vocabulary-scores",
-                      z, gates, gates @ z, y, EXACTNESS["vocabulary"])
+    return LensResult(lens="vocabulary", layer=layer, head=head, query=query,
+                      output_kind="mlm-logits" if lm.has_mlm_head else "vocabulary-scores", experts=z, gates=gates,
+                      mixture=gates @ z, model_output=y, exactness=EXACTNESS["vocabulary"])
 
 
 @register_lens("anchored", "exact bookkeeping (local linearisation)",
@@ -206,8 +207,8 @@ def anchored_lens(lm: LoadedModel, trace: Trace, layer: int, head: int, query: i
     y = _model_output(trace, query)
     z = y[None] + (lt.v[head] - ctx_i[None]) @ J               # n × out
     gates = lt.probs[head, query]
-    res = LensResult("anchored", layer, head, query, _output_kind(lm), z, gates, gates @ z, y,
-                     EXACTNESS["anchored"])
+    res = LensResult(lens="anchored", layer=layer, head=head, query=query, output_kind=_output_kind(lm), experts=z,
+                     gates=gates, mixture=gates @ z, model_output=y, exactness=EXACTNESS["anchored"])
     res.rerun_output = primal[0]                               # the re-run at zero shift (equals y)
     return res
 
@@ -261,8 +262,9 @@ def counterfactual_lens(lm: LoadedModel, trace: Trace, layer: int, head: int, qu
         if progress:
             progress(done / trace.n)
     gates = lt.probs[head, query]
-    return LensResult("counterfactual", layer, head, query, _output_kind(lm), z, gates, gates @ z,
-                      _model_output(trace, query), EXACTNESS["counterfactual"])
+    return LensResult(lens="counterfactual", layer=layer, head=head, query=query, output_kind=_output_kind(lm),
+                      experts=z, gates=gates, mixture=gates @ z, model_output=_model_output(trace, query),
+                      exactness=EXACTNESS["counterfactual"])
 
 
 def all_lenses(lm: LoadedModel, trace: Trace, layer: int, head: int, query: int) -> dict[str, LensResult]:

@@ -125,8 +125,9 @@ class LayerTrace:
     probs: torch.Tensor         # H × n × n   gates a^h_ij (the model's attention probabilities)
     context: torch.Tensor       # n × (H·d_h) concatenated head outputs Σ_j a_ij v_j
     dense_out: torch.Tensor     # n × d       attention output dense (= context when the model has none)
-    attn_out: torch.Tensor      # n × d       after the post-attention LayerNorm (= dense_out without one)
-    ln_sigma: torch.Tensor | None  # n       LayerNorm scale σ_i = sqrt(var(dense_out_i + x_i) + eps)
+    attn_out: torch.Tensor      # n × d       the attention sublayer's output: LN(dense + x) post-norm, x + dense
+                                #             pre-norm, dense without a LayerNorm
+    ln_sigma: torch.Tensor | None  # n       post-norm LayerNorm scale σ_i = sqrt(var(dense_out_i + x_i) + eps)
     hidden_out: torch.Tensor    # n × d       the layer's output in the model's own forward pass
 
 
@@ -194,14 +195,16 @@ class BatchTrace:
             ctx = self.context[l][b, :n]
             dense = parts.o(ctx) if parts.o is not None else ctx
             attn_out, sigma = parts.after_attention(dense, x)
-            layers.append(LayerTrace(x, self.q[l][b, :, :n], self.k[l][b, :, :n], self.v[l][b, :, :n],
-                                     self.probs[l][b, :, :n, :n], ctx, dense, attn_out, sigma,
-                                     self.hidden[l + 1][b, :n]))
+            layers.append(LayerTrace(hidden_in=x, q=self.q[l][b, :, :n], k=self.k[l][b, :, :n],
+                                     v=self.v[l][b, :, :n], probs=self.probs[l][b, :, :n, :n], context=ctx,
+                                     dense_out=dense, attn_out=attn_out, ln_sigma=sigma,
+                                     hidden_out=self.hidden[l + 1][b, :n]))
         out = self.output[b, :n] if self.has_mlm_head else self.output[b]
         final = self.final[b, :n] if self.final is not None else self.hidden[-1][b, :n]
-        return Trace(self.model_name, enc.tokens[b], enc.input_ids[b, :n],
-                     None if enc.token_type_ids is None else enc.token_type_ids[b, :n], enc.special[b, :n],
-                     layers, final, out, self.has_mlm_head, enc.notes[b], enc.truncation[b])
+        return Trace(model_name=self.model_name, tokens=enc.tokens[b], input_ids=enc.input_ids[b, :n],
+                     token_type_ids=None if enc.token_type_ids is None else enc.token_type_ids[b, :n],
+                     special=enc.special[b, :n], layers=layers, final_hidden=final, output=out,
+                     has_mlm_head=self.has_mlm_head, notes=enc.notes[b], truncation=enc.truncation[b])
 
 
 class CapturePlan(AttentionPlan):

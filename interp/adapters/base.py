@@ -161,11 +161,6 @@ class Adapter:
     def n_heads(self) -> int:
         return self.layers[0].n_heads
 
-    @property
-    def layer_norm_eps(self) -> float:
-        ln = self.layers[0].ln
-        return float(ln.eps) if ln is not None else 0.0
-
     def layer_mask(self, valid: torch.Tensor, layer: int | None = None) -> torch.Tensor | None:
         """The boolean mask (batch × 1 × n × n, True = attend) of ``layer`` for key validity ``valid``
         (batch × n); None when every key is valid everywhere."""
