@@ -298,17 +298,25 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
         for l, lt in enumerate(trace.layers):
             P = lt.probs                                             # H × n × n
             norms = _norms_from_gram(lt.v, message_gram(lm, l))      # H × n  ‖c(o_j)‖ (‖o_j‖ pre/no norm)
-            # a log a (0 where a = 0: log 0 = −inf is clamped before the product); vectorised log, one product
-            e = P * torch.log(P).clamp_(min=-1e30)
-            ent = torch.stack([-e.sum(-1), -(e @ S)], -1)            # H × n × 2: all keys, non-special keys
+            top[l] = P.argmax(-1)
             cols = torch.stack([S.expand(H, n), norms], -1)          # H × n × 2
             pm = P @ cols                                            # mass on non-special keys, Σ_j a_ij ‖c(o_j)‖
+            if lt.scores is not None:
+                # log a_ij = s_ij − lse_i with lse_i = s_i,t − log a_i,t at t = argmax_j a_ij (well conditioned):
+                # Σ_j a log a = Σ_j a_ij s_ij − lse_i, and over S: Σ_{j∈S} a_ij s_ij − lse_i m_i. No log pass.
+                t = top[l][..., None]
+                lse = (lt.scores.gather(-1, t) - P.gather(-1, t).log())[..., 0]
+                e = P * lt.scores                                    # masked keys: a = 0 exactly, product −0
+                ent = torch.stack([lse - e.sum(-1), lse * pm[..., 0] - e @ S], -1)
+            else:
+                # a log a (0 where a = 0: log 0 = −inf is clamped before the product)
+                e = P * torch.log(P).clamp_(min=-1e30)
+                ent = torch.stack([-e.sum(-1), -(e @ S)], -1)        # H × n × 2: all keys, non-special keys
             m = pm[..., 0].clamp(min=1e-30)
             eff[l] = torch.exp(ent[..., 0])
             eff_ns[l] = torch.exp(ent[..., 1] / m + m.log())
             spec_mass[l] = (1 - pm[..., 0]).clamp(min=0)
             fire[l] = pm[..., 1] / lt.ln_sigma[None, :] if lt.ln_sigma is not None else pm[..., 1]
-            top[l] = P.argmax(-1)
             if with_top_firing:
                 top_f[l] = (P * norms[:, None, :]).argmax(-1)        # 1/σ_i > 0 does not move the argmax
             # the roles read the profile (special keys and queries excluded, rows renormalised) only at offsets

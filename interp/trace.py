@@ -129,6 +129,7 @@ class LayerTrace:
                                 #             pre-norm, dense without a LayerNorm
     ln_sigma: torch.Tensor | None  # n       post-norm LayerNorm scale σ_i = sqrt(var(dense_out_i + x_i) + eps)
     hidden_out: torch.Tensor    # n × d       the layer's output in the model's own forward pass
+    scores: torch.Tensor | None = None  # H × n × n gate logits q·k·scaling (masked: dtype min), when captured
 
 
 @dataclass
@@ -180,6 +181,7 @@ class BatchTrace:
     has_mlm_head: bool
     adapter: object
     final: torch.Tensor | None = None   # B × n × d the model's last hidden state (None: hidden[-1])
+    scores: list[torch.Tensor] | None = None  # per layer B × H × n × n gate logits (interface families)
 
     @property
     def batch_size(self) -> int:
@@ -198,7 +200,8 @@ class BatchTrace:
             layers.append(LayerTrace(hidden_in=x, q=self.q[l][b, :, :n], k=self.k[l][b, :, :n],
                                      v=self.v[l][b, :, :n], probs=self.probs[l][b, :, :n, :n], context=ctx,
                                      dense_out=dense, attn_out=attn_out, ln_sigma=sigma,
-                                     hidden_out=self.hidden[l + 1][b, :n]))
+                                     hidden_out=self.hidden[l + 1][b, :n],
+                                     scores=None if self.scores is None else self.scores[l][b, :, :n, :n]))
         out = self.output[b, :n] if self.has_mlm_head else self.output[b]
         final = self.final[b, :n] if self.final is not None else self.hidden[-1][b, :n]
         return Trace(model_name=self.model_name, tokens=enc.tokens[b], input_ids=enc.input_ids[b, :n],
@@ -212,7 +215,11 @@ class CapturePlan(AttentionPlan):
 
     def __init__(self, layer_of: dict[int, int]):
         super().__init__(layer_of)
-        self.q, self.k, self.v, self.probs, self.context = {}, {}, {}, {}, {}
+        self.q, self.k, self.v, self.probs, self.context, self.scores = {}, {}, {}, {}, {}, {}
+
+    def rows(self, layer, query, key, value, scores, probs, key_valid):
+        self.scores[layer] = scores.detach()   # kept, not copied: the overview's entropies read them
+        return None
 
     def observe(self, layer, query, key, value, probs, output):
         self.q[layer], self.k[layer], self.v[layer] = query.detach(), key.detach(), value.detach()
@@ -268,10 +275,12 @@ def capture_encoded(lm: LoadedModel, enc: Encoded) -> BatchTrace:
         states = list(ad.layer_states(out))
         q, k, v = [plan.q[l] for l in range(L)], [plan.k[l] for l in range(L)], [plan.v[l] for l in range(L)]
         probs, ctx = [plan.probs[l] for l in range(L)], [plan.context[l] for l in range(L)]
+        scores = [plan.scores[l] for l in range(L)]
     else:
         out = forward(lm, enc, None, hidden_states=True, attentions=True)
         states = list(ad.layer_states(out))
         probs = [a.detach() for a in out.attentions]
+        scores = None
         q, k, v, ctx = [], [], [], []
         with torch.no_grad():
             for l in range(L):
@@ -284,8 +293,9 @@ def capture_encoded(lm: LoadedModel, enc: Encoded) -> BatchTrace:
             dense = parts.o(ctx[-1]) if parts.o is not None else ctx[-1]
             states[-1] = parts.ffn(parts.after_attention(dense, states[-2])[0])
         final = out.hidden_states[-1]
-    return BatchTrace(lm.name, enc, q, k, v, probs, ctx, tuple(states), model_output(lm, out, enc),
-                      lm.has_mlm_head, ad, final)
+    return BatchTrace(model_name=lm.name, encoded=enc, q=q, k=k, v=v, probs=probs, context=ctx,
+                      hidden=tuple(states), output=model_output(lm, out, enc), has_mlm_head=lm.has_mlm_head,
+                      adapter=ad, final=final, scores=scores)
 
 
 def trace_text(lm: LoadedModel, text: str) -> Trace:
