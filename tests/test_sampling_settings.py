@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from interp.sampling.report import draw_layer, sampling_report
 from interp.sampling.settings import SamplingSettings
@@ -39,3 +40,19 @@ def test_report_from_settings_equals_report_from_loose_arguments():
     da = draw_layer(lm, tr, 1, st)
     db = draw_layer(lm, tr, 1, "A", 3, 2, 5)
     assert bool((da.est.weights == db.est.weights).all())
+
+
+def test_sampling_respects_modernbert_sliding_window_and_refuses_mpnet():
+    lm = loaded("modernbert")
+    tr = trace_text(lm, "the quick brown fox jumps over the lazy dog near the river bank and the king saw a house")
+    local = [l for l, t in enumerate(lm.config.layer_types) if t == "sliding_attention"][0]
+    w = lm.config.sliding_window
+    d = draw_layer(lm, tr, local, SamplingSettings("B-uniform", 4, seeds=2))
+    i = np.arange(tr.n)
+    outside = torch.from_numpy(np.abs(i[:, None] - i[None, :]) > w)
+    assert outside.any()
+    assert float(d.est.weights[..., outside].abs().max()) == 0.0          # never a key the layer cannot see
+    assert float(d.P[..., outside].abs().max()) == 0.0                    # the model's own gate agrees
+    with pytest.raises(ValueError, match="MPNet computes attention inside its own module"):
+        sampling_report(loaded("mpnet"), trace_text(loaded("mpnet"), TEXT), SamplingSettings("A", 2, 1),
+                        downstream=False)
