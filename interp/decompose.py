@@ -97,7 +97,7 @@ def reconstruct_ln(lm: LoadedModel, lt: LayerTrace, layer: int, msgs: torch.Tens
 def head_contribution(lm: LoadedModel, lt: LayerTrace, layer: int, head: int) -> torch.Tensor:
     """Head h's exact additive share of the attention output at every query (n × d), LayerNorm frozen:
     γ ⊙ Σ_j a^h_ij c(o^h_j) / σ_i (without LayerNorm: Σ_j a^h_ij o^h_j)."""
-    msgs = messages(lm, lt, layer)[head]
+    msgs = lt.v[head] @ head_weights(lm, layer)[0][head].T       # n × d, this head's messages only
     parts = lm.adapter.layers[layer]
     if parts.norm != "post":
         return lt.probs[head] @ msgs

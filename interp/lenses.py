@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.func import jvp, vmap
 
-from .decompose import _centre, check_head, head_weights, messages
+from .decompose import _centre, check_head, head_weights
 from .loader import LoadedModel
 from .trace import Trace
 
@@ -168,7 +168,7 @@ def vocabulary_lens(lm: LoadedModel, trace: Trace, layer: int, head: int, query:
     lt = trace.layers[layer]
     W, b = lm.adapter.output_embeddings()
     with torch.no_grad():
-        msg = messages(lm, lt, layer)[head]
+        msg = lt.v[head] @ head_weights(lm, layer)[0][head].T    # o^h_j = W_O^h v^h_j for this head only
         if lm.adapter.layers[layer].norm == "post":
             msg = _centre(msg)
         if msg.shape[-1] != W.shape[1]:  # ELECTRA generator heads work in a smaller width: not comparable
