@@ -6,6 +6,7 @@ import math
 import torch
 
 from . import decompose as D
+from .captions import head_caption
 from .lenses import LENSES
 from .loader import LoadedModel, ModelLoadError, default_model, load_model
 from .trace import InputError, Trace, trace_text
@@ -76,18 +77,21 @@ def analyze(model: str | None, text: str, layer: int | None = None, head: int | 
         if unknown:
             raise AnalysisError(f"unknown lens {unknown[0]!r}: choose from {', '.join(LENSES)}")
         hv = D.head_view(lm, trace, layer, head)
-        view = {"layer": layer, "head": head, "query": q, "role": hv.role, "caption": hv.caption(q),
+        view = {"layer": layer, "head": head, "query": q, "role": hv.role, "caption": head_caption(hv, q),
                 "top_experts": [{"position": j, "token": t, "gate": g, "firing": f}
                                 for j, t, g, f in hv.top_experts(q, 5)],
                 "message_norms": [float(x) for x in hv.message_norms],
                 "effective_experts": float(hv.effective_experts[q]), "lenses": {}}
         if layer == 0:
             cs = D.cbow_split(lm, trace, head)
-            gs = D.gate_score_split(lm, trace, head)
             view["cbow_split"] = {"norms": {k: [float(x) for x in v] for k, v in cs.norms().items()},
-                                  "max_rel_err": cs.max_rel_err()}
-            view["gate_score_split"] = {"query_row": {k: [float(x) for x in v[q]] for k, v in gs.parts.items()},
-                                        "max_abs_err": gs.max_abs_err()}
+                                  "max_rel_err": cs.max_rel_err(), "note": lm.adapter.layer0_note}
+            try:
+                gs = D.gate_score_split(lm, trace, head)
+                view["gate_score_split"] = {"query_row": {k: [float(x) for x in v[q]] for k, v in gs.parts.items()},
+                                            "max_abs_err": gs.max_abs_err()}
+            except D.SplitRefused as err:
+                view["gate_score_split"] = {"refused": str(err)}
         for name in lenses or []:
             r = LENSES[name](lm, trace, layer, head, q)
             s = r.summary()

@@ -24,16 +24,26 @@ _PLAN: ContextVar["AttentionPlan | None"] = ContextVar("expertlens_attention_pla
 class AttentionPlan:
     """What to do at each attention call inside ``with attention_plan(plan):``.
 
-    ``layer_of`` maps attention modules to layer indices for architectures whose modules carry no
-    ``layer_idx`` (DistilBERT). Subclasses override :meth:`rows` and/or :meth:`observe`.
+    ``layer_of`` maps attention modules (by ``id``) to layer indices for architectures whose modules carry no
+    ``layer_idx`` (DistilBERT); a module shared by several layers (ALBERT) maps to the tuple of its layers in
+    call order, and its k-th call in a forward pass is layer ``layers[k mod len(layers)]``. Subclasses override
+    :meth:`rows` and/or :meth:`observe`.
     """
 
-    def __init__(self, layer_of: dict[int, int] | None = None):
+    def __init__(self, layer_of: dict[int, int | tuple[int, ...]] | None = None):
         self.layer_of = layer_of or {}
+        self._calls: dict[int, int] = {}
 
     def layer(self, module: torch.nn.Module) -> int:
         idx = getattr(module, "layer_idx", None)
-        return int(idx) if idx is not None else self.layer_of[id(module)]
+        if idx is not None:
+            return int(idx)
+        where = self.layer_of[id(module)]
+        if isinstance(where, tuple):
+            k = self._calls.get(id(module), 0)
+            self._calls[id(module)] = k + 1
+            return where[k % len(where)]
+        return where
 
     def rows(self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
              scores: torch.Tensor, probs: torch.Tensor, key_valid: torch.Tensor | None) -> torch.Tensor | None:

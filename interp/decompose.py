@@ -1,4 +1,4 @@
-"""Every attention head as a mixture of positional experts (MATH.md §2 and §4).
+"""Every attention head as a mixture of positional experts (docs/MATH.md §2 and §4).
 
 Wibisono & Wang, "Bidirectional Attention as a Mixture of Continuous Word Experts" (UAI 2023): the attention
 row a^h_i· is the gate, each position j is an expert whose message does not depend on the query i.
@@ -75,11 +75,15 @@ def reconstruct_dense(lm: LoadedModel, lt: LayerTrace, layer: int, msgs: torch.T
 
 
 def reconstruct_ln(lm: LoadedModel, lt: LayerTrace, layer: int, msgs: torch.Tensor | None = None) -> torch.Tensor:
-    """γ ⊙ [c(x_i + b_O) + Σ_h Σ_j a^h_ij c(o^h_j)] / σ_i + β (identity 2, LayerNorm scale frozen).
-    Σ_j a_ij c(o_j) = c(Σ_j a_ij o_j) because c is linear and Σ_j a_ij = 1."""
+    """Identity 2, the sublayer output (n × d) rebuilt from gates and messages (docs/MATH.md §2):
+    post-norm γ ⊙ [c(x_i + b_O) + Σ_h Σ_j a^h_ij c(o^h_j)] / σ_i + β (LayerNorm scale frozen; Σ_j a_ij c(o_j) =
+    c(Σ_j a_ij o_j) because c is linear and Σ_j a_ij = 1); pre-norm x_i + b_O + Σ_h Σ_j a^h_ij o^h_j; without a
+    LayerNorm, identity 1."""
     parts = lm.adapter.layers[layer]
-    if parts.ln is None:
+    if parts.norm == "none":
         return reconstruct_dense(lm, lt, layer, msgs)
+    if parts.norm == "pre":
+        return lt.hidden_in + reconstruct_dense(lm, lt, layer, msgs)
     _, b = head_weights(lm, layer)
     base = lt.hidden_in + (b if b is not None else 0)
     if msgs is not None:
@@ -93,17 +97,18 @@ def reconstruct_ln(lm: LoadedModel, lt: LayerTrace, layer: int, msgs: torch.Tens
 def head_contribution(lm: LoadedModel, lt: LayerTrace, layer: int, head: int) -> torch.Tensor:
     """Head h's exact additive share of the attention output at every query (n × d), LayerNorm frozen:
     γ ⊙ Σ_j a^h_ij c(o^h_j) / σ_i (without LayerNorm: Σ_j a^h_ij o^h_j)."""
-    msgs = messages(lm, lt, layer)[head]
+    msgs = lt.v[head] @ head_weights(lm, layer)[0][head].T       # n × d, this head's messages only
     parts = lm.adapter.layers[layer]
-    if parts.ln is None:
+    if parts.norm != "post":
         return lt.probs[head] @ msgs
     return parts.ln.weight * (lt.probs[head] @ _centre(msgs)) / lt.ln_sigma[:, None]
 
 
-def identity_checks(lm: LoadedModel, trace: Trace, explicit: bool = True, chain: bool = True) -> dict:
+def identity_checks(lm: LoadedModel, trace: Trace, explicit: bool = False, chain: bool = True) -> dict:
     """Max relative errors (row-wise ‖·‖, over all layers) of identity 1 against the model's own dense output and
-    identity 2 against the model's own LayerNorm output. ``explicit`` sums over the expert messages o^h_j
-    themselves (else the cheaper associative form); ``chain`` also rebuilds each layer's output with the model's
+    identity 2 against the model's own sublayer output. ``explicit`` sums over the expert messages o^h_j
+    themselves (H·n²·d work per layer); the default is the associative form Σ_h W_O^h (Σ_j a_ij v_j), the same
+    sum regrouped, n/d_h times cheaper. ``chain`` also rebuilds each layer's output with the model's
     own FFN from the identity-2 reconstruction and compares it with the hidden state of the actual forward pass."""
     dense_err, ln_err, chain_err = 0.0, 0.0, 0.0
     has_ln = False
@@ -112,7 +117,7 @@ def identity_checks(lm: LoadedModel, trace: Trace, explicit: bool = True, chain:
         dense_err = max(dense_err, _rel_err(reconstruct_dense(lm, lt, l, msgs), lt.dense_out))
         parts = lm.adapter.layers[l]
         recon = reconstruct_ln(lm, lt, l, msgs)
-        if parts.ln is not None:
+        if parts.norm != "none":
             has_ln = True
             ln_err = max(ln_err, _rel_err(recon, lt.attn_out))
         if chain:
@@ -128,7 +133,7 @@ def identity_checks(lm: LoadedModel, trace: Trace, explicit: bool = True, chain:
 def message_norms(lm: LoadedModel, lt: LayerTrace, layer: int) -> torch.Tensor:
     """‖c(o^h_j)‖ (‖o^h_j‖ without LayerNorm): H × n."""
     msgs = messages(lm, lt, layer)
-    return (_centre(msgs) if lm.adapter.layers[layer].ln is not None else msgs).norm(dim=-1)
+    return (_centre(msgs) if lm.adapter.layers[layer].norm == "post" else msgs).norm(dim=-1)
 
 
 def firing_strength(lm: LoadedModel, lt: LayerTrace, layer: int, norms: torch.Tensor | None = None) -> torch.Tensor:
@@ -218,18 +223,10 @@ class Overview:
     special_mass: np.ndarray             # L × H × n
     firing_total: np.ndarray             # L × H × n   Σ_j f^h_ij (how much the head moves the output at i)
     top_expert: np.ndarray               # L × H × n   argmax_j a^h_ij
-    top_firing_expert: np.ndarray        # L × H × n   argmax_j f^h_ij
+    top_firing_expert: np.ndarray | None  # L × H × n   argmax_j f^h_ij (None unless asked for: no view shows it)
     mean_effective_experts: np.ndarray   # L × H  over queries (special queries included)
     mean_special_mass: np.ndarray        # L × H
     checks: dict = field(default_factory=dict)
-
-
-def _stacked(lm: LoadedModel, trace: Trace):
-    """Gates, values and per-head W_O of every layer stacked: L × H × n × n, L × H × n × d_h, L × H × d × d_h."""
-    P = torch.stack([lt.probs for lt in trace.layers])
-    V = torch.stack([lt.v for lt in trace.layers])
-    W = torch.stack([head_weights(lm, l)[0] for l in range(trace.n_layers)])
-    return P, V, W
 
 
 def _roles(spec_mean: np.ndarray, prof_mass: np.ndarray, eff_ratio: np.ndarray) -> list[list[str]]:
@@ -242,74 +239,112 @@ def _roles(spec_mean: np.ndarray, prof_mass: np.ndarray, eff_ratio: np.ndarray) 
     return out
 
 
-def _stacked_checks(lm: LoadedModel, trace: Trace, P: torch.Tensor, V: torch.Tensor, W: torch.Tensor) -> dict:
-    """Identities 1 and 2 for every layer at once (the associative form of :func:`identity_checks`, same
-    definitions: row-wise relative error, max over layers and queries)."""
-    parts = lm.adapter.layers
-    with torch.no_grad():
-        mixed = torch.einsum("lhid,lhed->lie", torch.matmul(P, V), W)        # Σ_h Σ_j a o, L × n × d
-        dense = torch.stack([lt.dense_out for lt in trace.layers])
-        b = torch.stack([p.o.bias for p in parts])[:, None, :] if parts[0].o is not None and \
-            parts[0].o.bias is not None else torch.zeros_like(mixed[:, :1])
-        dense_err = _rel_err(mixed + b, dense)
-        ln_err = None
-        if parts[0].ln is not None:
-            X = torch.stack([lt.hidden_in for lt in trace.layers])
-            sigma = torch.stack([lt.ln_sigma for lt in trace.layers])[..., None]
-            gamma = torch.stack([p.ln.weight for p in parts])[:, None, :]
-            beta = torch.stack([p.ln.bias for p in parts])[:, None, :]
-            recon = gamma * (_centre(X + b) + _centre(mixed)) / sigma + beta
-            ln_err = _rel_err(recon, torch.stack([lt.attn_out for lt in trace.layers]))
-    return {"identity_dense_max_rel_err": dense_err, "identity_ln_max_rel_err": ln_err,
-            "layer_output_max_rel_err": None}
+def message_gram(lm: LoadedModel, layer: int) -> torch.Tensor:
+    """G^h = W_O^hᵀ C W_O^h (H × d_h × d_h; C = I − 11ᵀ/d centres, post-norm layers only, else I), so that
+    ‖c(o^h_j)‖² = v^h_jᵀ G^h v^h_j: message norms without forming the n × d messages (exact algebra)."""
+    W, _ = head_weights(lm, layer)                                   # H × d × d_h
+    G = W.transpose(1, 2) @ W
+    if lm.adapter.layers[layer].norm == "post":
+        u = W.sum(1)                                                 # H × d_h: W_O^hᵀ 1
+        G = G - u[:, :, None] * u[:, None, :] / W.shape[1]
+    return G
 
 
-def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True) -> Overview:
-    """Decompose every head of every layer at once (tensors stacked over layers; no model re-run).
+def _norms_from_gram(v: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    """sqrt(v_jᵀ G v_j) for every head and position: H × n."""
+    return ((v @ G) * v).sum(-1).clamp(min=0).sqrt()
+
+
+def _layer_checks(lm: LoadedModel, lt: LayerTrace, layer: int) -> tuple[float, float | None]:
+    """Identities 1 and 2 of one layer (row-wise max relative errors), in the associative form of
+    :func:`identity_checks`: identity 1 as b_O + Σ_h W_O^h (Σ_j a^h_ij v^h_j) against the model's dense output;
+    identity 2 from that reconstruction with the LayerNorm scale frozen (post-norm) or the residual sum (pre)."""
+    parts = lm.adapter.layers[layer]
+    recon = reconstruct_dense(lm, lt, layer)
+    dense_err = _rel_err(recon, lt.dense_out)
+    if parts.norm == "none":
+        return dense_err, None
+    _, b = head_weights(lm, layer)
+    mixed = recon - b if b is not None else recon
+    if parts.norm == "pre":
+        return dense_err, _rel_err(lt.hidden_in + recon, lt.attn_out)
+    base = lt.hidden_in + (b if b is not None else 0)
+    ln = parts.ln.weight * (_centre(base) + _centre(mixed)) / lt.ln_sigma[:, None] + parts.ln.bias
+    return dense_err, _rel_err(ln, lt.attn_out)
+
+
+def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_firing: bool = False) -> Overview:
+    """Per-head statistics of every layer (docs/MATH.md §4), computed from the trace without re-running the
+    model and without forming the n × d expert messages (their norms come from :func:`message_gram`).
 
     Effective experts with special keys excluded use H_S = (Σ_{j∈S} −a_ij log a_ij)/m_i + log m_i with
-    m_i = Σ_{j∈S} a_ij (the entropy of the renormalised row, exact); firing totals are Σ_j a_ij ‖c(o_j)‖/σ_i."""
+    m_i = Σ_{j∈S} a_ij (the entropy of the renormalised row, exact); firing totals are Σ_j a_ij ‖c(o_j)‖/σ_i.
+    With ``with_checks``, identities 1 and 2 are checked on every layer (``checks``: max relative errors); with
+    ``with_top_firing``, the strongest-firing expert of every query is found too (one more pass over the gates)."""
     L, H, n = trace.n_layers, trace.n_heads, trace.n
-    P, V, W = _stacked(lm, trace)
-    dev, dt = P.device, P.dtype
+    dev, dt = trace.layers[0].probs.device, trace.layers[0].probs.dtype
     special = trace.special.to(dev)
+    any_plain = bool((~special).any())
     S = (~special).to(dt)
     n_nonspecial = max(int((~special).sum()), 1)
+    q = S if any_plain else torch.ones(n, device=dev, dtype=dt)
+    eff = torch.empty(L, H, n, dtype=dt, device=dev)
+    eff_ns, spec_mass, fire = torch.empty_like(eff), torch.empty_like(eff), torch.empty_like(eff)
+    top = torch.empty(L, H, n, dtype=torch.long, device=dev)
+    top_f = torch.empty_like(top) if with_top_firing else None
+    prof = torch.zeros(L, H, 2 * n - 1, dtype=dt, device=dev)
+    dense_err, ln_err = 0.0, None
     with torch.no_grad():
-        e = torch.special.entr(P)                                       # −a log a
-        eff = torch.exp(e.sum(-1))                                      # L × H × n
-        mass_ns = P @ S                                                 # mass on non-special keys
-        spec_mass = (1 - mass_ns).clamp(min=0)
-        m = mass_ns.clamp(min=1e-30)
-        eff_ns = torch.exp((e @ S) / m + m.log())
+        for l, lt in enumerate(trace.layers):
+            P = lt.probs                                             # H × n × n
+            norms = _norms_from_gram(lt.v, message_gram(lm, l))      # H × n  ‖c(o_j)‖ (‖o_j‖ pre/no norm)
+            top[l] = P.argmax(-1)
+            cols = torch.stack([S.expand(H, n), norms], -1)          # H × n × 2
+            pm = P @ cols                                            # mass on non-special keys, Σ_j a_ij ‖c(o_j)‖
+            if lt.scores is not None:
+                # log a_ij = s_ij − lse_i with lse_i = s_i,t − log a_i,t at t = argmax_j a_ij (well conditioned):
+                # Σ_j a log a = Σ_j a_ij s_ij − lse_i, and over S: Σ_{j∈S} a_ij s_ij − lse_i m_i. No log pass.
+                t = top[l][..., None]
+                lse = (lt.scores.gather(-1, t) - P.gather(-1, t).log())[..., 0]
+                e = P * lt.scores                                    # masked keys: a = 0 exactly, product −0
+                ent = torch.stack([lse - e.sum(-1), lse * pm[..., 0] - e @ S], -1)
+            else:
+                # a log a (0 where a = 0: log 0 = −inf is clamped before the product)
+                e = P * torch.log(P).clamp_(min=-1e30)
+                ent = torch.stack([-e.sum(-1), -(e @ S)], -1)        # H × n × 2: all keys, non-special keys
+            m = pm[..., 0].clamp(min=1e-30)
+            eff[l] = torch.exp(ent[..., 0])
+            eff_ns[l] = torch.exp(ent[..., 1] / m + m.log())
+            spec_mass[l] = (1 - pm[..., 0]).clamp(min=0)
+            fire[l] = pm[..., 1] / lt.ln_sigma[None, :] if lt.ln_sigma is not None else pm[..., 1]
+            if with_top_firing:
+                top_f[l] = (P * norms[:, None, :]).argmax(-1)        # 1/σ_i > 0 does not move the argmax
+            # the roles read the profile (special keys and queries excluded, rows renormalised) only at offsets
+            # −1, 0, +1: three diagonals of the gate matrix, no pass over all n² gates
+            rw = (q[None, :] / m) if any_plain else torch.ones(H, n, dtype=dt, device=dev)
+            for o in (-1, 0, 1):
+                if abs(o) >= n:
+                    continue
+                diag = torch.diagonal(P, offset=o, dim1=-2, dim2=-1)          # H × (n−|o|): a_{i,i+o}
+                i0 = max(0, -o)
+                rows = rw[:, i0:i0 + diag.shape[-1]]
+                keys = S[i0 + o:i0 + o + diag.shape[-1]] if any_plain else 1.0
+                prof[l, :, o + n - 1] = (diag * rows * keys).sum(-1)
+            if with_checks:
+                d_err, l_err = _layer_checks(lm, lt, l)
+                dense_err = max(dense_err, d_err)
+                ln_err = l_err if ln_err is None else max(ln_err, l_err if l_err is not None else 0.0)
         eff_ns = eff_ns.masked_fill(special[None, None, :], float("nan"))
-        msgs = torch.einsum("lhjd,lhed->lhje", V, W)                    # expert messages, L × H × n × d
-        has_ln = lm.adapter.layers[0].ln is not None
-        norms = (_centre(msgs) if has_ln else msgs).norm(dim=-1)       # L × H × n
-        sigma = (torch.stack([lt.ln_sigma for lt in trace.layers]) if has_ln
-                 else torch.ones(L, n, device=dev, dtype=dt))
-        fire = (P @ norms[..., None])[..., 0] / sigma[:, None, :]
-        top = P.argmax(-1)
-        top_f = (P * norms[:, :, None, :]).argmax(-1)                   # 1/σ_i > 0 does not move the argmax
-        # positional profile with special keys and queries excluded, every layer and head in one index_add
-        q = (~special).to(dt) if bool((~special).any()) else torch.ones(n, device=dev, dtype=dt)
-        weight = (q[None, None, :] / m)[..., None] * S[None, None, None, :] if bool((~special).any()) \
-            else torch.ones(1, 1, n, n, device=dev, dtype=dt)
-        idx = torch.arange(n, device=dev)
-        off = ((idx[None, :] - idx[:, None]) + (n - 1)).reshape(-1)
-        prof = torch.zeros(L * H, 2 * n - 1, device=dev, dtype=dt)
-        prof.index_add_(1, off, (P * weight).reshape(L * H, -1))
-        prof = prof.reshape(L, H, -1) / q.sum()
+        prof = prof / q.sum()
     eff_c, eff_ns_c, spec_c = eff.cpu().numpy(), eff_ns.cpu().numpy(), spec_mass.cpu().numpy()
-    if bool((~special).any()):
-        ratio = np.nanmean(eff_ns_c, axis=-1) / n_nonspecial
-    else:
-        ratio = eff_c.mean(-1) / n
+    ratio = np.nanmean(eff_ns_c, axis=-1) / n_nonspecial if any_plain else eff_c.mean(-1) / n
     roles = _roles(spec_c.mean(-1), prof.double().cpu().numpy(), ratio)
-    checks = _stacked_checks(lm, trace, P, V, W) if with_checks else {}
-    return Overview(trace.tokens, trace.special.cpu().numpy(), roles, eff_c, eff_ns_c, spec_c,
-                    fire.cpu().numpy(), top.cpu().numpy(), top_f.cpu().numpy(), eff_c.mean(-1), spec_c.mean(-1),
-                    checks)
+    checks = {"identity_dense_max_rel_err": dense_err, "identity_ln_max_rel_err": ln_err,
+              "layer_output_max_rel_err": None} if with_checks else {}
+    return Overview(tokens=trace.tokens, special=trace.special.cpu().numpy(), role=roles, effective_experts=eff_c,
+                    effective_experts_nospecial=eff_ns_c, special_mass=spec_c, firing_total=fire.cpu().numpy(),
+                    top_expert=top.cpu().numpy(), top_firing_expert=None if top_f is None else top_f.cpu().numpy(),
+                    mean_effective_experts=eff_c.mean(-1), mean_special_mass=spec_c.mean(-1), checks=checks)
 
 
 @dataclass
@@ -334,18 +369,9 @@ class HeadView:
         return [(int(j), self.tokens[j], float(self.gates[query, j]), float(self.firing[query, j])) for j in order]
 
     def caption(self, query: int) -> str:
-        """Plain-language summary of what this head does here (facts read off the arrays)."""
-        tops = self.top_experts(query, 2)
-        j, tok, g, _ = tops[0]
-        eff = float(self.effective_experts[query])
-        strongest = self.top_experts(query, 1, by="firing")[0]
-        parts = [f"Layer {self.layer}, head {self.head} acts as a {self.role} head on this input.",
-                 f"For “{self.tokens[query]}” (position {query}) it gives {g:.0%} of its gate to “{tok}” "
-                 f"(position {j}) and spreads over about {eff:.1f} experts."]
-        if strongest[0] != j:
-            parts.append(f"Weighted by message size, the expert that moves the output most is “{strongest[1]}” "
-                         f"(position {strongest[0]}): a large gate on a small message changes little.")
-        return " ".join(parts)
+        """English summary (kept for callers; the text now lives in :func:`interp.captions.head_caption`)."""
+        from .captions import head_caption
+        return head_caption(self, query)
 
 
 def head_view(lm: LoadedModel, trace: Trace, layer: int, head: int) -> HeadView:
@@ -362,8 +388,10 @@ def head_view(lm: LoadedModel, trace: Trace, layer: int, head: int) -> HeadView:
     role = head_role(float(lt.probs[head][:, special].sum(-1).mean()), prof_ns, head,
                      mean_ns / max(int((~special).sum()), 1))
     contrib = head_contribution(lm, lt, layer, head).norm(dim=-1)
-    return HeadView(layer, head, trace.tokens, lt.probs[head].cpu().numpy(), f.cpu().numpy(),
-                    norms[head].cpu().numpy(), eff.cpu().numpy(), role, prof, prof_ns, contrib.cpu().numpy())
+    return HeadView(layer=layer, head=head, tokens=trace.tokens, gates=lt.probs[head].cpu().numpy(),
+                    firing=f.cpu().numpy(), message_norms=norms[head].cpu().numpy(),
+                    effective_experts=eff.cpu().numpy(), role=role, profile=prof, profile_nospecial=prof_ns,
+                    contribution_norms=contrib.cpu().numpy())
 
 
 def check_head(trace: Trace, layer: int, head: int, query: int | None = None) -> None:
@@ -402,15 +430,17 @@ def _input_split(lm: LoadedModel, trace: Trace) -> tuple[torch.Tensor, torch.Ten
     tt = trace.token_type_ids.to(lm.device) if trace.token_type_ids is not None else None
     with torch.no_grad():
         ep = ad.embedding_parts(ids, tt)
-        if ep.ln is None:
-            w, p, s = ep.word, ep.position, ep.segment
-        else:
-            pre = ep.word + ep.position + ep.segment
-            sigma = torch.sqrt(pre.var(-1, unbiased=False) + ep.ln.eps)[:, None]
-            g = ep.ln.weight
-            w, p = g * _centre(ep.word) / sigma, g * _centre(ep.position) / sigma
-            s = g * _centre(ep.segment) / sigma + ep.ln.bias
-        if ep.proj is not None:
+        w, p, s = ep.word, ep.position, ep.segment
+        if ep.proj is not None and ep.proj_first:
+            w, p, s = w @ ep.proj.weight.T, p @ ep.proj.weight.T, s @ ep.proj.weight.T
+            if ep.proj.bias is not None:
+                s = s + ep.proj.bias
+        if ep.ln is not None:
+            sigma = torch.sqrt((w + p + s).var(-1, unbiased=False) + ep.ln.eps)[:, None]
+            g = ep.ln.weight if ep.ln.weight is not None else 1.0
+            w, p = g * _centre(w) / sigma, g * _centre(p) / sigma
+            s = g * _centre(s) / sigma + (ep.ln.bias if ep.ln.bias is not None else 0)
+        if ep.proj is not None and not ep.proj_first:
             w, p, s = w @ ep.proj.weight.T, p @ ep.proj.weight.T, s @ ep.proj.weight.T + ep.proj.bias
     return w, p, s
 
@@ -430,7 +460,7 @@ def cbow_split(lm: LoadedModel, trace: Trace, head: int) -> CBOWSplit:
         pos = (p @ Wv.T) @ Wo.T
         rest = (s @ Wv.T + (bv if bv is not None else 0)) @ Wo.T
         msg = messages(lm, trace.layers[0], 0)[head]
-    return CBOWSplit(head, word, pos, rest, msg)
+    return CBOWSplit(head=head, word_part=word, position_part=pos, segment_bias_part=rest, message=msg)
 
 
 @dataclass
@@ -445,8 +475,17 @@ class GateScoreSplit:
         return float(np.abs(sum(self.parts.values()) - self.total).max())
 
 
+class SplitRefused(ValueError):
+    """The family's gate or message has no exact split of this kind; ``str(err)`` says why in one line."""
+
+
 def gate_score_split(lm: LoadedModel, trace: Trace, head: int) -> GateScoreSplit:
+    """Layer-0 gate scores of ``head`` split into word/position parts (n × n each, in logits units), plus a
+    ``relative position`` part where the family adds an input-independent bias (MPNet). Raises
+    :class:`SplitRefused` where the family's gate has no such split (rotary or disentangled positions)."""
     check_head(trace, 0, head)
+    if lm.adapter.gate_split_refusal:
+        raise SplitRefused(lm.adapter.gate_split_refusal)
     parts = lm.adapter.layers[0]
     lt = trace.layers[0]
     dh = parts.head_dim
@@ -468,8 +507,13 @@ def gate_score_split(lm: LoadedModel, trace: Trace, head: int) -> GateScoreSplit
                "position–position": qp @ kp.T,
                "bias": qb @ kw.T + qb @ kp.T + qb @ kb.T + qw @ kb.T + qp @ kb.T}
         total = q_total @ k_total.T
-    return GateScoreSplit(head, {k: (v * scale).cpu().numpy() for k, v in out.items()},
-                          (total * scale).cpu().numpy())
+        out = {k: v * scale for k, v in out.items()}
+        total = total * scale
+        extra = lm.adapter.score_bias(0, trace.n)
+        if extra is not None:
+            out["relative position"] = extra[head].to(total.dtype)
+            total = total + out["relative position"]
+    return GateScoreSplit(head=head, parts={k: v.cpu().numpy() for k, v in out.items()}, total=total.cpu().numpy())
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""What expert j "predicts" for query i in head h of layer l — three lenses (MATH.md §3).
+"""What expert j "predicts" for query i in head h of layer l — three lenses (docs/MATH.md §3).
 
 Each lens gives one output vector z_j per expert (MLM logits over the vocabulary, or — for encoders without an
 MLM head — the mean-pooled sentence embedding). Alongside, every result reports how well the gate-weighted
@@ -9,7 +9,7 @@ cancel because Σ_j a_ij = 1), so the pool's KL to the model is computed from th
 * ``vocabulary``     z_j = W_out c(o^h_j) + b — the message read through the output embeddings (the MLM decoder, or
                      the tied input embeddings without a head). Skips every later layer: heuristic.
 * ``anchored``       z_j = y_i + J_i (v^h_j − ctx^h_i), J_i = ∂y_i/∂ctx^h_i at the actual forward pass (one
-                     forward-mode pass with d_h basis tangents). Σ_j a_ij z_j = y_i exactly: exact bookkeeping,
+                     forward-mode pass with d_h basis tangents, batched). Σ_j a_ij z_j = y_i exactly: exact bookkeeping,
                      local (linear) in meaning.
 * ``counterfactual`` z_j = the model's output when head h's row i is one-hot on j, the rest of the network re-run
                      (batched over j). Causal; KL(model ‖ pool) says how MoE-like the head is here.
@@ -19,22 +19,50 @@ For the paper's one-layer model all three coincide with its z_j = ρ·v_j + b.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
-import torch.autograd.forward_ad as fwAD
+from torch.func import jvp, vmap
 
-from .decompose import _centre, check_head, head_weights, messages
+from .decompose import _centre, check_head, head_weights
 from .loader import LoadedModel
 from .trace import Trace
 
-EXACTNESS = {"vocabulary": "heuristic", "anchored": "exact bookkeeping (local linearisation)",
-             "counterfactual": "causal (re-runs the network)"}
+LensFn = Callable[..., "LensResult"]
+
+
+@dataclass(frozen=True)
+class LensInfo:
+    """A registered lens: its name, how exact it is (shown next to every per-expert prediction), and whether
+    it can deliver its experts in batches (``progressive``: a generator ``batches(lm, trace, layer, head,
+    query)`` yields (expert indices, their outputs), top-gate experts first)."""
+    name: str
+    exactness: str
+    description: str
+    progressive: bool = False
+
+
+LENSES: dict[str, LensFn] = {}
+LENS_INFO: dict[str, LensInfo] = {}
+EXACTNESS: dict[str, str] = {}
+
+
+def register_lens(name: str, exactness: str, description: str, progressive: bool = False):
+    """Decorator: ``@register_lens("x", exactness=..., description=...)`` on a function
+    ``(lm, trace, layer, head, query, **options) -> LensResult`` adds lens ``x`` everywhere (CLI, page, tests)."""
+    def deco(fn: LensFn) -> LensFn:
+        LENSES[name] = fn
+        LENS_INFO[name] = LensInfo(name, exactness, description, progressive)
+        EXACTNESS[name] = exactness
+        return fn
+    return deco
 
 
 @dataclass
 class LensResult:
+    """One lens on one (layer, head, query). ``out`` is the vocabulary size V (logits / vocabulary scores) or
+    the model width d (pooled embedding); values are logits (nats before softmax) or embedding units."""
     lens: str
     layer: int
     head: int
@@ -114,7 +142,7 @@ def rest_of_network(lm: LoadedModel, trace: Trace, layer: int, head: int, query:
     T = deltas.shape[0]
     n, d = lt.hidden_out.shape
     dense_i = lt.dense_out[query] + deltas @ W[head].T
-    attn_i = parts.ln(dense_i + lt.hidden_in[query]) if parts.ln is not None else dense_i
+    attn_i = parts.after_attention(dense_i, lt.hidden_in[query])[0]
     out_i = parts.ffn(attn_i)                                            # T × d
     row = torch.zeros(n, dtype=torch.bool, device=out_i.device)
     row[query] = True
@@ -133,13 +161,15 @@ def _chunk(lm: LoadedModel, trace: Trace) -> int:
     return int(max(1, min(256, 3e8 // per_copy)))
 
 
+@register_lens("vocabulary", "heuristic", "each message read through the output embeddings (later layers skipped)")
 def vocabulary_lens(lm: LoadedModel, trace: Trace, layer: int, head: int, query: int) -> LensResult:
+    """z_j = W_out c(o^h_j) + b (n × V): message j through the MLM decoder, or the tied input embeddings."""
     check_head(trace, layer, head, query)
     lt = trace.layers[layer]
     W, b = lm.adapter.output_embeddings()
     with torch.no_grad():
-        msg = messages(lm, lt, layer)[head]
-        if lm.adapter.layers[layer].ln is not None:
+        msg = lt.v[head] @ head_weights(lm, layer)[0][head].T    # o^h_j = W_O^h v^h_j for this head only
+        if lm.adapter.layers[layer].norm == "post":
             msg = _centre(msg)
         if msg.shape[-1] != W.shape[1]:  # ELECTRA generator heads work in a smaller width: not comparable
             raise ValueError("the vocabulary lens needs output embeddings of the model's width")
@@ -151,55 +181,92 @@ def vocabulary_lens(lm: LoadedModel, trace: Trace, layer: int, head: int, query:
         else:
             y = _model_output(trace, query)
     gates = lt.probs[head, query]
-    return LensResult("vocabulary", layer, head, query, "mlm-logits" if lm.has_mlm_head else "vocabulary-scores",
-                      z, gates, gates @ z, y, EXACTNESS["vocabulary"])
+    return LensResult(lens="vocabulary", layer=layer, head=head, query=query,
+                      output_kind="mlm-logits" if lm.has_mlm_head else "vocabulary-scores", experts=z, gates=gates,
+                      mixture=gates @ z, model_output=y, exactness=EXACTNESS["vocabulary"])
 
 
+@register_lens("anchored", "exact bookkeeping (local linearisation)",
+               "the model's output moved linearly towards each expert (one batched forward-mode pass)")
 def anchored_lens(lm: LoadedModel, trace: Trace, layer: int, head: int, query: int) -> LensResult:
+    """z_j = y_i + J_i (v^h_j − ctx^h_i) (n × out), J_i = ∂y_i/∂ctx^h_i (d_h × out) from d_h forward-mode
+    (Jacobian-vector) products batched with ``vmap``: the primal re-run is computed once, the d_h basis tangents
+    together. Σ_j a_ij z_j = y_i exactly (docs/MATH.md §3)."""
     check_head(trace, layer, head, query)
     lt = trace.layers[layer]
     dh = lt.v.shape[-1]
     ctx_i = lt.probs[head, query] @ lt.v[head]
     basis = torch.eye(dh, dtype=lt.v.dtype, device=lt.v.device)
-    with torch.no_grad(), fwAD.dual_level():
-        dual = fwAD.make_dual(torch.zeros_like(basis), basis)
-        out = rest_of_network(lm, trace, layer, head, query, dual)
-        primal, tangent = fwAD.unpack_dual(out)
-    J = tangent                                                # d_h × out  (row e = J·basis_e)
+    zero = torch.zeros(dh, dtype=lt.v.dtype, device=lt.v.device)
+
+    def rerun(delta: torch.Tensor) -> torch.Tensor:
+        return rest_of_network(lm, trace, layer, head, query, delta[None])[0]
+
+    with torch.no_grad():
+        primal, J = vmap(lambda t: jvp(rerun, (zero,), (t,)))(basis)   # J: d_h × out (row e = J·basis_e)
     y = _model_output(trace, query)
     z = y[None] + (lt.v[head] - ctx_i[None]) @ J               # n × out
     gates = lt.probs[head, query]
-    res = LensResult("anchored", layer, head, query, _output_kind(lm), z, gates, gates @ z, y,
-                     EXACTNESS["anchored"])
+    res = LensResult(lens="anchored", layer=layer, head=head, query=query, output_kind=_output_kind(lm), experts=z,
+                     gates=gates, mixture=gates @ z, model_output=y, exactness=EXACTNESS["anchored"])
     res.rerun_output = primal[0]                               # the re-run at zero shift (equals y)
     return res
 
 
-def counterfactual_lens(lm: LoadedModel, trace: Trace, layer: int, head: int, query: int,
-                        progress: Callable[[float], None] | None = None) -> LensResult:
+def counterfactual_order(trace: Trace, layer: int, head: int, query: int) -> list[int]:
+    """Experts in the order the progressive counterfactual computes them: largest gate first (stable)."""
+    gates = trace.layers[layer].probs[head, query]
+    return torch.sort(gates.double(), descending=True, stable=True).indices.tolist()
+
+
+def counterfactual_batches(lm: LoadedModel, trace: Trace, layer: int, head: int, query: int,
+                           first: int = 8, step: int | None = None) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """Yield (expert positions, their counterfactual outputs: len × out) batch by batch, the ``first`` experts
+    with the largest gates first, then the rest in gate order ``step`` at a time. Every expert's output is the
+    same re-run as in :func:`counterfactual_lens` (head h's row i one-hot on j, the rest of the network re-run)."""
     check_head(trace, layer, head, query)
     lt = trace.layers[layer]
     ctx_i = lt.probs[head, query] @ lt.v[head]
-    deltas = lt.v[head] - ctx_i[None]                          # one-hot on j ⇒ ctx^h_i becomes v^h_j
-    step = _chunk(lm, trace)
-    outs = []
+    order = counterfactual_order(trace, layer, head, query)
+    step = step or _chunk(lm, trace)
+    bounds = [0, min(first, len(order))]
+    while bounds[-1] < len(order):
+        bounds.append(min(bounds[-1] + step, len(order)))
     with torch.no_grad():
-        for s in range(0, trace.n, step):
-            outs.append(rest_of_network(lm, trace, layer, head, query, deltas[s:s + step]))
-            if progress:
-                progress(min(1.0, (s + step) / trace.n))
-    z = torch.cat(outs)
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            idx = order[a:b]
+            deltas = lt.v[head][idx] - ctx_i[None]             # one-hot on j ⇒ ctx^h_i becomes v^h_j
+            yield idx, rest_of_network(lm, trace, layer, head, query, deltas)
+
+
+@register_lens("counterfactual", "causal (re-runs the network)",
+               "the model's output when this head listens only to expert j (n re-runs of the later layers)",
+               progressive=True)
+def counterfactual_lens(lm: LoadedModel, trace: Trace, layer: int, head: int, query: int,
+                        progress: Callable[[float], None] | None = None,
+                        on_batch: Callable[[list[int], torch.Tensor], None] | None = None) -> LensResult:
+    """z_j = the model's output with head h's gate row i one-hot on j (n × out). ``progress(fraction)`` and
+    ``on_batch(positions, outputs)`` are called after every batch of :func:`counterfactual_batches` (top-gate
+    experts first), so a caller can show the strongest experts before the rest are done."""
+    check_head(trace, layer, head, query)
+    lt = trace.layers[layer]
+    z = None
+    done = 0
+    for idx, out in counterfactual_batches(lm, trace, layer, head, query):
+        if z is None:
+            z = torch.empty((trace.n, out.shape[-1]), dtype=out.dtype, device=out.device)
+        z[idx] = out
+        done += len(idx)
+        if on_batch:
+            on_batch(idx, out)
+        if progress:
+            progress(done / trace.n)
     gates = lt.probs[head, query]
-    return LensResult("counterfactual", layer, head, query, _output_kind(lm), z, gates, gates @ z,
-                      _model_output(trace, query), EXACTNESS["counterfactual"])
-
-
-LENSES: dict[str, Callable[..., LensResult]] = {
-    "vocabulary": vocabulary_lens,
-    "anchored": anchored_lens,
-    "counterfactual": counterfactual_lens,
-}
+    return LensResult(lens="counterfactual", layer=layer, head=head, query=query, output_kind=_output_kind(lm),
+                      experts=z, gates=gates, mixture=gates @ z, model_output=_model_output(trace, query),
+                      exactness=EXACTNESS["counterfactual"])
 
 
 def all_lenses(lm: LoadedModel, trace: Trace, layer: int, head: int, query: int) -> dict[str, LensResult]:
+    """Every registered lens on one (layer, head, query)."""
     return {name: fn(lm, trace, layer, head, query) for name, fn in LENSES.items()}

@@ -16,19 +16,13 @@ import torch
 
 from . import attention  # noqa: F401  (registers the attention function and its mask)
 from . import paper_model  # noqa: F401  (registers the paper/CBOW model type)
-from .adapters import SUPPORTED, Adapter
+from .adapters import REGISTRY as ADAPTERS
+from .adapters import SUPPORTED, Adapter, adapter_class, adapter_for, family_names
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = ROOT / "models"
 
-# The MLM-head parameter prefixes of each architecture, read from the checkpoint's keys.
-_HEAD_PREFIXES = {
-    "bert": ("cls.predictions.",),
-    "roberta": ("lm_head.",),
-    "distilbert": ("vocab_projector.", "vocab_transform."),
-    "electra": ("generator_lm_head.", "generator_predictions."),
-    "expertlens-paper": ("decoder.",),
-}
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _DECODER_ONLY = {"gpt2", "gpt_neo", "gptj", "llama", "mistral", "opt", "bloom", "falcon", "qwen2", "phi", "gemma"}
 
 
@@ -130,9 +124,7 @@ class LoadedModel:
     def max_tokens(self) -> int:
         """Longest input (special tokens included) the position embeddings allow."""
         cfg = self.config
-        n = int(getattr(cfg, "max_position_embeddings", 512))
-        if cfg.model_type == "roberta":
-            n -= cfg.pad_token_id + 1
+        n = int(getattr(cfg, "max_position_embeddings", 512)) - type(self.adapter).position_offset(cfg)
         tok_max = getattr(self.tokenizer, "model_max_length", None)
         if isinstance(tok_max, int) and 0 < tok_max < n:
             n = tok_max
@@ -190,6 +182,11 @@ def check_folder(folder: Path) -> dict:
     """Validate a model folder before transformers sees it; returns its config dict."""
     cfg_path = folder / "config.json"
     if not cfg_path.exists():
+        pickles = _pickles(folder)
+        if pickles:
+            raise ModelLoadError("pickle-only", f"{folder} holds pickle weights ({', '.join(pickles)}) that "
+                                 "ExpertLens will not load (unpickling can run code); it needs config.json and "
+                                 "model.safetensors")
         raise ModelLoadError("not-a-model", f"{folder} is not a model folder: it has no config.json")
     try:
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
@@ -202,12 +199,12 @@ def check_folder(folder: Path) -> dict:
     if cfg.get("is_decoder") or model_type in _DECODER_ONLY:
         raise ModelLoadError("unsupported", f"{folder}: '{model_type}' is a decoder-only (causal) model; "
                              "ExpertLens analyses bidirectional encoders (BERT, RoBERTa, DistilBERT, ELECTRA, MiniLM)")
-    if model_type not in SUPPORTED:
+    if model_type not in ADAPTERS:
         raise ModelLoadError("unsupported", f"{folder}: model type '{model_type or '?'}' is not supported; "
-                             f"supported: {', '.join(SUPPORTED)}")
+                             f"supported: {', '.join(ADAPTERS)}")
     weights = sorted(folder.glob("*.safetensors"))
     if not weights:
-        pickles = [p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl")]
+        pickles = _pickles(folder)
         if pickles:
             raise ModelLoadError("pickle-only", f"{folder} holds only pickle weights ({', '.join(pickles)}); "
                                  "ExpertLens loads safetensors only, because unpickling runs code. Convert the "
@@ -216,15 +213,26 @@ def check_folder(folder: Path) -> dict:
     return cfg
 
 
+def _pickles(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+
+
 def checkpoint_has_mlm_head(folder: Path, model_type: str) -> bool:
+    """Whether the checkpoint holds the family's MLM-head parameters (read from the safetensors keys)."""
     from safetensors import safe_open
-    prefixes = _HEAD_PREFIXES[model_type]
+    prefixes = adapter_class(model_type).head_prefixes
     for path in folder.glob("*.safetensors"):
         with safe_open(str(path), framework="pt") as f:
             for k in f.keys():
                 if k.startswith(prefixes):
                     return True
     return False
+
+
+def attn_implementation(model_type: str) -> str:
+    """The project's attention function for families that use transformers' attention interface; "eager" for
+    families that compute attention in their own modules (their masks must stay the additive kind they expect)."""
+    return attention.ATTN_IMPLEMENTATION if adapter_class(model_type).attention_via_interface else "eager"
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -247,7 +255,7 @@ def load_model(name_or_path: str, device: str | None = None, dtype: torch.dtype 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
-        model = cls.from_pretrained(str(folder), attn_implementation=attention.ATTN_IMPLEMENTATION,
+        model = cls.from_pretrained(str(folder), attn_implementation=attn_implementation(cfg["model_type"]),
                                     use_safetensors=True, local_files_only=True, trust_remote_code=False,
                                     dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
@@ -261,39 +269,29 @@ def load_model(name_or_path: str, device: str | None = None, dtype: torch.dtype 
     model.eval().to(dev)
     for p in model.parameters():
         p.requires_grad_(False)
-    return LoadedModel(name=name, folder=folder, model=model, tokenizer=tokenizer, adapter=Adapter(model),
+    try:
+        adapter = adapter_for(model)
+    except ValueError as err:
+        raise ModelLoadError("unsupported", f"{folder}: {err}") from err
+    return LoadedModel(name=name, folder=folder, model=model, tokenizer=tokenizer, adapter=adapter,
                        device=dev, dtype=dtype)
 
 
 def build_random(model_type: str, seed: int = 0, with_head: bool = True, **overrides) -> torch.nn.Module:
-    """A small randomly initialised model of ``model_type`` built from a config, offline (tests, fallbacks)."""
-    from transformers import (AutoModel, AutoModelForMaskedLM, BertConfig, DistilBertConfig, ElectraConfig,
-                              RobertaConfig)
+    """A small randomly initialised model of ``model_type`` built from its adapter's config, offline (tests,
+    fallbacks). ``overrides`` change the small defaults (``gate`` for the paper model)."""
+    from transformers import AutoModel, AutoModelForMaskedLM
     torch.manual_seed(seed)
     small = dict(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                  intermediate_size=64, max_position_embeddings=600, hidden_dropout_prob=0.0,
                  attention_probs_dropout_prob=0.0)
     small.update({k: v for k, v in overrides.items() if k != "gate"})
-    pad = small.pop("pad_token_id", 1 if model_type == "roberta" else 0)
-    if model_type == "bert":
-        cfg = BertConfig(pad_token_id=pad, **small)
-    elif model_type == "roberta":
-        cfg = RobertaConfig(pad_token_id=pad, bos_token_id=0, eos_token_id=2, **small)
-        cfg.max_position_embeddings = small["max_position_embeddings"] + 2
-    elif model_type == "electra":
-        cfg = ElectraConfig(embedding_size=16, pad_token_id=pad, **small)
-    elif model_type == "distilbert":
-        cfg = DistilBertConfig(vocab_size=small["vocab_size"], dim=small["hidden_size"],
-                               n_layers=small["num_hidden_layers"], n_heads=small["num_attention_heads"],
-                               hidden_dim=small["intermediate_size"], max_position_embeddings=small["max_position_embeddings"],
-                               dropout=0.0, attention_dropout=0.0, pad_token_id=pad)
-    elif model_type == "expertlens-paper":
-        cfg = paper_model.PaperConfig(vocab_size=small["vocab_size"], hidden_size=small["hidden_size"],
-                                      max_position_embeddings=small["max_position_embeddings"],
-                                      gate=overrides.get("gate", "attention"), pad_token_id=pad)
-    else:
-        raise ValueError(model_type)
-    cfg._attn_implementation = attention.ATTN_IMPLEMENTATION
+    cls_ = adapter_class(model_type)
+    pad = small.pop("pad_token_id", cls_.default_pad)
+    options = {"model_type": model_type, **({"gate": overrides["gate"]} if "gate" in overrides else {})}
+    cfg = cls_.random_config(small, pad, **options)
+    impl = attn_implementation(model_type)
+    cfg._attn_implementation = impl
     cls = AutoModelForMaskedLM if with_head else AutoModel
-    model = cls.from_config(cfg, attn_implementation=attention.ATTN_IMPLEMENTATION)
+    model = cls.from_config(cfg, attn_implementation=impl)
     return model.eval()

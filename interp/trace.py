@@ -70,7 +70,7 @@ def encode(lm: LoadedModel, texts: list[str]) -> Encoded:
     rows, notes, truncs, toks = [], [], [], []
     for text in texts:
         text, note = clean_text(text)
-        if lm.config.model_type != "expertlens-paper" and getattr(tok, "mask_token", None):
+        if lm.adapter.accepts_mask_aliases and getattr(tok, "mask_token", None):
             text = _normalise_mask(text, tok.mask_token)
         enc = tok(text, truncation=False, return_offsets_mapping=True, add_special_tokens=True, verbose=False)
         ids = list(enc["input_ids"])
@@ -104,8 +104,7 @@ def encode(lm: LoadedModel, texts: list[str]) -> Encoded:
         types[b, :len(ids)] = torch.tensor(tt)
     special_ids = set(tok.all_special_ids)
     special = torch.tensor([[int(i) in special_ids for i in row] for row in input_ids.tolist()]) & mask.bool()
-    has_types = lm.config.model_type not in ("distilbert", "expertlens-paper")
-    return Encoded(input_ids, mask, types if has_types else None, toks, special, notes, truncs)
+    return Encoded(input_ids, mask, types if lm.adapter.uses_token_types else None, toks, special, notes, truncs)
 
 
 def _normalise_mask(text: str, mask_token: str) -> str:
@@ -126,9 +125,11 @@ class LayerTrace:
     probs: torch.Tensor         # H × n × n   gates a^h_ij (the model's attention probabilities)
     context: torch.Tensor       # n × (H·d_h) concatenated head outputs Σ_j a_ij v_j
     dense_out: torch.Tensor     # n × d       attention output dense (= context when the model has none)
-    attn_out: torch.Tensor      # n × d       after the post-attention LayerNorm (= dense_out without one)
-    ln_sigma: torch.Tensor | None  # n       LayerNorm scale σ_i = sqrt(var(dense_out_i + x_i) + eps)
+    attn_out: torch.Tensor      # n × d       the attention sublayer's output: LN(dense + x) post-norm, x + dense
+                                #             pre-norm, dense without a LayerNorm
+    ln_sigma: torch.Tensor | None  # n       post-norm LayerNorm scale σ_i = sqrt(var(dense_out_i + x_i) + eps)
     hidden_out: torch.Tensor    # n × d       the layer's output in the model's own forward pass
+    scores: torch.Tensor | None = None  # H × n × n gate logits q·k·scaling (masked: dtype min), when captured
 
 
 @dataclass
@@ -141,7 +142,7 @@ class Trace:
     token_type_ids: torch.Tensor | None
     special: torch.Tensor          # n bool
     layers: list[LayerTrace]
-    final_hidden: torch.Tensor     # n × d
+    final_hidden: torch.Tensor     # n × d  the model's last hidden state (after any final norm)
     output: torch.Tensor
     has_mlm_head: bool
     notes: list[str] = field(default_factory=list)
@@ -179,6 +180,8 @@ class BatchTrace:
     output: torch.Tensor           # B × n × V logits, or B × d pooled
     has_mlm_head: bool
     adapter: object
+    final: torch.Tensor | None = None   # B × n × d the model's last hidden state (None: hidden[-1])
+    scores: list[torch.Tensor] | None = None  # per layer B × H × n × n gate logits (interface families)
 
     @property
     def batch_size(self) -> int:
@@ -193,19 +196,18 @@ class BatchTrace:
             x = self.hidden[l][b, :n]
             ctx = self.context[l][b, :n]
             dense = parts.o(ctx) if parts.o is not None else ctx
-            if parts.ln is not None:
-                pre = dense + x
-                sigma = torch.sqrt(pre.var(-1, unbiased=False) + parts.ln.eps)
-                attn_out = parts.ln(pre)
-            else:
-                sigma, attn_out = None, dense
-            layers.append(LayerTrace(x, self.q[l][b, :, :n], self.k[l][b, :, :n], self.v[l][b, :, :n],
-                                     self.probs[l][b, :, :n, :n], ctx, dense, attn_out, sigma,
-                                     self.hidden[l + 1][b, :n]))
+            attn_out, sigma = parts.after_attention(dense, x)
+            layers.append(LayerTrace(hidden_in=x, q=self.q[l][b, :, :n], k=self.k[l][b, :, :n],
+                                     v=self.v[l][b, :, :n], probs=self.probs[l][b, :, :n, :n], context=ctx,
+                                     dense_out=dense, attn_out=attn_out, ln_sigma=sigma,
+                                     hidden_out=self.hidden[l + 1][b, :n],
+                                     scores=None if self.scores is None else self.scores[l][b, :, :n, :n]))
         out = self.output[b, :n] if self.has_mlm_head else self.output[b]
-        return Trace(self.model_name, enc.tokens[b], enc.input_ids[b, :n],
-                     None if enc.token_type_ids is None else enc.token_type_ids[b, :n], enc.special[b, :n],
-                     layers, self.hidden[-1][b, :n], out, self.has_mlm_head, enc.notes[b], enc.truncation[b])
+        final = self.final[b, :n] if self.final is not None else self.hidden[-1][b, :n]
+        return Trace(model_name=self.model_name, tokens=enc.tokens[b], input_ids=enc.input_ids[b, :n],
+                     token_type_ids=None if enc.token_type_ids is None else enc.token_type_ids[b, :n],
+                     special=enc.special[b, :n], layers=layers, final_hidden=final, output=out,
+                     has_mlm_head=self.has_mlm_head, notes=enc.notes[b], truncation=enc.truncation[b])
 
 
 class CapturePlan(AttentionPlan):
@@ -213,7 +215,11 @@ class CapturePlan(AttentionPlan):
 
     def __init__(self, layer_of: dict[int, int]):
         super().__init__(layer_of)
-        self.q, self.k, self.v, self.probs, self.context = {}, {}, {}, {}, {}
+        self.q, self.k, self.v, self.probs, self.context, self.scores = {}, {}, {}, {}, {}, {}
+
+    def rows(self, layer, query, key, value, scores, probs, key_valid):
+        self.scores[layer] = scores.detach()   # kept, not copied: the overview's entropies read them
+        return None
 
     def observe(self, layer, query, key, value, probs, output):
         self.q[layer], self.k[layer], self.v[layer] = query.detach(), key.detach(), value.detach()
@@ -221,12 +227,18 @@ class CapturePlan(AttentionPlan):
         self.context[layer] = output.detach().flatten(2)
 
 
-def forward(lm: LoadedModel, enc: Encoded, plan: AttentionPlan | None = None, hidden_states: bool = False):
-    """One call of the model itself on an encoded batch, under ``plan``; returns the model's output object."""
+def forward(lm: LoadedModel, enc: Encoded, plan: AttentionPlan | None = None, hidden_states: bool = False,
+            attentions: bool = False):
+    """One call of the model itself on an encoded batch, under ``plan``; returns the model's output object.
+    Families that compute attention outside transformers' attention interface refuse a plan (ValueError)."""
+    if plan is not None and not lm.adapter.attention_via_interface:
+        raise ValueError(lm.adapter.no_plan_reason)
     dev = lm.device
     kwargs = dict(input_ids=enc.input_ids.to(dev), attention_mask=enc.attention_mask.to(dev))
     if enc.token_type_ids is not None:
         kwargs["token_type_ids"] = enc.token_type_ids.to(dev)
+    if attentions:
+        kwargs["output_attentions"] = True
     with torch.no_grad(), attention_plan(plan):
         return lm.model(**kwargs, output_hidden_states=hidden_states)
 
@@ -249,16 +261,41 @@ def capture(lm: LoadedModel, texts: list[str] | str) -> BatchTrace:
 
 
 def capture_encoded(lm: LoadedModel, enc: Encoded) -> BatchTrace:
-    plan = CapturePlan(lm.adapter.layer_of)
-    out = forward(lm, enc, plan, hidden_states=True)
+    """One forward pass of the model on ``enc``, captured (see the module docstring). Families outside the
+    attention interface return their probabilities (``output_attentions``); their Q, K, V are the model's own
+    projections applied to each captured layer input."""
+    ad = lm.adapter
     L = lm.n_layers
-    missing = [l for l in range(L) if l not in plan.probs]
-    if missing:  # pragma: no cover - would mean the model bypassed the attention interface
-        raise RuntimeError(f"attention of layers {missing} was not captured")
-    return BatchTrace(lm.name, enc, [plan.q[l] for l in range(L)], [plan.k[l] for l in range(L)],
-                      [plan.v[l] for l in range(L)], [plan.probs[l] for l in range(L)],
-                      [plan.context[l] for l in range(L)], tuple(out.hidden_states),
-                      model_output(lm, out, enc), lm.has_mlm_head, lm.adapter)
+    if ad.attention_via_interface:
+        plan = CapturePlan(ad.layer_of)
+        out = forward(lm, enc, plan, hidden_states=True)
+        missing = [l for l in range(L) if l not in plan.probs]
+        if missing:  # pragma: no cover - would mean the model bypassed the attention interface
+            raise RuntimeError(f"attention of layers {missing} was not captured")
+        states = list(ad.layer_states(out))
+        q, k, v = [plan.q[l] for l in range(L)], [plan.k[l] for l in range(L)], [plan.v[l] for l in range(L)]
+        probs, ctx = [plan.probs[l] for l in range(L)], [plan.context[l] for l in range(L)]
+        scores = [plan.scores[l] for l in range(L)]
+    else:
+        out = forward(lm, enc, None, hidden_states=True, attentions=True)
+        states = list(ad.layer_states(out))
+        probs = [a.detach() for a in out.attentions]
+        scores = None
+        q, k, v, ctx = [], [], [], []
+        with torch.no_grad():
+            for l in range(L):
+                ql, kl, vl, cl = ad.recompute_attention(l, states[l], probs[l])
+                q.append(ql), k.append(kl), v.append(vl), ctx.append(cl)
+    final = None
+    if states[-1] is None:   # the model reports only the final-normed state: rebuild the last layer's output
+        parts = ad.layers[-1]
+        with torch.no_grad():
+            dense = parts.o(ctx[-1]) if parts.o is not None else ctx[-1]
+            states[-1] = parts.ffn(parts.after_attention(dense, states[-2])[0])
+        final = out.hidden_states[-1]
+    return BatchTrace(model_name=lm.name, encoded=enc, q=q, k=k, v=v, probs=probs, context=ctx,
+                      hidden=tuple(states), output=model_output(lm, out, enc), has_mlm_head=lm.has_mlm_head,
+                      adapter=ad, final=final, scores=scores)
 
 
 def trace_text(lm: LoadedModel, text: str) -> Trace:

@@ -17,7 +17,8 @@ WORDS = ("the a an of to and in is was it he she they we you that this with for 
          "run runs ran walk walks sit sat see saw go went come came say said make made big small old new "
          "good bad red blue green quick lazy brown over under near far jump jumps jumped , . ! ? ' "
          "paris france london england capital lovely day night time year").split()
-ARCHITECTURES = ("bert", "roberta", "electra", "distilbert", "expertlens-paper")
+ARCHITECTURES = ("bert", "roberta", "electra", "distilbert", "expertlens-paper", "xlm-roberta", "camembert",
+                 "albert", "mpnet", "modernbert", "deberta-v2")
 
 
 def vocab() -> list[str]:

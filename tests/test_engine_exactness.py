@@ -44,8 +44,10 @@ def test_capture_matches_transformers_eager_with_padding(arch):
         for l in range(lm.n_layers):
             assert rel(bt.probs[l][b, :, :n, :n], out.attentions[l][b, :, :n, :n]) < RTOL
             if n < enc.input_ids.shape[1]:
-                assert float(bt.probs[l][b, :, :, n:].abs().max()) == 0.0  # padded keys get gate 0
-        assert rel(bt.hidden[-1][b, :n], out.hidden_states[-1][b, :n]) < RTOL
+                # padded keys get gate 0 from every real query (padded queries are excluded everywhere)
+                assert float(bt.probs[l][b, :, :n, n:].abs().max()) == 0.0
+        # the model's last hidden state (ModernBERT: the trace's rebuilt last layer through the final norm)
+        assert rel(bt.example(b).final_hidden, out.hidden_states[-1][b, :n]) < RTOL
         assert rel(bt.output[b, :n], out.logits[b, :n]) < RTOL
 
 
@@ -119,15 +121,25 @@ def test_identities_real_minilm(n_target):
 def test_layer0_cbow_split_and_gate_score_split_are_exact(arch):
     lm = loaded(arch)
     tr = trace_text(lm, TEXT)
+    refusal = lm.adapter.gate_split_refusal
     for h in range(tr.n_heads):
         cs = D.cbow_split(lm, tr, h)
         assert cs.max_rel_err() < RTOL
+        if refusal:   # rotary / disentangled positions: positions live in the gate, not in the messages
+            assert float(cs.position_part.norm()) == 0 and float(cs.word_part.norm()) > 0
+            with pytest.raises(D.SplitRefused, match="split"):
+                D.gate_score_split(lm, tr, h)
+            continue
         gs = D.gate_score_split(lm, tr, h)
         scale = max(float(abs(gs.total).max()), 1e-6)
         assert gs.max_abs_err() / scale < RTOL
+        # the split scores are the model's own: their softmax is the captured gate
+        p = torch.softmax(torch.as_tensor(gs.total, dtype=torch.float64), -1)
+        assert float((p - tr.layers[0].probs[h].double()).abs().max()) < 1e-5
         # the parts really are different things (not one part carrying everything)
         if arch != "expertlens-paper":
             assert float(cs.word_part.norm()) > 0 and float(cs.position_part.norm()) > 0
+        assert ("relative position" in gs.parts) == (arch == "mpnet")
 
 
 def test_cbow_split_real_minilm():
@@ -194,7 +206,8 @@ def test_overview_special_excluded_variants_and_firing_match_brute_force():
     """The overview's fast forms (entropy split, matmuls) against plain loops over the definitions."""
     lm = loaded("bert")
     tr = trace_text(lm, "the cat sat on the mat and the dog ran")
-    ov = D.overview(lm, tr, with_checks=False)
+    ov = D.overview(lm, tr, with_checks=False, with_top_firing=True)
+    assert D.overview(lm, tr, with_checks=False).top_firing_expert is None   # computed only when asked for
     spec = tr.special
     for l in range(tr.n_layers):
         lt = tr.layers[l]

@@ -65,6 +65,56 @@ def test_pickle_only_weights_are_refused_without_unpickling(tmp_path):
     assert e.value.code == "pickle-only"
 
 
+def test_folder_with_only_pickle_weights_and_no_config_is_told_so(tmp_path):
+    """A folder holding only pytorch_model.bin: the message names the pickle weights, not a missing config."""
+    (tmp_path / "pytorch_model.bin").write_bytes(b"not even a pickle")  # never opened
+    with pytest.raises(ModelLoadError) as e:
+        load_model(str(tmp_path))
+    assert e.value.code == "pickle-only"
+    msg = str(e.value)
+    assert "pytorch_model.bin" in msg and "pickle weights" in msg and "will not load" in msg
+    assert "\n" not in msg
+
+
+def test_deberta_with_convolution_is_refused_with_reason(tmp_path):
+    from interp.adapters import adapter_for
+    from interp.loader import build_random
+    model = build_random("deberta-v2", conv_kernel_size=3)
+    with pytest.raises(ValueError, match="convolution after layer 0"):
+        adapter_for(model)
+
+
+@pytest.mark.parametrize("arch", ["mpnet", "deberta-v2"])
+def test_families_outside_the_attention_interface_refuse_plans(arch):
+    from interp.attention import AttentionPlan
+    from interp.trace import encode, forward
+    lm = loaded(arch)
+    with pytest.raises(ValueError, match="computes .*attention inside its own module"):
+        forward(lm, encode(lm, ["the cat sat"]), AttentionPlan(lm.adapter.layer_of))
+
+
+def test_albert_shared_attention_module_maps_calls_to_layers():
+    """One attention module serves every ALBERT layer: a plan sees layers 0, 1, … in call order."""
+    from interp.attention import AttentionPlan
+    from interp.trace import encode, forward
+    lm = loaded("albert")
+    assert len({id(p.attention_module) for p in lm.adapter.layers}) == 1
+
+    class Seen(AttentionPlan):
+        def __init__(self, layer_of):
+            super().__init__(layer_of)
+            self.seen = []
+
+        def observe(self, layer, query, key, value, probs, output):
+            self.seen.append(layer)
+
+    plan = Seen(lm.adapter.layer_of)
+    enc = encode(lm, ["the cat sat"])
+    forward(lm, enc, plan)
+    forward(lm, enc, plan)
+    assert plan.seen == list(range(lm.n_layers)) * 2
+
+
 @pytest.mark.parametrize("cfg,needle", [({"model_type": "gpt2"}, "decoder-only"),
                                         ({"model_type": "bert", "is_decoder": True}, "decoder-only"),
                                         ({"model_type": "t5", "is_encoder_decoder": True}, "encoder-decoder"),

@@ -21,8 +21,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head", type=int, default=None, help="head to open (0-based)")
     p.add_argument("--query", type=int, default=None,
                    help="query token position for the lenses (default: the first [MASK], else the first real token)")
-    p.add_argument("--lenses", default="vocabulary,anchored,counterfactual",
-                   help="comma-separated lenses to compute for the opened head (default: all three)")
+    from ..lenses import LENS_INFO
+    p.add_argument("--lenses", default=",".join(LENS_INFO),
+                   help="comma-separated lenses to compute for the opened head (default: all): " +
+                        "; ".join(f"{i.name} = {i.description} ({i.exactness})" for i in LENS_INFO.values()))
     p.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     p.add_argument("--json", type=Path, default=None, help="write the result here (default: print to stdout)")
 

@@ -17,8 +17,6 @@ SCHEME_HELP = ("A = Monte-Carlo from the softmax row; B-uniform / B-vnorm = self
                "(Performer); E = exact top-h plus k draws from the tail; null = mean of V")
 
 
-
-
 def _layers(text):
     try:
         return [int(x) for x in text.replace(",", " ").split()]
@@ -54,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from ..loader import ModelLoadError, default_model, load_model
     from ..sampling.report import sampling_report
+    from ..sampling.settings import SamplingSettings
     from ..trace import InputError, trace_text
     layers = None if args.layers is None else sorted({x for group in args.layers for x in group})
     try:
@@ -61,8 +60,8 @@ def run(args) -> int:
             raise InputError("empty text: give --text a sentence")
         lm = load_model(args.model or default_model())
         trace = trace_text(lm, args.text)
-        report = sampling_report(lm, trace, args.scheme, args.k, args.seeds, args.seed, layers=layers, h=args.h,
-                                 m=args.m, downstream=not args.no_downstream)
+        settings = SamplingSettings(args.scheme, args.k, args.seeds, args.seed, args.h, args.m).checked()
+        report = sampling_report(lm, trace, settings, layers=layers, downstream=not args.no_downstream)
     except (ModelLoadError, InputError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -21,7 +21,8 @@ from ..trace import Encoded, Trace
 from . import metrics as M
 from . import seeds as seeding
 from .downstream import DownstreamResult, downstream_effect
-from .schemes import check_params, dense_flops, dense_scores, estimate, scheme_flops
+from .schemes import dense_flops, dense_scores, estimate, scheme_flops
+from .settings import SamplingSettings, as_settings
 
 SUMMARISED = ("tv", "kl", "js", "dropped", "rel_err", "z", "rel_err_o", "ess", "distinct")
 PER_QUERY = ("tv", "kl", "js", "dropped", "rel_err", "z", "rel_err_o", "ess", "distinct", "var_rel", "bias2_rel",
@@ -49,6 +50,11 @@ class SamplingReport:
     per_query: dict[str, np.ndarray]
     downstream: DownstreamResult | None
     meta: dict = field(default_factory=dict)
+
+    @property
+    def settings(self) -> SamplingSettings:
+        """The settings this report was computed with."""
+        return SamplingSettings(self.scheme, self.k, self.seeds, self.seed, self.h, self.m)
 
     def head(self, layer: int, head: int) -> dict:
         for row in self.heads:
@@ -136,11 +142,12 @@ def _layer_metrics(P, logP, est, v, w_o, qmask, suffix, defined=None):
     return heads, per_q
 
 
-def _valid(lm: LoadedModel, trace: Trace) -> torch.Tensor:
-    """The 1 × 1 × n × n keys each query may attend to (all, or the model's own gate mask, e.g. CBOW's j ≠ i)."""
+def _valid(lm: LoadedModel, trace: Trace, layer: int | None = None) -> torch.Tensor:
+    """The 1 × 1 × n × n keys each query of ``layer`` may attend to (all, or the model's own gate mask: CBOW's
+    j ≠ i, ModernBERT's sliding window in its local layers)."""
     n = trace.n
     dev = trace.layers[0].q.device
-    mask = lm.adapter.layer_mask(torch.ones((1, n), dtype=torch.bool, device=dev))
+    mask = lm.adapter.layer_mask(torch.ones((1, n), dtype=torch.bool, device=dev), layer)
     return torch.ones((1, 1, n, n), dtype=torch.bool, device=dev) if mask is None else mask.bool()
 
 
@@ -156,14 +163,24 @@ class LayerDraw:
     est: object
 
 
-def draw_layer(lm: LoadedModel, trace: Trace, layer: int, scheme: str, k: int, seeds: int, seed: int = 0,
-               example_key=None, h: int | None = None, m: int | None = None,
-               valid: torch.Tensor | None = None) -> LayerDraw:
-    """Draw ``scheme`` for one layer exactly as the report does: replicate s uses the generator of
-    (seed, example_key, layer, s); example_key defaults to the hash of the token ids."""
-    h, m = check_params(scheme, k, h, m)
+def _check_family(lm: LoadedModel) -> None:
+    """Sampling reads Q·K as the gate logits; families whose gate adds other terms outside the attention
+    interface (MPNet's relative bias, DeBERTa's disentangled terms) are refused with the reason."""
+    if not lm.adapter.attention_via_interface:
+        raise ValueError(lm.adapter.no_plan_reason)
+
+
+def draw_layer(lm: LoadedModel, trace: Trace, layer: int, scheme: str | SamplingSettings, k: int | None = None,
+               seeds: int | None = None, seed: int = 0, example_key=None, h: int | None = None,
+               m: int | None = None, valid: torch.Tensor | None = None) -> LayerDraw:
+    """Draw the scheme for one layer exactly as the report does: replicate s uses the generator of
+    (seed, example_key, layer, s); example_key defaults to the hash of the token ids. ``scheme`` may be a
+    :class:`SamplingSettings` (then k, seeds, seed, h, m come from it)."""
+    st = as_settings(scheme, k, seeds, seed, h, m)
+    scheme, k, seeds, seed, h, m = st.scheme, st.k, st.seeds, st.seed, st.h, st.m
+    _check_family(lm)
     key = seeding.content_key(trace.input_ids) if example_key is None else example_key
-    valid = _valid(lm, trace) if valid is None else valid
+    valid = _valid(lm, trace, layer) if valid is None else valid
     lt = trace.layers[layer]
     q, kk, v = (t[None].to(torch.float32) for t in (lt.q, lt.k, lt.v))
     scaling = q.shape[-1] ** -0.5
@@ -171,35 +188,36 @@ def draw_layer(lm: LoadedModel, trace: Trace, layer: int, scheme: str, k: int, s
     scores = dense_scores(q, kk, valid, scaling)
     gens = [[seeding.generator(seed, key, layer, s)] for s in range(seeds)]
     est = estimate(scheme, q, kk, v, scores, P, valid, [trace.n], gens, k, h, m, scaling)
-    return LayerDraw(q, v, P, scores, valid, est)
+    return LayerDraw(q=q, v=v, P=P, scores=scores, valid=valid, est=est)
 
 
-def sampling_report(lm: LoadedModel, trace: Trace, scheme: str, k: int, seeds: int, seed: int = 0,
-                    example_key=None, layers=None, h: int | None = None, m: int | None = None,
-                    downstream: bool = True) -> SamplingReport:
+def sampling_report(lm: LoadedModel, trace: Trace, scheme: str | SamplingSettings, k: int | None = None,
+                    seeds: int | None = None, seed: int = 0, example_key=None, layers=None, h: int | None = None,
+                    m: int | None = None, downstream: bool = True) -> SamplingReport:
     """Sampled (``scheme``, budget ``k``, S = ``seeds``) versus dense for every head of ``layers`` (None = all)
-    of ``trace``. ``example_key`` (default: a hash of the token ids) and ``seed`` fix the draws: replicate s of
-    layer l uses the generator of (seed, example_key, l, s), the same as :func:`downstream_effect`. With
-    ``downstream`` the scheme is also substituted into those layers and the model's output compared."""
-    h, m = check_params(scheme, k, h, m)
-    if not isinstance(seeds, int) or seeds <= 0:
-        raise ValueError(f"seeds must be a positive integer, not {seeds!r}")
+    of ``trace``; ``scheme`` may be a :class:`SamplingSettings` carrying all of scheme, k, seeds, seed, h, m.
+    ``example_key`` (default: a hash of the token ids) and ``seed`` fix the draws: replicate s of layer l uses
+    the generator of (seed, example_key, l, s), the same as :func:`downstream_effect`. With ``downstream`` the
+    scheme is also substituted into those layers and the model's output compared. Metrics: docs/SAMPLING.md."""
+    st = as_settings(scheme, k, seeds, seed, h, m)
+    scheme, k, seeds, seed, h, m = st.scheme, st.k, st.seeds, st.seed, st.h, st.m
     L = trace.n_layers
     chosen = list(range(L)) if layers is None else sorted({int(x) for x in layers})
     for l in chosen:
         if not 0 <= l < L:
             raise ValueError(f"layer {l} does not exist: the model has layers 0..{L - 1}")
     key = seeding.content_key(trace.input_ids) if example_key is None else example_key
+    _check_family(lm)
     n = trace.n
     dev = trace.layers[0].q.device
-    valid = _valid(lm, trace)
     special = trace.special.bool().to(dev)
     qmask = torch.ones(n, dtype=torch.bool, device=dev)
     qmask_ns = qmask & ~special
-    keep_ns = valid & ~special[None, None, None, :]
     t0 = time.perf_counter()
     heads_rows, per_query = [], {}
     for l in chosen:
+        valid = _valid(lm, trace, l)
+        keep_ns = valid & ~special[None, None, None, :]
         dr = draw_layer(lm, trace, l, scheme, k, seeds, seed, key, h, m, valid)
         q, v, P, scores, est = dr.q, dr.v, dr.P, dr.scores, dr.est
         H, d = q.shape[1], q.shape[-1]
@@ -233,6 +251,7 @@ def sampling_report(lm: LoadedModel, trace: Trace, scheme: str, k: int, seeds: i
             "torch": torch.__version__, "transformers": transformers.__version__, "n_tokens": n,
             "seconds_heads": t_metrics, "seconds_downstream": t_down,
             "example_key_kind": "content-hash" if example_key is None else "caller"}
-    return SamplingReport(scheme, int(k), h, m, int(seeds), int(seed), seeding.canonical_key(key), lm.name,
-                          list(trace.tokens), [bool(x) for x in trace.special.tolist()], chosen, heads_rows,
-                          per_query, result, meta)
+    return SamplingReport(scheme=scheme, k=int(k), h=h, m=m, seeds=int(seeds), seed=int(seed),
+                          example_key=seeding.canonical_key(key), model=lm.name, tokens=list(trace.tokens),
+                          special=[bool(x) for x in trace.special.tolist()], layers=chosen, heads=heads_rows,
+                          per_query=per_query, downstream=result, meta=meta)

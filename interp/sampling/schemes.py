@@ -296,7 +296,7 @@ def check_params(scheme: str, k: int, h: int | None = None, m: int | None = None
 
 
 def scheme_flops(scheme: str, n_q: int, n_v: int, d: int, k: int, h: int, m: int) -> float:
-    """FLOPs of one head of ``scheme`` for n_q queries over n_v valid keys (SAMPLING.md formulas)."""
+    """FLOPs of one head of ``scheme`` for n_q queries over n_v valid keys (docs/SAMPLING.md formulas)."""
     return float(FLOPS[scheme](n_q, n_v, d, k, h, m))
 
 

@@ -217,7 +217,7 @@ def overview(metrics: dict) -> str:
         "(config.json, model.safetensors, tokenizer files) with its model card (README.md).", "",
         "| folder | what | loads with |", "|---|---|---|",
         "| `mini-bert/` | standard `BertForMaskedLM`, the app's default | plain transformers or the project's loader |",
-        "| `paper/` | the paper's one-layer one-head model (MATH.md §1) | the project's loader |",
+        "| `paper/` | the paper's one-layer one-head model (docs/MATH.md §1) | the project's loader |",
         "| `cbow/` | the same with uniform CBOW gates (the non-attention baseline) | the project's loader |", "",
         "Other files: `metrics.json` (everything measured by the training run), `heldout_sample.json` (a fixed "
         "subset of the held-out evaluation, re-scored by the tests), `demo_texts.json` (demo inputs for the app "
