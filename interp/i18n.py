@@ -169,6 +169,7 @@ EN: dict[str, str] = {
     "l0.cbow_title": "Layer-0 message norm by input part",
     "l0.cbow_err": "The three parts sum to the message: max relative error {err:.1e}.",
     "l0.score_title": "Gate score s_ij at the query, by part",
+    "l0.score_refused": "No gate-score split for this architecture: {reason}",
     "l0.score_err": "The parts sum to the score the model used: max absolute error {err:.1e}.",
     "l0.word": "word",
     "l0.position": "position",

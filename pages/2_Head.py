@@ -93,9 +93,14 @@ else:
                            key="hd_cbow")
             st.caption(tr("l0.cbow_err", err=split["cbow_err"]))
         with b:
-            ui.show_figure(fh.gate_score_split_figure(split["parts"], split["total"], query, trace.tokens, ui.lang()),
-                           f"gate-score-split-H{head}q{query}", key="hd_score")
-            st.caption(tr("l0.score_err", err=split["score_err"]))
-        with st.expander(tr("l0.score_title")):
-            ui.show_table(fh.score_split_table(split["parts"], split["total"], query, trace.tokens),
-                          f"gate-score-split-H{head}q{query}", key="hd_score_table")
+            if "refused" in split:
+                st.info(tr("l0.score_refused", reason=split["refused"]))
+            else:
+                ui.show_figure(fh.gate_score_split_figure(split["parts"], split["total"], query, trace.tokens,
+                                                          ui.lang()), f"gate-score-split-H{head}q{query}",
+                               key="hd_score")
+                st.caption(tr("l0.score_err", err=split["score_err"]))
+        if "refused" not in split:
+            with st.expander(tr("l0.score_title")):
+                ui.show_table(fh.score_split_table(split["parts"], split["total"], query, trace.tokens),
+                              f"gate-score-split-H{head}q{query}", key="hd_score_table")

@@ -84,7 +84,10 @@ def layer0(model: str, text: str, head_: int) -> dict:
     """Layer-0 CBOW split norms and gate-score split of one head, with their exactness errors."""
     lm, trace = get_model(model), get_trace(model, text)
     cbow = decompose.cbow_split(lm, trace, head_)
-    gss = decompose.gate_score_split(lm, trace, head_)
+    try:
+        gss = decompose.gate_score_split(lm, trace, head_)
+    except decompose.SplitRefused as err:   # e.g. rotary or disentangled positions: the reason is shown
+        return {"norms": cbow.norms(), "cbow_err": cbow.max_rel_err(), "refused": str(err)}
     return {"norms": cbow.norms(), "cbow_err": cbow.max_rel_err(), "parts": gss.parts, "total": gss.total,
             "score_err": gss.max_abs_err()}
 
