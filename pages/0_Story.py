@@ -1,6 +1,7 @@
 """Story mode for a non-specialist audience: one idea per screen, large type, next/back and a step indicator.
 
-The step (``step=1..7``), the language (``lang=en|ja``; without it the browser's language, else English), the
+The step (``step=1..7``), the language (the app-wide ``lang=en|ja`` of ``ui.lang``: the URL, else this session's
+choice, else the browser's language, else English; the story's own switch changes it for the whole app), the
 model and the text live in the URL, so a story can be shared at any step. Any text can be typed: every step is
 recomputed from it by ``interp.story`` (the page holds no analysis). The whole story downloads as one
 self-contained HTML report, or as a PDF.
@@ -13,17 +14,16 @@ from pathlib import Path
 import streamlit as st
 
 import app_support as ui
+from ui.session import LANG_NAMES
 from interp import story as S
 from interp.figures import story as FS
 from interp.i18n import LANGS, t
 from interp.ranges import K, SEED, SEEDS
-from interp.language import resolve_language
 from interp.loader import ModelLoadError
 from interp.report import html_to_pdf, story_report
 from interp.trace import InputError
 
 N_STEPS = 7
-LANG_NAMES = {"en": "English", "ja": "日本語"}
 FALLBACK_TEXT = "She put the book on the [MASK] and left the room."
 CSS = """<style>
 section.main .block-container, [data-testid="stMainBlockContainer"] { padding-top: 1.2rem; max-width: 1200px; }
@@ -39,15 +39,8 @@ ui.start_page()
 qp = st.query_params
 
 
-def _browser_language() -> str | None:
-    try:
-        return st.context.headers.get("Accept-Language")
-    except Exception:  # no request headers (headless tests)
-        return None
-
-
-# --- language (URL, else browser, else English) -----------------------------------------------------------
-lang = resolve_language(qp.get("lang"), _browser_language())
+# --- language: the app-wide choice (URL, else this session's choice, else the browser, else English) ------
+lang = ui.lang()
 if st.session_state.get("_story_lang_synced") != lang:
     st.session_state["story_lang"] = lang
     st.session_state["_story_lang_synced"] = lang
@@ -55,16 +48,16 @@ if st.session_state.get("_story_lang_synced") != lang:
 
 def _on_lang() -> None:
     chosen = st.session_state["story_lang"]
+    ui.set_lang(chosen)               # the whole app follows, and the URL says so
     st.session_state["_story_lang_synced"] = chosen
-    st.query_params["lang"] = chosen
 
 
 with st.sidebar:
     lang = st.radio(t("story.language", lang), options=list(LANGS), key="story_lang", horizontal=True,
                     format_func=lambda code: LANG_NAMES.get(code, code), help=t("story.language_help", lang),
                     on_change=_on_lang)
-if qp.get("lang") != lang:
-    qp["lang"] = lang
+if qp.get("lang") != lang:             # a shared story link says its language
+    ui.set_lang(lang)
 st.markdown(CSS, unsafe_allow_html=True)
 
 # --- step (URL) -------------------------------------------------------------------------------------------

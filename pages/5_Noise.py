@@ -17,7 +17,7 @@ if result is None:
     ui.empty_state("noise.empty")
     st.stop()
 lm, trace = result
-model, text = v["model"], v["text"]
+model, text = v.model, v.text
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

@@ -10,7 +10,7 @@ Pages use ``import ui`` and the names re-exported here.
 """
 from ui.state import DEFAULT_SCHEME, DEFAULTS, PARAMS, View, from_query, parse_param, schemes  # noqa: F401
 from ui.session import (add_problems, begin_run, bind, clear_view, current, from_widget, lang,  # noqa: F401
-                        replace_view, set_view, tr, url_problems, view, write_url)
+                        replace_view, set_lang, set_view, tr, url_problems, view, write_url)
 from ui.engine import (downstream, get_model, get_trace, head, identity_checks, layer0, lens,  # noqa: F401
                        overview, predictions, sampled_rows, sampling_all, sampling_layer)
 from ui.exports import escape_markdown, show_figure, show_table  # noqa: F401
