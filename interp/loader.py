@@ -57,6 +57,9 @@ def _embedded(name: str) -> Callable[[], Path]:
 
 
 REGISTRY: dict[str, RegistryEntry] = {
+    "minilm-mlm": RegistryEntry("minilm-mlm", _embedded("minilm-mlm"),
+                                "pretrained MiniLM-L6 fine-tuned by the project as a masked LM (30k vocabulary)",
+                                lambda: MODELS_DIR / "minilm-mlm" / "README.md"),
     "mini-bert": RegistryEntry("mini-bert", _embedded("mini-bert"),
                                "embedded BertForMaskedLM trained by the project on public-domain text",
                                lambda: MODELS_DIR / "mini-bert" / "README.md"),
@@ -72,7 +75,7 @@ REGISTRY: dict[str, RegistryEntry] = {
                             "sentence-transformers/all-MiniLM-L6-v2 (real pretrained BERT, 6×12 heads, no MLM head)",
                             lambda: _minilm_folder() / "README.md"),
 }
-DEFAULT_MODEL = "mini-bert"
+DEFAULT_MODEL = "minilm-mlm"
 
 
 def available_models() -> list[str]:

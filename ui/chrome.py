@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = ROOT / "pages"
 LOCAL = "__local__"
 BUILTIN_EXAMPLES = (
+    "I will call you back in five [MASK].",
+    "Please enter your email [MASK] below.",
     "The capital of France is [MASK].",
     "The cat sat on the mat because it was tired.",
     "She put the book on the [MASK] and left the room.",
