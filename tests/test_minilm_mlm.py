@@ -76,4 +76,17 @@ def test_predictions_are_the_models_own_softmax(lm):
     enc = lm.tokenizer(text, return_tensors="pt")
     with torch.no_grad():
         ref = lm.model(**enc).logits[0]
-    assert torch.allclose(tr.logits.float(), ref.float(), rtol=1e-5, atol=1e-5)
+    assert torch.allclose(tr.output.float(), ref.float(), rtol=1e-5, atol=1e-5)
+    assert torch.allclose(torch.softmax(tr.output, -1), torch.softmax(ref, -1), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("explicit", [False, True])
+def test_both_identities_hold_on_it(lm, explicit):
+    """Identity 1 (dense output = b_O + Σ_h Σ_j a_ij o_j) and identity 2 (post-LN, σ frozen) against the
+    model's own forward pass, float32, to 1e-5."""
+    from interp import decompose as D
+    from interp.trace import trace_text
+    tr = trace_text(lm, "Please enter your email [MASK] below so we can send you the receipt.")
+    checks = D.identity_checks(lm, tr, explicit=explicit)
+    assert checks["identity_dense_max_rel_err"] < 1e-5
+    assert checks["identity_ln_max_rel_err"] < 1e-5
