@@ -234,7 +234,8 @@ def choose(page, label: str, option: str) -> None:
     box = page.get_by_role("combobox", name=label, exact=True).first
     box.click()
     box.fill(option)                                   # long option lists are virtualised: filter first
-    page.get_by_role("option").filter(has_text=re.compile("^" + re.escape(option))).first.click()
+    # the whole name: "minilm" must not pick "minilm-mlm"
+    page.get_by_role("option").filter(has_text=re.compile("^" + re.escape(option) + r"(?![\w-])")).first.click()
     wait_idle(page)
 
 
