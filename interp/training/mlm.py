@@ -32,8 +32,13 @@ SEQ_LEN = 128
 MASK_RATE = 0.15
 EVAL_SEED = 20231203
 OLD_CORPORA = ("austen", "fortunes", "wordnet", "jargon")
+# Everyday and conversational text is scarce next to the technical manuals, and it is what people type into the
+# app: its training sequences are repeated this many times (held-out sequences never are).
+REPEATS = {"fortunes": 2, "wordnet": 2, "gnome-app-help": 2, "aisleriot-rules": 2, "gnucash-docs": 2,
+           "wesnoth-dialogue": 2, "cataclysm-text": 2, "endless-sky-text": 2, "fortune-anarchism": 2}
 RECIPE = {"seq_len": SEQ_LEN, "batch_size": 512, "lr": 3e-4, "warmup_frac": 0.05, "weight_decay": 0.01,
-          "betas": [0.9, 0.98], "mask_rate": MASK_RATE, "whole_word": True, "seed": 0, "minutes": 8.0}
+          "betas": [0.9, 0.98], "mask_rate": MASK_RATE, "whole_word": True, "seed": 0, "minutes": 8.0,
+          "steps": 12000}
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
 
 
@@ -103,6 +108,7 @@ def prepare(out: Path, cache: Path | None = None, fetch: bool = True, log=print)
     docs = _docs(cache, fetch)
     manifest = {"seq_len": SEQ_LEN, "tokenizer": "MiniLM-L6-H384-uncased WordPiece (30,522)", "corpora": {}}
     split_seqs: dict[str, list[list[int]]] = {"train": [], "heldout": []}
+    split_reps: dict[str, list[int]] = {"train": [], "heldout": []}
     for name, ds in docs.items():
         info = {"train": {"docs": 0, "words": 0, "tokens": 0}, "heldout": {"docs": 0, "words": 0, "tokens": 0}}
         if name in modern.MODERN_NAMES:
@@ -115,21 +121,35 @@ def prepare(out: Path, cache: Path | None = None, fetch: bool = True, log=print)
             chosen = [d for d in ds if _held(d) == (part == "heldout")]
             passages = [p for d in chosen for p in d.passages]
             enc = [e.ids[1:-1] for e in tok.encode_batch(passages)] if passages else []
-            split_seqs[part] += pack_passages(enc, cls_id, sep_id)
+            packed = pack_passages(enc, cls_id, sep_id)
+            split_seqs[part] += packed
+            split_reps[part] += [REPEATS.get(name, 1) if part == "train" else 1] * len(packed)
             info[part] = {"docs": len(chosen), "words": sum(d.words() for d in chosen),
                           "tokens": int(sum(len(e) for e in enc))}
+        info["repeats"] = REPEATS.get(name, 1)
         manifest["corpora"][name] = info
         log(f"{name}: {info['train']['words']:,} train words, {info['heldout']['words']:,} held-out words")
     rng = np.random.default_rng(0)
     for part, seqs in split_seqs.items():
-        arr = _to_array(seqs, SEQ_LEN)
+        arr, reps = _to_array(seqs, SEQ_LEN), np.asarray(split_reps[part], dtype=np.uint8)
         if part == "train":
-            arr = arr[rng.permutation(len(arr))]
-        np.savez_compressed(out / f"{part}.npz", ids=arr)
-        manifest[f"{part}_sequences"] = int(len(arr))
-        manifest[f"{part}_tokens"] = int((arr > 0).sum())
+            order = rng.permutation(len(arr))
+            arr, reps = arr[order], reps[order]
+        # each sequence once, with how many times an epoch repeats it (expanded by ``load_train``)
+        np.savez_compressed(out / f"{part}.npz", ids=arr, repeats=reps)
+        manifest[f"{part}_sequences"] = int(reps.astype(np.int64).sum())
+        manifest[f"{part}_tokens"] = int(((arr > 0).sum(axis=1) * reps).sum())
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
+
+
+def load_train(path: Path) -> np.ndarray:
+    """Training sequences (int64 token ids), each repeated as ``prepare`` recorded (files without ``repeats``:
+    once each)."""
+    with np.load(path) as z:
+        ids = z["ids"].astype(np.int64)
+        reps = z["repeats"].astype(np.int64) if "repeats" in z.files else None
+    return ids if reps is None else np.repeat(ids, reps, axis=0)
 
 
 def export_base(out: Path) -> Path:
@@ -257,7 +277,7 @@ def finetune(data: Path, base: Path, out: Path, minutes: float = RECIPE["minutes
     from .run import save_checkpoint  # noqa: F401  (same saving rules as the other embedded models)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(seed)
-    train_ids = torch.from_numpy(np.load(Path(data) / "train.npz")["ids"].astype(np.int64))
+    train_ids = torch.from_numpy(load_train(Path(data) / "train.npz"))
     heldout = np.load(Path(data) / "heldout.npz")["ids"]
     cont = continuation_table(Path(base) / "vocab.txt", dev)
     model = build_model(base, seed).to(dev).train()
@@ -350,7 +370,7 @@ def main(argv=None) -> int:
     c.add_argument("--base", required=True)
     c.add_argument("--out", required=True)
     c.add_argument("--minutes", type=float, default=RECIPE["minutes"])
-    c.add_argument("--steps", type=int)
+    c.add_argument("--steps", type=int, default=RECIPE["steps"])
     c.add_argument("--seed", type=int, default=RECIPE["seed"])
     c.add_argument("--batch-size", type=int, default=RECIPE["batch_size"])
     c.add_argument("--lr", type=float, default=RECIPE["lr"])
