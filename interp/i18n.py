@@ -28,7 +28,7 @@ EN: dict[str, str] = {
     "input.folder_placeholder": "/path/to/a/bert-model",
     "input.text": "Text",
     "input.text_help": "Type a sentence. Put [MASK] where the model should predict a word.",
-    "input.text_placeholder": "I will call you back in five [MASK].",
+    "input.text_placeholder": "Please enter your email [MASK] below.",
     "input.example": "Example",
     "input.example_help": "Pick an example sentence to fill the text box.",
     "input.example_none": "(choose an example)",

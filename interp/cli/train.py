@@ -133,7 +133,7 @@ def _train_minilm_mlm(args) -> int:
         if args.prepare_only:
             return 0
         mlm.export_base(work / "base")
-        steps = int(args.steps) if args.steps and str(args.steps).isdigit() else None
+        steps = int(args.steps) if args.steps and str(args.steps).isdigit() else mlm.RECIPE["steps"]
         training = mlm.finetune(work / "data", work / "base", out, steps=steps, seed=args.seed,
                                 device=args.device, minutes=(args.budget_seconds or 480) / 60)
     except (CorpusUnavailable, ValueError, OSError) as err:

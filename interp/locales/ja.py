@@ -25,7 +25,7 @@ JA: dict[str, str] = {
     "input.folder_placeholder": "/path/to/a/bert-model",
     "input.text": "テキスト",
     "input.text_help": "文を入力してください。モデルに単語を予測させたい箇所には [MASK] を入れます。",
-    "input.text_placeholder": "I will call you back in five [MASK].",
+    "input.text_placeholder": "Please enter your email [MASK] below.",
     "input.example": "例文",
     "input.example_help": "例文を選ぶとテキスト欄に入ります。",
     "input.example_none": "（例文を選択）",

@@ -404,7 +404,8 @@ def write_card(folder: Path, scores: dict, training: dict, manifest: dict) -> No
     rows = []
     for name, info in manifest["corpora"].items():
         rows.append(f"| {name} | {info['source']} | {info['license']} | {info['train']['words']:,} | "
-                    f"{info['heldout']['words']:,} | {info['train']['docs']:,} / {info['heldout']['docs']:,} |")
+                    f"{info['heldout']['words']:,} | {info['train']['docs']:,} / {info['heldout']['docs']:,} | "
+                    f"{info.get('repeats', 1)}× |")
     r = training["recipe"]
     wrong = [p for p in ours["cloze_predictions"] if not p["top1_hit"]][:12]
     card = f"""# minilm-mlm
@@ -438,11 +439,14 @@ Some cloze items it still gets wrong (top-5 shown):
 
 ## Data
 
-Modern English from Debian documentation packages (paragraph text of their manuals, code removed) plus four of
-the project's public-domain corpora. Split by document: about one document in twenty held out.
+Modern English from Debian packages: the paragraph text of software manuals (code removed), the help of everyday
+desktop programs (e-mail, calendars, money, photos, card games), the dialogue and descriptions of three games
+(Battle for Wesnoth, Cataclysm: Dark Days Ahead, Endless Sky), quotations, plus four of the project's
+public-domain corpora. Split by document: about one document in twenty held out. Everyday and conversational
+corpora are repeated per epoch (last column); held-out text never is.
 
-| corpus | source | licence | train words | held-out words | documents (train / held-out) |
-|---|---|---|---|---|---|
+| corpus | source | licence | train words | held-out words | documents (train / held-out) | per epoch |
+|---|---|---|---|---|---|---|
 """ + "\n".join(rows) + f"""
 
 {manifest['train_tokens']:,} training tokens in {manifest['train_sequences']:,} sequences of at most {manifest['seq_len']};
