@@ -428,6 +428,8 @@ EN.update({
     "story.s5.title": "With messy input",
     "story.s5.lead": "Real text has typos and missing words. Does sampling break more often than exact attention "
                      "when the input is messy?",
+    "story.s5.pending": "Measured when this step is shown.",
+    "story.s5.computing": "Measuring robustness to typos and dropped words ({model}, {seeds} seeds)…",
     "story.s5.not_measured": "Not measured yet: the noise probe (typos, dropped words) is not part of this build.",
     "story.s5.failed": "The noise probe could not measure this text: {message}",
     "story.s5.result": "With {perturbation} at rate {rate:.0%}, the answer changes in {dense:.0%} of cases with "
