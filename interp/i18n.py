@@ -207,6 +207,12 @@ EN: dict[str, str] = {
     "samp.cosine": "Cosine between the dense and sampled pooled embeddings: mean {mean:.4f}, min {min:.4f}.",
     "samp.variance": "Variance across seeds",
     "samp.concentration": "How concentrated the error is",
+    "samp.rows_table": "Dense and sampled rows (table)",
+    "samp.heads_table": "Every per-head summary (table)",
+    "samp.conc_caption": "Head-output error over {queries} queries: mean {mean:.3g}, p95 {p95:.3g}, max {max:.3g}; "
+                         "the worst 5% of queries carry {share:.0%} of the squared error.",
+    "samp.flops_share": "The attention core is {share:.1%} of a layer's FLOPs here, so no scheme can save more than "
+                        "that share of the model's compute (Amdahl).",
     "samp.flops": "FLOPs per scheme",
     "samp.progress": "Sampling {done}/{total}…",
     # --- noise probe (pages/5_Noise.py) ---------------------------------------------------------------
@@ -484,6 +490,21 @@ EN.update({
     "story.status.not_supported": "not supported here",
     "story.status.not_measured": "not measured yet",
     # report export
+    "report.export": "Report of this view",
+    "report.export_html": "Report (HTML)",
+    "report.export_html_help": "One self-contained file with the model, settings, seed, versions and time: every "
+                               "figure interactive, opens offline.",
+    "report.export_pdf": "Report (PDF)",
+    "report.export_pdf_make": "Make the PDF report",
+    "report.export_pdf_help": "A4, rendered by headless Chromium; no figure is split across pages.",
+    "report.export_pdf_failed": "The PDF could not be made: {message}",
+    "report.export_pdf_making": "Rendering the PDF…",
+    "report.triage.summary": "Summary of the run",
+    "report.triage.count": "Count",
+    "report.triage.value": "Value",
+    "report.triage.lines": "Lines by status",
+    "report.triage.distribution": "How suspicion is distributed",
+    "report.triage.ranked": "The {n} most suspicious inputs, ranked by {order}",
     "report.title": "ExpertLens report",
     "report.about": "About this analysis",
     "report.model": "Model",

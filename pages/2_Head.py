@@ -1,8 +1,11 @@
 """One head as a mixture of experts: gates and firing, top experts, messages, lenses, layer-0 splits."""
+import functools
+
 import streamlit as st
 
 import ui
 from interp.figures import head as fh
+from interp.report import head_report
 
 tr = ui.tr
 v = ui.start_page()
@@ -37,6 +40,8 @@ with right:
     st.markdown(f"**{tr('head.top')}**")
     ui.show_table(fh.top_experts_table(hv, query, 8, ui.lang()), f"top-experts-L{layer}H{head}q{query}",
                   key="hd_top")
+    ui.report_buttons(functools.partial(head_report, hv, query, v.model, v.text, trace.special.tolist(), ui.lang()),
+                      f"report-head-L{layer}H{head}q{query}-{lm.name}", "hd", (v.model, v.text, layer, head, query))
 
 # --- one more view at a time: messages, lens, layer-0 splits -------------------------------------------------
 section = st.radio(tr("head.more"), options=["messages", "lens", "layer0"], horizontal=True, key="hd_section",

@@ -1,8 +1,11 @@
 """Sampled vs dense attention: rows side by side, error heatmaps, downstream effect, variance, concentration,
 FLOPs."""
+import functools
+
 import streamlit as st
 
 import ui
+from interp.report import sampling_page_report
 from interp.figures import sampling as fs
 from interp.i18n import plural
 from interp.ranges import K, SEED, SEEDS
@@ -131,3 +134,11 @@ st.caption(f"n = {trace.n}, d_head = {d_head}, k = {k}. The attention core is n/
            f"share of the model's compute (Amdahl); at these lengths fused exact attention is also faster in wall "
            f"time. Measured for this report: {report.meta.get('seconds_heads', float('nan')):.2f} s for one layer's "
            f"metrics (CPU, float32).")
+
+ui.report_buttons(functools.partial(
+    sampling_page_report, model, text, ui.lang(), where=where, tokens=list(trace.tokens), rows=rows, report=report, effect=effect,
+    flops=flops, scheme=scheme, k=k, seeds=seeds, seed=seed, layer=layer, head=head, query=query, replicate=rep,
+    metric=metric, nospecial=nospecial, n_layers=trace.n_layers, n_heads=trace.n_heads,
+    mask_positions=[i for i, tok in enumerate(trace.tokens) if tok == getattr(lm.tokenizer, "mask_token", None)]),
+    f"report-sampling-{scheme}-k{k}-L{layer}H{head}q{query}-seed{seed}", "sp",
+    (model, text, scheme, k, seeds, seed, layer, head, query, rep, metric, nospecial, where))

@@ -183,6 +183,12 @@ JA: dict[str, str] = {
     "samp.cosine": "厳密計算とサンプリングの文埋め込みのコサイン類似度: 平均 {mean:.4f}、最小 {min:.4f}。",
     "samp.variance": "シード間のばらつき",
     "samp.concentration": "誤差の集中度",
+    "samp.rows_table": "厳密計算とサンプリングの行（表）",
+    "samp.heads_table": "ヘッドごとの集計（表）",
+    "samp.conc_caption": "{queries} 個のクエリにおけるヘッド出力の誤差: 平均 {mean:.3g}、95 パーセンタイル {p95:.3g}、"
+                         "最大 {max:.3g}。誤差の二乗和の {share:.0%} を、最も悪い 5% のクエリが占めています。",
+    "samp.flops_share": "ここではアテンションの中核部分が 1 層の計算量の {share:.1%} を占めます。どの方式でも、"
+                        "モデル全体で削減できる計算量はこの割合が上限です（アムダールの法則）。",
     "samp.flops": "方式ごとの FLOPs",
     "samp.progress": "サンプリング中 {done}/{total}…",
     # --- noise probe (pages/5_Noise.py) ---------------------------------------------------------------
@@ -371,6 +377,21 @@ JA.update({
     "story.status.not_supported": "ここでは裏付けなし",
     "story.status.not_measured": "未測定",
     # report export
+    "report.export": "この画面のレポート",
+    "report.export_html": "レポート（HTML）",
+    "report.export_html_help": "モデル・設定・シード・バージョン・作成日時を記した単一ファイルです。"
+                               "図はすべて操作でき、オフラインでも開けます。",
+    "report.export_pdf": "レポート（PDF）",
+    "report.export_pdf_make": "PDF レポートを作成",
+    "report.export_pdf_help": "ヘッドレス Chromium で A4 に出力します。図がページをまたいで分割されることはありません。",
+    "report.export_pdf_failed": "PDF を作成できませんでした: {message}",
+    "report.export_pdf_making": "PDF を作成しています…",
+    "report.triage.summary": "実行結果の概要",
+    "report.triage.count": "項目",
+    "report.triage.value": "値",
+    "report.triage.lines": "状態別の行数",
+    "report.triage.distribution": "疑わしさの分布",
+    "report.triage.ranked": "疑わしい入力の上位 {n} 件（{order} の順）",
     "report.title": "ExpertLens レポート",
     "report.about": "この分析について",
     "report.model": "モデル",
