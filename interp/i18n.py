@@ -59,6 +59,23 @@ EN: dict[str, str] = {
     "pred.col.rank": "rank",
     "pred.col.token": "token",
     "pred.col.prob": "probability",
+    "note.truncated": "input is {total} tokens; the model reads at most {kept}: analysed up to character {char}, "
+                      "cut {cut} tokens starting “{preview}”",
+    "note.bom": "removed a byte-order mark (BOM) at the start",
+    "note.controls": "removed {n} control/format character(s)",
+    "note.unknown": "{n} piece(s) unknown to this model's vocabulary became {unk}",
+    "role.previous-token": "previous-token",
+    "role.next-token": "next-token",
+    "role.self": "self",
+    "role.delimiter sink": "delimiter sink",
+    "role.broad (CBOW-like)": "broad (CBOW-like)",
+    "role.content-driven": "content-driven",
+    "model.desc.minilm-mlm": "pretrained MiniLM-L6 fine-tuned by the project as a masked LM (30k vocabulary)",
+    "model.desc.mini-bert": "embedded BertForMaskedLM trained by the project on public-domain text",
+    "model.desc.paper": "the paper's one-layer one-head model (word + position, no FFN, no LayerNorm)",
+    "model.desc.cbow": "the paper model with uniform CBOW gates (the non-attention baseline)",
+    "model.desc.auto-mpg": "tabular BertForMaskedLM for auto-mpg (columns as positions; see interp/tabular)",
+    "model.desc.minilm": "sentence-transformers/all-MiniLM-L6-v2 (real pretrained BERT, 6×12 heads, no MLM head)",
     "notes.header": "What was changed in the input",
     "trunc.warning": "Input too long — {message}.",
     # --- errors ----------------------------------------------------------------------------------------
@@ -213,6 +230,73 @@ EN: dict[str, str] = {
                          "the worst 5% of queries carry {share:.0%} of the squared error.",
     "samp.flops_share": "The attention core is {share:.1%} of a layer's FLOPs here, so no scheme can save more than "
                         "that share of the model's compute (Amdahl).",
+    'fig.expert': 'expert',
+    'fig.query': 'query',
+    'fig.offset': 'offset',
+    'fig.expert_j': 'expert j',
+    'fig.query_i': 'query i',
+    'fig.offset_axis': 'offset j − i',
+    'fig.all_keys': 'all keys',
+    'fig.no_special': 'special keys excluded',
+    'fig.weight': 'weight',
+    'fig.token': 'token',
+    'fig.variance': 'variance / ‖o‖²',
+    'fig.variance_short': 'variance',
+    'fig.bias2': 'squared bias / ‖o‖²',
+    'fig.bias2_short': 'bias²',
+    'fig.relative': 'relative to ‖o‖²',
+    'fig.error': 'error',
+    'fig.cum_share': 'cumulative share of squared error',
+    'fig.share_axis': 'share of Σ error²',
+    'fig.worst_first': 'queries, worst first',
+    'fig.score_model': 'score s_ij (model)',
+    'fig.score': 'score s_ij',
+    'l0.part.word-word': 'word–word',
+    'l0.part.word-position': 'word–position',
+    'l0.part.position-word': 'position–word',
+    'l0.part.position-position': 'position–position',
+    'l0.part.bias': 'bias',
+    'samp.sampled_rep': 'sampled (replicate {i})',
+    'samp.sampled_mean': 'sampled: mean of {n} replicates',
+    'samp.sampled_col': 'sampled r{i}',
+    'samp.metric.tv': 'total variation ½Σ|P − P̂|',
+    'samp.metric.kl': 'KL(P̂ ‖ P)',
+    'samp.metric.js': 'Jensen–Shannon',
+    'samp.metric.dropped': 'dropped mass',
+    'samp.metric.rel_err': 'head-output error ‖ô − o‖/‖o‖',
+    'samp.metric.rel_err_o': 'error after W_O',
+    'samp.metric.z': 'calibrated error ‖ô − o‖/σ',
+    'samp.metric.mse_rel': 'MSE across seeds / ‖o‖²',
+    'samp.metric.var_rel': 'variance across seeds / ‖o‖²',
+    'samp.metric.worst5': 'share of squared error in the worst 5% of queries',
+    'samp.nospecial': 'special tokens excluded',
+    'samp.nospecial_help': 'Renormalise both rows over non-special keys and skip special queries.',
+    'samp.flops_caption': "n = {n}, d_head = {d_head}, k = {k}. The attention core is n/(n + 6·d_model) = {share:.1%} of a layer's FLOPs here, so no scheme can save more than that share of the model's compute (Amdahl); at these lengths fused exact attention is also faster in wall time. Measured for this report: {seconds:.2f} s for one layer's metrics (CPU, float32).",
+    'down.metric': 'metric',
+    'down.value': 'value',
+    'down.compared_at': 'compared at',
+    'down.positions': 'positions compared',
+    'down.agreement': 'top-1 agreement',
+    'down.flip': 'flip rate across seeds',
+    'down.kl_mean': 'KL(p ‖ p̂) mean',
+    'down.kl_max': 'KL(p ‖ p̂) max',
+    'down.rank_mean': 'rank of dense top-1, mean',
+    'down.rank_max': 'rank of dense top-1, max',
+    'down.cos_mean': 'cosine(dense, sampled) mean',
+    'down.cos_min': 'cosine(dense, sampled) min',
+    'down.worst': 'substituted head with the largest TV',
+    'down.worst_value': 'layer {layer}, head {head}',
+    'down.worst_tv': 'its mean TV',
+    'down.seeds': 'seeds',
+    'down.scheme': 'scheme',
+    'down.k': 'k',
+    'down.pos.mask': 'mask',
+    'down.pos.nonspecial': 'nonspecial',
+    'flops.scheme': 'scheme',
+    'flops.per_head': 'FLOPs per head',
+    'flops.ratio': 'ratio to dense',
+    'flops.full_qk': 'needs full QKᵀ',
+    'flops.dense': 'dense',
     "samp.flops": "FLOPs per scheme",
     "samp.progress": "Sampling {done}/{total}…",
     # --- noise probe (pages/5_Noise.py) ---------------------------------------------------------------
@@ -641,3 +725,22 @@ def plural(n: int, key: str, lang: str = DEFAULT_LANG, **values) -> str:
     forms = t(key, lang).split("|")
     form = forms[0] if n == 1 or len(forms) == 1 else forms[1]
     return form.format(n=n, **values)
+
+
+def note_text(note, lang: str = DEFAULT_LANG) -> str:
+    """A note about the input (``interp.trace.Note``: English text with a code and values) in ``lang``; any
+    other string is returned as it is."""
+    code = getattr(note, "code", None)
+    if code and f"note.{code}" in EN:
+        return t(f"note.{code}", lang, **note.params)
+    return str(note)
+
+
+def role_text(role: str, lang: str = DEFAULT_LANG) -> str:
+    """A head role of ``interp.decompose.head_role`` ("broad (CBOW-like)", …) in ``lang``."""
+    return t(f"role.{role}", lang) if f"role.{role}" in EN else str(role)
+
+
+def model_description(name: str, fallback: str, lang: str = DEFAULT_LANG) -> str:
+    """A registry model's one-line description in ``lang`` (``fallback``: the registry's English one)."""
+    return t(f"model.desc.{name}", lang) if f"model.desc.{name}" in EN else fallback

@@ -254,7 +254,7 @@ def sampling_sections(*, tokens: list[str], rows, report, effect, flops: pd.Data
     out = []
     fig = fs.rows_figure(dense, sampled, tokens, replicate, query, layer, head, seed, lang)
     out.append(Section(_title(fig, t("samp.header", lang)), fig))
-    out.append(Section(t("samp.rows_table", lang), fs.row_table(dense, sampled, tokens)))
+    out.append(Section(t("samp.rows_table", lang), fs.row_table(dense, sampled, tokens, lang)))
     grid = fs.head_grid(report, metric, nospecial=nospecial, n_layers=n_layers, n_heads=n_heads)
     out.append(Section(t("samp.errors", lang), fs.error_heatmap(grid, metric, (layer, head), lang)))
     out.append(Section(t("samp.heads_table", lang), fs.heads_table(report)))
@@ -289,7 +289,7 @@ def sampling_page_report(model: str, text: str, lang: str = "en", versions: dict
     :func:`sampling_sections`; ``where``: where sampling was substituted for the downstream effect)."""
     settings = {"scheme": view["scheme"], "k": view["k"], "seeds": view["seeds"], "layer": view["layer"],
                 "head": view["head"], "query": view["query"], "metric": view.get("metric", "tv"),
-                "replicate": view.get("replicate", 0), "special tokens excluded": view.get("nospecial", False)}
+                "replicate": view.get("replicate", 0), "nospecial": view.get("nospecial", False)}
     if where:
         settings["where"] = where
     meta = analysis_meta(model, settings, view["seed"], text, versions, created)

@@ -107,7 +107,7 @@ with st.sidebar:
     with st.expander(t("story.settings", lang)):
         if model in options:
             st.session_state.setdefault("story_model", model)
-            st.selectbox(t("input.model", lang), options=options, key="story_model", format_func=ui.model_label,
+            st.selectbox(t("input.model", lang), options=options, key="story_model", format_func=ui.model_labels(),
                          on_change=_on_model)
         schemes = ui.schemes()
         scheme = st.selectbox(t("samp.scheme", lang), options=schemes, index=schemes.index("A") if "A" in schemes

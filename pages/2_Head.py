@@ -107,5 +107,5 @@ else:
                 st.caption(tr("l0.score_err", err=split["score_err"]))
         if "refused" not in split:
             with st.expander(tr("l0.score_title")):
-                ui.show_table(fh.score_split_table(split["parts"], split["total"], query, trace.tokens),
+                ui.show_table(fh.score_split_table(split["parts"], split["total"], query, trace.tokens, ui.lang()),
                               f"gate-score-split-H{head}q{query}", key="hd_score_table")

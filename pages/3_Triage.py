@@ -127,7 +127,7 @@ st.subheader(T("triage.step_score"))
 options = ui.model_options()
 s1, s2, s3, s4 = st.columns([3, 2, 1, 1])
 with s1:
-    model_choice = st.selectbox(T("triage.model"), options=options, format_func=ui.model_label, key=KEY + "model")
+    model_choice = st.selectbox(T("triage.model"), options=options, format_func=ui.model_labels(), key=KEY + "model")
     model = model_choice
     if model_choice == ui.LOCAL:
         model = st.text_input(T("triage.model_folder"), key=KEY + "model_path").strip()

@@ -17,7 +17,7 @@ from ui.engine import (downstream, get_model, get_trace, head, identity_checks, 
 from ui.exports import escape_markdown, show_figure, show_table  # noqa: F401
 from ui.report import report_buttons  # noqa: F401
 from ui.chrome import (language_picker, BUILTIN_EXAMPLES, LOCAL, PAGES, ROOT, analysed, app_ran, empty_state, examples,  # noqa: F401
-                       fit_view, head_picker, layer_head_pickers, layer_picker, model_label, model_options,
+                       fit_view, head_picker, layer_head_pickers, layer_picker, model_label, model_labels, model_options,
                        navigation_pages, open_page, page, page_config, query_picker, run_guarded, show_notes,
                        start_page)
 
