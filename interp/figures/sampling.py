@@ -153,7 +153,7 @@ def concentration_figure(err: np.ndarray, tokens: list[str], lang: str = "en") -
                                   showgrid=False, title=dict(text=t("fig.share_axis", lang))),
                       legend=dict(orientation="h", y=-0.25))
     fig.update_xaxes(title_text=t("fig.worst_first", lang))
-    fig.update_yaxes(title_text=t("fig.error", lang))
+    fig.update_layout(yaxis_title_text=t("fig.error", lang))     # the left axis only (the right one is the share)
     return style(fig, t("samp.concentration", lang), height=340)
 
 
