@@ -230,6 +230,8 @@ EN: dict[str, str] = {
                          "the worst 5% of queries carry {share:.0%} of the squared error.",
     "samp.flops_share": "The attention core is {share:.1%} of a layer's FLOPs here, so no scheme can save more than "
                         "that share of the model's compute (Amdahl).",
+    "fig.column": "column",
+    "fig.value": "value",
     'fig.expert': 'expert',
     'fig.query': 'query',
     'fig.offset': 'offset',
