@@ -59,6 +59,8 @@ EN: dict[str, str] = {
     "pred.col.rank": "rank",
     "pred.col.token": "token",
     "pred.col.prob": "probability",
+    "inerr.no_text": "no text given: type a sentence",
+    "inerr.empty": "empty text: type a sentence (use [MASK] where the model should predict a word)",
     "note.truncated": "input is {total} tokens; the model reads at most {kept}: analysed up to character {char}, "
                       "cut {cut} tokens starting “{preview}”",
     "note.bom": "removed a byte-order mark (BOM) at the start",
@@ -736,6 +738,15 @@ def note_text(note, lang: str = DEFAULT_LANG) -> str:
     if code and f"note.{code}" in EN:
         return t(f"note.{code}", lang, **note.params)
     return str(note)
+
+
+def error_text(err, lang: str = DEFAULT_LANG) -> str:
+    """An error's one line in ``lang`` when it carries a code with an ``inerr.<code>`` key (``InputError``),
+    else its own (English) text."""
+    code = getattr(err, "code", None)
+    if code and f"inerr.{code}" in EN:
+        return t(f"inerr.{code}", lang, **getattr(err, "params", {}))
+    return str(err)
 
 
 def role_text(role: str, lang: str = DEFAULT_LANG) -> str:

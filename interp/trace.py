@@ -17,7 +17,12 @@ from .loader import LoadedModel
 
 
 class InputError(ValueError):
-    """Bad input text; ``str(err)`` is one clear line for the UI and the CLI."""
+    """Bad input text; ``str(err)`` is one clear line for the UI and the CLI (English). ``code`` and ``params``,
+    when given, let a user interface word it in its own language (i18n key ``inerr.<code>``)."""
+
+    def __init__(self, message: str, code: str | None = None, **params):
+        super().__init__(message)
+        self.code, self.params = code, dict(params)
 
 
 NOTE_EN = {       # the English wording of each note about the input (the CLI's); the UI words them by code
@@ -76,7 +81,7 @@ class Encoded:
 def clean_text(text: str) -> tuple[str, list[str]]:
     """Normalise what tokenizers mishandle; report every change. Raises InputError on empty text."""
     if text is None:
-        raise InputError("no text given: type a sentence")
+        raise InputError("no text given: type a sentence", "no_text")
     notes: list[str] = []
     if text.startswith("\ufeff"):
         text = text.lstrip("\ufeff")
@@ -87,7 +92,7 @@ def clean_text(text: str) -> tuple[str, list[str]]:
                        for c in text if not (unicodedata.category(c) == "Cf" and c in controls))
         notes.append(Note("controls", n=len(controls)))
     if not text.strip():
-        raise InputError("empty text: type a sentence (use [MASK] where the model should predict a word)")
+        raise InputError("empty text: type a sentence (use [MASK] where the model should predict a word)", "empty")
     return text, notes
 
 

@@ -18,7 +18,7 @@ import app_support as ui
 from ui.session import LANG_NAMES
 from interp import story as S
 from interp.figures import story as FS
-from interp.i18n import LANGS, t
+from interp.i18n import LANGS, error_text, t
 from interp.ranges import K, SEED, SEEDS
 from interp.loader import ModelLoadError
 from interp.report import html_to_pdf, story_report
@@ -175,7 +175,7 @@ except ModelLoadError as err:
     st.error(t("error.model", lang, message=str(err)), icon=":material/error:")
     st.stop()
 except (InputError, ValueError) as err:
-    st.error(t("error.input", lang, message=str(err)), icon=":material/error:")
+    st.error(t("error.input", lang, message=error_text(err, lang)), icon=":material/error:")
     st.stop()
 
 # --- the step -------------------------------------------------------------------------------------------------

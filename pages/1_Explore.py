@@ -3,7 +3,7 @@ import streamlit as st
 
 import ui
 from interp.figures import explore as fx
-from interp.i18n import plural, role_text, t
+from interp.i18n import error_text, plural, role_text, t
 from interp.ranges import TEXT_MAX_CHARS
 from interp.trace import InputError, clean_text
 
@@ -53,7 +53,7 @@ def _analyze():
     try:
         clean_text(text)
     except InputError as err:
-        st.session_state["_el_input_error"] = str(err)
+        st.session_state["_el_input_error"] = error_text(err, ui.lang())
         ui.replace_view(ui.view().replace(text=None))
         return
     if len(text) > TEXT_MAX_CHARS:

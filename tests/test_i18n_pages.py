@@ -140,3 +140,25 @@ def test_concentration_figure_labels_each_axis_once():
         fig = concentration_figure(np.array([0.1, 0.3, 0.2]), ["a", "b", "c"], lang)
         assert fig.layout.yaxis.title.text == t("fig.error", lang)
         assert fig.layout.yaxis2.title.text == t("fig.share_axis", lang)
+
+
+def test_input_errors_are_worded_in_the_chosen_language():
+    from interp.i18n import error_text
+    from interp.trace import InputError, clean_text
+    with pytest.raises(InputError) as info:
+        clean_text("   ")
+    err = info.value
+    assert str(err).startswith("empty text") and error_text(err, "en") == str(err)          # the CLI's line
+    assert error_text(err, "ja") == t("inerr.empty", "ja") and "empty" not in error_text(err, "ja")
+    assert error_text(ValueError("other"), "ja") == "other"
+
+
+def test_explore_page_empty_text_error_in_japanese():
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.query_params["lang"] = "ja"
+    at.run()
+    at.text_area(key="in_text").input("   ")
+    at.button(key="analyze").click().run()
+    errors = " ".join(e.value for e in at.error)
+    assert t("inerr.empty", "ja") in errors and "empty text" not in errors

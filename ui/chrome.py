@@ -11,7 +11,7 @@ from typing import Callable
 import streamlit as st
 
 from interp.figures import explore as fx
-from interp.i18n import model_description, note_text, t
+from interp.i18n import error_text, model_description, note_text, t
 from interp.loader import REGISTRY, LoadedModel, ModelLoadError, available_models, default_model
 from interp.trace import InputError, Trace
 from ui import engine
@@ -112,7 +112,7 @@ def analysed() -> tuple[LoadedModel, Trace] | None:
         with st.spinner(tr("input.analysing", n=len(text), name=model)):
             trace = engine.get_trace(model, text)
     except InputError as err:
-        st.error(tr("error.input", message=str(err)), icon=":material/error:")
+        st.error(tr("error.input", message=error_text(err, lang())), icon=":material/error:")
         return None
     if v.model is None:
         replace_view(view().replace(model=model))

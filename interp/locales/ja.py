@@ -55,6 +55,8 @@ JA: dict[str, str] = {
     "pred.col.rank": "順位",
     "pred.col.token": "トークン",
     "pred.col.prob": "確率",
+    "inerr.no_text": "テキストがありません。文を入力してください",
+    "inerr.empty": "テキストが空です。文を入力してください（モデルに単語を予測させたい箇所には [MASK] を入れます）",
     "note.truncated": "入力は {total} トークンですが、モデルが読めるのは最大 {kept} トークンです。{char} 文字目までを分析し、"
                       "「{preview}」から始まる {cut} トークンを切り捨てました",
     "note.bom": "先頭のバイト順マーク（BOM）を取り除きました",
