@@ -83,13 +83,16 @@ def analysis_meta(model: str, settings: dict | None = None, seed: int | None = N
     return meta
 
 
-def _settings_text(settings: dict) -> str:
-    return ", ".join(f"{k} = {v}" for k, v in settings.items())
+def _settings_text(settings: dict, lang: str = "en") -> str:
+    """``name = value, …`` with each setting's name in ``lang`` (``report.setting.<name>`` when there is one)."""
+    from .i18n import EN
+    return ", ".join(f"{t('report.setting.' + k, lang) if 'report.setting.' + k in EN else k} = {v}"
+                     for k, v in settings.items())
 
 
 def _about(meta: dict, lang: str) -> str:
     rows = [(t("report.model", lang), meta.get("model")), (t("report.text", lang), meta.get("text")),
-            (t("report.settings", lang), _settings_text(meta.get("settings") or {})),
+            (t("report.settings", lang), _settings_text(meta.get("settings") or {}, lang)),
             (t("report.seed", lang), meta.get("seed")),
             (t("report.versions", lang), ", ".join(f"{k} {v}" for k, v in (meta.get("versions") or {}).items())),
             (t("report.created", lang), meta.get("created")), (t("report.language", lang), lang)]
