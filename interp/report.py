@@ -341,13 +341,20 @@ def triage_sections(run_dir, lang: str = "en", order: str = "suspicion", top: in
         keep = [c for c in ("rank", "line", "copies", "suspicion", "flip_rate", "kl", "cosine", "confidence",
                             "margin", "text", "explorer") if c in table.columns and table[c].notna().any()]
         out.append(Section(t("report.triage.ranked", lang, order=t("triage.rank_" + order, lang), n=len(table)),
-                           table[keep]))
+                           _columns(table[keep], lang)))
         bad = q.not_analysed()
         if len(bad):
-            out.append(Section(t("triage.bad_box", lang, n=len(bad)), bad.head(200)))
+            out.append(Section(t("triage.bad_box", lang, n=len(bad)), _columns(bad.head(200), lang)))
     finally:
         q.close()
     return out
+
+
+def _columns(df: pd.DataFrame, lang: str) -> pd.DataFrame:
+    """A triage table with its column names in ``lang`` (``report.triage.col.<name>``)."""
+    from .i18n import EN
+    return df.rename(columns={c: t(f"report.triage.col.{c}", lang) for c in df.columns
+                              if f"report.triage.col.{c}" in EN})
 
 
 def triage_report(run_dir, lang: str = "en", versions: dict | None = None, created: str | None = None,

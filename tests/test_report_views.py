@@ -232,6 +232,9 @@ def test_triage_run_report_holds_the_runs_summary_and_ranking(recorded, tmp_path
     ja = triage_report(out, "ja", link={"model": summary["model"], "scheme": "A", "k": 8, "seed": 0})
     assert '<html lang="ja">' in ja and t("report.triage.summary", "ja") in ja and t("triage.m_lines", "ja") in ja
     assert len(figures(ja)) == 2
+    ranked_ja = next(df for df in tables(ja) if t("report.triage.col.suspicion", "ja") in df.columns)
+    np.testing.assert_allclose(ranked_ja[t("report.triage.col.suspicion", "ja")].to_numpy(),
+                               ranked["suspicion"].to_numpy(), rtol=1e-12)
 
 
 # --- real browser: a view report renders offline -----------------------------------------------------------
@@ -263,3 +266,21 @@ def test_head_report_renders_offline(chromium, tiny_bert_dir):
     boxes = re.findall(rb"/MediaBox\s*\[\s*0\s+0\s+([\d.]+)\s+([\d.]+)\s*\]", pdf)
     assert pdf.startswith(b"%PDF") and boxes and all(abs(float(w) - 595.3) < 2 and abs(float(h) - 841.9) < 2
                                                      for w, h in boxes)
+
+
+# --- the story: its report completes the deferred noise step -----------------------------------------------
+
+def test_story_report_from_step_1_holds_the_measured_noise_step(recorded, tmp_path, monkeypatch):
+    """At step 1 the noise probe has not run; the report downloaded there runs it and tells step 5 as the
+    library does (the same lines as the story built in one go)."""
+    from interp import story as S
+    monkeypatch.setenv("EXPERTLENS_CACHE", str(tmp_path / "cache"))
+    text = "A small boat drifted past the [MASK] at noon."
+    at = recorded("pages/0_Story.py", model="paper", text=text, step=1, lang="ja").run()
+    assert not at.exception, [e.value for e in at.exception]
+    page = download(at, recorded.managers, t("story.export_html", "ja")).decode("utf-8")
+    whole = S.build_story(load_model("paper"), text, S.StorySettings("A", 8, 8, 0))
+    import html as html_mod
+    for line in whole.step("noise").text("ja") + whole.step("messages").text("ja"):
+        assert html_mod.escape(line) in page, line
+    assert t("story.s5.pending", "ja") not in page
