@@ -311,6 +311,14 @@ EN: dict[str, str] = {
                      "sampled attention with the same seeds — next to the floor: how often sampling alone changes "
                      "it with no noise at all.",
     "noise.empty": "Nothing analysed yet: go to **Explore**, type a sentence and press **Analyze**.",
+    'perturb.char-swap': 'swap two adjacent letters inside a word (“teh”)',
+    'perturb.keyboard': 'replace a letter by a neighbouring key on a QWERTY keyboard (“hwllo”)',
+    'perturb.char-delete': 'delete a letter (words of two or more characters; “helo”)',
+    'perturb.char-insert': 'insert a neighbouring key after a letter (“hekllo”)',
+    'perturb.typo': 'a mix of the four character edits (swap, keyboard neighbour, deletion, insertion), one drawn per edited letter',
+    'perturb.word-drop': 'drop a word (never a special token or [MASK])',
+    'perturb.word-swap': 'swap two adjacent words (neither a special token nor [MASK])',
+    'perturb.casing': "change a word's casing (lower ↔ UPPER ↔ Title); a no-op for uncased tokenizers",
     "noise.perturbation": "Perturbation",
     "noise.perturbation_help": "How the text is corrupted; special tokens and [MASK] are never touched.",
     "noise.rate": "Rate",
@@ -778,6 +786,11 @@ def error_text(err, lang: str = DEFAULT_LANG) -> str:
     if code and f"inerr.{code}" in EN:
         return t(f"inerr.{code}", lang, **getattr(err, "params", {}))
     return str(err)
+
+
+def perturbation_text(name: str, fallback: str, lang: str = DEFAULT_LANG) -> str:
+    """A noise perturbation's description (``interp.noise.perturb``) in ``lang`` (``fallback``: its English)."""
+    return t(f"perturb.{name}", lang) if f"perturb.{name}" in EN else fallback
 
 
 def role_text(role: str, lang: str = DEFAULT_LANG) -> str:

@@ -162,3 +162,13 @@ def test_explore_page_empty_text_error_in_japanese():
     at.button(key="analyze").click().run()
     errors = " ".join(e.value for e in at.error)
     assert t("inerr.empty", "ja") in errors and "empty text" not in errors
+
+
+def test_noise_page_describes_perturbations_in_japanese(tiny_bert_dir):
+    from interp.noise.perturb import PERTURBATIONS
+    at = page("pages/5_Noise.py", "ja", tiny_bert_dir)
+    box = next(s for s in at.selectbox if s.key == "nz_pert")
+    assert box.options == [f"{n} — {t('perturb.' + n, 'ja')}" for n in PERTURBATIONS]
+    text = rendered(at)
+    assert not [p.description for p in PERTURBATIONS.values() if p.description in text]
+    assert all(EN["perturb." + n] == p.description for n, p in PERTURBATIONS.items())   # English = the CLI's
