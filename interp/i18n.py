@@ -59,6 +59,25 @@ EN: dict[str, str] = {
     "pred.col.rank": "rank",
     "pred.col.token": "token",
     "pred.col.prob": "probability",
+    "inerr.no_text": "no text given: type a sentence",
+    "inerr.empty": "empty text: type a sentence (use [MASK] where the model should predict a word)",
+    "note.truncated": "input is {total} tokens; the model reads at most {kept}: analysed up to character {char}, "
+                      "cut {cut} tokens starting “{preview}”",
+    "note.bom": "removed a byte-order mark (BOM) at the start",
+    "note.controls": "removed {n} control/format character(s)",
+    "note.unknown": "{n} piece(s) unknown to this model's vocabulary became {unk}",
+    "role.previous-token": "previous-token",
+    "role.next-token": "next-token",
+    "role.self": "self",
+    "role.delimiter sink": "delimiter sink",
+    "role.broad (CBOW-like)": "broad (CBOW-like)",
+    "role.content-driven": "content-driven",
+    "model.desc.minilm-mlm": "pretrained MiniLM-L6 fine-tuned by the project as a masked LM (30k vocabulary)",
+    "model.desc.mini-bert": "embedded BertForMaskedLM trained by the project on public-domain text",
+    "model.desc.paper": "the paper's one-layer one-head model (word + position, no FFN, no LayerNorm)",
+    "model.desc.cbow": "the paper model with uniform CBOW gates (the non-attention baseline)",
+    "model.desc.auto-mpg": "tabular BertForMaskedLM for auto-mpg (columns as positions; see interp/tabular)",
+    "model.desc.minilm": "sentence-transformers/all-MiniLM-L6-v2 (real pretrained BERT, 6×12 heads, no MLM head)",
     "notes.header": "What was changed in the input",
     "trunc.warning": "Input too long — {message}.",
     # --- errors ----------------------------------------------------------------------------------------
@@ -207,6 +226,81 @@ EN: dict[str, str] = {
     "samp.cosine": "Cosine between the dense and sampled pooled embeddings: mean {mean:.4f}, min {min:.4f}.",
     "samp.variance": "Variance across seeds",
     "samp.concentration": "How concentrated the error is",
+    "samp.rows_table": "Dense and sampled rows (table)",
+    "samp.heads_table": "Every per-head summary (table)",
+    "samp.conc_caption": "Head-output error over {queries} queries: mean {mean:.3g}, p95 {p95:.3g}, max {max:.3g}; "
+                         "the worst 5% of queries carry {share:.0%} of the squared error.",
+    "samp.flops_share": "The attention core is {share:.1%} of a layer's FLOPs here, so no scheme can save more than "
+                        "that share of the model's compute (Amdahl).",
+    "fig.column": "column",
+    "fig.value": "value",
+    'fig.expert': 'expert',
+    'fig.query': 'query',
+    'fig.offset': 'offset',
+    'fig.expert_j': 'expert j',
+    'fig.query_i': 'query i',
+    'fig.offset_axis': 'offset j − i',
+    'fig.all_keys': 'all keys',
+    'fig.no_special': 'special keys excluded',
+    'fig.weight': 'weight',
+    'fig.token': 'token',
+    'fig.variance': 'variance / ‖o‖²',
+    'fig.variance_short': 'variance',
+    'fig.bias2': 'squared bias / ‖o‖²',
+    'fig.bias2_short': 'bias²',
+    'fig.relative': 'relative to ‖o‖²',
+    'fig.error': 'error',
+    'fig.cum_share': 'cumulative share of squared error',
+    'fig.share_axis': 'share of Σ error²',
+    'fig.worst_first': 'queries, worst first',
+    'fig.score_model': 'score s_ij (model)',
+    'fig.score': 'score s_ij',
+    'l0.part.word-word': 'word–word',
+    'l0.part.word-position': 'word–position',
+    'l0.part.position-word': 'position–word',
+    'l0.part.position-position': 'position–position',
+    'l0.part.bias': 'bias',
+    'samp.sampled_rep': 'sampled (replicate {i})',
+    'samp.sampled_mean': 'sampled: mean of {n} replicates',
+    'samp.sampled_col': 'sampled r{i}',
+    'samp.metric.tv': 'total variation ½Σ|P − P̂|',
+    'samp.metric.kl': 'KL(P̂ ‖ P)',
+    'samp.metric.js': 'Jensen–Shannon',
+    'samp.metric.dropped': 'dropped mass',
+    'samp.metric.rel_err': 'head-output error ‖ô − o‖/‖o‖',
+    'samp.metric.rel_err_o': 'error after W_O',
+    'samp.metric.z': 'calibrated error ‖ô − o‖/σ',
+    'samp.metric.mse_rel': 'MSE across seeds / ‖o‖²',
+    'samp.metric.var_rel': 'variance across seeds / ‖o‖²',
+    'samp.metric.worst5': 'share of squared error in the worst 5% of queries',
+    'samp.nospecial': 'special tokens excluded',
+    'samp.nospecial_help': 'Renormalise both rows over non-special keys and skip special queries.',
+    'samp.flops_caption': "n = {n}, d_head = {d_head}, k = {k}. The attention core is n/(n + 6·d_model) = {share:.1%} of a layer's FLOPs here, so no scheme can save more than that share of the model's compute (Amdahl); at these lengths fused exact attention is also faster in wall time. Measured for this report: {seconds:.2f} s for one layer's metrics (CPU, float32).",
+    'down.metric': 'metric',
+    'down.value': 'value',
+    'down.compared_at': 'compared at',
+    'down.positions': 'positions compared',
+    'down.agreement': 'top-1 agreement',
+    'down.flip': 'flip rate across seeds',
+    'down.kl_mean': 'KL(p ‖ p̂) mean',
+    'down.kl_max': 'KL(p ‖ p̂) max',
+    'down.rank_mean': 'rank of dense top-1, mean',
+    'down.rank_max': 'rank of dense top-1, max',
+    'down.cos_mean': 'cosine(dense, sampled) mean',
+    'down.cos_min': 'cosine(dense, sampled) min',
+    'down.worst': 'substituted head with the largest TV',
+    'down.worst_value': 'layer {layer}, head {head}',
+    'down.worst_tv': 'its mean TV',
+    'down.seeds': 'seeds',
+    'down.scheme': 'scheme',
+    'down.k': 'k',
+    'down.pos.mask': 'mask',
+    'down.pos.nonspecial': 'nonspecial',
+    'flops.scheme': 'scheme',
+    'flops.per_head': 'FLOPs per head',
+    'flops.ratio': 'ratio to dense',
+    'flops.full_qk': 'needs full QKᵀ',
+    'flops.dense': 'dense',
     "samp.flops": "FLOPs per scheme",
     "samp.progress": "Sampling {done}/{total}…",
     # --- noise probe (pages/5_Noise.py) ---------------------------------------------------------------
@@ -217,6 +311,14 @@ EN: dict[str, str] = {
                      "sampled attention with the same seeds — next to the floor: how often sampling alone changes "
                      "it with no noise at all.",
     "noise.empty": "Nothing analysed yet: go to **Explore**, type a sentence and press **Analyze**.",
+    'perturb.char-swap': 'swap two adjacent letters inside a word (“teh”)',
+    'perturb.keyboard': 'replace a letter by a neighbouring key on a QWERTY keyboard (“hwllo”)',
+    'perturb.char-delete': 'delete a letter (words of two or more characters; “helo”)',
+    'perturb.char-insert': 'insert a neighbouring key after a letter (“hekllo”)',
+    'perturb.typo': 'a mix of the four character edits (swap, keyboard neighbour, deletion, insertion), one drawn per edited letter',
+    'perturb.word-drop': 'drop a word (never a special token or [MASK])',
+    'perturb.word-swap': 'swap two adjacent words (neither a special token nor [MASK])',
+    'perturb.casing': "change a word's casing (lower ↔ UPPER ↔ Title); a no-op for uncased tokenizers",
     "noise.perturbation": "Perturbation",
     "noise.perturbation_help": "How the text is corrupted; special tokens and [MASK] are never touched.",
     "noise.rate": "Rate",
@@ -428,6 +530,8 @@ EN.update({
     "story.s5.title": "With messy input",
     "story.s5.lead": "Real text has typos and missing words. Does sampling break more often than exact attention "
                      "when the input is messy?",
+    "story.s5.pending": "Measured when this step is shown.",
+    "story.s5.computing": "Measuring robustness to typos and dropped words ({model}, {seeds} seeds)…",
     "story.s5.not_measured": "Not measured yet: the noise probe (typos, dropped words) is not part of this build.",
     "story.s5.failed": "The noise probe could not measure this text: {message}",
     "story.s5.result": "With {perturbation} at rate {rate:.0%}, the answer changes in {dense:.0%} of cases with "
@@ -482,6 +586,52 @@ EN.update({
     "story.status.not_supported": "not supported here",
     "story.status.not_measured": "not measured yet",
     # report export
+    "report.export": "Report of this view",
+    "report.export_html": "Report (HTML)",
+    "report.export_html_help": "One self-contained file with the model, settings, seed, versions and time: every "
+                               "figure interactive, opens offline.",
+    "report.export_pdf": "Report (PDF)",
+    "report.export_pdf_make": "Make the PDF report",
+    "report.export_pdf_help": "A4, rendered by headless Chromium; no figure is split across pages.",
+    "report.export_pdf_failed": "The PDF could not be made: {message}",
+    "report.export_pdf_making": "Rendering the PDF…",
+    "report.triage.col.rank": "rank",
+    "report.triage.col.line": "line",
+    "report.triage.col.copies": "copies",
+    "report.triage.col.suspicion": "suspicion",
+    "report.triage.col.flip_rate": "flip rate",
+    "report.triage.col.kl": "KL",
+    "report.triage.col.cosine": "cosine",
+    "report.triage.col.confidence": "confidence",
+    "report.triage.col.margin": "margin",
+    "report.triage.col.text": "text",
+    "report.triage.col.explorer": "explorer",
+    "report.triage.col.status": "status",
+    "report.triage.col.reason_code": "reason code",
+    "report.triage.col.reason": "reason",
+    "report.triage.col.preview": "preview",
+    "report.triage.col.notes": "notes",
+    "report.triage.summary": "Summary of the run",
+    "report.triage.count": "Count",
+    "report.triage.value": "Value",
+    "report.triage.lines": "Lines by status",
+    "report.triage.distribution": "How suspicion is distributed",
+    "report.triage.ranked": "The {n} most suspicious inputs, ranked by {order}",
+    "report.setting.seed": "seed",
+    "report.setting.scheme": "scheme",
+    "report.setting.k": "k",
+    "report.setting.seeds": "seeds",
+    "report.setting.layer": "layer",
+    "report.setting.head": "head",
+    "report.setting.query": "query",
+    "report.setting.metric": "metric",
+    "report.setting.replicate": "replicate",
+    "report.setting.nospecial": "special tokens excluded",
+    "report.setting.where": "substituted in",
+    "report.setting.mask_policy": "mask policy",
+    "report.setting.mask_cap": "mask cap",
+    "report.setting.layers": "layers",
+    "report.setting.heads": "heads",
     "report.title": "ExpertLens report",
     "report.about": "About this analysis",
     "report.model": "Model",
@@ -618,3 +768,36 @@ def plural(n: int, key: str, lang: str = DEFAULT_LANG, **values) -> str:
     forms = t(key, lang).split("|")
     form = forms[0] if n == 1 or len(forms) == 1 else forms[1]
     return form.format(n=n, **values)
+
+
+def note_text(note, lang: str = DEFAULT_LANG) -> str:
+    """A note about the input (``interp.trace.Note``: English text with a code and values) in ``lang``; any
+    other string is returned as it is."""
+    code = getattr(note, "code", None)
+    if code and f"note.{code}" in EN:
+        return t(f"note.{code}", lang, **note.params)
+    return str(note)
+
+
+def error_text(err, lang: str = DEFAULT_LANG) -> str:
+    """An error's one line in ``lang`` when it carries a code with an ``inerr.<code>`` key (``InputError``),
+    else its own (English) text."""
+    code = getattr(err, "code", None)
+    if code and f"inerr.{code}" in EN:
+        return t(f"inerr.{code}", lang, **getattr(err, "params", {}))
+    return str(err)
+
+
+def perturbation_text(name: str, fallback: str, lang: str = DEFAULT_LANG) -> str:
+    """A noise perturbation's description (``interp.noise.perturb``) in ``lang`` (``fallback``: its English)."""
+    return t(f"perturb.{name}", lang) if f"perturb.{name}" in EN else fallback
+
+
+def role_text(role: str, lang: str = DEFAULT_LANG) -> str:
+    """A head role of ``interp.decompose.head_role`` ("broad (CBOW-like)", …) in ``lang``."""
+    return t(f"role.{role}", lang) if f"role.{role}" in EN else str(role)
+
+
+def model_description(name: str, fallback: str, lang: str = DEFAULT_LANG) -> str:
+    """A registry model's one-line description in ``lang`` (``fallback``: the registry's English one)."""
+    return t(f"model.desc.{name}", lang) if f"model.desc.{name}" in EN else fallback

@@ -83,13 +83,16 @@ def analysis_meta(model: str, settings: dict | None = None, seed: int | None = N
     return meta
 
 
-def _settings_text(settings: dict) -> str:
-    return ", ".join(f"{k} = {v}" for k, v in settings.items())
+def _settings_text(settings: dict, lang: str = "en") -> str:
+    """``name = value, …`` with each setting's name in ``lang`` (``report.setting.<name>`` when there is one)."""
+    from .i18n import EN
+    return ", ".join(f"{t('report.setting.' + k, lang) if 'report.setting.' + k in EN else k} = {v}"
+                     for k, v in settings.items())
 
 
 def _about(meta: dict, lang: str) -> str:
     rows = [(t("report.model", lang), meta.get("model")), (t("report.text", lang), meta.get("text")),
-            (t("report.settings", lang), _settings_text(meta.get("settings") or {})),
+            (t("report.settings", lang), _settings_text(meta.get("settings") or {}, lang)),
             (t("report.seed", lang), meta.get("seed")),
             (t("report.versions", lang), ", ".join(f"{k} {v}" for k, v in (meta.get("versions") or {}).items())),
             (t("report.created", lang), meta.get("created")), (t("report.language", lang), lang)]
@@ -196,3 +199,172 @@ def story_report(story, lang: str = "en") -> str:
                          story.meta.get("versions"), story.meta.get("created"))
     return build_html(story_sections(story, lang), meta, lang, title=f"{t('report.title', lang)} — "
                                                                     f"{t('story.nav', lang)}")
+
+
+def _plain(markdown: str) -> str:
+    """A caption written for Markdown (``**bold**``), as plain text for the report."""
+    return markdown.replace("**", "")
+
+
+def _title(fig: go.Figure, fallback: str) -> str:
+    """A section title: the figure's own title (unwrapped), else ``fallback``."""
+    text = fig.layout.title.text if fig.layout.title and fig.layout.title.text else None
+    return text.replace("<br>", " ") if text else fallback
+
+
+# --- a head view ------------------------------------------------------------------------------------------------
+
+def head_sections(hv, query: int, special=None, lang: str = "en", top: int = 8) -> list[Section]:
+    """The head page's views of one head at one query, as report sections: the caption, the gate and firing
+    heatmaps, the query's row, the top experts, the message norms and the positional profile (the same figure
+    functions as the page, so the same numbers)."""
+    from .figures import head as fh
+    gate = fh.gate_heatmap(hv, query, "gate", lang)
+    firing = fh.gate_heatmap(hv, query, "firing", lang)
+    row = fh.query_row(hv, query, lang)
+    norms = fh.message_norms_figure(hv, special, lang)
+    profile = fh.profile_figure(hv, lang)
+    return [Section(t("head.header", lang, layer=hv.layer, head=hv.head), None, [_plain(fh.caption(hv, query, lang))]),
+            Section(_title(gate, t("head.show_gate", lang)), gate),
+            Section(_title(firing, t("head.show_firing", lang)), firing),
+            Section(_title(row, t("head.top", lang)), row),
+            Section(t("head.top", lang), fh.top_experts_table(hv, query, top, lang)),
+            Section(_title(norms, t("head.section.messages", lang)), norms),
+            Section(_title(profile, t("head.section.messages", lang)), profile)]
+
+
+def head_report(hv, query: int, model: str, text: str, special=None, lang: str = "en",
+                versions: dict | None = None, created: str | None = None) -> str:
+    """One head at one query as a self-contained HTML report."""
+    meta = analysis_meta(model, {"layer": hv.layer, "head": hv.head, "query": query}, None, text, versions, created)
+    return build_html(head_sections(hv, query, special, lang), meta, lang,
+                      title=f"{t('report.title', lang)} — {t('head.header', lang, layer=hv.layer, head=hv.head)}")
+
+
+# --- the sampled-vs-dense view ------------------------------------------------------------------------------------
+
+def sampling_sections(*, tokens: list[str], rows, report, effect, flops: pd.DataFrame | None, scheme: str, k: int,
+                      seeds: int, seed: int, layer: int, head: int, query: int, replicate: int = 0,
+                      metric: str = "tv", nospecial: bool = False, n_layers: int | None = None,
+                      n_heads: int | None = None, mask_positions: list[int] | None = None,
+                      lang: str = "en") -> list[Section]:
+    """The sampled-vs-dense page's results as report sections: the query's dense and sampled rows, the error
+    heatmap over layers × heads with every per-head summary, the downstream effect, the variance and the error
+    concentration of the selected head, and the FLOPs table (the page's figure functions and numbers)."""
+    from .figures import sampling as fs
+    from .i18n import plural
+    dense, sampled = rows
+    out = []
+    fig = fs.rows_figure(dense, sampled, tokens, replicate, query, layer, head, seed, lang)
+    out.append(Section(_title(fig, t("samp.header", lang)), fig))
+    out.append(Section(t("samp.rows_table", lang), fs.row_table(dense, sampled, tokens, lang)))
+    grid = fs.head_grid(report, metric, nospecial=nospecial, n_layers=n_layers, n_heads=n_heads)
+    out.append(Section(t("samp.errors", lang), fs.error_heatmap(grid, metric, (layer, head), lang)))
+    out.append(Section(t("samp.heads_table", lang), fs.heads_table(report)))
+    if effect is not None:
+        if effect.has_mlm_head:
+            masks = list(mask_positions or [])
+            where = (plural(len(masks), "samp.where_mask", lang, pos=", ".join(map(str, masks)))
+                     if effect.positions[0] == "mask" and masks else t("samp.where_nonspecial", lang))
+            line = t("samp.flip", lang, rate=float(effect.flip_rate[0]), where=where,
+                     seeds_n=plural(seeds, "count.seed", lang))
+        else:
+            line = t("samp.cosine", lang, mean=float(effect.cosine_mean[0]), min=float(effect.cosine_min[0]))
+        out.append(Section(t("samp.downstream", lang), fs.downstream_table(effect, lang), [_plain(line)]))
+    li = report.layers.index(layer)
+    var = fs.variance_figure(report.per_query["var_rel"][li, head], report.per_query["bias2_rel"][li, head],
+                             tokens, lang)
+    out.append(Section(_title(var, t("samp.variance", lang)), var))
+    err = report.per_query["rel_err"][li, head]
+    c = fs.concentration_stats(err)
+    out.append(Section(t("samp.concentration", lang), fs.concentration_figure(err, tokens, lang),
+                       [t("samp.conc_caption", lang, queries=c["queries"], mean=c["mean"], p95=c["p95"],
+                          max=c["max"], share=c["worst5_share"])]))
+    if flops is not None:
+        out.append(Section(t("samp.flops", lang), flops,
+                           [t("samp.flops_share", lang, share=flops.attrs["attention_share"])]))
+    return out
+
+
+def sampling_page_report(model: str, text: str, lang: str = "en", versions: dict | None = None,
+                         created: str | None = None, where: str | None = None, **view) -> str:
+    """The sampled-vs-dense view as a self-contained HTML report (``view``: the keywords of
+    :func:`sampling_sections`; ``where``: where sampling was substituted for the downstream effect)."""
+    settings = {"scheme": view["scheme"], "k": view["k"], "seeds": view["seeds"], "layer": view["layer"],
+                "head": view["head"], "query": view["query"], "metric": view.get("metric", "tv"),
+                "replicate": view.get("replicate", 0), "nospecial": view.get("nospecial", False)}
+    if where:
+        settings["where"] = where
+    meta = analysis_meta(model, settings, view["seed"], text, versions, created)
+    return build_html(sampling_sections(lang=lang, **view), meta, lang,
+                      title=f"{t('report.title', lang)} — {t('samp.header', lang)}")
+
+
+# --- a triage run -------------------------------------------------------------------------------------------------
+
+def triage_sections(run_dir, lang: str = "en", order: str = "suspicion", top: int = 100, filters: dict | None = None,
+                    time_range=None, by: str | None = None, link: dict | None = None) -> list[Section]:
+    """A finished triage run (its folder) as report sections: the summary counts, the status of the lines, the
+    suspicion distribution, the mean suspicion per slice (``by``), the ranked table (``order``, ``top`` rows,
+    with explorer links when ``link`` gives model, scheme, k and seed) and the lines not analysed."""
+    from pathlib import Path
+    from .triage import ResultsQuery, row_url
+    from .triage import figures as tf
+    run_dir = Path(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    counts = pd.DataFrame({
+        t("report.triage.count", lang): [t("triage.m_lines", lang), t("triage.m_analysed", lang),
+                                         t("triage.m_skipped", lang), t("triage.m_unreadable", lang),
+                                         t("triage.m_failed", lang), t("triage.m_rate", lang)],
+        t("report.triage.value", lang): [f"{summary['lines_total']:,}", f"{summary['analysed']:,}",
+                                         f"{summary['skipped']:,}", f"{summary.get('unreadable', 0):,}",
+                                         f"{summary['failed']:,}", f"{summary['inputs_per_second']:.1f}"]})
+    out = [Section(t("report.triage.summary", lang), counts),
+           Section(t("report.triage.lines", lang), tf.status_bar(summary["analysed"], summary["skipped"],
+                                                                  summary["failed"], summary.get("unreadable", 0)))]
+    q = ResultsQuery(run_dir)
+    try:
+        n_sel = q.count(filters or {}, time_range)
+        edges, hist = q.histogram("suspicion", 40, filters or {}, time_range)
+        out.append(Section(t("report.triage.distribution", lang), tf.score_histogram(edges, hist),
+                           [t("triage.n_sel", lang, n=n_sel)]))
+        if by:
+            sl = q.by_slice(by, filters or {}, time_range)
+            if len(sl):
+                out.append(Section(t("triage.compare", lang) + f": {by}",
+                                   tf.slice_bars(sl["value"].tolist(), sl["mean_suspicion"].tolist(),
+                                                 sl["inputs"].tolist(), by)))
+        table = q.ranked(order, top, filters or {}, time_range)
+        if link:
+            table["explorer"] = [row_url(r, link["model"], link["scheme"], link["k"], link["seed"])
+                                 for r in table.to_dict("records")]
+        keep = [c for c in ("rank", "line", "copies", "suspicion", "flip_rate", "kl", "cosine", "confidence",
+                            "margin", "text", "explorer") if c in table.columns and table[c].notna().any()]
+        out.append(Section(t("report.triage.ranked", lang, order=t("triage.rank_" + order, lang), n=len(table)),
+                           _columns(table[keep], lang)))
+        bad = q.not_analysed()
+        if len(bad):
+            out.append(Section(t("triage.bad_box", lang, n=len(bad)), _columns(bad.head(200), lang)))
+    finally:
+        q.close()
+    return out
+
+
+def _columns(df: pd.DataFrame, lang: str) -> pd.DataFrame:
+    """A triage table with its column names in ``lang`` (``report.triage.col.<name>``)."""
+    from .i18n import EN
+    return df.rename(columns={c: t(f"report.triage.col.{c}", lang) for c in df.columns
+                              if f"report.triage.col.{c}" in EN})
+
+
+def triage_report(run_dir, lang: str = "en", versions: dict | None = None, created: str | None = None,
+                  **view) -> str:
+    """A finished triage run as a self-contained HTML report (``view``: the keywords of :func:`triage_sections`
+    after the folder and language)."""
+    from pathlib import Path
+    summary = json.loads((Path(run_dir) / "summary.json").read_text(encoding="utf-8"))
+    settings = dict(summary.get("settings", {}))
+    meta = analysis_meta(summary.get("model", ""), {k: v for k, v in settings.items() if k != "seed"},
+                         settings.get("seed"), None, versions, created, run=str(run_dir))
+    return build_html(triage_sections(run_dir, lang, **view), meta, lang,
+                      title=f"{t('report.title', lang)} — {t('nav.triage', lang)}")

@@ -48,6 +48,7 @@ MIXTURE_MAX = 0.8       # step 2 prefers a head whose strongest word has less th
 MIN_GATE = 0.05         # experts named in step 2 carry at least this gate (the top one is always named)
 
 SUPPORTED, NOT_SUPPORTED, NOT_MEASURED = "supported", "not_supported", "not_measured"
+PENDING = "pending"      # NoiseStep.message while the noise probe has not run yet (a deferred story)
 
 
 @dataclass
@@ -577,11 +578,14 @@ def versions() -> dict:
 
 def build_story(lm: LoadedModel, text: str, settings: StorySettings | None = None, *, model: str | None = None,
                 trace: Trace | None = None, load: Callable[[str], LoadedModel] = load_model,
-                triage_run: Path | None = None, noise_module: Any = _ABSENT, base: str = "Sampling") -> Story:
+                triage_run: Path | None = None, noise_module: Any = _ABSENT, base: str = "Sampling",
+                defer_noise: bool = False) -> Story:
     """The seven steps for (``lm``, ``text``). ``model`` is the name used in links (default ``lm.name``);
     ``load`` loads the embedded baseline models (pass a cached loader); ``triage_run`` is a finished triage run
     folder (see :func:`latest_triage_run`); ``noise_module`` overrides the optional ``interp.noise`` import
-    (None: absent). Raises ``InputError`` on a bad text and ``ValueError`` on bad settings."""
+    (None: absent). With ``defer_noise`` the noise probe (the slowest step) is not run: step 5 is
+    :func:`pending_noise_step` and step 7 treats message 2 as not measured, until :func:`with_noise` completes
+    the story. Raises ``InputError`` on a bad text and ``ValueError`` on bad settings."""
     s = settings or StorySettings()
     from .sampling.schemes import check_params
     check_params(s.scheme, s.k)
@@ -594,10 +598,32 @@ def build_story(lm: LoadedModel, text: str, settings: StorySettings | None = Non
     e = experts_step(lm, trace, query)
     b = baseline_step(text, load)
     sp = sampling_step(lm, trace, text, s, e.layer, e.head, query)
-    nz = noise_step(lm, text, s, noise_module)
+    nz = pending_noise_step() if defer_noise else noise_step(lm, text, s, noise_module)
     br = break_step(lm, trace, s, model, text, triage_run, base)
     ms = messages_step(sp, nz, br)
     meta = {"model": model, "model_info": lm.describe(), "text": text, "settings": asdict(s), "seed": s.seed,
             "versions": versions(), "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "triage_run": None if triage_run is None else str(triage_run)}
+            "triage_run": None if triage_run is None else str(triage_run), "noise_pending": defer_noise}
     return Story(model, text, s, [p, e, b, sp, nz, br, ms], meta)
+
+
+def pending_noise_step() -> NoiseStep:
+    """Step 5 before the noise probe has run (a story built with ``defer_noise``)."""
+    return NoiseStep("noise", "story.s5.title", [Line("story.s5.lead"), Line("story.s5.pending")], False,
+                     PENDING)
+
+
+def noise_pending(story: Story) -> bool:
+    """True while step 5 of ``story`` waits for the noise probe (see :func:`with_noise`)."""
+    return story.step("noise").message == PENDING
+
+
+def with_noise(story: Story, noise: NoiseStep) -> Story:
+    """``story`` with its noise step replaced by ``noise`` and the meeting messages decided again; the other
+    steps are shared, not recomputed. The result equals ``build_story`` without ``defer_noise``."""
+    steps = list(story.steps)
+    kinds = [s.kind for s in steps]
+    steps[kinds.index("noise")] = noise
+    ms = messages_step(steps[kinds.index("sampling")], noise, steps[kinds.index("break")])
+    steps[kinds.index("messages")] = ms
+    return Story(story.model, story.text, story.settings, steps, {**story.meta, "noise_pending": False})

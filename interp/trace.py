@@ -17,7 +17,40 @@ from .loader import LoadedModel
 
 
 class InputError(ValueError):
-    """Bad input text; ``str(err)`` is one clear line for the UI and the CLI."""
+    """Bad input text; ``str(err)`` is one clear line for the UI and the CLI (English). ``code`` and ``params``,
+    when given, let a user interface word it in its own language (i18n key ``inerr.<code>``)."""
+
+    def __init__(self, message: str, code: str | None = None, **params):
+        super().__init__(message)
+        self.code, self.params = code, dict(params)
+
+
+NOTE_EN = {       # the English wording of each note about the input (the CLI's); the UI words them by code
+    "truncated": "input is {total} tokens; the model reads at most {kept}: analysed up to character {char}, cut "
+                 "{cut} tokens starting “{preview}”",
+    "bom": "removed a byte-order mark (BOM) at the start",
+    "controls": "removed {n} control/format character(s)",
+    "unknown": "{n} piece(s) unknown to this model's vocabulary became {unk}",
+}
+
+
+class Note(str):
+    """A note about the input: its English text (a ``str``, as before) that also carries a code and the values
+    it was formatted with, so a user interface can word it in its own language (i18n key ``note.<code>``)."""
+    code: str
+    params: dict
+
+    def __new__(cls, code: str, **params):
+        self = super().__new__(cls, NOTE_EN[code].format(**params))
+        self.code, self.params = code, dict(params)
+        return self
+
+    def __reduce__(self):
+        return (_make_note, (self.code, self.params))
+
+
+def _make_note(code: str, params: dict) -> Note:
+    return Note(code, **params)
 
 
 @dataclass
@@ -28,10 +61,10 @@ class Truncation:
     cut_from_char: int     # first character of the text that was cut
     cut_text_preview: str
 
-    def message(self) -> str:
-        return (f"input is {self.tokens_total} tokens; the model reads at most {self.tokens_kept}: "
-                f"analysed up to character {self.cut_from_char}, cut {self.tokens_total - self.tokens_kept} "
-                f"tokens starting “{self.cut_text_preview}”")
+    def message(self) -> Note:
+        """The English line (a :class:`Note` with code ``truncated`` and its values)."""
+        return Note("truncated", total=self.tokens_total, kept=self.tokens_kept, char=self.cut_from_char,
+                    cut=self.tokens_total - self.tokens_kept, preview=self.cut_text_preview)
 
 
 @dataclass
@@ -48,18 +81,18 @@ class Encoded:
 def clean_text(text: str) -> tuple[str, list[str]]:
     """Normalise what tokenizers mishandle; report every change. Raises InputError on empty text."""
     if text is None:
-        raise InputError("no text given: type a sentence")
+        raise InputError("no text given: type a sentence", "no_text")
     notes: list[str] = []
     if text.startswith("\ufeff"):
         text = text.lstrip("\ufeff")
-        notes.append("removed a byte-order mark (BOM) at the start")
+        notes.append(Note("bom"))
     controls = [c for c in text if unicodedata.category(c) in ("Cc", "Cf") and c not in "\n\t\r"]
     if controls:
         text = "".join(" " if c in controls and unicodedata.category(c) == "Cc" else c
                        for c in text if not (unicodedata.category(c) == "Cf" and c in controls))
-        notes.append(f"removed {len(controls)} control/format character(s)")
+        notes.append(Note("controls", n=len(controls)))
     if not text.strip():
-        raise InputError("empty text: type a sentence (use [MASK] where the model should predict a word)")
+        raise InputError("empty text: type a sentence (use [MASK] where the model should predict a word)", "empty")
     return text, notes
 
 
@@ -87,7 +120,7 @@ def encode(lm: LoadedModel, texts: list[str]) -> Encoded:
         unk = getattr(tok, "unk_token_id", None)
         n_unk = sum(1 for i in ids if unk is not None and i == unk)
         if n_unk:
-            note.append(f"{n_unk} piece(s) unknown to this model's vocabulary became {tok.unk_token}")
+            note.append(Note("unknown", n=n_unk, unk=tok.unk_token))
         rows.append((ids, types))
         notes.append(note)
         truncs.append(trunc)

@@ -3,8 +3,9 @@
 The step (``step=1..7``), the language (the app-wide ``lang=en|ja`` of ``ui.lang``: the URL, else this session's
 choice, else the browser's language, else English; the story's own switch changes it for the whole app), the
 model and the text live in the URL, so a story can be shared at any step. Any text can be typed: every step is
-recomputed from it by ``interp.story`` (the page holds no analysis). The whole story downloads as one
-self-contained HTML report, or as a PDF.
+recomputed from it by ``interp.story`` (the page holds no analysis). The noise probe (step 5, the slow one) runs
+only when step 5 or 7 is shown or a report is made, cached per (model, text, settings), so step 1 shows at once.
+The whole story downloads as one self-contained HTML report, or as a PDF.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import app_support as ui
 from ui.session import LANG_NAMES
 from interp import story as S
 from interp.figures import story as FS
-from interp.i18n import LANGS, t
+from interp.i18n import LANGS, error_text, t
 from interp.ranges import K, SEED, SEEDS
 from interp.loader import ModelLoadError
 from interp.report import html_to_pdf, story_report
@@ -106,7 +107,7 @@ with st.sidebar:
     with st.expander(t("story.settings", lang)):
         if model in options:
             st.session_state.setdefault("story_model", model)
-            st.selectbox(t("input.model", lang), options=options, key="story_model", format_func=ui.model_label,
+            st.selectbox(t("input.model", lang), options=options, key="story_model", format_func=ui.model_labels(),
                          on_change=_on_model)
         schemes = ui.schemes()
         scheme = st.selectbox(t("samp.scheme", lang), options=schemes, index=schemes.index("A") if "A" in schemes
@@ -140,9 +141,27 @@ if not typed.strip():
 @st.cache_data(show_spinner=False, max_entries=32)
 def _story(model: str, text: str, scheme: str, k: int, seeds: int, seed: int, triage_run: str | None,
            triage_stamp: float | None) -> S.Story:
+    """Every step but the noise probe (step 5), which is the slow one: step 1 shows at once."""
     lm = ui.get_model(model)
     return S.build_story(lm, text, S.StorySettings(scheme, k, seeds, seed), model=model, load=ui.get_model,
-                         triage_run=Path(triage_run) if triage_run else None)
+                         triage_run=Path(triage_run) if triage_run else None, defer_noise=True)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _noise(model: str, text: str, scheme: str, k: int, seeds: int, seed: int) -> S.NoiseStep:
+    """The noise probe of step 5, per (model, text, settings): run when step 5 or 7 is shown or a report made."""
+    return S.noise_step(ui.get_model(model), text, S.StorySettings(scheme, k, seeds, seed))
+
+
+def _complete(story: S.Story, progress: bool = True) -> S.Story:
+    """The story with its noise step measured (cached), with progress while the probe runs (not from a deferred
+    download, which has no page to draw on)."""
+    if not S.noise_pending(story):
+        return story
+    if not progress:
+        return S.with_noise(story, _noise(model, typed, scheme, k, seeds, seed))
+    with st.spinner(t("story.s5.computing", lang, model=model, seeds=seeds), show_time=True):
+        return S.with_noise(story, _noise(model, typed, scheme, k, seeds, seed))
 
 
 run = S.latest_triage_run()
@@ -150,11 +169,13 @@ stamp = (run / "results.parquet").stat().st_mtime if run else None
 try:
     with st.spinner(t("story.preparing", lang, n=len(typed), model=model)):
         story = _story(model, typed, scheme, k, seeds, seed, str(run) if run else None, stamp)
+    if step_no in (5, N_STEPS):
+        story = _complete(story)
 except ModelLoadError as err:
     st.error(t("error.model", lang, message=str(err)), icon=":material/error:")
     st.stop()
 except (InputError, ValueError) as err:
-    st.error(t("error.input", lang, message=str(err)), icon=":material/error:")
+    st.error(t("error.input", lang, message=error_text(err, lang)), icon=":material/error:")
     st.stop()
 
 # --- the step -------------------------------------------------------------------------------------------------
@@ -189,7 +210,7 @@ st.markdown(f'<p class="story-meta">{html.escape(meta)}</p>', unsafe_allow_html=
 # --- report ---------------------------------------------------------------------------------------------------
 with st.sidebar:
     st.subheader(t("story.export", lang))
-    st.download_button(t("story.export_html", lang), data=lambda: story_report(story, lang),
+    st.download_button(t("story.export_html", lang), data=lambda: story_report(_complete(story, False), lang),
                        file_name=f"expertlens-story-{lang}.html", mime="text/html", key="story_html",
                        on_click="ignore", help=t("story.export_html_help", lang), icon=":material/download:")
     pdf_key = f"_story_pdf_{lang}_{hash((model, typed, scheme, k, seeds, seed))}"
@@ -197,7 +218,7 @@ with st.sidebar:
                  icon=":material/picture_as_pdf:"):
         try:
             with st.spinner(t("story.export_pdf", lang) + "…"):
-                st.session_state[pdf_key] = html_to_pdf(story_report(story, lang))
+                st.session_state[pdf_key] = html_to_pdf(story_report(_complete(story), lang))
         except Exception as err:  # Chromium missing or failing: one line, the page goes on
             st.error(t("story.export_pdf_failed", lang, message=str(err).splitlines()[0] if str(err) else
                        type(err).__name__), icon=":material/error:")

@@ -3,7 +3,7 @@ import streamlit as st
 
 import ui
 from interp.figures import explore as fx
-from interp.i18n import plural
+from interp.i18n import error_text, plural, role_text, t
 from interp.ranges import TEXT_MAX_CHARS
 from interp.trace import InputError, clean_text
 
@@ -53,7 +53,7 @@ def _analyze():
     try:
         clean_text(text)
     except InputError as err:
-        st.session_state["_el_input_error"] = str(err)
+        st.session_state["_el_input_error"] = error_text(err, ui.lang())
         ui.replace_view(ui.view().replace(text=None))
         return
     if len(text) > TEXT_MAX_CHARS:
@@ -68,7 +68,7 @@ def _analyze():
 st.subheader(tr("input.header"))
 c_model, c_example = st.columns([3, 2])
 with c_model:
-    st.selectbox(tr("input.model"), options=options, key="in_model", format_func=ui.model_label,
+    st.selectbox(tr("input.model"), options=options, key="in_model", format_func=ui.model_labels(),
                  help=tr("input.model_help"), on_change=_choose_model)
     if st.session_state.in_model == ui.LOCAL:
         st.text_input(tr("input.folder"), key="in_folder", placeholder=tr("input.folder_placeholder"),
@@ -149,9 +149,11 @@ def _pick_head():
 
 ui.bind("ov_pick", selected[0] * H + selected[1])
 c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+lang_now = ui.lang()       # bound: a picker's labels are also formatted outside the run
 c1.selectbox(tr("select.head_fallback"), options=list(range(trace.n_layers * H)), key="ov_pick",
              help=tr("select.head_fallback_help"), on_change=_pick_head,
-             format_func=lambda i: tr("select.head_option", layer=i // H, head=i % H, role=ov.role[i // H][i % H])
+             format_func=lambda i: t("select.head_option", lang_now, layer=i // H, head=i % H,
+                                     role=role_text(ov.role[i // H][i % H], lang_now))
              if isinstance(i, int) and 0 <= i < trace.n_layers * H else str(i))
 if c2.button(tr("select.open_head"), key="ov_open", width="stretch"):
     ui.open_page("head")

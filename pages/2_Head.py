@@ -1,8 +1,11 @@
 """One head as a mixture of experts: gates and firing, top experts, messages, lenses, layer-0 splits."""
+import functools
+
 import streamlit as st
 
 import ui
 from interp.figures import head as fh
+from interp.report import head_report
 
 tr = ui.tr
 v = ui.start_page()
@@ -37,6 +40,8 @@ with right:
     st.markdown(f"**{tr('head.top')}**")
     ui.show_table(fh.top_experts_table(hv, query, 8, ui.lang()), f"top-experts-L{layer}H{head}q{query}",
                   key="hd_top")
+    ui.report_buttons(functools.partial(head_report, hv, query, v.model, v.text, trace.special.tolist(), ui.lang()),
+                      f"report-head-L{layer}H{head}q{query}-{lm.name}", "hd", (v.model, v.text, layer, head, query))
 
 # --- one more view at a time: messages, lens, layer-0 splits -------------------------------------------------
 section = st.radio(tr("head.more"), options=["messages", "lens", "layer0"], horizontal=True, key="hd_section",
@@ -102,5 +107,5 @@ else:
                 st.caption(tr("l0.score_err", err=split["score_err"]))
         if "refused" not in split:
             with st.expander(tr("l0.score_title")):
-                ui.show_table(fh.score_split_table(split["parts"], split["total"], query, trace.tokens),
+                ui.show_table(fh.score_split_table(split["parts"], split["total"], query, trace.tokens, ui.lang()),
                               f"gate-score-split-H{head}q{query}", key="hd_score_table")

@@ -20,6 +20,7 @@ from interp.triage.ray_engine import ray_available
 from interp.triage.scores import TERMS
 from interp.triage.store import export_ranked_csv
 from interp.i18n import DEFAULT_LANG, t
+from interp.report import triage_report
 
 
 def T(key: str, **values) -> str:
@@ -126,7 +127,7 @@ st.subheader(T("triage.step_score"))
 options = ui.model_options()
 s1, s2, s3, s4 = st.columns([3, 2, 1, 1])
 with s1:
-    model_choice = st.selectbox(T("triage.model"), options=options, format_func=ui.model_label, key=KEY + "model")
+    model_choice = st.selectbox(T("triage.model"), options=options, format_func=ui.model_labels(), key=KEY + "model")
     model = model_choice
     if model_choice == ui.LOCAL:
         model = st.text_input(T("triage.model_folder"), key=KEY + "model_path").strip()
@@ -359,6 +360,11 @@ with e2:
     st.download_button(T("triage.dl_bad", n=len(bad)), data=bad.to_csv(index=False),
                        file_name="triage-skipped-failed.csv", mime="text/csv", key=KEY + "dl_bad",
                        on_click="ignore", icon=":material/report:")
+ui.report_buttons(functools.partial(triage_report, str(out), ui.lang(), order=order, top=top_n, filters=filters,
+                                    time_range=time_range, by=by if slice_fields else None, link=link),
+                  f"report-triage-{out.name}", "tri",
+                  (str(out), (out / "results.parquet").stat().st_mtime, order, top_n, repr(filters), time_range,
+                   by if slice_fields else None))
 if len(bad):
     with st.expander(T("triage.bad_box", n=len(bad)), expanded=False):
         st.dataframe(bad.head(1000), hide_index=True, width="stretch", key=KEY + "bad_table")

@@ -1,8 +1,11 @@
 """Sampled vs dense attention: rows side by side, error heatmaps, downstream effect, variance, concentration,
 FLOPs."""
+import functools
+
 import streamlit as st
 
 import ui
+from interp.report import sampling_page_report
 from interp.figures import sampling as fs
 from interp.i18n import plural
 from interp.ranges import K, SEED, SEEDS
@@ -67,21 +70,21 @@ if seeds > 1:
                     help=tr("samp.replicate_help"))
 ui.show_figure(fs.rows_figure(dense, sampled, trace.tokens, rep, query, layer, head, seed, ui.lang()),
                f"rows-{scheme}-k{k}-L{layer}H{head}q{query}-seed{seed}", key="sp_rows")
-with st.expander("dense and sampled rows (table)"):
-    ui.show_table(fs.row_table(dense, sampled, trace.tokens), f"rows-{scheme}-k{k}-L{layer}H{head}q{query}",
+with st.expander(tr("samp.rows_table")):
+    ui.show_table(fs.row_table(dense, sampled, trace.tokens, ui.lang()), f"rows-{scheme}-k{k}-L{layer}H{head}q{query}",
                   key="sp_rows_table")
 
 # --- error heatmaps ---------------------------------------------------------------------------------------
 st.subheader(tr("samp.errors"))
 m1, m2 = st.columns([2, 1])
-metric = m1.selectbox(tr("samp.metric"), options=list(fs.METRICS), format_func=lambda m: fs.METRICS[m],
+lang_now = ui.lang()       # bound: a picker's labels are also formatted outside the run
+metric = m1.selectbox(tr("samp.metric"), options=list(fs.METRICS), format_func=lambda m: fs.metric_label(m, lang_now),
                       key="sp_metric")
-nospecial = m2.toggle("special tokens excluded", key="sp_nospecial",
-                      help="Renormalise both rows over non-special keys and skip special queries.")
+nospecial = m2.toggle(tr("samp.nospecial"), key="sp_nospecial", help=tr("samp.nospecial_help"))
 grid = fs.head_grid(report, metric, nospecial=nospecial, n_layers=trace.n_layers, n_heads=trace.n_heads)
 ui.show_figure(fs.error_heatmap(grid, metric, (layer, head), ui.lang()), f"errors-{metric}-{scheme}-k{k}",
                key="sp_grid")
-with st.expander("every per-head summary (table)"):
+with st.expander(tr("samp.heads_table")):
     ui.show_table(fs.heads_table(report), f"sampling-heads-{scheme}-k{k}-seed{seed}", key="sp_heads_table")
 
 # --- downstream effect ------------------------------------------------------------------------------------
@@ -115,8 +118,8 @@ with b:
     ui.show_figure(fs.concentration_figure(err, trace.tokens, ui.lang()), f"concentration-{scheme}-k{k}-L{layer}H{head}",
                    key="sp_conc")
     c = fs.concentration_stats(err)
-    st.caption(f"Head-output error over {c['queries']} queries: mean {c['mean']:.3g}, p95 {c['p95']:.3g}, "
-               f"max {c['max']:.3g}; the worst 5% of queries carry {c['worst5_share']:.0%} of the squared error.")
+    st.caption(tr("samp.conc_caption", queries=c["queries"], mean=c["mean"], p95=c["p95"], max=c["max"],
+                  share=c["worst5_share"]))
 
 # --- FLOPs ------------------------------------------------------------------------------------------------
 st.subheader(tr("samp.flops"))
@@ -124,10 +127,16 @@ from interp.sampling.schemes import NEEDS_FULL_QK, dense_flops, scheme_flops  # 
 
 d_head = int(trace.layers[0].q.shape[-1])
 d_model = int(trace.layers[0].hidden_in.shape[-1])
-flops = fs.flops_table(scheme_names, scheme_flops, dense_flops, NEEDS_FULL_QK, trace.n, trace.n, d_head, d_model, k)
+flops = fs.flops_table(scheme_names, scheme_flops, dense_flops, NEEDS_FULL_QK, trace.n, trace.n, d_head, d_model, k,
+                       lang=ui.lang())
 ui.show_table(flops, f"flops-n{trace.n}-k{k}", key="sp_flops")
-st.caption(f"n = {trace.n}, d_head = {d_head}, k = {k}. The attention core is n/(n + 6·d_model) = "
-           f"{flops.attrs['attention_share']:.1%} of a layer's FLOPs here, so no scheme can save more than that "
-           f"share of the model's compute (Amdahl); at these lengths fused exact attention is also faster in wall "
-           f"time. Measured for this report: {report.meta.get('seconds_heads', float('nan')):.2f} s for one layer's "
-           f"metrics (CPU, float32).")
+st.caption(tr("samp.flops_caption", n=trace.n, d_head=d_head, k=k, share=flops.attrs["attention_share"],
+              seconds=report.meta.get("seconds_heads", float("nan"))))
+
+ui.report_buttons(functools.partial(
+    sampling_page_report, model, text, ui.lang(), where=where, tokens=list(trace.tokens), rows=rows, report=report, effect=effect,
+    flops=flops, scheme=scheme, k=k, seeds=seeds, seed=seed, layer=layer, head=head, query=query, replicate=rep,
+    metric=metric, nospecial=nospecial, n_layers=trace.n_layers, n_heads=trace.n_heads,
+    mask_positions=[i for i, tok in enumerate(trace.tokens) if tok == getattr(lm.tokenizer, "mask_token", None)]),
+    f"report-sampling-{scheme}-k{k}-L{layer}H{head}q{query}-seed{seed}", "sp",
+    (model, text, scheme, k, seeds, seed, layer, head, query, rep, metric, nospecial, where))

@@ -5,6 +5,7 @@ import streamlit as st
 
 import app_support as ui
 from interp.figures import noise as fn
+from interp.i18n import perturbation_text
 from interp.noise.perturb import PERTURBATIONS
 from interp.noise.probe import NoiseSettings, probe
 
@@ -32,10 +33,11 @@ def run_probe(model: str, text: str, perturbation: str, rate: float, schemes: tu
 
 # --- settings ---------------------------------------------------------------------------------------------
 names = list(PERTURBATIONS)
+lang_now = ui.lang()       # bound: a picker's labels are also formatted outside the run
 c1, c2, c3, c4 = st.columns([2, 2, 2, 1])
 with c1:
     perturbation = st.selectbox(tr("noise.perturbation"), options=names, index=names.index("typo"), key="nz_pert",
-                                format_func=lambda n: f"{n} — {PERTURBATIONS[n].description}",
+                                format_func=lambda n: f"{n} — {perturbation_text(n, PERTURBATIONS[n].description, lang_now)}",
                                 help=tr("noise.perturbation_help"))
 with c2:
     rate = st.slider(tr("noise.rate"), min_value=0.0, max_value=0.5, value=0.1, step=0.05, key="nz_rate",

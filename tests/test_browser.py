@@ -319,6 +319,10 @@ def check_download(dl, kind: str) -> str:
     data = Path(dl.path()).read_bytes()
     if kind == "HTML":
         html = data.decode("utf-8")
+        if name.startswith("report-"):           # the report of the view: plotly.js once, the analysis facts
+            assert name.endswith(".html") and "Plotly.newPlot" in html and 'id="expertlens-meta"' in html, name
+            assert not re.search(r"<script[^>]+src=", html), name
+            return name
         assert name.endswith(".html") and "Plotly.newPlot" in html and 'id="expertlens-figure"' in html, name
         assert not re.search(r"<script[^>]+src=", html), name
         return name
@@ -348,7 +352,7 @@ def download_all(page, tmp: set) -> list[str]:
     buttons = page.locator('[data-testid="stDownloadButton"]')
     for i in range(buttons.count()):
         b = buttons.nth(i).locator("button:visible").first      # (each holds a hidden twin for sizing)
-        kind = b.inner_text().strip().split()[-1]
+        kind = b.inner_text().strip().split()[-1].strip("()")     # "HTML", "CSV", "Report (HTML)"
         with page.expect_download(timeout=TIMEOUT) as dl:
             b.click()
         names.append(check_download(dl.value, kind))
@@ -375,9 +379,11 @@ def test_every_export_button_downloads(warm, chromium):
         head += download_all(page, seen)
     assert any(n.startswith("lens-") and n.endswith(".csv") for n in head)
     assert any(n.startswith("gate-score-split") and n.endswith(".csv") for n in head)
+    assert any(n.startswith("report-head-") and n.endswith(".html") for n in head)           # the view's report
     go_to(page, "Sampled vs dense")
     wait_charts(page, 4)
     sampling = download_all(page, seen)
     csv_prefixes = {n.split("-")[0].split(".")[0] for n in sampling if n.endswith(".csv")}
     assert csv_prefixes >= {"rows", "sampling", "downstream", "flops"}
+    assert any(n.startswith("report-sampling-") and n.endswith(".html") for n in sampling)
     page.close()

@@ -52,7 +52,8 @@ def test_facts_of_the_analysis_are_written_in_in_the_chosen_language():
     assert '<html lang="ja">' in page
     for key in ("report.model", "report.settings", "report.seed", "report.versions", "report.created"):
         assert t(key, "ja") in page
-    for v in (m["created"], m["versions"]["torch"], m["versions"]["transformers"], "scheme = A, k = 4"):
+    settings = f"{t('report.setting.scheme', 'ja')} = A, {t('report.setting.k', 'ja')} = 4"      # names in Japanese
+    for v in (m["created"], m["versions"]["torch"], m["versions"]["transformers"], settings):
         assert str(v) in page
     embedded = json.loads(re.search(r'id="expertlens-meta">(.*?)</script>', page).group(1))
     assert embedded["seed"] == 7 and embedded["model"] == "paper"
@@ -65,7 +66,7 @@ def test_story_report_has_one_section_per_step(story):
         assert f"{i}. {t(step.title_key, 'ja')}" in page
     n_figs = sum(1 for s in story.steps if s.kind in ("prediction", "experts", "baseline", "sampling", "break"))
     assert page.count('class="plotly-graph-div"') == n_figs
-    assert "seed = 7" in page
+    assert f"{t('report.setting.seed', 'ja')} = 7" in page
 
 
 # --- real browser -------------------------------------------------------------------------------------------

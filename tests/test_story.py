@@ -321,3 +321,28 @@ def test_bad_settings_are_one_clear_error(paper):
         S.build_story(paper, TEXT, S.StorySettings(seeds=0), noise_module=None)
     with pytest.raises(ValueError):
         S.build_story(paper, TEXT, S.StorySettings(scheme="nope"), noise_module=None)
+
+
+def test_deferred_noise_then_with_noise_equals_the_whole_story(paper):
+    """A story built with ``defer_noise`` runs no probe; ``with_noise`` completes it to exactly the story built in
+    one go (step 5 and the meeting messages decided again, the other steps shared)."""
+    def probe_text(lm_, text, **kw):
+        return {"floor_flip_rate": 0.0, "results": [
+            {"perturbation": "typo", "rate": 0.1, "scheme": "A", "dense_flip_rate": 0.25, "sampled_flip_rate": 0.5}]}
+    fake = types.SimpleNamespace(probe_text=probe_text)
+    calls = []
+    counting = types.SimpleNamespace(probe_text=lambda *a, **k: calls.append(1) or probe_text(*a, **k))
+    deferred = S.build_story(paper, TEXT, SETTINGS, noise_module=counting, defer_noise=True)
+    assert calls == [] and S.noise_pending(deferred)
+    assert deferred.step("noise").lines[-1].key == "story.s5.pending"
+    assert deferred.step("messages").messages[1].status == S.NOT_MEASURED
+    whole = S.build_story(paper, TEXT, SETTINGS, noise_module=fake)
+    done = S.with_noise(deferred, S.noise_step(paper, TEXT, SETTINGS, fake))
+    assert not S.noise_pending(done) and not S.noise_pending(whole)
+    assert [s.kind for s in done.steps] == [s.kind for s in whole.steps]
+    for a, b in zip(done.steps, whole.steps):
+        for lang in ("en", "ja"):
+            assert a.text(lang) == b.text(lang)
+    assert done.step("messages").messages[1].status == S.NOT_SUPPORTED          # 0.5 > 0.25 + margin
+    assert [m.status for m in done.step("messages").messages] == [m.status for m in whole.step("messages").messages]
+    assert done.step("noise").sampled_flip_rate == 0.5 and deferred.step("noise").measured is False

@@ -116,3 +116,30 @@ def test_report_download_is_offered():
     at = page(model="paper", text=TEXT, step=7, lang="ja").run()
     labels = [d.proto.label for d in at.get("download_button")]
     assert t("story.export_html", "ja") in labels
+
+
+def test_noise_probe_runs_only_when_its_step_is_reached(monkeypatch):
+    """Step 1 shows without running the noise probe; step 5 runs it once, and step 7 reuses it (cached per model,
+    text and settings)."""
+    calls = []
+    real = S.noise_step
+
+    def counting(lm, text, settings, module=S._ABSENT):
+        calls.append(text)
+        return real(lm, text, settings, None)
+    monkeypatch.setattr(S, "noise_step", counting)
+    text = "A bird sat on the [MASK] of the old house."
+    at = page(model="paper", text=text, step=1).run()
+    assert not at.exception and heading(at).startswith("1. ") and calls == []
+    for _ in range(3):
+        button(at, "story_next").click().run()
+    assert heading(at).startswith("4. ") and calls == []
+    button(at, "story_next").click().run()
+    assert heading(at).startswith("5. ") and calls == [text]
+    expected = real(load_model("paper"), text, S.StorySettings("A", 8, 8, 0), None)
+    body = " ".join(m.value for m in at.markdown)
+    import html
+    assert all(html.escape(line) in body for line in expected.text("en"))
+    button(at, "story_next").click().run()
+    button(at, "story_next").click().run()
+    assert heading(at).startswith("7. ") and calls == [text]

@@ -4,6 +4,7 @@
 * :mod:`ui.session` — that view in session state and in the URL; widget callbacks that accept typed values only;
 * :mod:`ui.engine` — cached calls into the library (the only place the app runs an analysis);
 * :mod:`ui.exports` — figures and tables with their HTML/PNG/CSV downloads;
+* :mod:`ui.report` — the report of a view: one self-contained HTML file and its PDF;
 * :mod:`ui.chrome` — navigation, page setup, the error boundary, pickers, notes and empty states.
 
 Pages use ``import ui`` and the names re-exported here.
@@ -14,8 +15,9 @@ from ui.session import (add_problems, begin_run, bind, clear_view, current, from
 from ui.engine import (downstream, get_model, get_trace, head, identity_checks, layer0, lens,  # noqa: F401
                        overview, predictions, sampled_rows, sampling_all, sampling_layer)
 from ui.exports import escape_markdown, show_figure, show_table  # noqa: F401
+from ui.report import report_buttons  # noqa: F401
 from ui.chrome import (language_picker, BUILTIN_EXAMPLES, LOCAL, PAGES, ROOT, analysed, app_ran, empty_state, examples,  # noqa: F401
-                       fit_view, head_picker, layer_head_pickers, layer_picker, model_label, model_options,
+                       fit_view, head_picker, layer_head_pickers, layer_picker, model_label, model_labels, model_options,
                        navigation_pages, open_page, page, page_config, query_picker, run_guarded, show_notes,
                        start_page)
 

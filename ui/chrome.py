@@ -11,12 +11,12 @@ from typing import Callable
 import streamlit as st
 
 from interp.figures import explore as fx
-from interp.i18n import t
+from interp.i18n import error_text, model_description, note_text, t
 from interp.loader import REGISTRY, LoadedModel, ModelLoadError, available_models, default_model
 from interp.trace import InputError, Trace
 from ui import engine
-from ui.session import (add_problems, begin_run, bind, clear_view, current, from_widget, replace_view, set_view,
-                        tr, url_problems, view)
+from ui.session import (add_problems, begin_run, bind, clear_view, current, from_widget, lang, replace_view,
+                        set_view, tr, url_problems, view)
 
 log = logging.getLogger("expertlens.ui")
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,11 +43,20 @@ def model_options() -> list[str]:
     return names + [LOCAL]
 
 
-def model_label(name: str) -> str:
+def model_label(name: str, lang_code: str | None = None) -> str:
+    """``name — description`` for the model picker, in the app's language (or ``lang_code``)."""
+    code = lang_code or lang()
     if name == LOCAL:
-        return tr("input.local_option")
+        return t("input.local_option", code)
     entry = REGISTRY.get(name)
-    return f"{name} — {entry.description}" if entry else name
+    return f"{name} — {model_description(name, entry.description, code)}" if entry else name
+
+
+def model_labels() -> Callable[[str], str]:
+    """The model picker's ``format_func`` for this run: :func:`model_label` with this run's language bound (a
+    picker's labels are formatted again outside the run, where the URL's language cannot be read)."""
+    code = lang()
+    return lambda name: model_label(name, code)
 
 
 def examples() -> list[str]:
@@ -103,7 +112,7 @@ def analysed() -> tuple[LoadedModel, Trace] | None:
         with st.spinner(tr("input.analysing", n=len(text), name=model)):
             trace = engine.get_trace(model, text)
     except InputError as err:
-        st.error(tr("error.input", message=str(err)), icon=":material/error:")
+        st.error(tr("error.input", message=error_text(err, lang())), icon=":material/error:")
         return None
     if v.model is None:
         replace_view(view().replace(model=model))
@@ -124,10 +133,11 @@ def fit_view(lm: LoadedModel, trace: Trace) -> None:
 def show_notes(trace: Trace) -> None:
     """Truncation warning and every change made to the input text."""
     if trace.truncation is not None:
-        st.warning(tr("trunc.warning", message=trace.truncation.message()), icon=":material/content_cut:")
+        st.warning(tr("trunc.warning", message=note_text(trace.truncation.message(), lang())),
+                   icon=":material/content_cut:")
     other = [n for n in trace.notes if trace.truncation is None or n != trace.truncation.message()]
     if other:
-        st.info(tr("notes.header") + ": " + "; ".join(other), icon=":material/info:")
+        st.info(tr("notes.header") + ": " + "; ".join(note_text(n, lang()) for n in other), icon=":material/info:")
 
 
 # --- pickers bound to the view ------------------------------------------------------------------------------

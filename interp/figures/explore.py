@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import torch
 
-from ..i18n import t
+from ..i18n import role_text, t
 from .common import OKABE_ITO, SEQUENTIAL, SEQUENTIAL_ALT, compact, style
 
 ROLE_ORDER = ("previous-token", "next-token", "self", "delimiter sink", "broad (CBOW-like)", "content-driven")
@@ -97,14 +97,15 @@ def overview_figure(ov, query: int, selected: tuple[int, int] | None = None, lan
         m = role_flat == role
         if not m.any():
             continue
-        data.append(dict(type="scatter", x=hh[m], y=ll[m], mode="markers+text", name=role, legendgroup="role",
+        data.append(dict(type="scatter", x=hh[m], y=ll[m], mode="markers+text", name=role_text(role, lang),
+                         legendgroup="role",
                          marker=dict(symbol="square", size=size, color=ROLE_COLOURS[role], line=dict(width=0)),
                          text=[ROLE_SHORT[role]] * int(m.sum()),
                          textfont=dict(size=max(8, size // 2), color="white" if role in (
                              "delimiter sink", "next-token", "previous-token") else "black"),
                          customdata=custom[m].tolist(), xaxis="x", yaxis="y",
                          hovertemplate=f"{t('ov.layer', lang)} %{{customdata[0]}}, {t('ov.head', lang)} "
-                                       f"%{{customdata[1]}}<br>{role}<extra></extra>"))
+                                       f"%{{customdata[1]}}<br>{role_text(role, lang)}<extra></extra>"))
     panels = (((1, 2), eff, SEQUENTIAL, t("ov.eff", lang), ".1f"), ((2, 1), spec, SEQUENTIAL_ALT, t("ov.special", lang), ".0%"),
               ((2, 2), fire, SEQUENTIAL, t("ov.firing", lang), ".3g"))
     for (r, c), vals, scale, label, fmt in panels:
@@ -146,7 +147,7 @@ def overview_table(ov, query: int, lang: str = "en") -> pd.DataFrame:
     for l in range(L):
         for h in range(H):
             j = int(ov.top_expert[l, h, query])
-            rows.append({t("ov.layer", lang): l, t("ov.head", lang): h, t("ov.role", lang): roles[l, h],
+            rows.append({t("ov.layer", lang): l, t("ov.head", lang): h, t("ov.role", lang): role_text(roles[l, h], lang),
                          t("ov.eff", lang): float(ov.mean_effective_experts[l, h]),
                          t("ov.special", lang): float(ov.mean_special_mass[l, h]),
                          t("ov.firing", lang): float(ov.firing_total[l, h, query]),

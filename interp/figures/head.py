@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import torch
 
-from ..i18n import t
+from ..i18n import role_text, t
 from .common import OKABE_ITO, SEQUENTIAL, compact, style, token_axis
 
 
@@ -27,13 +27,14 @@ def gate_heatmap(hv, query: int | None = None, show: str = "gate", lang: str = "
     fig = go.Figure(go.Heatmap(z=compact(z), colorscale=SEQUENTIAL, zmin=0.0,
                                zmax=1.0 if show == "gate" else None,
                                colorbar=dict(thickness=12, outlinewidth=0),
-                               hovertemplate="query %{y} · expert %{x}<br>%{z:.4f}<extra></extra>"))
+                               hovertemplate=f"{t('fig.query', lang)} %{{y}} · {t('fig.expert', lang)} "
+                                             f"%{{x}}<br>%{{z:.4f}}<extra></extra>"))
     if query is not None:
         fig.add_shape(type="rect", x0=-0.5, x1=n - 0.5, y0=query - 0.5, y1=query + 0.5,
                       line=dict(color=OKABE_ITO[5], width=2))
     axis = token_axis(hv.tokens)
-    fig.update_xaxes(title_text="expert j", **axis, tickangle=-60, showgrid=False)
-    fig.update_yaxes(title_text="query i", **axis, autorange="reversed", showgrid=False)
+    fig.update_xaxes(title_text=t("fig.expert_j", lang), **axis, tickangle=-60, showgrid=False)
+    fig.update_yaxes(title_text=t("fig.query_i", lang), **axis, autorange="reversed", showgrid=False)
     side = int(np.clip(260 + 9 * n, 380, 760))
     return style(fig, title, height=side)
 
@@ -44,10 +45,11 @@ def query_row(hv, query: int, lang: str = "en") -> go.Figure:
     n = len(hv.tokens)
     x = np.arange(n)
     gate, firing = t("head.col.gate", lang), t("head.col.firing", lang)
+    hover = f"{t('fig.expert', lang)} %{{x}}: %{{y:.4f}}<extra></extra>"
     data = [dict(type="bar", x=x, y=compact(hv.gates[query]), marker=dict(color=OKABE_ITO[4]), name=gate,
-                 hovertemplate="expert %{x}: %{y:.4f}<extra></extra>", xaxis="x", yaxis="y"),
+                 hovertemplate=hover, xaxis="x", yaxis="y"),
             dict(type="bar", x=x, y=compact(hv.firing[query]), marker=dict(color=OKABE_ITO[5]), name=firing,
-                 hovertemplate="expert %{x}: %{y:.4f}<extra></extra>", xaxis="x", yaxis="y2")]
+                 hovertemplate=hover, xaxis="x", yaxis="y2")]
     layout = dict(showlegend=False, bargap=0.1,
                   xaxis=dict(anchor="y2", tickangle=-60, **token_axis(hv.tokens)),
                   yaxis=dict(domain=[0.56, 1.0], title=dict(text=gate)),
@@ -68,7 +70,7 @@ def message_norms_figure(hv, special=None, lang: str = "en") -> go.Figure:
     n = len(hv.tokens)
     colours = [OKABE_ITO[7] if special is not None and bool(special[j]) else OKABE_ITO[2] for j in range(n)]
     fig = go.Figure(go.Bar(x=np.arange(n), y=compact(hv.message_norms), marker_color=colours,
-                           hovertemplate="expert %{x}: %{y:.4f}<extra></extra>"))
+                           hovertemplate=f"{t('fig.expert', lang)} %{{x}}: %{{y:.4f}}<extra></extra>"))
     fig.update_xaxes(**token_axis(hv.tokens), tickangle=-60)
     return style(fig, t("head.norms_title", lang), height=320)
 
@@ -76,14 +78,14 @@ def message_norms_figure(hv, special=None, lang: str = "en") -> go.Figure:
 def profile_figure(hv, lang: str = "en", window: int = 10) -> go.Figure:
     """Mean gate mass by offset j − i, all keys and special keys excluded, within ±``window``."""
     fig = go.Figure()
-    for prof, name, colour in ((hv.profile, "all keys", OKABE_ITO[4]),
-                               (hv.profile_nospecial, "special keys excluded", OKABE_ITO[0])):
+    for prof, name, colour in ((hv.profile, t("fig.all_keys", lang), OKABE_ITO[4]),
+                               (hv.profile_nospecial, t("fig.no_special", lang), OKABE_ITO[0])):
         off = np.asarray(prof.offsets)
         keep = np.abs(off) <= window
         fig.add_trace(go.Bar(x=off[keep], y=compact(prof.mass[hv.head][keep]), name=name, marker_color=colour,
-                             hovertemplate="offset %{x}: %{y:.3f}<extra></extra>"))
+                             hovertemplate=f"{t('fig.offset', lang)} %{{x}}: %{{y:.3f}}<extra></extra>"))
     fig.update_layout(barmode="group", legend=dict(orientation="h", y=1.0, yanchor="bottom", x=1, xanchor="right"))
-    fig.update_xaxes(title_text="offset j − i", dtick=1 if window <= 12 else 2)
+    fig.update_xaxes(title_text=t("fig.offset_axis", lang), dtick=1 if window <= 12 else 2)
     return style(fig, t("head.profile_title", lang), height=320)
 
 
@@ -91,7 +93,7 @@ def caption(hv, query: int, lang: str = "en") -> str:
     """Plain-language summary from the head's own numbers: role, strongest gate, spread, strongest firing."""
     j, tok, g, _ = hv.top_experts(query, 1)[0]
     fj, ftok, _, _ = hv.top_experts(query, 1, by="firing")[0]
-    parts = [t("head.caption_role", lang, layer=hv.layer, head=hv.head, role=hv.role),
+    parts = [t("head.caption_role", lang, layer=hv.layer, head=hv.head, role=role_text(hv.role, lang)),
              t("head.caption_gate", lang, token=hv.tokens[query], query=query, gate=g, top_token=tok, top=j,
                eff=float(hv.effective_experts[query]))]
     parts.append(t("head.caption_firing", lang, f_token=ftok, f_pos=fj) if fj != j else t("head.caption_same", lang))
@@ -214,13 +216,15 @@ def cbow_split_figure(norms: dict[str, np.ndarray], tokens: list[str], lang: str
     n = len(tokens)
     for key, colour in (("word", OKABE_ITO[4]), ("position", OKABE_ITO[0]), ("segment_bias", OKABE_ITO[7])):
         fig.add_trace(go.Bar(x=np.arange(n), y=compact(norms[key]), name=t(f"l0.{key}", lang), marker_color=colour,
-                             hovertemplate="expert %{x}: %{y:.4f}<extra>" + t(f"l0.{key}", lang) + "</extra>"))
+                             hovertemplate=f"{t('fig.expert', lang)} %{{x}}: %{{y:.4f}}<extra>" + t(f"l0.{key}", lang)
+                             + "</extra>"))
     fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.3))
     fig.update_xaxes(**token_axis(tokens), tickangle=-60)
     return style(fig, t("l0.cbow_title", lang), height=340)
 
 
 SCORE_PARTS = ("word–word", "word–position", "position–word", "position–position", "bias")
+_PART_KEYS = {p: "l0.part." + p.replace("–", "-") for p in SCORE_PARTS}
 
 
 def gate_score_split_figure(parts: dict[str, np.ndarray], total: np.ndarray, query: int, tokens: list[str],
@@ -232,19 +236,21 @@ def gate_score_split_figure(parts: dict[str, np.ndarray], total: np.ndarray, que
     colours = (OKABE_ITO[4], OKABE_ITO[1], OKABE_ITO[0], OKABE_ITO[5], OKABE_ITO[6])
     for name, colour in zip(SCORE_PARTS, colours):
         if name in parts:
-            fig.add_trace(go.Bar(x=np.arange(n), y=compact(parts[name][query]), name=name, marker_color=colour,
-                                 hovertemplate="expert %{x}: %{y:.4f}<extra>" + name + "</extra>"))
-    fig.add_trace(go.Scatter(x=np.arange(n), y=compact(total[query]), mode="markers", name="score s_ij (model)",
+            label = t(_PART_KEYS[name], lang)
+            fig.add_trace(go.Bar(x=np.arange(n), y=compact(parts[name][query]), name=label, marker_color=colour,
+                                 hovertemplate=f"{t('fig.expert', lang)} %{{x}}: %{{y:.4f}}<extra>{label}</extra>"))
+    fig.add_trace(go.Scatter(x=np.arange(n), y=compact(total[query]), mode="markers", name=t("fig.score_model", lang),
                              marker=dict(symbol="diamond", color=OKABE_ITO[7], size=8)))
     fig.update_layout(barmode="relative", legend=dict(orientation="h", y=-0.3))
     fig.update_xaxes(**token_axis(tokens), tickangle=-60)
     return style(fig, t("l0.score_title", lang), height=360)
 
 
-def score_split_table(parts: dict[str, np.ndarray], total: np.ndarray, query: int, tokens: list[str]) -> pd.DataFrame:
+def score_split_table(parts: dict[str, np.ndarray], total: np.ndarray, query: int, tokens: list[str],
+                      lang: str = "en") -> pd.DataFrame:
     """Row ``query`` of the gate-score split as a table (one row per expert)."""
-    df = pd.DataFrame({"expert j": range(len(tokens)), "token": tokens})
+    df = pd.DataFrame({t("fig.expert_j", lang): range(len(tokens)), t("fig.token", lang): tokens})
     for name in parts:
-        df[name] = parts[name][query]
-    df["score s_ij"] = total[query]
+        df[t(_PART_KEYS[name], lang) if name in _PART_KEYS else name] = parts[name][query]
+    df[t("fig.score", lang)] = total[query]
     return df

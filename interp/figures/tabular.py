@@ -25,7 +25,7 @@ def listening_figure(ex, show: str = "gate", lang: str = "en") -> go.Figure:
     x = [f"{name}{' (target)' if j == ex.target else ''}" for j, name in enumerate(ex.columns)]
     fig = go.Figure(go.Heatmap(z=z, x=x, y=_head_labels(L, H), colorscale=SEQUENTIAL, zmin=0.0,
                                zmax=1.0 if show == "gate" else None, colorbar=dict(thickness=12, outlinewidth=0),
-                               hovertemplate="%{y} · column %{x}<br>%{z:.4f}<extra></extra>"))
+                               hovertemplate=f"%{{y}} · {t('fig.column', lang)} %{{x}}<br>%{{z:.4f}}<extra></extra>"))
     fig.update_xaxes(title_text=t("tab.fig.columns", lang), tickangle=-30, showgrid=False)
     fig.update_yaxes(title_text=t("tab.fig.heads", lang), autorange="reversed", showgrid=False)
     key = "tab.fig.gates_title" if show == "gate" else "tab.fig.firing_title"
@@ -61,7 +61,7 @@ def experts_figure(ex, lang: str = "en") -> go.Figure:
     gates = ex.gates[0, 0]
     y = [f"{name} · gate {gates[j]:.2f}" for j, name in enumerate(ex.columns)]
     fig = go.Figure(go.Heatmap(z=z, x=ex.domain, y=y, colorscale=SEQUENTIAL, colorbar=dict(thickness=12, outlinewidth=0),
-                               hovertemplate="%{y}<br>value %{x}: logit %{z:.3f}<extra></extra>"))
+                               hovertemplate=f"%{{y}}<br>{t('fig.value', lang)} %{{x}}: logit %{{z:.3f}}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", title_text=t("tab.fig.expert", lang))
     fig.update_xaxes(title_text=ex.columns[ex.target])
     return style(fig, t("tab.fig.experts_title", lang), height=int(np.clip(160 + 34 * len(ex.columns), 260, 600)))
