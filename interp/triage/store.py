@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import registry
 from .schema import score_columns
 
 _PART = re.compile(r"^part-(\d{12})-(\d{12})\.parquet$")
@@ -33,17 +34,22 @@ BASE_FIELDS: list[tuple[str, pa.DataType]] = [
     ("reason", pa.string()), ("notes", pa.string()), ("preview", pa.string()),
     ("text", pa.string()), ("id", pa.string()), ("timestamp", pa.string()), ("time", pa.timestamp("us", tz="UTC")),
     ("prediction", pa.string()), ("label", pa.string()),
-    *score_columns(),                      # the fields of schema.Scored, in its order
+    *score_columns(),                      # the fields of schema.Scored (the registry's core scores), in order
     ("agreement", pa.float64()), ("logged_correct", pa.float64()),
     ("concentration_z", pa.float64()), ("concentration_layer", pa.int32()), ("concentration_head", pa.int32()),
     ("suspicion", pa.float64()),
 ]
 FINAL_FIELDS = ["rank", "id_count", "first_line_of_id", "text_count"]
-RESERVED = frozenset([n for n, _ in BASE_FIELDS] + FINAL_FIELDS + ["head_concentration", "explorer_url"])
+RESERVED = frozenset([n for n, _ in BASE_FIELDS] + FINAL_FIELDS + ["head_concentration", "explorer_url"]
+                     + registry.all_columns())
 
 
-def schema_for(slices: tuple[str, ...] | list[str], n_heads_total: int) -> pa.Schema:
+def schema_for(slices: tuple[str, ...] | list[str], n_heads_total: int, extras=()) -> pa.Schema:
+    """The results schema of a run: the base and core score columns, then the columns of the optional scores
+    switched on (``extras``: (column, arrow type) pairs, ``registry.enabled_columns(settings)``; none by
+    default, so a run without optional scores has exactly the core schema), the head vector, the slices."""
     fields = [pa.field(n, t) for n, t in BASE_FIELDS]
+    fields.extend(pa.field(n, t) for n, t in extras)
     fields.append(pa.field("head_concentration", pa.list_(pa.float32(), int(n_heads_total))))
     fields.extend(pa.field(s, pa.string()) for s in slices)
     return pa.schema(fields)
@@ -263,18 +269,25 @@ def build_results(folder: RunFolder) -> dict:
 
 # ------------------------------------------------------------------------------------------- queries ---
 
-# Rankings of analysed inputs: name → (SQL expression, direction). Every ranking is computed in DuckDB over the
-# whole run (see ResultsQuery.ranked); "concentration" ranks by the magnitude of the robust z, either sign.
+# Rankings every run has: name → (SQL expression, direction). Every ranking is computed in DuckDB over the
+# whole run (see ResultsQuery.ranked); "concentration" ranks by the magnitude of the robust z, either sign. The
+# core scores' rankings come from the registry; a run with optional scores also has theirs
+# (ResultsQuery.rankings).
 RANKINGS: dict[str, tuple[str, str]] = {
     "suspicion": ("suspicion", "DESC"),
-    "flip_rate": ("flip_rate", "DESC"),
-    "kl": ("kl", "DESC"),
-    "drift": ("cosine", "ASC"),
-    "confidence": ("confidence", "ASC"),
-    "margin": ("margin", "ASC"),
+    **{name: (expr, direction) for name, expr, direction in registry.CORE.rankings},
     "concentration": ("abs(concentration_z)", "DESC"),
     "line": ("line", "ASC"),
 }
+
+
+def all_rankings() -> dict[str, tuple[str, str]]:
+    """Every ranking a run may have: :data:`RANKINGS` and those of the registered optional scores (before
+    ``line``)."""
+    out = {k: v for k, v in RANKINGS.items() if k != "line"}
+    out.update(registry.rankings())
+    out["line"] = RANKINGS["line"]
+    return out
 
 
 def export_ranked_csv(out_dir: str | os.PathLike, ranking: str = "suspicion", filters: dict | None = None,
@@ -354,6 +367,13 @@ class ResultsQuery:
                f"line LIMIT {int(limit)}")
         return self.con.execute(sql, params).df()
 
+    def rankings(self) -> dict[str, tuple[str, str]]:
+        """The rankings this run has: :data:`RANKINGS` plus those of the optional scores it computed."""
+        out = {k: v for k, v in RANKINGS.items() if k != "line"}
+        out.update(registry.rankings(self.columns))
+        out["line"] = RANKINGS["line"]
+        return out
+
     def ranked(self, ranking: str = "suspicion", limit: int | None = 100, filters: dict | None = None,
                time_range=None, group: bool = True):
         """The analysed inputs of the slice ranked by one of :data:`RANKINGS`, computed in DuckDB over the whole
@@ -362,9 +382,13 @@ class ResultsQuery:
         ``copies`` and ``lines`` (up to the first 20 line numbers). ``rank`` is the position in this ranking
         (ties by line); ``suspicion_rank`` the run's rank by suspicion. The one implementation behind the page,
         the CLI and the exports."""
-        if ranking not in RANKINGS:
-            raise ValueError(f"unknown ranking {ranking!r}: choose one of {', '.join(RANKINGS)}")
-        expr, direction = RANKINGS[ranking]
+        have = self.rankings()
+        if ranking not in have:
+            if ranking in registry.rankings():
+                raise ValueError(f"ranking {ranking!r} needs a score this run did not compute: run the triage "
+                                 f"again with it switched on (e.g. --{ranking}-score)")
+            raise ValueError(f"unknown ranking {ranking!r}: choose one of {', '.join(have)}")
+        expr, direction = have[ranking]
         where, params = self._where(filters, time_range)
         lim = "" if limit is None else f" LIMIT {int(limit)}"
         if group:
