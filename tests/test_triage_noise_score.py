@@ -256,3 +256,31 @@ def test_page_checkbox_switches_the_noise_score_on_and_states_its_cost(tmp_path,
     assert "noise_flip_rate" in table.columns
     vals = table["noise_flip_rate"].to_numpy(float)
     assert np.all(np.diff(vals) <= 1e-12)                    # ranked by the noise score, most sensitive first
+
+
+def test_results_are_built_the_same_without_duckdb(noisy_run, tmp_path):
+    """The benchmark's finalisation runs on a machine without DuckDB: the in-memory build writes the same
+    results.parquet (rows, order, columns, types, rank and duplicate bookkeeping) and the same counts."""
+    import shutil
+    from interp.triage.store import RunFolder, build_results, build_results_in_memory
+    src, _ = noisy_run
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(src / "b4", a)
+    shutil.copytree(src / "b4", b)
+    ca, cb = build_results(RunFolder(a)), build_results_in_memory(RunFolder(b))
+    assert ca == cb and cb["duplicate_texts"] == {"texts": 1, "lines": 2} and cb["skipped"] == 1
+    ta, tb = pq.read_table(a / "results.parquet"), pq.read_table(b / "results.parquet")
+    assert ta.schema.names == tb.schema.names
+    assert [f.type for f in ta.schema] == [f.type for f in tb.schema]
+    pd.testing.assert_frame_equal(ta.to_pandas(), tb.to_pandas())
+
+
+def test_a_run_finishes_without_duckdb_installed(tmp_path, folder, lm, monkeypatch):
+    """What benchmarks/bench_triage.py runs (run_triage, local engine) needs no DuckDB."""
+    import sys
+    log = write_log(tmp_path / "log.jsonl", n=5)
+    monkeypatch.setitem(sys.modules, "duckdb", None)          # import duckdb now raises ImportError
+    s = run_triage(log, tmp_path / "out", folder, MAPPING, BASE, lm=lm, batch_size=4)
+    assert s["analysed"] == 6 and s["skipped"] == 1 and s["lines_total"] == 7
+    df = results(tmp_path / "out")
+    assert sorted(df["rank"].dropna().astype(int)) == list(range(1, 7))

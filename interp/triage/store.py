@@ -224,9 +224,21 @@ def quote_ident(name: str) -> str:
     return '"' + str(name).replace('"', '""') + '"'
 
 
+def duckdb_available() -> bool:
+    try:
+        import duckdb  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def build_results(folder: RunFolder) -> dict:
     """``results.parquet`` from ``scored/``: ordered by line, with rank (1 = most suspicious analysed input; ties
-    by line), duplicate-id and duplicate-text bookkeeping. Returns counts read back with DuckDB."""
+    by line), duplicate-id and duplicate-text bookkeeping. Returns counts read back with DuckDB. Without DuckDB
+    installed (a bare GPU machine running the benchmark, say) the same file and counts are built in memory with
+    pyarrow and pandas (:func:`build_results_in_memory`); the query layer (``ResultsQuery``) still needs DuckDB."""
+    if not duckdb_available():
+        return build_results_in_memory(folder)
     con = duckdb_connect(folder)
     src = f"read_parquet('{_sql_str(str(folder.scored))}/*.parquet')"
     tmp = folder.results.with_suffix(".parquet.tmp")
@@ -265,6 +277,59 @@ def build_results(folder: RunFolder) -> dict:
             "duplicate_texts": {"texts": int(dup_text[0]), "lines": int(dup_text[1])},
             "lines_with_replaced_bytes": int(noted[0]), "lines_with_nul_bytes": int(noted[1]),
             "truncated": int(noted[2])}
+
+
+def build_results_in_memory(folder: RunFolder) -> dict:
+    """:func:`build_results` without DuckDB: the same rows, columns, order and counts, computed with pyarrow and
+    pandas in memory (every scored row at once: fine for a benchmark, not for a billion-line log)."""
+    import pandas as pd
+    files = sorted(folder.scored.glob("*.parquet"))
+    tables = [pq.read_table(f) for f in files]
+    t = pa.concat_tables([x.drop_columns([c for c in ("head_concentration",) if c in x.column_names])
+                          for x in tables]) if tables else None
+    df = t.to_pandas(types_mapper={pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype(),
+                                   pa.bool_(): pd.BooleanDtype()}.get)
+    analysed = (df["status"] == "analysed").to_numpy(dtype=bool)
+    line = df["line"].to_numpy(dtype=np.int64)
+    sus = df["suspicion"].to_numpy(dtype=np.float64, na_value=np.nan)
+    order = np.lexsort((line, np.where(np.isnan(sus), np.inf, -sus), np.isnan(sus)))
+    order = order[analysed[order]]
+    rank = np.zeros(len(df), dtype=np.int64)
+    rank[order] = np.arange(1, order.size + 1)
+    df["rank"] = pd.Series(rank, index=df.index, dtype="Int64").where(analysed)
+    has_id = df["id"].notna()
+    id_count = df.groupby("id")["id"].transform("size")
+    df["id_count"] = pd.array(id_count.where(has_id), dtype="Int64")
+    first = df.groupby("id")["line"].transform("min")
+    df["first_line_of_id"] = pd.array(first.where(has_id & (id_count > 1)), dtype="Int64")
+    key_count = df[analysed].groupby("key")["key"].transform("size")
+    df["text_count"] = pd.array(key_count.reindex(df.index), dtype="Int64")
+    df = df.sort_values("line", kind="stable").reset_index(drop=True)
+    out = pa.Table.from_pandas(df, preserve_index=False)
+    fields = []
+    for f in out.schema:
+        want = t.schema.field(f.name).type if f.name in t.column_names else pa.int64()
+        fields.append(pa.field(f.name, want))
+    out = out.cast(pa.schema(fields))
+    tmp = folder.results.with_suffix(".parquet.tmp")
+    pq.write_table(out, tmp, compression="zstd")
+    os.replace(tmp, folder.results)
+    status = df["status"]
+    reasons = df.loc[status != "analysed", "reason_code"].value_counts(dropna=False)
+    ids = df[df["id"].notna()].groupby("id").size()
+    ids = ids[ids > 1]
+    keys = df[status == "analysed"].groupby("key").size()
+    keys = keys[keys > 1]
+    notes = df["notes"].fillna("")
+    return {"lines_total": int(len(df)), "analysed": int((status == "analysed").sum()),
+            "skipped": int((status == "skipped").sum()), "failed": int((status == "failed").sum()),
+            "unreadable": int((status == "unreadable").sum()),
+            "reasons": {str(None if pd.isna(k) else k): int(v) for k, v in reasons.items()},
+            "duplicate_ids": {"ids": int(len(ids)), "lines": int(ids.sum())},
+            "duplicate_texts": {"texts": int(len(keys)), "lines": int(keys.sum())},
+            "lines_with_replaced_bytes": int(notes.str.contains("U+FFFD", regex=False).sum()),
+            "lines_with_nul_bytes": int(notes.str.contains("NUL", regex=False).sum()),
+            "truncated": int(df["truncated"].fillna(False).astype(bool).sum())}
 
 
 # ------------------------------------------------------------------------------------------- queries ---
