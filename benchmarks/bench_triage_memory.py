@@ -9,10 +9,12 @@ from the run's own progress callback: the local engine reports lines read; the R
 line (driver: read, cut, dedupe; reported as lines read) and then scores them (reported as the share scored,
 turned into lines here), so Ray's timeline has two phases.
 
-Reported per engine and size: peak memory (MB), and the slope of memory against lines (MB per 100,000 lines,
-least squares over the second half of each phase's samples, after start-up). With two sizes (``--lines
-N,2N``) also the growth of the peak from N to 2N. Flat = slope within a few MB per 100k lines and peak growth
-small against the peak.
+Reported per engine and size: peak memory (MB, start-up and finalisation included), and the slope of memory
+against lines while streaming (MB per 100,000 lines, least squares over the second half of the samples taken
+strictly between the first and the last line; None when the progress gives too few distinct line counts, as
+in Ray's scoring phase, whose results reach the driver in few large blocks). With two sizes (``--lines N,2N``)
+also the growth of the peak from N to 2N, the robust figure for both engines. Flat = slope within a few MB per
+100k lines and peak growth small against the peak.
 
     python benchmarks/bench_triage_memory.py [--lines 1000000] [--engines local,ray] [--model tiny|NAME]
         [--device cpu|cuda] [--batch-size 64] [--seeds 2] [--k 4] [--interval 1.0]
@@ -174,7 +176,9 @@ def watch_run(args, engine: str, lines: int, path: Path, out: Path) -> dict:
         raise SystemExit(f"{engine} run failed ({proc.returncode}): {state['err'][-2000:]}")
     phases = {}
     for ph in ("read", "score"):
-        pts = [s for s in samples if s["phase"] == ph and s["lines"] > 0]
+        # streaming samples only: after the first lines and before the last (start-up and the finalisation,
+        # which reads the finished run back, are reported in the peak, not in the slope)
+        pts = [s for s in samples if s["phase"] == ph and 0 < s["lines"] < lines]
         if pts:
             phases[ph] = {"samples": len(pts),
                           "slope_mb_per_100k_lines": slope_per_100k([p["lines"] for p in pts],
@@ -197,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--interval", type=float, default=1.0)
-    ap.add_argument("--flush-rows", type=int, default=8192)
+    ap.add_argument("--flush-rows", type=int, default=2048)
     ap.add_argument("--workdir", default=None, help="where the log and runs go (default: a temporary folder)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--log", help=argparse.SUPPRESS)

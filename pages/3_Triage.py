@@ -29,6 +29,15 @@ def T(key: str, **values) -> str:
     return t(key, getattr(ui, "lang", lambda: DEFAULT_LANG)(), **values)
 
 NONE = "—"
+
+
+def rank_label(ranking: str) -> str:
+    """A ranking's name on the page: its i18n label, or its registry name for a score without one."""
+    try:
+        return T("triage.rank_" + ranking)
+    except KeyError:
+        return ranking
+
 KEY = "tri_"
 RUN = "_tri_run"          # session state: the run folder and settings of the results on screen
 TEXT_GUESSES = ("text", "sentence", "input", "query", "message", "prompt", "content", "utterance")
@@ -321,7 +330,7 @@ with right:
 t1, t2 = st.columns([2, 1])
 with t1:
     order = st.selectbox(T("triage.rank_by"), options=list(q.rankings()), key=KEY + "order",
-                         format_func=lambda r: T("triage.rank_" + r))
+                         format_func=rank_label)
 with t2:
     top_n = int(st.number_input(T("triage.rows"), min_value=10, max_value=5000, value=100, step=10, key=KEY + "top"))
 ranking = order
@@ -344,7 +353,7 @@ else:
 num = {c: st.column_config.NumberColumn(c, format="%.4f") for c in
        ("suspicion", "flip_rate", "kl", "cosine", "confidence", "margin", "worst_tv", "concentration_z",
         "agreement", "noise_flip_rate", "noise_kl", "noise_cosine", "noise_changed_share")}
-st.markdown(T("triage.top", order=T("triage.rank_" + order)))
+st.markdown(T("triage.top", order=rank_label(order)))
 st.dataframe(table[show], hide_index=True, width="stretch", key=KEY + "table",
              column_config={"explorer": st.column_config.LinkColumn("explorer", display_text=T("triage.open_cell")),
                             "text": st.column_config.TextColumn("text", width="large"), **num})

@@ -519,6 +519,8 @@ class LocalRun:
 class Triage:
     """One triage run over one log into one folder. Use :func:`run_triage` for the usual call."""
 
+    RECENT = 4096      # distinct inputs remembered across windows for deduplication (bounded memory)
+
     def __init__(self, log: str | os.PathLike, out_dir: str | os.PathLike, config: TriageConfig,
                  lm: LoadedModel | None = None, device: str | None = None):
         self.log = Path(log)
@@ -680,7 +682,7 @@ class Triage:
                 todo.append(r)
         for sig, r in first.items():
             self._recent[sig] = r
-            while len(self._recent) > 4096:
+            while len(self._recent) > self.RECENT:
                 self._recent.popitem(last=False)
         return todo, copies
 
