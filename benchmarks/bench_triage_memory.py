@@ -70,30 +70,41 @@ def tree(pid: int) -> list[int]:
     return out
 
 
-def mem_of(pid: int) -> tuple[float, float]:
-    """(PSS, RSS) of one process in MB (0 when it is gone)."""
-    pss = rss = 0.0
+def mem_of(pid: int) -> dict:
+    """PSS (all, anonymous, shared memory such as Ray's object store) and RSS of one process, in MB."""
+    out = {"pss": 0.0, "anon": 0.0, "shmem": 0.0, "rss": 0.0}
+    names = {"Pss:": "pss", "Pss_Anon:": "anon", "Pss_Shmem:": "shmem", "Rss:": "rss"}
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
             for line in f:
-                if line.startswith("Pss:"):
-                    pss = int(line.split()[1]) / 1024
-                elif line.startswith("Rss:"):
-                    rss = int(line.split()[1]) / 1024
+                key = names.get(line.split(":")[0] + ":")
+                if key:
+                    out[key] = int(line.split()[1]) / 1024
     except OSError:
         pass
-    return pss, rss
+    return out
 
 
-def tree_mem(pid: int) -> tuple[float, float, int]:
-    """(sum of PSS, sum of RSS, number of processes) of the tree rooted at ``pid``."""
-    pss = rss = 0.0
-    procs = tree(pid)
-    for p in procs:
-        a, b = mem_of(p)
-        pss += a
-        rss += b
-    return pss, rss, len(procs)
+def name_of(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
+def tree_mem(pid: int) -> dict:
+    """Sums over the tree rooted at ``pid``: PSS, its anonymous and shared-memory parts, RSS, the number of
+    processes, and PSS by process name."""
+    tot = {"pss": 0.0, "anon": 0.0, "shmem": 0.0, "rss": 0.0, "processes": 0, "by_name": {}}
+    for p in tree(pid):
+        m = mem_of(p)
+        for k in ("pss", "anon", "shmem", "rss"):
+            tot[k] += m[k]
+        tot["processes"] += 1
+        n = name_of(p)
+        tot["by_name"][n] = round(tot["by_name"].get(n, 0.0) + m["pss"], 1)
+    return tot
 
 
 def slope_per_100k(xs: list[float], ys: list[float]) -> float | None:
@@ -126,7 +137,7 @@ def child(args) -> int:
     s = run_triage(args.log, args.out, model, ColumnMapping("text", id="id"),
                    ScoreSettings(k=args.k, seeds=args.seeds, seed=0), device=args.device, batch_size=args.batch_size,
                    limit=n, progress=progress, progress_every=args.interval, engine=args.engine_one, workers=1,
-                   flush_rows=args.flush_rows)
+                   flush_rows=args.flush_rows, restart=True)
     print(json.dumps({"summary": {k: s[k] for k in ("lines_total", "analysed", "skipped", "failed", "seconds",
                                                     "lines_per_second")}}), flush=True)
     return 0
@@ -165,10 +176,15 @@ def watch_run(args, engine: str, lines: int, path: Path, out: Path) -> dict:
         t.start()
     samples = []
     while proc.poll() is None:
-        pss, rss, nproc = tree_mem(proc.pid)
-        if pss:
+        m = tree_mem(proc.pid)
+        if m["pss"]:
             samples.append({"t": round(time.perf_counter() - t0, 2), "phase": state["phase"], "lines": state["lines"],
-                            "pss_mb": round(pss, 1), "rss_mb": round(rss, 1), "processes": nproc})
+                            "pss_mb": round(m["pss"], 1), "anon_mb": round(m["anon"], 1),
+                            "shmem_mb": round(m["shmem"], 1), "rss_mb": round(m["rss"], 1),
+                            "processes": m["processes"], "by_name": m["by_name"],
+                            "driver_mb": round(mem_of(proc.pid)["pss"], 1),
+                            "actors_mb": round(sum(v for k, v in m["by_name"].items()
+                                                   if k.startswith("ray::MapWorker")), 1)})
         time.sleep(args.interval)
     for t in threads:
         t.join()
@@ -184,6 +200,23 @@ def watch_run(args, engine: str, lines: int, path: Path, out: Path) -> dict:
                           "slope_mb_per_100k_lines": slope_per_100k([p["lines"] for p in pts],
                                                                     [p["pss_mb"] for p in pts]),
                           "peak_pss_mb": max(p["pss_mb"] for p in pts)}
+    # Ray's scoring results reach the driver in few large blocks, so its progress does not resolve lines while
+    # scoring; with a steady scoring rate, lines scored ≈ lines × (time since the actors started) / (scoring
+    # time): the slope against those interpolated lines, over the second half of the scoring samples.
+    scoring = [s for s in samples if s["actors_mb"] > 0]
+    if engine == "ray" and len(scoring) >= 4:
+        ta, tb = scoring[0]["t"], scoring[-1]["t"]
+        xs = [lines * (s["t"] - ta) / max(1e-9, tb - ta) for s in scoring]
+        phases["score_time_interpolated"] = {
+            "samples": len(scoring), "seconds": round(tb - ta, 1),
+            "slope_mb_per_100k_lines": slope_per_100k(xs, [s["pss_mb"] for s in scoring]),
+            "slope_anon_mb_per_100k_lines": slope_per_100k(xs, [s["anon_mb"] for s in scoring]),
+            "slope_shmem_mb_per_100k_lines": slope_per_100k(xs, [s["shmem_mb"] for s in scoring]),
+            "slope_driver_mb_per_100k_lines": slope_per_100k(xs, [s["driver_mb"] for s in scoring]),
+            "slope_actor_mb_per_100k_lines": slope_per_100k(xs, [s["actors_mb"] for s in scoring]),
+            "pss_by_process_mid": scoring[len(scoring) // 2]["by_name"], "pss_by_process_last": scoring[-1]["by_name"]}
+    for s in samples:
+        s.pop("by_name", None)
     return {"engine": engine, "lines": lines, "seconds": round(time.perf_counter() - t0, 1),
             "summary": state["summary"], "peak_pss_mb": max((s["pss_mb"] for s in samples), default=None),
             "peak_rss_mb": max((s["rss_mb"] for s in samples), default=None),

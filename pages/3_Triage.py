@@ -340,19 +340,20 @@ table["explorer"] = [row_url(r, run["model"], run["scheme"], run["k"], run["seed
 table["worst head"] = [f"L{int(l)}·H{int(h)}" if not (pd.isna(l) or pd.isna(h)) else ""
                        for l, h in zip(table["worst_layer"], table["worst_head"])]
 show = ["rank", "line", "copies", "lines", "suspicion", "explorer", "text", "flip_rate", "kl", "cosine", "confidence", "margin",
-        "worst head", "worst_tv", "concentration_z", "agreement", "noise_flip_rate", "noise_kl", "noise_cosine",
-        "noise_changed_share", "dense_top1", "id", "time",
+        "worst head", "worst_tv", "concentration_z", "agreement",
+        *registry.all_columns(),          # the optional scores' columns (present only when the run computed them)
+        "dense_top1", "id", "time",
         *summary["mapping"].get("slices", []), "prediction", "label", "notes"]
-show = [c for c in show if c in table.columns and (c not in ("id", "time", "prediction", "label")
-                                                    or table[c].notna().any())]
+optional = ("id", "time", "prediction", "label", *registry.all_columns())    # shown when they hold a value
+show = [c for c in show if c in table.columns and (c not in optional or table[c].notna().any())]
 if summary["model_info"]["has_mlm_head"]:
-    show = [c for c in show if c not in ("cosine", "noise_cosine")]
+    show = [c for c in show if c != "cosine"]
 else:
-    show = [c for c in show if c not in ("flip_rate", "kl", "confidence", "margin", "dense_top1", "agreement",
-                                         "noise_flip_rate", "noise_kl")]
+    show = [c for c in show if c not in ("flip_rate", "kl", "confidence", "margin", "dense_top1", "agreement")]
 num = {c: st.column_config.NumberColumn(c, format="%.4f") for c in
        ("suspicion", "flip_rate", "kl", "cosine", "confidence", "margin", "worst_tv", "concentration_z",
-        "agreement", "noise_flip_rate", "noise_kl", "noise_cosine", "noise_changed_share")}
+        "agreement", *[c for sc in registry.optional_scores().values() for c, kind in sc.columns
+                       if kind == "float"])}
 st.markdown(T("triage.top", order=rank_label(order)))
 st.dataframe(table[show], hide_index=True, width="stretch", key=KEY + "table",
              column_config={"explorer": st.column_config.LinkColumn("explorer", display_text=T("triage.open_cell")),

@@ -253,7 +253,7 @@ def test_page_checkbox_switches_the_noise_score_on_and_states_its_cost(tmp_path,
     assert "noise sensitivity (flip rate under noise)" in at.selectbox(key="tri_order").options
     at.selectbox(key="tri_order").set_value("noise").run()
     table = [d.value for d in at.dataframe if "explorer" in d.value.columns][0]
-    assert "noise_flip_rate" in table.columns
+    assert "noise_flip_rate" in table.columns and "noise_cosine" not in table.columns    # all null: hidden
     vals = table["noise_flip_rate"].to_numpy(float)
     assert np.all(np.diff(vals) <= 1e-12)                    # ranked by the noise score, most sensitive first
 
