@@ -743,6 +743,14 @@ TRIAGE_EN: dict[str, str] = {
     'triage.rank_margin': "low margin",
     'triage.rank_concentration': "concentration |z| (either sign)",
     'triage.rank_line': "line",
+    'triage.rank_noise': "noise sensitivity (flip rate under noise)",
+    'triage.noise_score': "Noise sensitivity score (optional, slower)",
+    'triage.noise_help': "Also score how often each input's dense prediction flips when the text gets a little noise (typos, dropped words, casing): a few noisy versions of every input, seeded by the input's content. Off by default because it costs extra forward passes.",
+    'triage.noise_cost': "Cost: up to {rows} extra dense forward-pass rows per input ({rows_mask} when the text has a [MASK]) on top of the {base} the scores already need (1 dense + S = {seeds} sampled), so the run takes at most {factor:.1f}× as long ({factor_mask:.1f}× with a [MASK]).",
+    'triage.noise_perturbation': "Perturbation",
+    'triage.noise_rate': "Noise rate",
+    'triage.noise_rate_help': "share of the words (or characters) the perturbation edits, above 0 and at most 1",
+    'triage.noise_seeds': "Noisy versions per input",
 }
 EN.update(TRIAGE_EN)
 

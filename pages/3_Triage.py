@@ -13,7 +13,9 @@ import app_support as ui
 from interp.loader import ModelLoadError
 from interp.triage import (MASK_POLICIES, RESERVED, SUSPICION_FORMULA, ColumnMapping, LogError, MappingError,
                            ResultsQuery, ScoreSettings, inspect_log, row_url, run_triage)
+from interp.noise.perturb import PERTURBATIONS
 from interp.triage import figures as tf
+from interp.triage import registry
 from interp.triage import workspace
 from interp.triage.demo import write_sample_log
 from interp.triage.ray_engine import ray_available
@@ -28,13 +30,21 @@ def T(key: str, **values) -> str:
     return t(key, getattr(ui, "lang", lambda: DEFAULT_LANG)(), **values)
 
 NONE = "—"
+
+
+def rank_label(ranking: str) -> str:
+    """A ranking's name on the page: its i18n label, or its registry name for a score without one."""
+    try:
+        return T("triage.rank_" + ranking)
+    except KeyError:
+        return ranking
+
 KEY = "tri_"
 RUN = "_tri_run"          # session state: the run folder and settings of the results on screen
 TEXT_GUESSES = ("text", "sentence", "input", "query", "message", "prompt", "content", "utterance")
 ROLE_GUESSES = {"id": ("id", "request_id", "uuid", "record_id"), "timestamp": ("ts", "timestamp", "time", "date",
                 "created_at", "datetime"), "prediction": ("prediction", "pred", "predicted", "output"),
                 "label": ("label", "gold", "target", "truth")}
-SORTS = ("suspicion", "flip_rate", "kl", "drift", "confidence", "margin", "concentration", "line")  # RANKINGS
 
 ui.start_page()
 st.title(T("triage.title"))
@@ -158,6 +168,26 @@ if policy == "mask-each":
     mask_cap = int(st.number_input(T("triage.cap"), min_value=1, max_value=64, value=8,
                                    key=KEY + "cap"))
 settings = ScoreSettings(scheme, k, seeds, seed, policy, mask_cap)
+# optional scores (registry): noise sensitivity, off by default, its cost stated
+if st.checkbox(T("triage.noise_score"), value=False, key=KEY + "noise", help=T("triage.noise_help")):
+    n1, n2, n3 = st.columns(3)
+    with n1:
+        perturbations = list(PERTURBATIONS)
+        noise_p = st.selectbox(T("triage.noise_perturbation"), options=perturbations, key=KEY + "noise_p",
+                               index=perturbations.index("typo") if "typo" in perturbations else 0,
+                               help="; ".join(f"{n}: {v.description}" for n, v in PERTURBATIONS.items()))
+    with n2:
+        noise_rate = float(st.number_input(T("triage.noise_rate"), min_value=0.01, max_value=1.0, value=0.1,
+                                           step=0.05, key=KEY + "noise_rate", help=T("triage.noise_rate_help")))
+    with n3:
+        noise_seeds = int(st.number_input(T("triage.noise_seeds"), min_value=1, max_value=16, value=3, step=1,
+                                          key=KEY + "noise_seeds"))
+    settings = registry.with_score(settings, "noise", perturbation=noise_p, rate=noise_rate,
+                                   noise_seeds=noise_seeds)
+    rows = int(registry.extra_cost_factor(settings))
+    base = 1 + seeds
+    st.caption(T("triage.noise_cost", rows=rows, rows_mask=rows // 2, base=base, seeds=seeds,
+                 factor=(base + rows) / base, factor_mask=(base + rows // 2) / base))
 with st.expander(T("triage.engine_box"), expanded=False):
     engine = st.radio(T("triage.engine"), ["local", "ray"], horizontal=True, key=KEY + "engine",
                       format_func=lambda e: T("triage.engine_" + e),
@@ -300,8 +330,8 @@ with right:
 # top suspects
 t1, t2 = st.columns([2, 1])
 with t1:
-    order = st.selectbox(T("triage.rank_by"), options=list(SORTS), key=KEY + "order",
-                         format_func=lambda r: T("triage.rank_" + r))
+    order = st.selectbox(T("triage.rank_by"), options=list(q.rankings()), key=KEY + "order",
+                         format_func=rank_label)
 with t2:
     top_n = int(st.number_input(T("triage.rows"), min_value=10, max_value=5000, value=100, step=10, key=KEY + "top"))
 ranking = order
@@ -311,18 +341,21 @@ table["explorer"] = [row_url(r, run["model"], run["scheme"], run["k"], run["seed
 table["worst head"] = [f"L{int(l)}·H{int(h)}" if not (pd.isna(l) or pd.isna(h)) else ""
                        for l, h in zip(table["worst_layer"], table["worst_head"])]
 show = ["rank", "line", "copies", "lines", "suspicion", "explorer", "text", "flip_rate", "kl", "cosine", "confidence", "margin",
-        "worst head", "worst_tv", "concentration_z", "agreement", "dense_top1", "id", "time",
+        "worst head", "worst_tv", "concentration_z", "agreement",
+        *registry.all_columns(),          # the optional scores' columns (present only when the run computed them)
+        "dense_top1", "id", "time",
         *summary["mapping"].get("slices", []), "prediction", "label", "notes"]
-show = [c for c in show if c in table.columns and (c not in ("id", "time", "prediction", "label")
-                                                    or table[c].notna().any())]
+optional = ("id", "time", "prediction", "label", *registry.all_columns())    # shown when they hold a value
+show = [c for c in show if c in table.columns and (c not in optional or table[c].notna().any())]
 if summary["model_info"]["has_mlm_head"]:
     show = [c for c in show if c != "cosine"]
 else:
     show = [c for c in show if c not in ("flip_rate", "kl", "confidence", "margin", "dense_top1", "agreement")]
 num = {c: st.column_config.NumberColumn(c, format="%.4f") for c in
        ("suspicion", "flip_rate", "kl", "cosine", "confidence", "margin", "worst_tv", "concentration_z",
-        "agreement")}
-st.markdown(T("triage.top", order=T("triage.rank_" + order)))
+        "agreement", *[c for sc in registry.optional_scores().values() for c, kind in sc.columns
+                       if kind == "float"])}
+st.markdown(T("triage.top", order=rank_label(order)))
 st.dataframe(table[show], hide_index=True, width="stretch", key=KEY + "table",
              column_config={"explorer": st.column_config.LinkColumn("explorer", display_text=T("triage.open_cell")),
                             "text": st.column_config.TextColumn("text", width="large"), **num})

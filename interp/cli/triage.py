@@ -33,6 +33,30 @@ def _non_negative_float(name):
     return parse
 
 
+def _rate(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"noise rate must be a number above 0 and at most 1, not {text!r}")
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"noise rate must be above 0 and at most 1, not {value}")
+    return value
+
+
+def noise_settings(args: argparse.Namespace, settings):
+    """``settings`` with the noise-sensitivity score switched on as the flags ask; ValueError (one line) for a
+    noise option without --noise-score or a bad option."""
+    from ..triage import registry
+    opts = {"perturbation": args.noise_perturbation, "rate": args.noise_rate, "noise_seeds": args.noise_seeds}
+    given = {k: v for k, v in opts.items() if v is not None}
+    if not args.noise_score:
+        if given:
+            flags = ", ".join("--noise-" + k.replace("noise_", "").replace("_", "-") for k in given)
+            raise ValueError(f"{flags} only apply with --noise-score")
+        return settings
+    return registry.with_score(settings, "noise", **given)
+
+
 def _ints(text):
     try:
         return tuple(int(x) for x in text.replace(",", " ").split())
@@ -99,10 +123,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restart", action="store_true", help="discard an earlier run in --out and start again")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.add_argument("--out", type=Path, required=True, help="output folder (created; holds a resumable run)")
-    p.add_argument("--rank-by", default="suspicion", choices=["suspicion", "flip_rate", "kl", "drift", "confidence",
-                                                               "margin", "concentration", "line"],
+    from ..noise.perturb import PERTURBATIONS
+    from ..triage import registry
+    from ..triage.store import all_rankings
+    noise = registry.get("noise")
+    p.add_argument("--noise-score", action="store_true",
+                   help="optional score (off by default): how often each input's dense prediction flips under a "
+                        f"little noise; cost: {noise.cost}")
+    p.add_argument("--noise-perturbation", default=None, metavar="NAME",
+                   help=f"with --noise-score: the perturbation ({', '.join(PERTURBATIONS)}; default typo)")
+    p.add_argument("--noise-rate", type=_rate, default=None,
+                   help="with --noise-score: share of words/characters edited, in (0, 1] (default 0.1)")
+    p.add_argument("--noise-seeds", type=positive_int("noise seeds"), default=None,
+                   help="with --noise-score: noisy versions per input (default 3)")
+    p.add_argument("--rank-by", default="suspicion", choices=list(all_rankings()),
                    help="ranking for --top and --export-csv, over the whole run (default suspicion; "
-                        "concentration = largest |z| of either sign)")
+                        "concentration = largest |z| of either sign; noise needs --noise-score)")
     p.add_argument("--top", type=int, default=0, help="print the first N rows of the ranking (identical inputs "
                    "grouped) to stdout after the run (default 0: none)")
     p.add_argument("--export-csv", type=Path, default=None,
@@ -133,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
     settings = ScoreSettings(args.scheme, args.k, args.seeds, args.seed, args.mask_policy, args.mask_cap,
                              args.layers, args.heads)
     try:
+        settings = noise_settings(args, settings)
         summary = run_triage(args.log, args.out, args.model, mapping, settings, device=args.device,
                              fmt=args.format, encoding=args.encoding, delimiter=args.delimiter,
                              on_long=args.on_long, max_line_bytes=args.max_line_bytes, limit=args.limit,
@@ -168,7 +205,8 @@ def _ranked_outputs(args: argparse.Namespace) -> None:
     try:
         if args.top:
             table = q.ranked(args.rank_by, args.top)
-            cols = [c for c in ("rank", "line", "copies", "suspicion", "concentration_z", "flip_rate", "kl", "text")
+            cols = [c for c in ("rank", "line", "copies", "suspicion", "concentration_z", "flip_rate", "kl",
+                                "noise_flip_rate", "text")
                     if c in table.columns]
             print(table[cols].to_string(index=False, max_colwidth=60))
         if args.export_csv is not None:

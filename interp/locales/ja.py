@@ -642,6 +642,14 @@ JA.update({
     "triage.rank_margin": "マージンの小ささ",
     "triage.rank_concentration": "集中度 |z|（正負とも）",
     "triage.rank_line": "行番号",
+    "triage.rank_noise": "ノイズへの弱さ（ノイズで答えが変わる割合）",
+    "triage.noise_score": "ノイズ感度スコア（任意・時間がかかります）",
+    "triage.noise_help": "文に少しノイズ（タイプミス、単語の欠落、大文字小文字）を加えたとき、各入力の密な予測がどれだけ変わるかも採点します。入力ごとにノイズ版をいくつか作り、乱数は入力の内容から決めます。追加の順伝播が必要なため、既定ではオフです。",
+    "triage.noise_cost": "コスト: 入力 1 件あたり、密な順伝播の行が最大 {rows} 行（文に [MASK] があれば {rows_mask} 行）増えます。スコアに元々必要な {base} 回（密 1 回 + サンプリング S = {seeds} 回）に加わるため、実行時間は最大 {factor:.1f} 倍（[MASK] ありなら {factor_mask:.1f} 倍）になります。",
+    "triage.noise_perturbation": "ノイズの種類",
+    "triage.noise_rate": "ノイズの割合",
+    "triage.noise_rate_help": "ノイズが書き換える単語（または文字）の割合。0 より大きく 1 以下",
+    "triage.noise_seeds": "入力ごとのノイズ版の数",
 })
 
 # --- URL parameters, selection and progress (ui/state.py, pages/1_Explore.py, ui/engine.py) --------- #

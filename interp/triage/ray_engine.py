@@ -41,6 +41,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import registry
 from .schema import score_columns
 
 RAY_MISSING = ("Ray is not installed: install the scale extra with `make scale` or "
@@ -52,6 +53,13 @@ SCORED_FIELDS: list[tuple[str, pa.DataType]] = [
     ("preview", pa.string()), ("notes", pa.string()), *score_columns(), ("agreement", pa.float64()),
     ("head_concentration", pa.list_(pa.float32())),
 ]
+
+
+def scored_fields(settings) -> list[tuple[str, pa.DataType]]:
+    """:data:`SCORED_FIELDS` plus the columns of the optional scores switched on in ``settings`` (registry)."""
+    return SCORED_FIELDS[:-1] + registry.enabled_columns(settings) + SCORED_FIELDS[-1:]
+
+
 _CHUNK = re.compile(r"^chunk-(\d{12})-(\d{12})\.parquet$")
 
 
@@ -73,13 +81,9 @@ class RayScorer:
         import torch
 
         from ..loader import load_model
-        from .scores import ScoreSettings
         torch.set_num_threads(max(1, int(threads)))
-        s = dict(settings)
-        for k in ("layers", "heads"):
-            if s.get(k) is not None:
-                s[k] = tuple(s[k])
-        self.settings = ScoreSettings(**s)
+        self.settings = registry.settings_from_dict(settings)
+        self.fields = scored_fields(self.settings)
         self.lm = load_model(model, device=device)
         self.batch_size, self.max_rows = int(batch_size), max_rows
         self.fault = fault
@@ -97,7 +101,7 @@ class RayScorer:
             r["_label_raw"] = json.loads(r.pop("label_json") or "null")
         score_rows(self.lm, rows, self.settings, self.batch_size, self.max_rows)
         cols = {}
-        for name, typ in SCORED_FIELDS:
+        for name, typ in self.fields:
             vals = [r.get(name) for r in rows]
             if name == "head_concentration":
                 vals = [None if v is None else np.asarray(v, np.float32).tolist() for v in vals]

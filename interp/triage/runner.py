@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from ..loader import LoadedModel, load_model
 from ..trace import InputError, clean_text
+from . import registry
 from . import scores as S
 from .readers import ColumnMapping, LogReader, MappingError, RawRecord, inspect_log, parse_time  # noqa: F401
 from .schema import score_values
@@ -96,7 +97,7 @@ class TriageConfig:
 
     def identity(self, lm: LoadedModel, log: Path, fmt: str) -> dict:
         return {"model": self.model, "model_folder": str(lm.folder), "model_type": lm.config.model_type,
-                "mapping": asdict(self.mapping), "settings": asdict(self.settings), "format": fmt,
+                "mapping": asdict(self.mapping), "settings": registry.identity(self.settings), "format": fmt,
                 "encoding": self.encoding, "delimiter": self.delimiter, "on_long": self.on_long,
                 "max_line_bytes": self.max_line_bytes, "log": str(log.resolve()), "log_head": _file_head_hash(log)}
 
@@ -295,30 +296,39 @@ def score_rows(lm: LoadedModel, todo: list[dict], settings: S.ScoreSettings, bat
                max_rows: int | None, tick: Callable[[int], None] | None = None, cells: int = PASS_CELLS) -> None:
     """Score prepared rows in place, in token-bounded batches (:func:`token_batches`; the results do not depend
     on the batching). A batch that raises is retried one input at a time, so that only the inputs that fail
-    are marked failed. ``tick(tokens)`` after each batch: tokens of the inputs scored so far."""
+    are marked failed. ``tick(tokens)`` after each batch: tokens of the inputs scored so far. The one scoring
+    stage of every engine (local, worker processes, Ray actors)."""
     done = 0
     for batch in token_batches(todo, batch_size, cells):
-        _score(lm, batch, settings, max_rows, cells)
+        score_step(lm, batch, settings, max_rows, cells)
         done += sum(int(r.get("_tokens") or 1) for r in batch)
         if tick is not None:
             tick(done)
 
 
-def _score(lm: LoadedModel, batch: list[dict], settings: S.ScoreSettings, max_rows: int | None,
-           cells: int = PASS_CELLS) -> None:
+def score_step(lm: LoadedModel, batch: list[dict], settings: S.ScoreSettings, max_rows: int | None,
+               cells: int = PASS_CELLS) -> None:
+    """Score one batch of prepared rows in place: the core scores (``scores.score_batch``) and every optional
+    score of the registry switched on in ``settings``; a batch that raises is split into single inputs."""
+    texts = [r["text"] for r in batch]
     try:
-        res = S.score_batch(lm, [r["text"] for r in batch], settings, None,
+        res = S.score_batch(lm, texts, settings, None,
                             [r.get("_prediction_raw") for r in batch], [r.get("_label_raw") for r in batch],
                             max_rows=max_rows, cells=cells)
+        extra = registry.compute_enabled(lm, texts, settings)
     except Exception as err:  # isolate the inputs that fail
         if len(batch) == 1:
             _fail(batch[0], err)
             return
         for r in batch:
-            _score(lm, [r], settings, max_rows, cells)
+            score_step(lm, [r], settings, max_rows, cells)
         return
-    for r, sc in zip(batch, res):
+    for r, sc, ex in zip(batch, res, extra):
         _scored_row(r, sc)
+        r.update(ex)
+
+
+_score = score_step      # the former name
 
 
 # --- worker processes (--workers N): each loads the model once and scores whole windows ---------------------
@@ -355,8 +365,161 @@ def _worker_score(todo: list[dict], batch_size: int, max_rows: int | None) -> li
     return todo
 
 
+class LocalRun:
+    """The state and the named steps of one local-engine session (see :meth:`Triage._run`): ``read_window`` →
+    ``cut_and_dedupe`` → ``score`` (token-budget batches, :func:`score_rows`) or ``submit`` to worker processes →
+    ``account`` (corpus norm, interim scores, counts, progress) → ``write_part``. ``lines`` are finished
+    (scored or accounted for), ``read`` are read (finished or in flight)."""
+
+    def __init__(self, tri: "Triage", t0: float, done: int, counts: dict, limit: int | None,
+                 time_budget: float | None, progress: Callable[[Progress], None] | None, progress_every: float,
+                 flush_rows: int, flush_seconds: float):
+        self.tri, self.t0, self.counts = tri, t0, counts
+        self.limit, self.time_budget = limit, time_budget
+        self.progress, self.progress_every = progress, progress_every
+        self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
+        self.done = self.resumed = self.lines = self.read = done
+        self.reader = LogReader(tri.log, tri.info.format, tri.cfg.encoding, tri.cfg.delimiter,
+                                columns=tri.cfg.mapping.used(), max_line_bytes=tri.cfg.max_line_bytes)
+        self.it = iter(self.reader)
+        self.buffer: list[dict] = []
+        self.last_flush = time.perf_counter()
+        self.last_progress = 0.0
+        self.stopped = "end of file"
+        self.analysed_now = 0
+        self.tokens_now = 0                 # tokens of the inputs scored in this session
+        self.window_span = (0.0, 0.0, 1)    # (file fraction before the window, after reading it, its tokens)
+        self.start_fraction = None
+        self.t_start = None
+        self.pending: deque = deque()
+
+    # --- progress ---
+    def fraction(self) -> float:
+        frac = self.reader.progress()
+        if self.limit:
+            frac = max(frac, min(1.0, self.read / self.limit))
+        return frac
+
+    def report(self, final: bool = False, tokens_in_window: int | None = None) -> None:
+        now = time.perf_counter()
+        if self.progress is None or (not final and now - self.last_progress < self.progress_every):
+            return
+        self.last_progress = now
+        elapsed = now - self.t0
+        frac = self.fraction()
+        if tokens_in_window is not None:     # inside a window: the share of its tokens scored so far
+            lo, hi, total = self.window_span
+            frac = lo + (hi - lo) * min(1.0, tokens_in_window / max(1, total))
+        toks = self.tokens_now + (tokens_in_window or 0)
+        rate = toks / elapsed if elapsed > 0 else 0.0
+        eta = None
+        if not final and self.start_fraction is not None and frac - self.start_fraction > 1e-9:
+            eta = (now - self.t_start) * (1 - frac) / (frac - self.start_fraction)
+        if self.time_budget is not None:
+            left = max(0.0, self.time_budget - elapsed)
+            eta = left if eta is None else min(eta, left)
+        c = self.counts
+        self.progress(Progress(self.read, c["analysed"], c["skipped"], c["failed"], elapsed, rate, frac, eta,
+                               self.resumed, final, c["unreadable"], toks))
+
+    # --- step 1: read ---
+    def stop_reason(self) -> str | None:
+        """Why to stop before reading another window (None: go on)."""
+        if self.limit is not None and self.read >= self.limit:
+            for rec in self.it:           # is there anything after the limit?
+                if rec.index >= self.read:
+                    return "limit"
+            return "end of file"
+        if self.time_budget is not None and time.perf_counter() - self.t0 >= self.time_budget:
+            return "time budget"
+        return None
+
+    def read_window(self, size: int) -> tuple[list[RawRecord], bool]:
+        """Up to ``size`` records after the resume point and before the limit; (records, end of file reached)."""
+        window: list[RawRecord] = []
+        self._before = self.fraction()
+        while len(window) < size:
+            if self.limit is not None and self.read + len(window) >= self.limit:
+                break
+            try:
+                rec = next(self.it)
+            except StopIteration:
+                return window, True
+            if rec.index < self.done:
+                continue
+            if self.start_fraction is None:
+                self.t_start, self.start_fraction = time.perf_counter(), self.fraction()
+            window.append(rec)
+        return window, False
+
+    # --- step 2: cut (prepare) and dedupe ---
+    def cut_and_dedupe(self, window: list[RawRecord]) -> tuple[list[dict], list[dict], list]:
+        """Rows of the window (cut to what the model reads, skips and unreadable inputs marked), the distinct
+        inputs to score and the (copy, original) pairs of the others."""
+        tri = self.tri
+        self.read += len(window)
+        rows = [prepare(r, tri.cfg.mapping, tri.lm, tri.cfg.settings.mask_policy, tri.cfg.on_long) for r in window]
+        todo, copies = tri._unique(rows)
+        self.window_tokens = sum(int(r.get("_tokens") or 1) for r in todo)
+        self.window_span = (self._before, self.fraction(), self.window_tokens)
+        return rows, todo, copies
+
+    # --- step 3: batch by token budget and score ---
+    def score(self, todo: list[dict], batch_size: int, max_rows: int | None) -> None:
+        score_rows(self.tri.lm, todo, self.tri.cfg.settings, batch_size, max_rows,
+                   lambda tk: self.report(tokens_in_window=tk))
+        self.tokens_now += self.window_tokens
+
+    def submit(self, pool, workers: int, rows, todo, copies, batch_size: int, max_rows: int | None) -> None:
+        """Score in a worker process; at most two windows per worker in flight, finished in file order."""
+        self.tokens_now += self.window_tokens
+        sent = [{k: r.get(k) for k in _SENT} for r in todo]
+        self.pending.append((rows, todo, copies, pool.submit(_worker_score, sent, batch_size, max_rows)))
+        while len(self.pending) >= 2 * workers or (self.pending and self.pending[0][3].done()):
+            self._complete_oldest()
+
+    def _complete_oldest(self) -> None:
+        rows, todo, copies, fut = self.pending.popleft()
+        for r, got in zip(todo, fut.result()):
+            r.update(got)
+        self.account(rows, copies)
+
+    def drain(self) -> None:
+        while self.pending:
+            self._complete_oldest()
+
+    # --- step 4: account ---
+    def account(self, rows: list[dict], copies: list) -> None:
+        """Copies take their originals' scores; the window enters the corpus norm and the counts; its rows go
+        to the part buffer."""
+        self.tri._copy_scores(copies)
+        self.tri._finish_window(rows)
+        for r in rows:
+            self.counts[r["status"]] += 1
+            self.analysed_now += r["status"] == "analysed"
+        self.lines += len(rows)
+        self.buffer.extend(rows)
+        self.write_part()
+        self.report()
+
+    # --- step 5: write a part ---
+    def write_part(self, force: bool = False) -> None:
+        """Flush the buffer as a Parquet part every ``flush_rows`` lines or ``flush_seconds`` (or when forced)."""
+        if self.buffer and (force or len(self.buffer) >= self.flush_rows
+                            or time.perf_counter() - self.last_flush >= self.flush_seconds):
+            self.tri.folder.write_part(to_table(self.buffer, self.tri.schema))
+            self.buffer = []
+            self.last_flush = time.perf_counter()
+
+    def close(self) -> None:
+        if hasattr(self.it, "close"):
+            self.it.close()
+
+
 class Triage:
     """One triage run over one log into one folder. Use :func:`run_triage` for the usual call."""
+
+    RECENT = 4096      # distinct inputs remembered across windows for deduplication (bounded memory)
 
     def __init__(self, log: str | os.PathLike, out_dir: str | os.PathLike, config: TriageConfig,
                  lm: LoadedModel | None = None, device: str | None = None):
@@ -371,7 +534,8 @@ class Triage:
         config.settings.check(self.lm)
         self.folder = RunFolder(out_dir)
         self.n_heads_total = self.lm.n_layers * self.lm.n_heads
-        self.schema = schema_for(config.mapping.slices, self.n_heads_total)
+        self.schema = schema_for(config.mapping.slices, self.n_heads_total,
+                                 registry.enabled_columns(config.settings))
         self.norm = S.ConcentrationNorm(self.n_heads_total)
         self._recent: OrderedDict = OrderedDict()     # the last distinct inputs scored (see _unique)
 
@@ -437,80 +601,14 @@ class Triage:
 
     def _run(self, t0, limit, time_budget, batch_size, restart, progress, progress_every, flush_rows, flush_seconds,
              window_batches, max_rows, workers, device) -> dict:
+        """The local engine, in named steps (:class:`LocalRun`): read a window → cut and dedupe → batch by token
+        budget and score (here, or in worker processes) → account (corpus norm, counts, progress) → write parts;
+        then :meth:`finalise`."""
         done, counts = self._open(restart)
-        resumed = done
-        reader = LogReader(self.log, self.info.format, self.cfg.encoding, self.cfg.delimiter,
-                           columns=self.cfg.mapping.used(), max_line_bytes=self.cfg.max_line_bytes)
-        buffer: list[dict] = []
-        last_flush = time.perf_counter()
-        last_progress = 0.0
-        stopped = "end of file"
-        lines = done            # lines finished (scored or accounted for)
-        read = done             # lines read (finished or in flight)
-        analysed_now = 0
-        tokens_now = 0          # tokens of the inputs scored in this session
-        window_span = (0.0, 0.0, 1)   # (file fraction before the window, after reading it, its tokens)
-        start_fraction = None
-        t_start = None
+        run = LocalRun(self, t0, done, counts, limit, time_budget, progress, progress_every, flush_rows,
+                       flush_seconds)
         window_size = max(1, batch_size * window_batches)
-        it = iter(reader)
         pool = None
-        pending: deque = deque()
-
-        def fraction():
-            frac = reader.progress()
-            if limit:
-                frac = max(frac, min(1.0, read / limit))
-            return frac
-
-        def report(final=False, in_flight=None, tokens_in_window=None):
-            nonlocal last_progress
-            now = time.perf_counter()
-            if progress is None or (not final and now - last_progress < progress_every):
-                return
-            last_progress = now
-            elapsed = now - t0
-            frac = fraction()
-            if tokens_in_window is not None:     # inside a window: the share of its tokens scored so far
-                lo, hi, total = window_span
-                frac = lo + (hi - lo) * min(1.0, tokens_in_window / max(1, total))
-            shown = read if in_flight is None else lines + in_flight
-            toks = tokens_now + (tokens_in_window or 0)
-            rate = toks / elapsed if elapsed > 0 else 0.0
-            eta = None
-            if not final and start_fraction is not None and frac - start_fraction > 1e-9:
-                eta = (now - t_start) * (1 - frac) / (frac - start_fraction)
-            if time_budget is not None:
-                left = max(0.0, time_budget - elapsed)
-                eta = left if eta is None else min(eta, left)
-            progress(Progress(shown, counts["analysed"], counts["skipped"], counts["failed"], elapsed, rate,
-                              frac, eta, resumed, final, counts["unreadable"], toks))
-
-        def flush(force=False):
-            nonlocal buffer, last_flush
-            if buffer and (force or len(buffer) >= flush_rows or time.perf_counter() - last_flush >= flush_seconds):
-                self.folder.write_part(to_table(buffer, self.schema))
-                buffer = []
-                last_flush = time.perf_counter()
-
-        def finish(rows: list[dict]) -> None:
-            nonlocal lines, analysed_now
-            self._finish_window(rows)
-            for r in rows:
-                counts[r["status"]] += 1
-                analysed_now += r["status"] == "analysed"
-            lines += len(rows)
-            buffer.extend(rows)
-            flush()
-            report()
-
-        def complete_oldest() -> None:
-            rows, todo, copies, fut = pending.popleft()
-            for r, got in zip(todo, fut.result()):
-                r.update(got)
-            self._copy_scores(copies)
-            finish(rows)
-
         if workers > 1:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
@@ -518,70 +616,33 @@ class Triage:
             pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
                                        initargs=(self.cfg.model, device or str(self.lm.device), self.cfg.settings,
                                                  threads))
-        report()
+        run.report()
         try:
             while True:
-                if limit is not None and read >= limit:
-                    stopped = "limit"
-                    for rec in it:           # is there anything after the limit?
-                        if rec.index >= read:
-                            break
-                    else:
-                        stopped = "end of file"
+                run.stopped = run.stop_reason()
+                if run.stopped:
                     break
-                if time_budget is not None and time.perf_counter() - t0 >= time_budget:
-                    stopped = "time budget"
-                    break
-                window = []
-                exhausted = False
-                before = fraction()
-                while len(window) < window_size:
-                    if limit is not None and read + len(window) >= limit:
-                        break
-                    try:
-                        rec = next(it)
-                    except StopIteration:
-                        exhausted = True
-                        break
-                    if rec.index < done:
-                        continue
-                    if start_fraction is None:
-                        t_start, start_fraction = time.perf_counter(), fraction()
-                    window.append(rec)
+                window, exhausted = run.read_window(window_size)
                 if window:
-                    read += len(window)
-                    rows = [prepare(r, self.cfg.mapping, self.lm, self.cfg.settings.mask_policy, self.cfg.on_long)
-                            for r in window]
-                    todo, copies = self._unique(rows)
-                    window_tokens = sum(int(r.get("_tokens") or 1) for r in todo)
-                    window_span = (before, fraction(), window_tokens)
+                    rows, todo, copies = run.cut_and_dedupe(window)
                     if pool is None:
-                        score_rows(self.lm, todo, self.cfg.settings, batch_size, max_rows,
-                                   lambda tk: report(tokens_in_window=tk))
-                        tokens_now += window_tokens
-                        self._copy_scores(copies)
-                        finish(rows)
+                        run.score(todo, batch_size, max_rows)
+                        run.account(rows, copies)
                     else:
-                        tokens_now += window_tokens
-                        sent = [{k: r.get(k) for k in _SENT} for r in todo]
-                        pending.append((rows, todo, copies, pool.submit(_worker_score, sent, batch_size, max_rows)))
-                        while len(pending) >= 2 * workers or (pending and pending[0][3].done()):
-                            complete_oldest()
+                        run.submit(pool, workers, rows, todo, copies, batch_size, max_rows)
                 if exhausted:
-                    stopped = "end of file"
+                    run.stopped = "end of file"
                     break
-            while pending:
-                complete_oldest()
+            run.drain()
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
-            flush(force=True)
-            if hasattr(it, "close"):
-                it.close()
+            run.write_part(force=True)
+            run.close()
         seconds = time.perf_counter() - t0
-        summary = self.finalise(seconds=seconds, analysed_now=analysed_now, lines_now=lines - resumed,
-                                stopped=stopped, resumed_from=resumed, reader_notes=reader.notes)
-        report(final=True)
+        summary = self.finalise(seconds=seconds, analysed_now=run.analysed_now, lines_now=run.lines - run.resumed,
+                                stopped=run.stopped, resumed_from=run.resumed, reader_notes=run.reader.notes)
+        run.report(final=True)
         return summary
 
     def _run_ray(self, t0, limit, batch_size, restart, progress, progress_every, flush_rows, max_rows, address,
@@ -621,7 +682,7 @@ class Triage:
                 todo.append(r)
         for sig, r in first.items():
             self._recent[sig] = r
-            while len(self._recent) > 4096:
+            while len(self._recent) > self.RECENT:
                 self._recent.popitem(last=False)
         return todo, copies
 

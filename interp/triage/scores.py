@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -50,7 +50,9 @@ MASK_POLICIES = {
 @dataclass(frozen=True)
 class ScoreSettings:
     """How inputs are scored. ``scheme``/``k``/``seeds``/``seed`` go to the sampling library; ``layers`` and
-    ``heads`` choose where the scheme is substituted (None = everywhere)."""
+    ``heads`` choose where the scheme is substituted (None = everywhere). ``extras``: the optional scores
+    switched on, as (name, options JSON) pairs (see :mod:`interp.triage.registry`; build with
+    ``registry.with_score``); empty by default."""
     scheme: str = "A"
     k: int = 8
     seeds: int = 4
@@ -59,6 +61,7 @@ class ScoreSettings:
     mask_cap: int = 8
     layers: tuple[int, ...] | None = None
     heads: tuple[int, ...] | None = None
+    extras: tuple[tuple[str, str], ...] = ()
 
     def check(self, lm: LoadedModel | None = None) -> None:
         from ..sampling.schemes import SCHEMES, check_params
@@ -74,6 +77,8 @@ class ScoreSettings:
         if lm is not None and self.mask_policy in ("mask", "mask-each") and not lm.has_mlm_head:
             raise ValueError(f"mask policy {self.mask_policy!r} needs a model with an MLM head; {lm.name} has "
                              "none: use 'unmasked' (pooled-embedding stability)")
+        from . import registry
+        registry.check(self, lm)
 
 
 def example_key(input_ids) -> str:
@@ -382,32 +387,49 @@ def score_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys
     """Score cleaned, non-empty texts (see the module docstring). The result of each input does not depend on
     the other inputs of the batch (seeds derive from ``keys``, default :func:`example_key` of the token ids).
 
-    Forward passes: one dense pass of the inputs (attention observed for the concentration, output kept as the
-    dense reference), one dense pass of the masked variants (mask-each only), and the S sampled passes."""
+    Named steps: :func:`encode` → :func:`concentration` (the one dense pass of the inputs: attention observed
+    for the concentration, output kept as the dense reference) → :func:`compared_units` (what is compared under
+    sampling, and the dense confidences) → :func:`variant_pass` (one dense pass of the masked variants,
+    mask-each only) → :func:`sampled_units` (the S sampled passes) → :func:`assemble` (one :class:`Scored`
+    per input). The optional scores of the registry are computed by the caller (``runner.score_step``)."""
     B = len(texts)
-    predictions = predictions or [None] * B
-    labels = labels or [None] * B
     enc = enc if enc is not None else encode(lm, texts)
     if keys is None:
         keys = [example_key(enc.input_ids[b, :int(enc.attention_mask[b].sum())]) for b in range(B)]
     keys = list(keys)
-    L, H = lm.n_layers, lm.n_heads
     conc, eff, out = concentration(lm, enc)
     out = out.to(torch.float32)
-    mlm = lm.has_mlm_head
-    tok = lm.tokenizer
-    mask_id = getattr(tok, "mask_token_id", None)
-    from ..sampling.downstream import compare_positions
+    units = compared_units(lm, enc, out, settings, keys)
+    vout = variant_pass(lm, enc, units)
+    res = sampled_units(lm, enc, out, vout, units, settings, max_rows, cells)
+    return assemble(lm, enc, units, res, conc, eff, keys, predictions or [None] * B, labels or [None] * B)
 
-    # The units compared under sampling: each input itself, or its masked variants (mask-each).
-    units: list[tuple[list[int], list[int], list[str], bool]] = []
-    unit_keys: list = []
-    unit_dense: list[tuple[str, int]] = []    # ("orig", b) or ("var", j): where the unit's dense output is
-    owner: list[int] = []
-    unit_pos: list[int] = []
-    modes: list[str] = []
-    dense_conf = [[] for _ in range(B)]       # per input: (p1, p2, top-1 id, position) per compared position
-    variants: list[tuple[int, int, list[int], list[int], list[str]]] = []
+
+@dataclass
+class Units:
+    """What is compared under sampling: each input itself, or its masked variants (mask-each). Per unit: its
+    (ids, types, tokens, truncated) row, its seed key, where its dense output is (("orig", b) or ("var", j)),
+    the input that owns it and the masked position (−1 for the input itself). Per input: its mode and its
+    dense (p1, p2, top-1 id, position) per compared position. ``variants``: (b, pos, ids, types, tokens) of
+    the masked variants that need a dense pass of their own."""
+    rows: list = field(default_factory=list)
+    keys: list = field(default_factory=list)
+    dense_at: list = field(default_factory=list)
+    owner: list = field(default_factory=list)
+    pos: list = field(default_factory=list)
+    modes: list = field(default_factory=list)
+    dense_conf: list = field(default_factory=list)
+    variants: list = field(default_factory=list)
+
+
+def compared_units(lm: LoadedModel, enc: Encoded, out: torch.Tensor, settings: ScoreSettings,
+                   keys: list) -> Units:
+    """Step: the units compared under sampling, and the dense confidences at the inputs' compared positions."""
+    from ..sampling.downstream import compare_positions
+    B = enc.input_ids.shape[0]
+    mlm = lm.has_mlm_head
+    mask_id = getattr(lm.tokenizer, "mask_token_id", None)
+    u = Units(dense_conf=[[] for _ in range(B)])
     for b in range(B):
         n = int(enc.attention_mask[b].sum())
         ids = enc.input_ids[b, :n].tolist()
@@ -415,42 +437,57 @@ def score_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys
         has_mask = mask_id is not None and mask_id in ids
         if mlm and settings.mask_policy == "mask-each" and not has_mask:
             for pos, v, t in _mask_variants(lm, enc, b, settings.mask_cap):
-                unit_dense.append(("var", len(variants)))
-                variants.append((b, pos, v, types, t))
-                units.append((v, types, t, False))
-                unit_keys.append((keys[b], pos))
-                owner.append(b)
-                unit_pos.append(pos)
-            modes.append("mask-each")
+                u.dense_at.append(("var", len(u.variants)))
+                u.variants.append((b, pos, v, types, t))
+                u.rows.append((v, types, t, False))
+                u.keys.append((keys[b], pos))
+                u.owner.append(b)
+                u.pos.append(pos)
+            u.modes.append("mask-each")
             continue
-        units.append((ids, types, enc.tokens[b], False))
-        unit_keys.append(keys[b])
-        unit_dense.append(("orig", b))
-        owner.append(b)
-        unit_pos.append(-1)
+        u.rows.append((ids, types, enc.tokens[b], False))
+        u.keys.append(keys[b])
+        u.dense_at.append(("orig", b))
+        u.owner.append(b)
+        u.pos.append(-1)
         if not mlm:
-            modes.append("pooled")
+            u.modes.append("pooled")
             continue
         where, kind = compare_positions(lm, enc, b)
-        modes.append(kind)
+        u.modes.append(kind)
         p1, p2, top = _top2(out[b, where])
         for j, pos in enumerate(where):
-            dense_conf[b].append((float(p1[j]), float(p2[j]), int(top[j]), pos))
+            u.dense_conf[b].append((float(p1[j]), float(p2[j]), int(top[j]), pos))
+    return u
 
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    has_types = enc.token_type_ids is not None
-    vout = None
-    if variants:
-        venc = _stack([(v, ty, t, False) for (_, _, v, ty, t) in variants], pad, has_types)
-        venc.special = _special(tok, venc)
-        vout = model_output(lm, forward(lm, venc), venc).to(torch.float32)
-        for j, (b, pos, _, _, _) in enumerate(variants):
-            p1, p2, top = _top2(vout[j, pos])
-            dense_conf[b].append((float(p1), float(p2), int(top), pos))
 
-    uenc = _stack(units, pad, has_types)
+def _pad_id(tok) -> int:
+    return tok.pad_token_id if tok.pad_token_id is not None else 0
+
+
+def variant_pass(lm: LoadedModel, enc: Encoded, units: Units) -> torch.Tensor | None:
+    """Step: one dense pass of the masked variants (None when there are none); adds their confidences."""
+    if not units.variants:
+        return None
+    tok = lm.tokenizer
+    venc = _stack([(v, ty, t, False) for (_, _, v, ty, t) in units.variants], _pad_id(tok),
+                  enc.token_type_ids is not None)
+    venc.special = _special(tok, venc)
+    vout = model_output(lm, forward(lm, venc), venc).to(torch.float32)
+    for j, (b, pos, _, _, _) in enumerate(units.variants):
+        p1, p2, top = _top2(vout[j, pos])
+        units.dense_conf[b].append((float(p1), float(p2), int(top), pos))
+    return vout
+
+
+def sampled_units(lm: LoadedModel, enc: Encoded, out: torch.Tensor, vout: torch.Tensor | None, units: Units,
+                  settings: ScoreSettings, max_rows: int | None, cells: int | None):
+    """Step: the S sampled passes of the units against their dense outputs (:func:`sampled_effect`)."""
+    tok = lm.tokenizer
+    uenc = _stack(units.rows, _pad_id(tok), enc.token_type_ids is not None)
     uenc.special = _special(tok, uenc)
     n_u = uenc.input_ids.shape[1]
+    mlm = lm.has_mlm_head
 
     def dense_row(kind: str, i: int) -> torch.Tensor:
         row = (out if kind == "orig" else vout)[i]
@@ -459,17 +496,25 @@ def score_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys
         if row.shape[0] >= n_u:
             return row[:n_u]
         return torch.cat([row, row.new_zeros((n_u - row.shape[0], row.shape[1]))])
-    dense_u = torch.stack([dense_row(k_, i) for k_, i in unit_dense])
-    res = sampled_effect(lm, uenc, dense_u, settings, unit_keys, max_rows, cells)
+    dense_u = torch.stack([dense_row(k_, i) for k_, i in units.dense_at])
+    return sampled_effect(lm, uenc, dense_u, settings, units.keys, max_rows, cells)
 
+
+def assemble(lm: LoadedModel, enc: Encoded, units: Units, res, conc: np.ndarray, eff: np.ndarray, keys: list,
+             predictions: list, labels: list) -> list[Scored]:
+    """Step: one :class:`Scored` per input from its units' sampled effects and its dense confidences."""
+    B = enc.input_ids.shape[0]
+    H = lm.n_heads
+    mlm = lm.has_mlm_head
+    tok = lm.tokenizer
     units_of: dict[int, list[int]] = {}
-    for u, b in enumerate(owner):
-        units_of.setdefault(b, []).append(u)
+    for i, b in enumerate(units.owner):
+        units_of.setdefault(b, []).append(i)
     results = []
     for b in range(B):
         us = units_of[b]
         n = int(enc.attention_mask[b].sum())
-        conf = dense_conf[b]
+        conf = units.dense_conf[b]
         tv = np.nanmean(res.head_tv[us], axis=0) if len(us) > 1 else res.head_tv[us[0]]
         if np.all(np.isnan(tv)):
             wl = wh = -1
@@ -483,10 +528,10 @@ def score_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys
                 return float(arr[us[0]])
             vals = arr[us]
             return float(fn(vals)) if not np.all(np.isnan(vals)) else float("nan")
-        mode = modes[b]
+        mode = units.modes[b]
         if mode == "mask-each":
             kl_u = res.kl_mean[us]
-            query = unit_pos[us[int(np.nanargmax(kl_u))]] if not np.all(np.isnan(kl_u)) else unit_pos[us[0]]
+            query = units.pos[us[int(np.nanargmax(kl_u))]] if not np.all(np.isnan(kl_u)) else units.pos[us[0]]
         else:
             query = conf[0][3] if mode == "mask" and conf else -1
         predicted = [tok.convert_ids_to_tokens(c[2]) for c in conf] if conf else []

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import registry
 from .schema import score_columns
 
 _PART = re.compile(r"^part-(\d{12})-(\d{12})\.parquet$")
@@ -33,17 +34,22 @@ BASE_FIELDS: list[tuple[str, pa.DataType]] = [
     ("reason", pa.string()), ("notes", pa.string()), ("preview", pa.string()),
     ("text", pa.string()), ("id", pa.string()), ("timestamp", pa.string()), ("time", pa.timestamp("us", tz="UTC")),
     ("prediction", pa.string()), ("label", pa.string()),
-    *score_columns(),                      # the fields of schema.Scored, in its order
+    *score_columns(),                      # the fields of schema.Scored (the registry's core scores), in order
     ("agreement", pa.float64()), ("logged_correct", pa.float64()),
     ("concentration_z", pa.float64()), ("concentration_layer", pa.int32()), ("concentration_head", pa.int32()),
     ("suspicion", pa.float64()),
 ]
 FINAL_FIELDS = ["rank", "id_count", "first_line_of_id", "text_count"]
-RESERVED = frozenset([n for n, _ in BASE_FIELDS] + FINAL_FIELDS + ["head_concentration", "explorer_url"])
+RESERVED = frozenset([n for n, _ in BASE_FIELDS] + FINAL_FIELDS + ["head_concentration", "explorer_url"]
+                     + registry.all_columns())
 
 
-def schema_for(slices: tuple[str, ...] | list[str], n_heads_total: int) -> pa.Schema:
+def schema_for(slices: tuple[str, ...] | list[str], n_heads_total: int, extras=()) -> pa.Schema:
+    """The results schema of a run: the base and core score columns, then the columns of the optional scores
+    switched on (``extras``: (column, arrow type) pairs, ``registry.enabled_columns(settings)``; none by
+    default, so a run without optional scores has exactly the core schema), the head vector, the slices."""
     fields = [pa.field(n, t) for n, t in BASE_FIELDS]
+    fields.extend(pa.field(n, t) for n, t in extras)
     fields.append(pa.field("head_concentration", pa.list_(pa.float32(), int(n_heads_total))))
     fields.extend(pa.field(s, pa.string()) for s in slices)
     return pa.schema(fields)
@@ -218,9 +224,21 @@ def quote_ident(name: str) -> str:
     return '"' + str(name).replace('"', '""') + '"'
 
 
+def duckdb_available() -> bool:
+    try:
+        import duckdb  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def build_results(folder: RunFolder) -> dict:
     """``results.parquet`` from ``scored/``: ordered by line, with rank (1 = most suspicious analysed input; ties
-    by line), duplicate-id and duplicate-text bookkeeping. Returns counts read back with DuckDB."""
+    by line), duplicate-id and duplicate-text bookkeeping. Returns counts read back with DuckDB. Without DuckDB
+    installed (a bare GPU machine running the benchmark, say) the same file and counts are built in memory with
+    pyarrow and pandas (:func:`build_results_in_memory`); the query layer (``ResultsQuery``) still needs DuckDB."""
+    if not duckdb_available():
+        return build_results_in_memory(folder)
     con = duckdb_connect(folder)
     src = f"read_parquet('{_sql_str(str(folder.scored))}/*.parquet')"
     tmp = folder.results.with_suffix(".parquet.tmp")
@@ -261,20 +279,80 @@ def build_results(folder: RunFolder) -> dict:
             "truncated": int(noted[2])}
 
 
+def build_results_in_memory(folder: RunFolder) -> dict:
+    """:func:`build_results` without DuckDB: the same rows, columns, order and counts, computed with pyarrow and
+    pandas in memory (every scored row at once: fine for a benchmark, not for a billion-line log)."""
+    import pandas as pd
+    files = sorted(folder.scored.glob("*.parquet"))
+    tables = [pq.read_table(f) for f in files]
+    t = pa.concat_tables([x.drop_columns([c for c in ("head_concentration",) if c in x.column_names])
+                          for x in tables]) if tables else None
+    df = t.to_pandas(types_mapper={pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype(),
+                                   pa.bool_(): pd.BooleanDtype()}.get)
+    analysed = (df["status"] == "analysed").to_numpy(dtype=bool)
+    line = df["line"].to_numpy(dtype=np.int64)
+    sus = df["suspicion"].to_numpy(dtype=np.float64, na_value=np.nan)
+    order = np.lexsort((line, np.where(np.isnan(sus), np.inf, -sus), np.isnan(sus)))
+    order = order[analysed[order]]
+    rank = np.zeros(len(df), dtype=np.int64)
+    rank[order] = np.arange(1, order.size + 1)
+    df["rank"] = pd.Series(rank, index=df.index, dtype="Int64").where(analysed)
+    has_id = df["id"].notna()
+    id_count = df.groupby("id")["id"].transform("size")
+    df["id_count"] = pd.array(id_count.where(has_id), dtype="Int64")
+    first = df.groupby("id")["line"].transform("min")
+    df["first_line_of_id"] = pd.array(first.where(has_id & (id_count > 1)), dtype="Int64")
+    key_count = df[analysed].groupby("key")["key"].transform("size")
+    df["text_count"] = pd.array(key_count.reindex(df.index), dtype="Int64")
+    df = df.sort_values("line", kind="stable").reset_index(drop=True)
+    out = pa.Table.from_pandas(df, preserve_index=False)
+    fields = []
+    for f in out.schema:
+        want = t.schema.field(f.name).type if f.name in t.column_names else pa.int64()
+        fields.append(pa.field(f.name, want))
+    out = out.cast(pa.schema(fields))
+    tmp = folder.results.with_suffix(".parquet.tmp")
+    pq.write_table(out, tmp, compression="zstd")
+    os.replace(tmp, folder.results)
+    status = df["status"]
+    reasons = df.loc[status != "analysed", "reason_code"].value_counts(dropna=False)
+    ids = df[df["id"].notna()].groupby("id").size()
+    ids = ids[ids > 1]
+    keys = df[status == "analysed"].groupby("key").size()
+    keys = keys[keys > 1]
+    notes = df["notes"].fillna("")
+    return {"lines_total": int(len(df)), "analysed": int((status == "analysed").sum()),
+            "skipped": int((status == "skipped").sum()), "failed": int((status == "failed").sum()),
+            "unreadable": int((status == "unreadable").sum()),
+            "reasons": {str(None if pd.isna(k) else k): int(v) for k, v in reasons.items()},
+            "duplicate_ids": {"ids": int(len(ids)), "lines": int(ids.sum())},
+            "duplicate_texts": {"texts": int(len(keys)), "lines": int(keys.sum())},
+            "lines_with_replaced_bytes": int(notes.str.contains("U+FFFD", regex=False).sum()),
+            "lines_with_nul_bytes": int(notes.str.contains("NUL", regex=False).sum()),
+            "truncated": int(df["truncated"].fillna(False).astype(bool).sum())}
+
+
 # ------------------------------------------------------------------------------------------- queries ---
 
-# Rankings of analysed inputs: name → (SQL expression, direction). Every ranking is computed in DuckDB over the
-# whole run (see ResultsQuery.ranked); "concentration" ranks by the magnitude of the robust z, either sign.
+# Rankings every run has: name → (SQL expression, direction). Every ranking is computed in DuckDB over the
+# whole run (see ResultsQuery.ranked); "concentration" ranks by the magnitude of the robust z, either sign. The
+# core scores' rankings come from the registry; a run with optional scores also has theirs
+# (ResultsQuery.rankings).
 RANKINGS: dict[str, tuple[str, str]] = {
     "suspicion": ("suspicion", "DESC"),
-    "flip_rate": ("flip_rate", "DESC"),
-    "kl": ("kl", "DESC"),
-    "drift": ("cosine", "ASC"),
-    "confidence": ("confidence", "ASC"),
-    "margin": ("margin", "ASC"),
+    **{name: (expr, direction) for name, expr, direction in registry.CORE.rankings},
     "concentration": ("abs(concentration_z)", "DESC"),
     "line": ("line", "ASC"),
 }
+
+
+def all_rankings() -> dict[str, tuple[str, str]]:
+    """Every ranking a run may have: :data:`RANKINGS` and those of the registered optional scores (before
+    ``line``)."""
+    out = {k: v for k, v in RANKINGS.items() if k != "line"}
+    out.update(registry.rankings())
+    out["line"] = RANKINGS["line"]
+    return out
 
 
 def export_ranked_csv(out_dir: str | os.PathLike, ranking: str = "suspicion", filters: dict | None = None,
@@ -354,6 +432,13 @@ class ResultsQuery:
                f"line LIMIT {int(limit)}")
         return self.con.execute(sql, params).df()
 
+    def rankings(self) -> dict[str, tuple[str, str]]:
+        """The rankings this run has: :data:`RANKINGS` plus those of the optional scores it computed."""
+        out = {k: v for k, v in RANKINGS.items() if k != "line"}
+        out.update(registry.rankings(self.columns))
+        out["line"] = RANKINGS["line"]
+        return out
+
     def ranked(self, ranking: str = "suspicion", limit: int | None = 100, filters: dict | None = None,
                time_range=None, group: bool = True):
         """The analysed inputs of the slice ranked by one of :data:`RANKINGS`, computed in DuckDB over the whole
@@ -362,9 +447,13 @@ class ResultsQuery:
         ``copies`` and ``lines`` (up to the first 20 line numbers). ``rank`` is the position in this ranking
         (ties by line); ``suspicion_rank`` the run's rank by suspicion. The one implementation behind the page,
         the CLI and the exports."""
-        if ranking not in RANKINGS:
-            raise ValueError(f"unknown ranking {ranking!r}: choose one of {', '.join(RANKINGS)}")
-        expr, direction = RANKINGS[ranking]
+        have = self.rankings()
+        if ranking not in have:
+            if ranking in registry.rankings():
+                raise ValueError(f"ranking {ranking!r} needs a score this run did not compute: run the triage "
+                                 f"again with it switched on (e.g. --{ranking}-score)")
+            raise ValueError(f"unknown ranking {ranking!r}: choose one of {', '.join(have)}")
+        expr, direction = have[ranking]
         where, params = self._where(filters, time_range)
         lim = "" if limit is None else f" LIMIT {int(limit)}"
         if group:

@@ -8,6 +8,8 @@ import re
 from dataclasses import asdict
 from pathlib import Path
 
+from . import registry
+
 
 def cache_root() -> Path:
     base = os.environ.get("EXPERTLENS_CACHE")
@@ -35,6 +37,6 @@ def run_folder(log: str | os.PathLike, model: str, mapping, settings, **extra) -
     p = Path(log).resolve()
     st = p.stat()
     ident = {"log": str(p), "size": st.st_size, "mtime": int(st.st_mtime), "model": model,
-             "mapping": asdict(mapping), "settings": asdict(settings), **extra}
+             "mapping": asdict(mapping), "settings": registry.identity(settings), **extra}
     digest = hashlib.blake2b(json.dumps(ident, sort_keys=True, default=str).encode(), digest_size=10).hexdigest()
     return cache_root() / "runs" / f"{re.sub(r'[^A-Za-z0-9_-]+', '-', p.stem)[:40]}-{digest}"
