@@ -746,6 +746,43 @@ TRIAGE_EN: dict[str, str] = {
 }
 EN.update(TRIAGE_EN)
 
+# --- Triage results-table headers (keys are the results' column codes) -----------------------------------
+EN.update({
+    'triage.col.rank': "rank",
+    'triage.col.line': "line",
+    'triage.col.copies': "copies",
+    'triage.col.lines': "lines",
+    'triage.col.suspicion': "suspicion",
+    'triage.col.explorer': "explorer",
+    'triage.col.text': "text",
+    'triage.col.flip_rate': "flip rate",
+    'triage.col.kl': "KL",
+    'triage.col.cosine': "cosine",
+    'triage.col.confidence': "confidence",
+    'triage.col.margin': "margin",
+    'triage.col.worst head': "worst head",
+    'triage.col.worst_tv': "worst TV",
+    'triage.col.concentration_z': "concentration z",
+    'triage.col.agreement': "agreement",
+    'triage.col.dense_top1': "dense top-1",
+    'triage.col.id': "id",
+    'triage.col.time': "time",
+    'triage.col.prediction': "prediction",
+    'triage.col.label': "label",
+    'triage.col.notes': "notes",
+    'triage.col.status': "status",
+    'triage.col.reason_code': "reason code",
+    'triage.col.reason': "reason",
+    'triage.col.preview': "preview",
+    'triage.col.mode': "mode",
+    'triage.col.score': "score",
+    'triage.col.value': "value",
+})
+
+# --- notes about a table and its split rule (interp/tabular/notes.py; English = the library's own) ---------
+from .tabular.notes import TABLE_NOTE_EN  # noqa: E402  (UI-free, imports nothing heavy)
+EN.update({f"note.{code}": text for code, text in TABLE_NOTE_EN.items()})
+
 
 from .locales.ja import JA  # noqa: E402  (the Japanese table: interp/locales/ja.py)
 
