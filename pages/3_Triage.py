@@ -19,7 +19,7 @@ from interp.triage.demo import write_sample_log
 from interp.triage.ray_engine import ray_available
 from interp.triage.scores import TERMS
 from interp.triage.store import export_ranked_csv
-from interp.i18n import DEFAULT_LANG, EN, t
+from interp.i18n import DEFAULT_LANG, EN, error_line, error_text, t
 from interp.report import triage_report
 
 
@@ -98,7 +98,7 @@ try:
     stat = path.stat() if path.exists() else None
     info = inspect(str(path), stat.st_mtime if stat else 0.0, stat.st_size if stat else 0)
 except LogError as err:
-    st.error(str(err), icon=":material/error:")
+    st.error(error_line(err, LANG), icon=":material/error:")
     st.stop()
 st.caption(T("triage.file_facts", format=info.format.upper(), size=info.size_bytes, columns=len(info.columns),
              rows=T("triage.file_rows", rows=info.n_rows) if info.n_rows is not None else "",
@@ -133,7 +133,7 @@ mapping = ColumnMapping(text_col if text_col != NONE else "", *[roles[r] if role
 try:
     mapping.validate(info, RESERVED)
 except MappingError as err:
-    st.error(str(err), icon=":material/error:")
+    st.error(error_line(err, LANG), icon=":material/error:")
     st.stop()
 for warning in mapping.check(info):
     st.warning(warning, icon=":material/warning:")
@@ -205,7 +205,7 @@ if start:
         with st.spinner(T("triage.loading", model=model)):
             lm = ui.get_model(model)
     except ModelLoadError as err:
-        st.error(str(err), icon=":material/error:")
+        st.error(T("error.model", message=error_text(err, LANG)), icon=":material/error:")
         st.stop()
     bar = st.progress(0.0, text=T("triage.starting"))
 

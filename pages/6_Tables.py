@@ -7,7 +7,7 @@ import streamlit as st
 
 import app_support as ui
 from interp.figures import tabular as ft
-from interp.i18n import note_text, t
+from interp.i18n import error_text, note_text, t
 from interp.loader import MODELS_DIR, ModelLoadError
 from interp.ranges import IntRange
 from interp.tabular import data as TD
@@ -73,7 +73,7 @@ if source == "auto-mpg":
             st.error(tr("tab.error", message="the shipped model's schema does not match the prepared auto-mpg table"))
             st.stop()
     except (ModelLoadError, FileNotFoundError) as err:
-        st.error(tr("error.model", message=str(err)), icon=":material/error:")
+        st.error(tr("error.model", message=error_text(err, lang)), icon=":material/error:")
         st.stop()
     st.caption(tr("tab.shipped"))
     data_key = "auto-mpg"
@@ -154,7 +154,7 @@ else:
     try:
         lm = ui.get_model(model_name)
     except ModelLoadError as err:
-        st.error(tr("error.model", message=str(err)), icon=":material/error:")
+        st.error(tr("error.model", message=error_text(err, lang)), icon=":material/error:")
         st.stop()
     data_key = key
 

@@ -160,3 +160,96 @@ def test_csv_notes_are_in_the_chosen_language(tmp_path):
     assert not [w for w in english if w in texts["ja"]], texts["ja"]
     assert "予測する列「y」に値のない行を 1 行除きました" in texts["ja"] and "列「k」はすべての行で同じ値" in texts["ja"]
     assert all(w in texts["en"] for w in english), texts["en"]
+
+
+# --- 3. model-load errors: a wording and values the UI translates; unknown ones keep English after a lead-in ---
+
+def broken_folders(tmp_path) -> dict[str, tuple[str, str]]:
+    """wording → (what to load, an English phrase of its message), each from a folder made to fail that way."""
+    def folder(name, files):
+        f = tmp_path / name
+        f.mkdir()
+        for fname, content in files.items():
+            (f / fname).write_text(content, encoding="utf-8")
+        return str(f)
+    (tmp_path / "a-file.txt").write_text("x", encoding="utf-8")
+    return {
+        "missing": (str(tmp_path / "no" / "such-model"), "model folder not found"),
+        "not_a_folder": (str(tmp_path / "a-file.txt"), "is a file, not a model folder"),
+        "no_config": (folder("empty", {}), "is not a model folder"),
+        "pickle_no_config": (folder("pickles", {"pytorch_model.bin": "x"}), "will not load"),
+        "pickle_only": (folder("pickle-only", {"config.json": '{"model_type": "bert"}', "pytorch_model.bin": "x"}),
+                        "loads safetensors only"),
+        "no_weights": (folder("no-weights", {"config.json": '{"model_type": "bert"}'}), "has a config.json but no"),
+        "decoder_only": (folder("gpt", {"config.json": '{"model_type": "gpt2"}'}), "decoder-only (causal) model"),
+        "encoder_decoder": (folder("t5", {"config.json": '{"model_type": "t5", "is_encoder_decoder": true}'}),
+                            "encoder-decoder model"),
+        "unsupported_type": (folder("odd", {"config.json": '{"model_type": "oddformer"}'}), "is not supported"),
+        "unknown": ("no-such-model-name", "nothing is downloaded"),
+        "empty": ("  ", "no model given"),
+    }
+
+
+def test_model_load_errors_carry_a_wording_that_reads_the_same_in_english(tmp_path, monkeypatch):
+    from interp.i18n import error_line, error_text
+    from interp.loader import ModelLoadError, load_model
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for wording, (target, phrase) in broken_folders(tmp_path).items():
+        with pytest.raises(ModelLoadError) as info:
+            load_model(target)
+        err = info.value
+        assert err.wording == wording and phrase in str(err)
+        assert error_text(err, "en") == str(err), wording          # the English key is the library's line
+        ja = error_text(err, "ja")
+        assert phrase not in ja and ja == t(f"loaderr.{wording}", "ja", **err.params), wording
+        assert error_line(err, "ja") == ja                           # translated: no lead-in needed
+    # a model-load code that is also an input-error code is not worded as an input error
+    with pytest.raises(ModelLoadError) as info:
+        load_model("")
+    assert info.value.code == "empty" and error_text(info.value, "ja") != t("inerr.empty", "ja")
+    # an error without a wording keeps its English line, after a lead-in in the chosen language
+    bad = tmp_path / "bad-config"
+    bad.mkdir()
+    (bad / "config.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ModelLoadError) as info:
+        load_model(str(bad))
+    assert info.value.wording is None
+    assert error_text(info.value, "ja") == str(info.value)
+    assert error_line(info.value, "ja") == t("error.other", "ja", message=str(info.value))
+    assert error_line(info.value, "en") == str(info.value)
+
+
+def explore(lang: str, model: str):
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    for key, val in {"model": model, "text": "the cat sat on the [MASK] .", "lang": lang}.items():
+        at.query_params[key] = val
+    at.run()
+    no_exception(at)
+    return [e.value for e in at.error]
+
+
+@pytest.mark.parametrize("wording", ["missing", "decoder_only", "pickle_only"])
+def test_model_load_errors_on_the_explore_page_are_in_the_chosen_language(tmp_path, wording):
+    target, phrase = broken_folders(tmp_path)[wording]
+    ja = explore("ja", target)
+    assert len(ja) == 1 and ja[0].startswith("モデルを読み込めませんでした: ") and phrase not in ja[0], ja
+    en = explore("en", target)
+    assert len(en) == 1 and en[0].startswith("Could not load the model: ") and phrase in en[0], en
+
+
+def test_unknown_model_load_error_keeps_its_english_after_a_japanese_lead_in(tmp_path):
+    bad = tmp_path / "bad-config"
+    bad.mkdir()
+    (bad / "config.json").write_text("{not json", encoding="utf-8")
+    ja = explore("ja", str(bad))
+    assert len(ja) == 1 and ja[0].startswith("モデルを読み込めませんでした: ") and "is not valid JSON" in ja[0], ja
+
+
+def test_triage_log_errors_get_a_japanese_lead_in(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPERTLENS_CACHE", str(tmp_path / "cache"))
+    at = triage("ja")
+    at.radio(key="tri_source").set_value("path").run()
+    at.text_input(key="tri_path").input(str(tmp_path / "nope.jsonl")).run()
+    no_exception(at)
+    assert at.error and at.error[0].value.startswith("エラーが発生しました") and "log file not found" in at.error[0].value

