@@ -777,6 +777,14 @@ EN.update({
     'triage.col.mode': "mode",
     'triage.col.score': "score",
     'triage.col.value': "value",
+    # what each suspicion term measures (interp/triage/scores.py TERMS; English = the library's own)
+    'triage.meaning.flip': "share of compared positions whose sampled top-1 differs from the dense one in some seed",
+    'triage.meaning.kl': "mean KL(dense ‖ sampled) over the vocabulary, in nats",
+    'triage.meaning.drift': "pooled-embedding drift under sampling (models without an MLM head)",
+    'triage.meaning.confidence': "lowest dense top-1 probability over the compared positions",
+    'triage.meaning.margin': "smallest dense top-1 minus top-2 probability",
+    'triage.meaning.concentration': "the most anomalous head's robust z of expert concentration",
+    'triage.meaning.disagreement': "mean agreement of the dense top-1 with the logged prediction and label",
 })
 
 # --- model-load errors (interp/loader.py ModelLoadError.wording; English = the library's own line) --------

@@ -262,8 +262,9 @@ for note in summary["file_notes"] + extra:
 
 with st.expander(T("triage.how"), expanded=False):
     st.code(SUSPICION_FORMULA, language=None, wrap_lines=True)
-    st.markdown("\n".join(T("triage.term", expr=tm.expr, meaning=tm.meaning, weight=tm.weight)
-                           for tm in TERMS.values()))
+    st.markdown("\n".join(T("triage.term", expr=tm.expr, weight=tm.weight,
+                             meaning=T("triage.meaning." + name) if "triage.meaning." + name in EN else tm.meaning)
+                           for name, tm in TERMS.items()))
     st.markdown(T("triage.norm", norm=summary["concentration_norm"], n=summary["norm_sample"],
                   policy=summary["mask_policy"]))
 

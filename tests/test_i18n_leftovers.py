@@ -93,6 +93,9 @@ def test_triage_results_tables_are_headed_in_the_chosen_language(log, tiny_bert_
     assert not [w for w in ENGLISH_HEADERS if w in set(detail["指標"])], list(detail["指標"])
     bad = frame_with(at, t("triage.col.reason_code", "ja"))
     assert list(bad[t("triage.col.line", "ja")]) == [9] and "reason_code" not in bad.columns
+    meaning = "share of compared positions whose sampled top-1 differs"       # how suspicion is computed
+    ja_md = "\n".join(m.value for m in at.markdown)
+    assert meaning not in ja_md and t("triage.meaning.flip", "ja") in ja_md
     # the same run in English: the English headers are there (so the search above can fail)
     at.query_params["lang"] = "en"
     at.run()
@@ -100,6 +103,15 @@ def test_triage_results_tables_are_headed_in_the_chosen_language(log, tiny_bert_
     cols = [str(c) for c in frame_with(at, "rank").columns]
     assert [w for w in ENGLISH_HEADERS if w in cols] == ENGLISH_HEADERS
     assert "flip rate" in set(frame_with(at, "score")["score"])
+    assert meaning in "\n".join(m.value for m in at.markdown)
+
+
+def test_suspicion_term_meanings_in_english_are_the_librarys_own():
+    from interp.i18n import EN
+    from interp.triage.scores import TERMS
+    worded = [name for name in TERMS if f"triage.meaning.{name}" in EN]        # a term without a key shows English
+    assert len(worded) >= 7
+    assert {n: EN[f"triage.meaning.{n}"] for n in worded} == {n: TERMS[n].meaning for n in worded}
 
 
 # --- 2. Tables: the split rule and the notes about a table --------------------------------------------------

@@ -764,7 +764,7 @@ JA.update({
     "triage.col.explorer": "エクスプローラー",
     "triage.col.text": "テキスト",
     "triage.col.flip_rate": "答えが変わる割合",
-    "triage.col.kl": "KL",
+    "triage.col.kl": "KL ダイバージェンス",
     "triage.col.cosine": "コサイン類似度",
     "triage.col.confidence": "確信度",
     "triage.col.margin": "マージン",
@@ -785,6 +785,13 @@ JA.update({
     "triage.col.mode": "比較の方式",
     "triage.col.score": "指標",
     "triage.col.value": "値",
+    "triage.meaning.flip": "比較した位置のうち、いずれかのシードでサンプリング時の第 1 候補が厳密計算と食い違った割合",
+    "triage.meaning.kl": "語彙全体での KL(厳密 ‖ サンプリング) の平均（単位: ナット）",
+    "triage.meaning.drift": "サンプリングによる文ベクトル（プーリング後の埋め込み）のずれ（MLM ヘッドのないモデル向け）",
+    "triage.meaning.confidence": "比較した位置での、厳密計算の第 1 候補の確率の最小値",
+    "triage.meaning.margin": "厳密計算の第 1 候補と第 2 候補の確率差の最小値",
+    "triage.meaning.concentration": "最も異常なヘッドにおける、専門家の集中度のロバストな z 値",
+    "triage.meaning.disagreement": "厳密計算の第 1 候補が、ログに記録された予測・ラベルと一致した割合の平均",
 })
 
 # --- notes about a table and its split rule (interp/tabular/notes.py) ---------------------------------------
