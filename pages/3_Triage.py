@@ -340,9 +340,6 @@ num = {c: st.column_config.NumberColumn(col(c), format="%.4f") for c in
        ("suspicion", "flip_rate", "kl", "cosine", "confidence", "margin", "worst_tv", "concentration_z",
         "agreement")}
 st.markdown(T("triage.top", order=T("triage.rank_" + order)))
-
-
-
 st.dataframe(headed(table[show]), hide_index=True, width="stretch", key=KEY + "table",
              column_config={col("explorer"): st.column_config.LinkColumn(col("explorer"),
                                                                          display_text=T("triage.open_cell")),
