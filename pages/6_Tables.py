@@ -7,6 +7,7 @@ import streamlit as st
 
 import app_support as ui
 from interp.figures import tabular as ft
+from interp.i18n import error_text, note_text, t
 from interp.loader import MODELS_DIR, ModelLoadError
 from interp.ranges import IntRange
 from interp.tabular import data as TD
@@ -16,8 +17,15 @@ from interp.tabular.links import row_url
 from interp.tabular.model import FORMS, TrainSettings, evaluate, load_schema, predict
 from interp.tabular.workspace import digest, model_key, trained_folder
 
-tr = ui.tr
 lang = ui.lang()
+
+
+def tr(key: str, **values) -> str:
+    """The page's strings in this run's language (widget labels may be formatted again after the run, where the
+    URL's language cannot be read)."""
+    return t(key, lang, **values)
+
+
 v = ui.start_page()
 st.title(tr("tab.header"))
 st.caption(tr("tab.intro"))
@@ -65,7 +73,7 @@ if source == "auto-mpg":
             st.error(tr("tab.error", message="the shipped model's schema does not match the prepared auto-mpg table"))
             st.stop()
     except (ModelLoadError, FileNotFoundError) as err:
-        st.error(tr("error.model", message=str(err)), icon=":material/error:")
+        st.error(tr("error.model", message=error_text(err, lang)), icon=":material/error:")
         st.stop()
     st.caption(tr("tab.shipped"))
     data_key = "auto-mpg"
@@ -135,7 +143,7 @@ else:
         with st.expander(tr("tab.encoding")):
             ui.show_table(ft.encoding_table(prep.enc), "tabular-encoding", key="tb_enc_pre")
             for note in prep.notes:
-                st.markdown(f"- {note}")
+                st.markdown(f"- {note_text(note, lang)}")
         st.stop()
     model_name = trained["folder"]
     info = trained["info"]
@@ -146,14 +154,14 @@ else:
     try:
         lm = ui.get_model(model_name)
     except ModelLoadError as err:
-        st.error(tr("error.model", message=str(err)), icon=":material/error:")
+        st.error(tr("error.model", message=error_text(err, lang)), icon=":material/error:")
         st.stop()
     data_key = key
 
 _PREPS[data_key] = prep
 enc, t_col = prep.enc, prep.target
 counts = prep.split_counts()
-st.markdown(tr("tab.split", train=counts["train"], test=counts["test"], rule=prep.split_rule))
+st.markdown(tr("tab.split", train=counts["train"], test=counts["test"], rule=note_text(prep.split_rule, lang)))
 m = test_metrics(model_name, data_key)
 st.markdown(tr("tab.test_metrics", acc=m["accuracy"] or 0.0, rows=m["rows"],
                mse="–" if m["mse"] is None else f"{m['mse']:.3f}"))
@@ -162,7 +170,7 @@ with st.expander(tr("tab.encoding")):
     if prep.notes:
         st.markdown(f"**{tr('tab.notes')}**")
         for note in prep.notes:
-            st.markdown(f"- {note}")
+            st.markdown(f"- {note_text(note, lang)}")
 
 # --- one row ------------------------------------------------------------------------------------------------
 order = list(prep.test) + list(prep.train)

@@ -200,7 +200,7 @@ def test_triage_run_report_holds_the_runs_summary_and_ranking(recorded, tmp_path
     rows = [{"id": f"q{i}", "text": f"the {WORDS[i % 10]} [MASK] near the {WORDS[(3 * i) % 10]}"} for i in range(12)]
     log.write_text("\n".join(json.dumps(r) for r in rows) + "\n{bad\n", encoding="utf-8")
     at = recorded(TRIAGE).run()
-    at.radio(key="tri_source").set_value(t("triage.source_path")).run()
+    at.radio(key="tri_source").set_value("path").run()
     at.text_input(key="tri_path").input(str(log)).run()
     at.selectbox(key="tri_model").set_value(ui.LOCAL).run()
     at.text_input(key="tri_model_path").input(tiny_bert_dir).run()

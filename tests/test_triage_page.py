@@ -43,7 +43,7 @@ def page(log_path):
     from streamlit.testing.v1 import AppTest
     at = AppTest.from_file(str(ROOT / PAGE), default_timeout=180)
     at.run()
-    at.radio(key="tri_source").set_value("A path on this machine").run()
+    at.radio(key="tri_source").set_value("path").run()
     at.text_input(key="tri_path").input(str(log_path)).run()
     return at
 
@@ -105,8 +105,8 @@ def test_page_runs_ranks_links_and_exports(log, folder):
     # exports: ranked table and the skipped lines with their line numbers
     labels = [d.label for d in at.get("download_button")]
     assert "Ranked table (CSV)" in labels and "Skipped and failed lines (CSV, 2)" in labels
-    bad = frame(at, "reason_code")
-    assert list(bad["line"]) == [25, 26] and list(bad["reason_code"]) == ["malformed-json", "empty-text"]
+    bad = frame(at, "reason code")
+    assert list(bad["line"]) == [25, 26] and list(bad["reason code"]) == ["malformed-json", "empty-text"]
 
 
 def test_wrong_mapping_and_bad_path_are_clear(log, tmp_path):

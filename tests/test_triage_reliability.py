@@ -55,7 +55,7 @@ def test_every_export_button_on_the_triage_page_downloads(tmp_path, monkeypatch,
     log.write_text("\n".join(json.dumps(r) for r in rows) + "\n{bad\n", encoding="utf-8")
     at = app_test.AppTest.from_file(str(ROOT / "pages/3_Triage.py"), default_timeout=180)
     at.run()
-    at.radio(key="tri_source").set_value("A path on this machine").run()
+    at.radio(key="tri_source").set_value("path").run()
     at.text_input(key="tri_path").input(str(log)).run()
     at.selectbox(key="tri_model").set_value(ui.LOCAL).run()
     at.text_input(key="tri_model_path").input(folder).run()

@@ -106,7 +106,7 @@ def analysed() -> tuple[LoadedModel, Trace] | None:
         with st.spinner(tr("input.loading", name=model)):
             lm = engine.get_model(model)
     except ModelLoadError as err:
-        st.error(tr("error.model", message=str(err)), icon=":material/error:")
+        st.error(tr("error.model", message=error_text(err, lang())), icon=":material/error:")
         return None
     try:
         with st.spinner(tr("input.analysing", n=len(text), name=model)):

