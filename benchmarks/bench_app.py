@@ -146,6 +146,9 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--n", type=int, default=128)
     parser.add_argument("--payload-n", type=int, default=512)
+    parser.add_argument("--models", default="mini-bert,minilm", help="comma-separated registry names")
+    parser.add_argument("--skip-analyze", action="store_true", help="measure the head switch only")
+    parser.add_argument("--skip-payload", action="store_true", help="skip the n = 512 payload pages")
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         print(json.dumps({"error": f"{CHROMIUM} missing: apt-get install -y chromium"}))
@@ -154,7 +157,7 @@ def main() -> int:
 
     from interp.loader import available_models, load_model
 
-    models = [m for m in ("mini-bert", "minilm") if m in available_models()]
+    models = [m for m in args.models.split(",") if m in available_models()]
     port = free_port()
     log = ROOT / "tests" / "output"
     log.mkdir(parents=True, exist_ok=True)
@@ -171,22 +174,25 @@ def main() -> int:
                 # warm: the model enters the server's shared cache, the browser its script cache
                 page.goto(url(base, model=model, text=text_of(lm, 16, 99)), timeout=300_000)
                 wait_drawn(page, 1, timeout=300_000)
-                analyze = [measure_analyze(page, base, model, text_of(lm, args.n, r)) for r in range(args.reps)]
+                analyze = [] if args.skip_analyze else [measure_analyze(page, base, model, text_of(lm, args.n, r))
+                                                        for r in range(args.reps)]
                 heads = list(range(min(lm.n_heads, args.reps + 1)))
                 switch = measure_head_switch(page, base, model, text_of(lm, args.n, 0), min(2, lm.n_layers - 1), heads)
                 result["models"][model] = {
                     "layers": lm.n_layers, "heads": lm.n_heads,
-                    "analyze_s": round(statistics.median(analyze), 3), "analyze_runs_s": [round(x, 3) for x in analyze],
+                    "analyze_s": round(statistics.median(analyze), 3) if analyze else None,
+                    "analyze_runs_s": [round(x, 3) for x in analyze],
                     "head_switch_s": round(statistics.median(switch), 3), "head_switch_runs_s": [round(x, 3) for x in switch]}
-            lm = load_model("minilm")
-            big = text_of(lm, args.payload_n, 3)
-            payload = largest_messages(page, base, big)
-            L, H, n = lm.n_layers, lm.n_heads, args.payload_n
-            result["payload_n"] = n
-            result["max_message_bytes"] = {k: v for k, v in payload.items() if not k.endswith("_total")}
-            result["page_total_bytes"] = {k[:-6]: v for k, v in payload.items() if k.endswith("_total")}
-            # every attention weight of every head as JSON numbers (~10 characters each), as bertviz ships them
-            result["all_heads_json_bytes_estimate"] = L * H * n * n * 10
+            if not args.skip_payload:
+                lm = load_model("minilm")
+                big = text_of(lm, args.payload_n, 3)
+                payload = largest_messages(page, base, big)
+                L, H, n = lm.n_layers, lm.n_heads, args.payload_n
+                result["payload_n"] = n
+                result["max_message_bytes"] = {k: v for k, v in payload.items() if not k.endswith("_total")}
+                result["page_total_bytes"] = {k[:-6]: v for k, v in payload.items() if k.endswith("_total")}
+                # every attention weight of every head as JSON numbers (~10 characters each), as bertviz ships them
+                result["all_heads_json_bytes_estimate"] = L * H * n * n * 10
             browser.close()
     finally:
         stop_server(server)

@@ -15,7 +15,11 @@ import plotly.graph_objects as go
 import torch
 
 from ..i18n import t
-from .common import OKABE_ITO, SEQUENTIAL, compact, style, token_axis
+from .common import LINE_PX, OKABE_ITO, SEQUENTIAL, compact, fixed_margins, label_extent, style, token_axis
+
+TICK_ANGLE = -60
+TITLE_PX = LINE_PX + 14        # an axis title and its distance from the tick labels
+TOKEN_TICKS = 24               # token labels per axis (the browser measures every label's text)
 
 
 def gate_heatmap(hv, query: int | None = None, show: str = "gate", lang: str = "en") -> go.Figure:
@@ -31,11 +35,13 @@ def gate_heatmap(hv, query: int | None = None, show: str = "gate", lang: str = "
     if query is not None:
         fig.add_shape(type="rect", x0=-0.5, x1=n - 0.5, y0=query - 0.5, y1=query + 0.5,
                       line=dict(color=OKABE_ITO[5], width=2))
-    axis = token_axis(hv.tokens)
-    fig.update_xaxes(title_text="expert j", **axis, tickangle=-60, showgrid=False)
+    axis = token_axis(hv.tokens, TOKEN_TICKS)
+    fig.update_xaxes(title_text="expert j", **axis, tickangle=TICK_ANGLE, showgrid=False)
     fig.update_yaxes(title_text="query i", **axis, autorange="reversed", showgrid=False)
     side = int(np.clip(260 + 9 * n, 380, 760))
-    return style(fig, title, height=side)
+    style(fig, title, height=side)
+    return fixed_margins(fig, left=label_extent(axis["ticktext"]) + TITLE_PX,
+                         bottom=label_extent(axis["ticktext"], TICK_ANGLE) + TITLE_PX)
 
 
 def query_row(hv, query: int, lang: str = "en") -> go.Figure:
@@ -48,12 +54,15 @@ def query_row(hv, query: int, lang: str = "en") -> go.Figure:
                  hovertemplate="expert %{x}: %{y:.4f}<extra></extra>", xaxis="x", yaxis="y"),
             dict(type="bar", x=x, y=compact(hv.firing[query]), marker=dict(color=OKABE_ITO[5]), name=firing,
                  hovertemplate="expert %{x}: %{y:.4f}<extra></extra>", xaxis="x", yaxis="y2")]
+    axis = token_axis(hv.tokens, TOKEN_TICKS)
     layout = dict(showlegend=False, bargap=0.1,
-                  xaxis=dict(anchor="y2", tickangle=-60, **token_axis(hv.tokens)),
+                  xaxis=dict(anchor="y2", tickangle=TICK_ANGLE, **axis),
                   yaxis=dict(domain=[0.56, 1.0], title=dict(text=gate)),
                   yaxis2=dict(domain=[0.0, 0.44], title=dict(text=firing)))
     fig = go.Figure(data=data, layout=layout)
-    return style(fig, t("head.row_title", lang, token=hv.tokens[query], query=query), height=420)
+    style(fig, t("head.row_title", lang, token=hv.tokens[query], query=query), height=420)
+    numbers = label_extent(["0.000"])                       # gate and firing ticks: short decimals
+    return fixed_margins(fig, left=numbers + TITLE_PX, bottom=label_extent(axis["ticktext"], TICK_ANGLE))
 
 
 def top_experts_table(hv, query: int, k: int = 8, lang: str = "en") -> pd.DataFrame:

@@ -1,0 +1,56 @@
+"""What keeps a head switch cheap, pinned to behaviour: the head page's figures carry margins computed from their
+labels (no plotly automargin, no per-label overflow test), and those margins hold the labels they carry."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from engine_fixtures import loaded, long_text
+from interp import decompose
+from interp.figures import common
+from interp.figures import head as fh
+from interp.trace import trace_text
+
+TEXT = "the cat sat on the [MASK] near the river bank ."
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return loaded("bert")
+
+
+def test_label_extent_is_the_rotated_box():
+    """w·|sin a| + h·|cos a| for a label w wide and one line high rotated by a; its width when horizontal."""
+    w = 10 * common.CHAR_PX
+    assert common.label_extent(["abcdefghij", "ab"]) == math.ceil(w)
+    a = math.radians(60)
+    assert common.label_extent(["abcdefghij"], -60) == math.ceil(w * math.sin(a) + common.LINE_PX * math.cos(a))
+    assert common.label_extent([]) == 0
+    # a wide (CJK) character takes about one em, more than a Latin letter
+    assert common.label_extent(["日本"]) == math.ceil(2 * common.WIDE_PX) > common.label_extent(["ab"])
+
+
+@pytest.mark.parametrize("text", [TEXT, long_text(60)])
+def test_head_figures_have_fixed_margins_that_hold_their_labels(lm, text):
+    trace = trace_text(lm, text)
+    hv = decompose.head_view(lm, trace, 1, 0)
+    heat, row = fh.gate_heatmap(hv, 2), fh.query_row(hv, 2)
+    for fig in (heat, row):
+        axes = [fig.layout[name] for name in fig.layout if name.startswith(("xaxis", "yaxis"))]
+        assert axes and all(ax.automargin is False and ax.ticklabeloverflow == "allow" for ax in axes)
+        ticks = list(fig.layout.xaxis.ticktext)
+        assert len(ticks) <= fh.TOKEN_TICKS
+        assert ticks[0] == f"0·{trace.tokens[0]}"
+        # the bottom margin holds the rotated token labels (and the heatmap's left one its horizontal labels)
+        assert fig.layout.margin.b >= common.label_extent(ticks, fh.TICK_ANGLE)
+    assert heat.layout.margin.l >= common.label_extent(list(heat.layout.yaxis.ticktext)) + fh.TITLE_PX
+    assert heat.layout.margin.b >= common.label_extent(list(heat.layout.xaxis.ticktext), fh.TICK_ANGLE) + fh.TITLE_PX
+
+
+def test_longer_tokens_get_wider_margins(lm):
+    short, long = (fh.gate_heatmap(decompose.head_view(lm, trace_text(lm, text), 0, 0), 1)
+                   for text in ("a b .", long_text(60)))
+    width = lambda fig: max(map(len, fig.layout.yaxis.ticktext))
+    assert width(long) > width(short)
+    assert long.layout.margin.l > short.layout.margin.l
