@@ -130,6 +130,33 @@ class LensSummary:
     notes: list[str] = field(default_factory=list)
 
 
+def _experts_frame(z: torch.Tensor, gates: torch.Tensor, positions: list[int], tokens: list[str],
+                   output_kind: str, model_output: torch.Tensor, tokenizer, lang: str) -> pd.DataFrame:
+    """One row per expert: position, token, gate, and its top token with p(top) (logit-like outputs) or its
+    cosine to the model's output (embeddings)."""
+    cols = [t("lens.col.expert", lang), t("lens.col.token", lang), t("lens.col.gate", lang)]
+    base = {cols[0]: list(positions), cols[1]: [tokens[j] for j in positions], cols[2]: gates.tolist()}
+    if output_kind in ("mlm-logits", "vocabulary-scores"):
+        pv, pi = torch.softmax(z, -1).max(-1)
+        return pd.DataFrame({**base, t("lens.col.top", lang): tokenizer.convert_ids_to_tokens(pi.tolist()),
+                             t("lens.col.prob", lang): pv.tolist()})
+    cos = torch.nn.functional.cosine_similarity(z, model_output.double()[None], dim=-1)
+    return pd.DataFrame({**base, "cosine to output": cos.tolist()})
+
+
+def partial_lens_summary(lens: str, exactness: str, output_kind: str, layer: int, head: int, query: int,
+                         positions: list[int], experts: torch.Tensor, gates: torch.Tensor,
+                         model_output: torch.Tensor, tokens: list[str], tokenizer, lang: str = "en") -> LensSummary:
+    """The experts computed so far by a progressive lens (``positions``, their outputs ``experts``: len × out,
+    their gates): the same per-expert rows as :func:`lens_summary` gives for those positions; the pool and the
+    reconstruction errors need every expert, so they are left empty (nan) until the lens is complete."""
+    df = _experts_frame(experts.double(), gates.double(), positions, tokens, output_kind, model_output,
+                        tokenizer, lang)
+    nan = float("nan")
+    return LensSummary(lens, exactness, output_kind, layer, head, query, df, [], [], [], pd.DataFrame(), nan, nan,
+                       None, None, [])
+
+
 def lens_summary(res, tokens: list[str], tokenizer, top: int = 5, lang: str = "en") -> LensSummary:
     """Per-expert top-1 token and probability of softmax(z_j) (logit-like outputs) or cosine(z_j, y_i)
     (embeddings); the top tokens of the model, the geometric pool softmax(Σ_j a_ij z_j) and the arithmetic
@@ -138,17 +165,9 @@ def lens_summary(res, tokens: list[str], tokenizer, top: int = 5, lang: str = "e
     gates = res.gates.double()
     logit_like = res.output_kind in ("mlm-logits", "vocabulary-scores")
     n = z.shape[0]
-    cols = [t("lens.col.expert", lang), t("lens.col.token", lang), t("lens.col.gate", lang)]
+    experts = _experts_frame(z, gates, list(range(n)), tokens, res.output_kind, res.model_output, tokenizer, lang)
     if logit_like:
         p = torch.softmax(z, -1)
-        pv, pi = p.max(-1)
-        names = tokenizer.convert_ids_to_tokens(pi.tolist())
-        experts = pd.DataFrame({cols[0]: range(n), cols[1]: tokens[:n], cols[2]: gates.tolist(),
-                                t("lens.col.top", lang): names, t("lens.col.prob", lang): pv.tolist()})
-    else:
-        cos = torch.nn.functional.cosine_similarity(z, res.model_output.double()[None], dim=-1)
-        experts = pd.DataFrame({cols[0]: range(n), cols[1]: tokens[:n], cols[2]: gates.tolist(),
-                                "cosine to output": cos.tolist()})
 
     def topk(prob: torch.Tensor) -> list[tuple[str, float]]:
         v, i = torch.topk(prob, min(top, prob.numel()))
