@@ -301,13 +301,11 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
             top[l] = P.argmax(-1)
             cols = torch.stack([S.expand(H, n), norms], -1)          # H × n × 2
             pm = P @ cols                                            # mass on non-special keys, Σ_j a_ij ‖c(o_j)‖
-            if lt.scores is not None:
-                # log a_ij = s_ij − lse_i with lse_i = s_i,t − log a_i,t at t = argmax_j a_ij (well conditioned):
-                # Σ_j a log a = Σ_j a_ij s_ij − lse_i, and over S: Σ_{j∈S} a_ij s_ij − lse_i m_i. No log pass.
-                t = top[l][..., None]
-                lse = (lt.scores.gather(-1, t) - P.gather(-1, t).log())[..., 0]
-                e = P * lt.scores                                    # masked keys: a = 0 exactly, product −0
-                ent = torch.stack([lse - e.sum(-1), lse * pm[..., 0] - e @ S], -1)
+            if lt.gate_terms is not None:
+                # log a_ij = s_ij − lse_i: Σ_j a log a = Σ_j a_ij s_ij − lse_i, and over S: Σ_{j∈S} a_ij s_ij −
+                # lse_i m_i; the three terms were summed during the capture (no pass over the gates here)
+                e_all, e_ns, lse = lt.gate_terms.unbind(-1)
+                ent = torch.stack([lse - e_all, lse * pm[..., 0] - e_ns], -1)
             else:
                 # a log a (0 where a = 0: log 0 = −inf is clamped before the product)
                 e = P * torch.log(P).clamp_(min=-1e30)

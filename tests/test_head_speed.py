@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import torch
+
 import pytest
 
 from engine_fixtures import loaded, long_text
@@ -54,3 +57,23 @@ def test_longer_tokens_get_wider_margins(lm):
     width = lambda fig: max(map(len, fig.layout.yaxis.ticktext))
     assert width(long) > width(short)
     assert long.layout.margin.l > short.layout.margin.l
+
+
+@pytest.mark.parametrize("arch", ["bert", "modernbert", "distilbert"])
+def test_overview_from_a_padded_batch_equals_the_single_text(arch):
+    """The entropy terms summed during the capture ignore padded keys: an example of a right-padded batch gives
+    the overview of the same text traced alone (float32, rtol 1e-5), and both match the definition exp(H(a_i·))."""
+    from interp.trace import capture
+    lm = loaded(arch)
+    short, longer = "the cat sat .", "the cat sat on the [MASK] near the river bank ."
+    alone = decompose.overview(lm, trace_text(lm, short), with_checks=False)
+    batch = capture(lm, [longer, short])
+    assert batch.encoded.attention_mask[1].sum() < batch.encoded.attention_mask.shape[1]   # padded
+    padded = decompose.overview(lm, batch.example(1), with_checks=False)
+    for name in ("effective_experts", "effective_experts_nospecial", "special_mass", "firing_total"):
+        a, b = getattr(alone, name), getattr(padded, name)
+        assert a.shape == b.shape
+        assert np.allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True), name
+    p = batch.example(1).layers[0].probs.double()
+    want = torch.exp(torch.special.entr(p).sum(-1)).numpy()
+    assert np.allclose(padded.effective_experts[0], want, rtol=1e-5)
