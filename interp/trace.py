@@ -222,6 +222,7 @@ class CapturePlan(AttentionPlan):
         super().__init__(layer_of)
         self.q, self.k, self.v, self.probs, self.context, self.gate_terms = {}, {}, {}, {}, {}, {}
         self.nonspecial = nonspecial
+        self._special_keys: torch.Tensor | None = None
 
     def rows(self, layer, query, key, value, scores, probs, key_valid):
         with torch.no_grad():
@@ -230,8 +231,9 @@ class CapturePlan(AttentionPlan):
             if self.nonspecial is None:
                 plain = total
             elif e.shape[0] == 1:                  # one text: subtract its few special keys' columns
-                special = (~self.nonspecial[0].to(e.device)).nonzero()[:, 0]
-                plain = total - e[..., special].sum(-1)
+                if self._special_keys is None:     # found on the CPU once (no device synchronisation per layer)
+                    self._special_keys = (~self.nonspecial[0].cpu()).nonzero()[:, 0].to(e.device)
+                plain = total - e[..., self._special_keys].sum(-1)
             else:
                 plain = (e * self.nonspecial.to(device=e.device, dtype=e.dtype)[:, None, None, :]).sum(-1)
             del e
