@@ -77,3 +77,23 @@ def test_overview_from_a_padded_batch_equals_the_single_text(arch):
     p = batch.example(1).layers[0].probs.double()
     want = torch.exp(torch.special.entr(p).sum(-1)).numpy()
     assert np.allclose(padded.effective_experts[0], want, rtol=1e-5)
+
+
+def test_message_gram_is_kept_per_weight_and_follows_a_change_of_the_weight():
+    """G^h = W_O^hᵀ C W_O^h gives the message norms ‖c(o_j)‖ of the definition; it is computed once per weight and
+    recomputed when the weight changes in place (a private copy of a model is changed here, never a shared one)."""
+    from engine_fixtures import model_folder
+    from interp.loader import load_model
+    lm = loaded("bert")
+    own = load_model(str(model_folder("bert")))                   # this test's own instance of the same weights
+    assert own is not lm and own.adapter.layers[1].o.weight is not lm.adapter.layers[1].o.weight
+    tr = trace_text(own, TEXT)
+    lt = tr.layers[1]
+    want = lambda: decompose.message_norms(own, lt, 1)           # from the n × d messages themselves
+    got = lambda: decompose._norms_from_gram(lt.v, decompose.message_gram(own, 1))
+    assert torch.allclose(got(), want(), rtol=1e-5, atol=1e-6)
+    assert decompose.message_gram(own, 1) is decompose.message_gram(own, 1)
+    with torch.no_grad():
+        own.adapter.layers[1].o.weight.mul_(2.0)
+    assert torch.allclose(got(), want(), rtol=1e-5, atol=1e-6)
+    assert torch.allclose(got(), 2 * decompose._norms_from_gram(lt.v, decompose.message_gram(lm, 1)), rtol=1e-5)
