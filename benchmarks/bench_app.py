@@ -11,7 +11,12 @@ Payload: the largest websocket message the browser receives on each page at n = 
 shipping every layer × head × n² attention weight as JSON would take (bertviz's approach). Must stay under a
 few MB.
 
+With ``--profile``, each head switch also runs under the browser's CPU profiler and the median main-thread busy
+time (all of it, and plotly.js's share) is reported: a figure of the page's own work that the wait for the server
+and other processes on a shared machine disturb much less than the wall time.
+
 Prints one JSON object as its last line. Usage: .venv/bin/python benchmarks/bench_app.py [--reps 3]
+[--models minilm] [--skip-analyze] [--skip-payload] [--profile]
 """
 from __future__ import annotations
 
@@ -112,16 +117,49 @@ def measure_analyze(page, base: str, model: str, text: str) -> float:
     return timed(page, lambda: page.get_by_role("button", name="Analyze").click())
 
 
-def measure_head_switch(page, base: str, model: str, text: str, layer: int, heads: list[int]) -> list[float]:
+def main_thread_ms(profile: dict) -> dict:
+    """Milliseconds of the page's main thread in a CPU profile (Chrome DevTools protocol): busy in total, and in
+    plotly.js (samples with a plotly frame anywhere on their stack). Unlike wall time, this does not count the
+    wait for the server, and is less disturbed by other processes on a shared machine."""
+    nodes = {n["id"]: n for n in profile["nodes"]}
+    parent = {c: n["id"] for n in profile["nodes"] for c in n.get("children", [])}
+    busy = plotly = 0.0
+    samples, deltas = profile["samples"], profile["timeDeltas"]
+    for i, nid in enumerate(samples):
+        dt = (deltas[i + 1] if i + 1 < len(deltas) else 0) / 1000.0
+        frames = []
+        x = nid
+        while x is not None:
+            frames.append(nodes[x]["callFrame"])
+            x = parent.get(x)
+        if frames[0]["functionName"] == "(idle)":
+            continue
+        busy += dt
+        if any("Plotly" in f["url"] for f in frames):
+            plotly += dt
+    return {"busy_ms": busy, "plotly_ms": plotly}
+
+
+def measure_head_switch(page, base: str, model: str, text: str, layer: int, heads: list[int],
+                        profile: bool = False) -> tuple[list[float], list[dict]]:
+    """Wall seconds of each head switch, and (``profile``) the browser main thread's busy time in each."""
     page.goto(url(base, "Head", model=model, text=text, layer=layer, head=heads[0]), timeout=180_000)
     wait_drawn(page, 3)
-    out = []
+    out, cpu = [], []
+    cdp = page.context.new_cdp_session(page) if profile else None
+    if cdp is not None:
+        cdp.send("Profiler.enable")
+        cdp.send("Profiler.setSamplingInterval", {"interval": 500})
     for h in heads[1:]:
         page.get_by_role("combobox", name="Head", exact=True).click()
         option = page.get_by_role("option", name=str(h), exact=True)
+        if cdp is not None:
+            cdp.send("Profiler.start")
         out.append(timed(page, option.click))
+        if cdp is not None:
+            cpu.append(main_thread_ms(cdp.send("Profiler.stop")["profile"]))
         assert page.get_by_role("heading", name=f"Layer {layer}, head {h}").is_visible()
-    return out
+    return out, cpu
 
 
 def largest_messages(page, base: str, text: str) -> dict:
@@ -146,6 +184,11 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--n", type=int, default=128)
     parser.add_argument("--payload-n", type=int, default=512)
+    parser.add_argument("--models", default="mini-bert,minilm", help="comma-separated registry names")
+    parser.add_argument("--skip-analyze", action="store_true", help="measure the head switch only")
+    parser.add_argument("--skip-payload", action="store_true", help="skip the n = 512 payload pages")
+    parser.add_argument("--profile", action="store_true",
+                        help="also report the browser main thread's busy time per head switch (CPU profile)")
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         print(json.dumps({"error": f"{CHROMIUM} missing: apt-get install -y chromium"}))
@@ -154,7 +197,7 @@ def main() -> int:
 
     from interp.loader import available_models, load_model
 
-    models = [m for m in ("mini-bert", "minilm") if m in available_models()]
+    models = [m for m in args.models.split(",") if m in available_models()]
     port = free_port()
     log = ROOT / "tests" / "output"
     log.mkdir(parents=True, exist_ok=True)
@@ -171,22 +214,29 @@ def main() -> int:
                 # warm: the model enters the server's shared cache, the browser its script cache
                 page.goto(url(base, model=model, text=text_of(lm, 16, 99)), timeout=300_000)
                 wait_drawn(page, 1, timeout=300_000)
-                analyze = [measure_analyze(page, base, model, text_of(lm, args.n, r)) for r in range(args.reps)]
+                analyze = [] if args.skip_analyze else [measure_analyze(page, base, model, text_of(lm, args.n, r))
+                                                        for r in range(args.reps)]
                 heads = list(range(min(lm.n_heads, args.reps + 1)))
-                switch = measure_head_switch(page, base, model, text_of(lm, args.n, 0), min(2, lm.n_layers - 1), heads)
+                switch, cpu = measure_head_switch(page, base, model, text_of(lm, args.n, 0), min(2, lm.n_layers - 1),
+                                                  heads, args.profile)
                 result["models"][model] = {
                     "layers": lm.n_layers, "heads": lm.n_heads,
-                    "analyze_s": round(statistics.median(analyze), 3), "analyze_runs_s": [round(x, 3) for x in analyze],
+                    "analyze_s": round(statistics.median(analyze), 3) if analyze else None,
+                    "analyze_runs_s": [round(x, 3) for x in analyze],
                     "head_switch_s": round(statistics.median(switch), 3), "head_switch_runs_s": [round(x, 3) for x in switch]}
-            lm = load_model("minilm")
-            big = text_of(lm, args.payload_n, 3)
-            payload = largest_messages(page, base, big)
-            L, H, n = lm.n_layers, lm.n_heads, args.payload_n
-            result["payload_n"] = n
-            result["max_message_bytes"] = {k: v for k, v in payload.items() if not k.endswith("_total")}
-            result["page_total_bytes"] = {k[:-6]: v for k, v in payload.items() if k.endswith("_total")}
-            # every attention weight of every head as JSON numbers (~10 characters each), as bertviz ships them
-            result["all_heads_json_bytes_estimate"] = L * H * n * n * 10
+                if cpu:
+                    result["models"][model]["head_switch_main_thread_ms"] = {
+                        k: round(statistics.median(c[k] for c in cpu), 1) for k in ("busy_ms", "plotly_ms")}
+            if not args.skip_payload:
+                lm = load_model("minilm")
+                big = text_of(lm, args.payload_n, 3)
+                payload = largest_messages(page, base, big)
+                L, H, n = lm.n_layers, lm.n_heads, args.payload_n
+                result["payload_n"] = n
+                result["max_message_bytes"] = {k: v for k, v in payload.items() if not k.endswith("_total")}
+                result["page_total_bytes"] = {k[:-6]: v for k, v in payload.items() if k.endswith("_total")}
+                # every attention weight of every head as JSON numbers (~10 characters each), as bertviz ships them
+                result["all_heads_json_bytes_estimate"] = L * H * n * n * 10
             browser.close()
     finally:
         stop_server(server)

@@ -4,7 +4,7 @@ Measured side by side in one process (medians of repeated runs, the two timed al
 noise hits both), MiniLM, n = 16, 128, 512, on CPU and (when present) CUDA. Every function is run once on a
 warm-up text before the first timed configuration. Prints one JSON object as its last line.
 
-    OMP_NUM_THREADS=2 python benchmarks/bench_engine.py --devices cpu [--repeats 5] [--lens-repeats 2]
+    OMP_NUM_THREADS=2 python benchmarks/bench_engine.py --devices cpu [--repeats 5] [--lens-repeats 2] [--lens-ns 128]
     python benchmarks/bench_engine.py --devices cuda
 """
 from __future__ import annotations
@@ -74,7 +74,7 @@ def first_batch_time(lm, tr, layer, head, q, sync) -> float:
 
 
 def bench(model: str, device: str, ns: list[int], repeats: int, lens_repeats: int, layer: int,
-          head: int) -> list[dict]:
+          head: int, lens_ns: set[int] | None = None) -> list[dict]:
     lm = load_model(model, device=device)
     eager = AutoModel.from_pretrained(str(lm.folder), attn_implementation="eager",
                                       dtype=torch.float32).eval().to(device)
@@ -101,18 +101,20 @@ def bench(model: str, device: str, ns: list[int], repeats: int, lens_repeats: in
 
         t_plain, t_full = timed_pair(plain, full, repeats, sync)
         tr = trace_text(lm, text)
-        q = min(5, tr.n - 1)
-        lens_t = {name: timed(lambda f=fn: f(lm, tr, layer, head, q), lens_repeats, sync)
-                  for name, fn in LENSES.items()}
-        t_first = statistics.median(first_batch_time(lm, tr, layer, head, q, sync) for _ in range(lens_repeats))
         checks = D.identity_checks(lm, tr)
-        rows.append({"device": device, "n": tr.n, "plain_forward_s": t_plain, "trace_plus_decomposition_s": t_full,
-                     "decomposition_ratio": t_full / t_plain, "lenses_s": lens_t,
-                     "lenses_total_s": sum(lens_t.values()),
-                     "vocabulary_plus_anchored_s": lens_t["vocabulary"] + lens_t["anchored"],
-                     "counterfactual_first_batch_s": t_first, "lens_layer": layer, "lens_head": head,
-                     "identity_dense_max_rel_err": checks["identity_dense_max_rel_err"],
-                     "identity_ln_max_rel_err": checks["identity_ln_max_rel_err"]})
+        row = {"device": device, "n": tr.n, "plain_forward_s": t_plain, "trace_plus_decomposition_s": t_full,
+               "decomposition_ratio": t_full / t_plain,
+               "identity_dense_max_rel_err": checks["identity_dense_max_rel_err"],
+               "identity_ln_max_rel_err": checks["identity_ln_max_rel_err"]}
+        if lens_ns is None or n in lens_ns:
+            q = min(5, tr.n - 1)
+            lens_t = {name: timed(lambda f=fn: f(lm, tr, layer, head, q), lens_repeats, sync)
+                      for name, fn in LENSES.items()}
+            t_first = statistics.median(first_batch_time(lm, tr, layer, head, q, sync) for _ in range(lens_repeats))
+            row.update({"lenses_s": lens_t, "lenses_total_s": sum(lens_t.values()),
+                        "vocabulary_plus_anchored_s": lens_t["vocabulary"] + lens_t["anchored"],
+                        "counterfactual_first_batch_s": t_first, "lens_layer": layer, "lens_head": head})
+        rows.append(row)
         print(json.dumps(rows[-1]), file=sys.stderr)
     return rows
 
@@ -124,13 +126,15 @@ def main() -> None:
     ap.add_argument("--ns", default="16,128,512")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--lens-repeats", type=int, default=2)
+    ap.add_argument("--lens-ns", default=None, help="lengths at which the lenses are timed (default: every --ns)")
     ap.add_argument("--layer", type=int, default=2, help="layer of the head whose lenses are timed")
     ap.add_argument("--head", type=int, default=5)
     a = ap.parse_args()
     devices = a.devices.split(",") if a.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
     for dev in devices:
-        rows += bench(a.model, dev, [int(x) for x in a.ns.split(",")], a.repeats, a.lens_repeats, a.layer, a.head)
+        rows += bench(a.model, dev, [int(x) for x in a.ns.split(",")], a.repeats, a.lens_repeats, a.layer, a.head,
+                      None if a.lens_ns is None else {int(x) for x in a.lens_ns.split(",")})
     out = {"benchmark": "engine", "model": a.model, "torch": torch.__version__, "threads": torch.get_num_threads(),
            "machine": platform.machine(),
            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,

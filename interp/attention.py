@@ -80,10 +80,10 @@ def expertlens_attention(module: torch.nn.Module, query: torch.Tensor, key: torc
     """Dense attention: softmax(QKᵀ·scaling + mask)·V, with an optional per-call plan (see module docstring)."""
     if scaling is None:
         scaling = query.size(-1) ** -0.5
-    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    scores = torch.matmul(query, key.transpose(2, 3)).mul_(scaling)      # in place: no second n × n buffer
     valid = key_valid_from_mask(attention_mask)
     if valid is not None:
-        scores = scores.masked_fill(~valid, torch.finfo(scores.dtype).min)
+        scores.masked_fill_(~valid, torch.finfo(scores.dtype).min)
     probs = torch.nn.functional.softmax(scores, dim=-1)
     plan = _PLAN.get()
     layer = None

@@ -17,6 +17,8 @@ For head h of layer l with input X (n × d):
 """
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -239,14 +241,39 @@ def _roles(spec_mean: np.ndarray, prof_mass: np.ndarray, eff_ratio: np.ndarray) 
     return out
 
 
+# G^h depends on the weights only: kept per output-projection weight tensor (a weak reference: the entry goes
+# with the model) and its in-place version counter (a changed weight is never read from the table)
+_GRAMS: dict[int, tuple[weakref.ref, int, str, torch.Tensor]] = {}
+_GRAMS_LOCK = threading.Lock()
+
+
+def _forget_gram(key: int) -> None:
+    with _GRAMS_LOCK:
+        _GRAMS.pop(key, None)
+
+
 def message_gram(lm: LoadedModel, layer: int) -> torch.Tensor:
     """G^h = W_O^hᵀ C W_O^h (H × d_h × d_h; C = I − 11ᵀ/d centres, post-norm layers only, else I), so that
-    ‖c(o^h_j)‖² = v^h_jᵀ G^h v^h_j: message norms without forming the n × d messages (exact algebra)."""
+    ‖c(o^h_j)‖² = v^h_jᵀ G^h v^h_j: message norms without forming the n × d messages (exact algebra). Computed
+    once per weight tensor (read-only, shared)."""
+    parts = lm.adapter.layers[layer]
+    weight = parts.o.weight if parts.o is not None else None
+    if weight is not None:
+        with _GRAMS_LOCK:
+            hit = _GRAMS.get(id(weight))
+        if hit is not None and hit[0]() is weight and hit[1] == weight._version and hit[2] == parts.norm \
+                and hit[3].device == weight.device and hit[3].dtype == weight.dtype:
+            return hit[3]
     W, _ = head_weights(lm, layer)                                   # H × d × d_h
-    G = W.transpose(1, 2) @ W
-    if lm.adapter.layers[layer].norm == "post":
-        u = W.sum(1)                                                 # H × d_h: W_O^hᵀ 1
-        G = G - u[:, :, None] * u[:, None, :] / W.shape[1]
+    with torch.no_grad():
+        G = W.transpose(1, 2) @ W
+        if parts.norm == "post":
+            u = W.sum(1)                                             # H × d_h: W_O^hᵀ 1
+            G = G - u[:, :, None] * u[:, None, :] / W.shape[1]
+    if weight is not None:
+        key = id(weight)
+        with _GRAMS_LOCK:
+            _GRAMS[key] = (weakref.ref(weight, lambda _, key=key: _forget_gram(key)), weight._version, parts.norm, G)
     return G
 
 
@@ -301,13 +328,11 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
             top[l] = P.argmax(-1)
             cols = torch.stack([S.expand(H, n), norms], -1)          # H × n × 2
             pm = P @ cols                                            # mass on non-special keys, Σ_j a_ij ‖c(o_j)‖
-            if lt.scores is not None:
-                # log a_ij = s_ij − lse_i with lse_i = s_i,t − log a_i,t at t = argmax_j a_ij (well conditioned):
-                # Σ_j a log a = Σ_j a_ij s_ij − lse_i, and over S: Σ_{j∈S} a_ij s_ij − lse_i m_i. No log pass.
-                t = top[l][..., None]
-                lse = (lt.scores.gather(-1, t) - P.gather(-1, t).log())[..., 0]
-                e = P * lt.scores                                    # masked keys: a = 0 exactly, product −0
-                ent = torch.stack([lse - e.sum(-1), lse * pm[..., 0] - e @ S], -1)
+            if lt.gate_terms is not None:
+                # log a_ij = s_ij − lse_i: Σ_j a log a = Σ_j a_ij s_ij − lse_i, and over S: Σ_{j∈S} a_ij s_ij −
+                # lse_i m_i; the three terms were summed during the capture (no pass over the gates here)
+                e_all, e_ns, lse = lt.gate_terms.unbind(-1)
+                ent = torch.stack([lse - e_all, lse * pm[..., 0] - e_ns], -1)
             else:
                 # a log a (0 where a = 0: log 0 = −inf is clamped before the product)
                 e = P * torch.log(P).clamp_(min=-1e30)

@@ -170,6 +170,8 @@ EN: dict[str, str] = {
     "lens.error": "Reconstruction error of this lens: {err:.2e} ({what})",
     "lens.progress_start": "Re-running the network once per expert ({n} experts)…",
     "lens.progress": "Re-running the network once per expert: {f:.0%} of {n}",
+    "lens.partial": "The {done} experts with the largest gates, of {n}; the others are being computed (the network is "
+                    "re-run once per expert)…",
     "lens.unavailable": "The lens module is not available in this build: {message}",
     "lens.col.expert": "expert j",
     "lens.col.token": "token",

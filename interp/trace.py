@@ -162,7 +162,9 @@ class LayerTrace:
                                 #             pre-norm, dense without a LayerNorm
     ln_sigma: torch.Tensor | None  # n       post-norm LayerNorm scale σ_i = sqrt(var(dense_out_i + x_i) + eps)
     hidden_out: torch.Tensor    # n × d       the layer's output in the model's own forward pass
-    scores: torch.Tensor | None = None  # H × n × n gate logits q·k·scaling (masked: dtype min), when captured
+    gate_terms: torch.Tensor | None = None  # H × n × 3 per query, from the gate logits s_ij = q·k·scaling of the
+                                            # same call: Σ_j a_ij s_ij, Σ_{j non-special} a_ij s_ij, logsumexp_j s_ij
+                                            # (the entropies' terms; the n × n logits are not kept)
 
 
 @dataclass
@@ -214,7 +216,7 @@ class BatchTrace:
     has_mlm_head: bool
     adapter: object
     final: torch.Tensor | None = None   # B × n × d the model's last hidden state (None: hidden[-1])
-    scores: list[torch.Tensor] | None = None  # per layer B × H × n × n gate logits (interface families)
+    gate_terms: list[torch.Tensor] | None = None  # per layer B × H × n × 3 (see LayerTrace; interface families)
 
     @property
     def batch_size(self) -> int:
@@ -234,7 +236,7 @@ class BatchTrace:
                                      v=self.v[l][b, :, :n], probs=self.probs[l][b, :, :n, :n], context=ctx,
                                      dense_out=dense, attn_out=attn_out, ln_sigma=sigma,
                                      hidden_out=self.hidden[l + 1][b, :n],
-                                     scores=None if self.scores is None else self.scores[l][b, :, :n, :n]))
+                                     gate_terms=None if self.gate_terms is None else self.gate_terms[l][b, :, :n]))
         out = self.output[b, :n] if self.has_mlm_head else self.output[b]
         final = self.final[b, :n] if self.final is not None else self.hidden[-1][b, :n]
         return Trace(model_name=self.model_name, tokens=enc.tokens[b], input_ids=enc.input_ids[b, :n],
@@ -244,14 +246,34 @@ class BatchTrace:
 
 
 class CapturePlan(AttentionPlan):
-    """Records each layer's Q, K, V, probabilities and head outputs (detached)."""
+    """Records each layer's Q, K, V, probabilities and head outputs (detached), and per query the terms of the
+    gate entropies from the logits of the same call (``gate_terms``, see :class:`LayerTrace`): the n × n logits
+    themselves are read once while they are at hand and not kept (keeping them doubled the memory a trace
+    allocates, and the time of the pass). ``nonspecial``: B × n, True for keys that are not special tokens."""
 
-    def __init__(self, layer_of: dict[int, int]):
+    def __init__(self, layer_of: dict[int, int], nonspecial: torch.Tensor | None = None):
         super().__init__(layer_of)
-        self.q, self.k, self.v, self.probs, self.context, self.scores = {}, {}, {}, {}, {}, {}
+        self.q, self.k, self.v, self.probs, self.context, self.gate_terms = {}, {}, {}, {}, {}, {}
+        self.nonspecial = nonspecial
+        self._special_keys: torch.Tensor | None = None
 
     def rows(self, layer, query, key, value, scores, probs, key_valid):
-        self.scores[layer] = scores.detach()   # kept, not copied: the overview's entropies read them
+        with torch.no_grad():
+            e = probs * scores                     # a_ij s_ij; masked keys: a = 0 exactly, s = dtype min → −0
+            total = e.sum(-1)
+            if self.nonspecial is None:
+                plain = total
+            elif e.shape[0] == 1:                  # one text: subtract its few special keys' columns
+                if self._special_keys is None:     # found on the CPU once (no device synchronisation per layer)
+                    self._special_keys = (~self.nonspecial[0].cpu()).nonzero()[:, 0].to(e.device)
+                plain = total - e[..., self._special_keys].sum(-1)
+            else:
+                plain = (e * self.nonspecial.to(device=e.device, dtype=e.dtype)[:, None, None, :]).sum(-1)
+            del e
+            # logsumexp_j s_ij = max_j s_ij − log max_j a_ij: the softmax's largest gate is exp(max − lse), at the
+            # same key as the largest logit (two max passes instead of an exp pass)
+            lse = scores.amax(-1) - probs.amax(-1).log()
+            self.gate_terms[layer] = torch.stack([total, plain, lse], -1)
         return None
 
     def observe(self, layer, query, key, value, probs, output):
@@ -300,7 +322,7 @@ def capture_encoded(lm: LoadedModel, enc: Encoded) -> BatchTrace:
     ad = lm.adapter
     L = lm.n_layers
     if ad.attention_via_interface:
-        plan = CapturePlan(ad.layer_of)
+        plan = CapturePlan(ad.layer_of, ~enc.special)
         out = forward(lm, enc, plan, hidden_states=True)
         missing = [l for l in range(L) if l not in plan.probs]
         if missing:  # pragma: no cover - would mean the model bypassed the attention interface
@@ -308,12 +330,12 @@ def capture_encoded(lm: LoadedModel, enc: Encoded) -> BatchTrace:
         states = list(ad.layer_states(out))
         q, k, v = [plan.q[l] for l in range(L)], [plan.k[l] for l in range(L)], [plan.v[l] for l in range(L)]
         probs, ctx = [plan.probs[l] for l in range(L)], [plan.context[l] for l in range(L)]
-        scores = [plan.scores[l] for l in range(L)]
+        gate_terms = [plan.gate_terms[l] for l in range(L)]
     else:
         out = forward(lm, enc, None, hidden_states=True, attentions=True)
         states = list(ad.layer_states(out))
         probs = [a.detach() for a in out.attentions]
-        scores = None
+        gate_terms = None
         q, k, v, ctx = [], [], [], []
         with torch.no_grad():
             for l in range(L):
@@ -328,7 +350,7 @@ def capture_encoded(lm: LoadedModel, enc: Encoded) -> BatchTrace:
         final = out.hidden_states[-1]
     return BatchTrace(model_name=lm.name, encoded=enc, q=q, k=k, v=v, probs=probs, context=ctx,
                       hidden=tuple(states), output=model_output(lm, out, enc), has_mlm_head=lm.has_mlm_head,
-                      adapter=ad, final=final, scores=scores)
+                      adapter=ad, final=final, gate_terms=gate_terms)
 
 
 def trace_text(lm: LoadedModel, text: str) -> Trace:

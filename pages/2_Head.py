@@ -59,12 +59,21 @@ elif section == "messages":
 elif section == "lens":
     lens_name = st.radio(tr("lens.choose"), options=["vocabulary", "anchored", "counterfactual"], horizontal=True,
                          key="hd_lens", format_func=lambda s: tr(f"lens.{s}"), help=tr("lens.choose_help"))
+    partial_slot = st.empty()     # a progressive lens shows its top-gate experts here while the rest run
+
+    def show_partial(part, done: int, total: int) -> None:
+        with partial_slot.container():
+            st.progress(done / total, text=tr("lens.partial", done=done, n=total))
+            st.plotly_chart(fh.lens_experts_figure(part, lang=ui.lang()), width="stretch", theme=None,
+                            config={"displaylogo": False})
+
     try:
         with st.spinner(tr(f"lens.{lens_name}") + "…"):
-            summary = ui.lens(v.model, v.text, layer, head, query, lens_name)
+            summary = ui.lens(v.model, v.text, layer, head, query, lens_name, on_partial=show_partial)
     except (ImportError, ValueError) as err:
         st.warning(tr("lens.unavailable", message=str(err)))
         summary = None
+    partial_slot.empty()
     if summary is not None:
         what = f"{summary.exactness}; max |Σ_j a_ij z_j − y_i| = {summary.mixture_max_abs_err:.2e}"
         if summary.pool_kl is not None:

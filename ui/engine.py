@@ -4,11 +4,16 @@
   never mutated (analyses run through per-call attention plans, see ``interp.attention``).
 * ``get_trace`` — ``st.cache_resource``: one captured forward pass per (model, text), read-only, shared.
 * ``overview`` / ``head`` / ``lens`` / ``layer0`` / ``sampling_*`` / ``downstream`` — ``st.cache_data``: compact
-  results per (model, text, settings), copied to each caller.
+  results per (model, text, settings), copied to each caller (a progressive lens keeps its complete summaries in
+  a small process-wide table of its own, also copied to each caller, because it draws while it computes).
 """
 from __future__ import annotations
 
+import copy
 import os
+import threading
+from collections import OrderedDict
+from typing import Callable
 
 import streamlit as st
 import torch
@@ -63,20 +68,59 @@ def predictions(model: str, text: str, top: int = 5):
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
-def lens(model: str, text: str, layer: int, head_: int, query: int, name: str) -> fh.LensSummary:
-    """A lens's compact summary (the n × V expert outputs never leave the server)."""
+def _lens_summary(model: str, text: str, layer: int, head_: int, query: int, name: str, lang_: str) -> fh.LensSummary:
     from interp.lenses import LENSES
     lm, trace = get_model(model), get_trace(model, text)
-    if name == "counterfactual":  # n re-runs of the rest of the network: show how far it has got
-        bar = st.progress(0.0, text=tr("lens.progress_start", n=trace.n))
-        try:
-            res = LENSES[name](lm, trace, layer, head_, query,
-                               progress=lambda f: bar.progress(float(f), text=tr("lens.progress", f=f, n=trace.n)))
-        finally:
-            bar.empty()
-    else:
-        res = LENSES[name](lm, trace, layer, head_, query)
-    return fh.lens_summary(res, trace.tokens, lm.tokenizer, lang=lang())
+    return fh.lens_summary(LENSES[name](lm, trace, layer, head_, query), trace.tokens, lm.tokenizer, lang=lang_)
+
+
+_PROGRESSIVE: "OrderedDict[tuple, fh.LensSummary]" = OrderedDict()
+_PROGRESSIVE_LOCK = threading.Lock()
+_PROGRESSIVE_MAX = 128
+
+
+def lens(model: str, text: str, layer: int, head_: int, query: int, name: str,
+         on_partial: Callable[[fh.LensSummary, int, int], None] | None = None) -> fh.LensSummary:
+    """A lens's compact summary (the n × V expert outputs never leave the server), cached per (model, text,
+    layer, head, query, lens, language).
+
+    A progressive lens (the counterfactual: n re-runs of the rest of the network) computes its experts batch by
+    batch, largest gates first; after each batch ``on_partial(summary of the experts done so far, done, n)`` is
+    called, so the page shows the strongest experts while the rest are computed. The returned summary is the
+    one of the complete computation (the same call as without ``on_partial``), and is cached as well."""
+    from interp.lenses import LENS_INFO, LENSES
+    lang_ = lang()
+    if on_partial is None or not LENS_INFO[name].progressive:
+        return _lens_summary(model, text, layer, head_, query, name, lang_)
+    key = (model, text, layer, head_, query, name, lang_)
+    with _PROGRESSIVE_LOCK:
+        hit = _PROGRESSIVE.get(key)
+        if hit is not None:
+            _PROGRESSIVE.move_to_end(key)
+            return copy.deepcopy(hit)
+    lm, trace = get_model(model), get_trace(model, text)
+    info = LENS_INFO[name]
+    gates = trace.layers[layer].probs[head_, query]
+    model_output = trace.output[query] if trace.has_mlm_head else trace.output
+    kind = "mlm-logits" if lm.has_mlm_head else "pooled-embedding"
+    done_pos: list[int] = []
+    done_out: list[torch.Tensor] = []
+
+    def on_batch(idx: list[int], out: torch.Tensor) -> None:
+        done_pos.extend(idx)
+        done_out.append(out)
+        part = fh.partial_lens_summary(name, info.exactness, kind, layer, head_, query, list(done_pos),
+                                       torch.cat(done_out), gates[done_pos], model_output, trace.tokens,
+                                       lm.tokenizer, lang_)
+        on_partial(part, len(done_pos), trace.n)
+
+    res = LENSES[name](lm, trace, layer, head_, query, on_batch=on_batch)
+    summary = fh.lens_summary(res, trace.tokens, lm.tokenizer, lang=lang_)
+    with _PROGRESSIVE_LOCK:
+        _PROGRESSIVE[key] = summary
+        while len(_PROGRESSIVE) > _PROGRESSIVE_MAX:
+            _PROGRESSIVE.popitem(last=False)
+    return copy.deepcopy(summary)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

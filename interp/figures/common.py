@@ -7,6 +7,8 @@ protanopia.
 """
 from __future__ import annotations
 
+import unicodedata
+
 import numpy as np
 import plotly.graph_objects as go
 
@@ -95,6 +97,37 @@ def token_labels(tokens: list[str]) -> list[str]:
 def tick_step(n: int, max_ticks: int = 40) -> int:
     """Show every step-th tick label so that at most ``max_ticks`` labels are drawn."""
     return max(1, int(np.ceil(n / max_ticks)))
+
+
+CHAR_PX = 7.2          # the width of one character of FONT (13 px Inter/Arial: 6–7.5 px; taken generously)
+WIDE_PX = 13.5         # a wide (CJK) character: one em
+LINE_PX = 16           # the height of one line of FONT
+
+
+def _text_px(text: str) -> float:
+    return sum(WIDE_PX if unicodedata.east_asian_width(c) in "WF" else CHAR_PX for c in text)
+
+
+def label_extent(labels: list[str], angle: float = 0.0) -> int:
+    """Pixels that tick labels need across their axis: a label w wide and one line high, rotated by ``angle``
+    degrees, spans w·|sin a| + h·|cos a| across a horizontal axis (``angle`` 0 means horizontal labels on a
+    vertical axis: their width)."""
+    w = max((_text_px(str(s)) for s in labels), default=0.0)
+    if angle == 0:
+        return int(np.ceil(round(w, 6)))
+    a = np.deg2rad(abs(angle))
+    return int(np.ceil(round(w * np.sin(a) + LINE_PX * np.cos(a), 6)))
+
+
+def fixed_margins(fig: go.Figure, left: int, bottom: int) -> go.Figure:
+    """Margins set from the labels' known sizes instead of plotly's automargin, which draws the figure, measures
+    every label and draws it again (twice the browser's work on every new chart); tick labels are drawn without
+    the per-label overflow test (one layout query per label), since the margins hold them. ``left``/``bottom``:
+    pixels for the tick labels and axis titles on those sides."""
+    axes = {name: dict(automargin=False, ticklabeloverflow="allow") for name in fig.layout
+            if name.startswith(("xaxis", "yaxis"))}
+    fig.update_layout(margin=dict(l=10 + left, b=10 + bottom), **axes)
+    return fig
 
 
 def token_axis(tokens: list[str], max_ticks: int = 40) -> dict:

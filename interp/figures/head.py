@@ -15,7 +15,11 @@ import plotly.graph_objects as go
 import torch
 
 from ..i18n import role_text, t
-from .common import OKABE_ITO, SEQUENTIAL, compact, style, token_axis
+from .common import LINE_PX, OKABE_ITO, SEQUENTIAL, compact, fixed_margins, label_extent, style, token_axis
+
+TICK_ANGLE = -60
+TITLE_PX = LINE_PX + 14        # an axis title and its distance from the tick labels
+TOKEN_TICKS = 24               # token labels per axis (the browser measures every label's text)
 
 
 def gate_heatmap(hv, query: int | None = None, show: str = "gate", lang: str = "en") -> go.Figure:
@@ -32,11 +36,13 @@ def gate_heatmap(hv, query: int | None = None, show: str = "gate", lang: str = "
     if query is not None:
         fig.add_shape(type="rect", x0=-0.5, x1=n - 0.5, y0=query - 0.5, y1=query + 0.5,
                       line=dict(color=OKABE_ITO[5], width=2))
-    axis = token_axis(hv.tokens)
-    fig.update_xaxes(title_text=t("fig.expert_j", lang), **axis, tickangle=-60, showgrid=False)
+    axis = token_axis(hv.tokens, TOKEN_TICKS)
+    fig.update_xaxes(title_text=t("fig.expert_j", lang), **axis, tickangle=TICK_ANGLE, showgrid=False)
     fig.update_yaxes(title_text=t("fig.query_i", lang), **axis, autorange="reversed", showgrid=False)
     side = int(np.clip(260 + 9 * n, 380, 760))
-    return style(fig, title, height=side)
+    style(fig, title, height=side)
+    return fixed_margins(fig, left=label_extent(axis["ticktext"]) + TITLE_PX,
+                         bottom=label_extent(axis["ticktext"], TICK_ANGLE) + TITLE_PX)
 
 
 def query_row(hv, query: int, lang: str = "en") -> go.Figure:
@@ -50,12 +56,15 @@ def query_row(hv, query: int, lang: str = "en") -> go.Figure:
                  hovertemplate=hover, xaxis="x", yaxis="y"),
             dict(type="bar", x=x, y=compact(hv.firing[query]), marker=dict(color=OKABE_ITO[5]), name=firing,
                  hovertemplate=hover, xaxis="x", yaxis="y2")]
+    axis = token_axis(hv.tokens, TOKEN_TICKS)
     layout = dict(showlegend=False, bargap=0.1,
-                  xaxis=dict(anchor="y2", tickangle=-60, **token_axis(hv.tokens)),
+                  xaxis=dict(anchor="y2", tickangle=TICK_ANGLE, **axis),
                   yaxis=dict(domain=[0.56, 1.0], title=dict(text=gate)),
                   yaxis2=dict(domain=[0.0, 0.44], title=dict(text=firing)))
     fig = go.Figure(data=data, layout=layout)
-    return style(fig, t("head.row_title", lang, token=hv.tokens[query], query=query), height=420)
+    style(fig, t("head.row_title", lang, token=hv.tokens[query], query=query), height=420)
+    numbers = label_extent(["0.000"])                       # gate and firing ticks: short decimals
+    return fixed_margins(fig, left=numbers + TITLE_PX, bottom=label_extent(axis["ticktext"], TICK_ANGLE))
 
 
 def top_experts_table(hv, query: int, k: int = 8, lang: str = "en") -> pd.DataFrame:
@@ -123,6 +132,33 @@ class LensSummary:
     notes: list[str] = field(default_factory=list)
 
 
+def _experts_frame(z: torch.Tensor, gates: torch.Tensor, positions: list[int], tokens: list[str],
+                   output_kind: str, model_output: torch.Tensor, tokenizer, lang: str) -> pd.DataFrame:
+    """One row per expert: position, token, gate, and its top token with p(top) (logit-like outputs) or its
+    cosine to the model's output (embeddings)."""
+    cols = [t("lens.col.expert", lang), t("lens.col.token", lang), t("lens.col.gate", lang)]
+    base = {cols[0]: list(positions), cols[1]: [tokens[j] for j in positions], cols[2]: gates.tolist()}
+    if output_kind in ("mlm-logits", "vocabulary-scores"):
+        pv, pi = torch.softmax(z, -1).max(-1)
+        return pd.DataFrame({**base, t("lens.col.top", lang): tokenizer.convert_ids_to_tokens(pi.tolist()),
+                             t("lens.col.prob", lang): pv.tolist()})
+    cos = torch.nn.functional.cosine_similarity(z, model_output.double()[None], dim=-1)
+    return pd.DataFrame({**base, "cosine to output": cos.tolist()})
+
+
+def partial_lens_summary(lens: str, exactness: str, output_kind: str, layer: int, head: int, query: int,
+                         positions: list[int], experts: torch.Tensor, gates: torch.Tensor,
+                         model_output: torch.Tensor, tokens: list[str], tokenizer, lang: str = "en") -> LensSummary:
+    """The experts computed so far by a progressive lens (``positions``, their outputs ``experts``: len × out,
+    their gates): the same per-expert rows as :func:`lens_summary` gives for those positions; the pool and the
+    reconstruction errors need every expert, so they are left empty (nan) until the lens is complete."""
+    df = _experts_frame(experts.double(), gates.double(), positions, tokens, output_kind, model_output,
+                        tokenizer, lang)
+    nan = float("nan")
+    return LensSummary(lens, exactness, output_kind, layer, head, query, df, [], [], [], pd.DataFrame(), nan, nan,
+                       None, None, [])
+
+
 def lens_summary(res, tokens: list[str], tokenizer, top: int = 5, lang: str = "en") -> LensSummary:
     """Per-expert top-1 token and probability of softmax(z_j) (logit-like outputs) or cosine(z_j, y_i)
     (embeddings); the top tokens of the model, the geometric pool softmax(Σ_j a_ij z_j) and the arithmetic
@@ -131,17 +167,9 @@ def lens_summary(res, tokens: list[str], tokenizer, top: int = 5, lang: str = "e
     gates = res.gates.double()
     logit_like = res.output_kind in ("mlm-logits", "vocabulary-scores")
     n = z.shape[0]
-    cols = [t("lens.col.expert", lang), t("lens.col.token", lang), t("lens.col.gate", lang)]
+    experts = _experts_frame(z, gates, list(range(n)), tokens, res.output_kind, res.model_output, tokenizer, lang)
     if logit_like:
         p = torch.softmax(z, -1)
-        pv, pi = p.max(-1)
-        names = tokenizer.convert_ids_to_tokens(pi.tolist())
-        experts = pd.DataFrame({cols[0]: range(n), cols[1]: tokens[:n], cols[2]: gates.tolist(),
-                                t("lens.col.top", lang): names, t("lens.col.prob", lang): pv.tolist()})
-    else:
-        cos = torch.nn.functional.cosine_similarity(z, res.model_output.double()[None], dim=-1)
-        experts = pd.DataFrame({cols[0]: range(n), cols[1]: tokens[:n], cols[2]: gates.tolist(),
-                                "cosine to output": cos.tolist()})
 
     def topk(prob: torch.Tensor) -> list[tuple[str, float]]:
         v, i = torch.topk(prob, min(top, prob.numel()))

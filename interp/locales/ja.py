@@ -670,6 +670,7 @@ JA.update({
     "select.head_option": "第 {layer} 層 · ヘッド {head} — {role}",
     "lens.progress_start": "専門家ごとにネットワークを再計算しています（専門家 {n} 個）…",
     "lens.progress": "専門家ごとにネットワークを再計算しています: {n} 個中 {f:.0%}",
+    "lens.partial": "ゲートの大きい専門家 {done} 個（全 {n} 個中）。残りを計算しています（専門家ごとにネットワークを再計算）…",
     "samp.where_mask": "位置 {pos} の [MASK] トークン|位置 {pos} の {n} 個の [MASK] トークン",
     "samp.where_nonspecial": "特殊トークン以外のすべてのトークン（テキストに [MASK] がありません）",
     # counts: "singular|plural" (interp.i18n.plural); Japanese has one form, written twice
