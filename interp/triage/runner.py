@@ -255,7 +255,8 @@ def window_text(lm: LoadedModel, text: str) -> tuple[str, int, int, int]:
 def _scored_row(row: dict, sc: S.Scored) -> dict:
     row.pop("_tokens", None)
     row.update(status="analysed", **score_values(sc))
-    row["agreement"] = float(S.agreement_column(np.array([sc.agrees_prediction]), np.array([sc.agrees_label]))[0])
+    got = [a for a in (float(sc.agrees_prediction), float(sc.agrees_label)) if not math.isnan(a)]
+    row["agreement"] = sum(got) / len(got) if got else float("nan")     # S.agreement_column of one row
     notes = [row["notes"]] if row.get("notes") else []
     cut = "the rest was cut before scoring" in (row.get("notes") or "")
     notes.extend(n for n in sc.notes if n not in (row.get("notes") or "")
@@ -272,6 +273,22 @@ def _fail(row: dict, err: BaseException) -> dict:
 
 
 PASS_CELLS = 16 * 128 * 128   # rows × tokens² per forward pass: bounds attention memory (see score_rows)
+_LIVE_TENSORS = 24            # rows × heads × n² float32 tensors a sampled pass may hold at once (a bound)
+
+
+def pass_cells(lm: LoadedModel) -> int:
+    """The rows × tokens² bound of a forward pass on ``lm``'s device: :data:`PASS_CELLS` on the CPU; on a GPU,
+    a sixteenth of its memory for the attention tensors of a pass (at most :data:`_LIVE_TENSORS` of rows ×
+    heads × n² float32 at once), and never less than :data:`PASS_CELLS`. Large passes keep a GPU busy: with
+    the CPU bound a batch of short inputs would be split into many small passes, each costing the launches of
+    every kernel of every layer. Derived from the device's total memory (not what is free now), so the
+    batching, hence every bit of the results, is the same from run to run on the same kind of device."""
+    import torch
+    dev = torch.device(getattr(lm, "device", "cpu"))
+    if dev.type != "cuda":
+        return PASS_CELLS
+    total = torch.cuda.get_device_properties(dev).total_memory
+    return max(PASS_CELLS, int(total // 16 // (4 * max(1, lm.n_heads) * _LIVE_TENSORS)))
 
 
 def token_batches(todo: list[dict], batch_size: int, cells: int = PASS_CELLS) -> list[list[dict]]:
@@ -293,11 +310,13 @@ def token_batches(todo: list[dict], batch_size: int, cells: int = PASS_CELLS) ->
 
 
 def score_rows(lm: LoadedModel, todo: list[dict], settings: S.ScoreSettings, batch_size: int,
-               max_rows: int | None, tick: Callable[[int], None] | None = None, cells: int = PASS_CELLS) -> None:
+               max_rows: int | None, tick: Callable[[int], None] | None = None, cells: int | None = None) -> None:
     """Score prepared rows in place, in token-bounded batches (:func:`token_batches`; the results do not depend
     on the batching). A batch that raises is retried one input at a time, so that only the inputs that fail
     are marked failed. ``tick(tokens)`` after each batch: tokens of the inputs scored so far. The one scoring
-    stage of every engine (local, worker processes, Ray actors)."""
+    stage of every engine (local, worker processes, Ray actors). ``cells``: the pass bound, default
+    :func:`pass_cells` of the model's device."""
+    cells = pass_cells(lm) if cells is None else cells
     done = 0
     for batch in token_batches(todo, batch_size, cells):
         score_step(lm, batch, settings, max_rows, cells)
