@@ -298,8 +298,11 @@ def sampled_passes(lm: LoadedModel, enc: Encoded, scheme: str, k: int, h: int, m
                 tv_sum[l] = tv_sum.get(l, 0) + t
         sampled = torch.cat(outs, 0)                                                  # S × b × …
         norm = torch.tensor([seeds * lengths[b] for b in rows], dtype=torch.float64)[:, None]
-        for l, t in tv_sum.items():
-            head_tv[rows, l] = (t.cpu().to(torch.float64) / norm).numpy()
+        if tv_sum:                             # every layer's TV sums leave the device at once
+            ls = list(tv_sum)
+            tvs = torch.stack([tv_sum[l] for l in ls]).cpu().to(torch.float64)
+            for j, l in enumerate(ls):
+                head_tv[rows, l] = (tvs[j] / norm).numpy()
         if not mlm:
             cos = torch.nn.functional.cosine_similarity(sampled, d[None], dim=-1)       # S × b
             cosm[rows] = cos.mean(0).double().cpu().numpy()

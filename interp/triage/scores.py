@@ -398,7 +398,8 @@ def score_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys
     B = len(texts)
     enc = enc if enc is not None else encode(lm, texts)
     if keys is None:
-        keys = [example_key(enc.input_ids[b, :int(enc.attention_mask[b].sum())]) for b in range(B)]
+        ids_all, lengths = enc.input_ids.tolist(), enc.attention_mask.sum(1).tolist()
+        keys = [example_key(ids_all[b][:int(lengths[b])]) for b in range(B)]
     keys = list(keys)
     conc, eff, out = concentration(lm, enc)
     out = out.to(torch.float32)
