@@ -10,6 +10,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from .attention import AttentionPlan, attention_plan
@@ -101,14 +102,21 @@ def encode(lm: LoadedModel, texts: list[str]) -> Encoded:
     tok = lm.tokenizer
     max_len = lm.max_tokens
     rows, notes, truncs, toks = [], [], [], []
+    cleaned = []
     for text in texts:
         text, note = clean_text(text)
         if lm.adapter.accepts_mask_aliases and getattr(tok, "mask_token", None):
             text = _normalise_mask(text, tok.mask_token)
-        enc = tok(text, truncation=False, return_offsets_mapping=True, add_special_tokens=True, verbose=False)
-        ids = list(enc["input_ids"])
-        offsets = list(enc["offset_mapping"])
-        types = list(enc.get("token_type_ids", [0] * len(ids)))
+        cleaned.append(text)
+        notes.append(note)
+    # one tokenizer call for the whole batch (each text is tokenised on its own, exactly as a single call would)
+    batch = tok(cleaned, truncation=False, return_offsets_mapping=True, add_special_tokens=True, verbose=False)
+    unk = getattr(tok, "unk_token_id", None)
+    for j, text in enumerate(cleaned):
+        note = notes[j]
+        ids = list(batch["input_ids"][j])
+        offsets = batch["offset_mapping"][j]
+        types = list(batch["token_type_ids"][j]) if "token_type_ids" in batch else [0] * len(ids)
         trunc = None
         if len(ids) > max_len:
             keep = max_len - 1  # keep the final special token ([SEP] / </s>)
@@ -117,26 +125,26 @@ def encode(lm: LoadedModel, texts: list[str]) -> Encoded:
             ids = ids[:keep] + ids[-1:]
             types = types[:keep] + types[-1:]
             note.append(trunc.message())
-        unk = getattr(tok, "unk_token_id", None)
-        n_unk = sum(1 for i in ids if unk is not None and i == unk)
+        n_unk = ids.count(unk) if unk is not None else 0
         if n_unk:
             note.append(Note("unknown", n=n_unk, unk=tok.unk_token))
         rows.append((ids, types))
-        notes.append(note)
         truncs.append(trunc)
         toks.append(tok.convert_ids_to_tokens(ids))
     n = max(len(r[0]) for r in rows)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     B = len(rows)
-    input_ids = torch.full((B, n), pad, dtype=torch.long)
-    mask = torch.zeros((B, n), dtype=torch.long)
-    types = torch.zeros((B, n), dtype=torch.long)
+    ids_np = np.full((B, n), pad, dtype=np.int64)
+    types_np = np.zeros((B, n), dtype=np.int64)
+    lens = np.fromiter((len(r[0]) for r in rows), dtype=np.int64, count=B)
     for b, (ids, tt) in enumerate(rows):
-        input_ids[b, :len(ids)] = torch.tensor(ids)
-        mask[b, :len(ids)] = 1
-        types[b, :len(ids)] = torch.tensor(tt)
-    special_ids = set(tok.all_special_ids)
-    special = torch.tensor([[int(i) in special_ids for i in row] for row in input_ids.tolist()]) & mask.bool()
+        ids_np[b, :len(ids)] = ids
+        types_np[b, :len(ids)] = tt[:len(ids)]
+    input_ids = torch.from_numpy(ids_np)
+    mask = torch.from_numpy((np.arange(n)[None, :] < lens[:, None]).astype(np.int64))
+    types = torch.from_numpy(types_np)
+    special_ids = torch.tensor(sorted(set(tok.all_special_ids)), dtype=torch.long)
+    special = torch.isin(input_ids, special_ids) & mask.bool()
     return Encoded(input_ids, mask, types if lm.adapter.uses_token_types else None, toks, special, notes, truncs)
 
 

@@ -88,16 +88,34 @@ class SamplingPlan(AttentionPlan):
         est = estimate(self.scheme, split(query), split(key), split(value), split(scores), split(probs), valid,
                        self.lengths, gens, self.k, self.h, self.m).weights          # R×B×H×n×n
         p = split(probs).to(torch.float32)
-        head_on = torch.zeros(H, dtype=torch.bool, device=query.device)
-        head_on[heads] = True
+        head_on = self._head_on(tuple(heads), H, query.device)
         w = torch.where(head_on[None, None, :, None, None], est, p)
-        lengths = torch.tensor(self.lengths, device=query.device)
-        qmask = (torch.arange(n, device=query.device)[None, :] < lengths[:, None]).to(torch.float32)   # B×n
+        qmask = self._qmask(n, query.device)                                          # B×n
         tv = 0.5 * (est - p).abs().sum(-1)                                            # R×B×H×n
         tv = (tv * qmask[None, :, None, :]).sum(-1).sum(0)                             # B×H (sum)
         tv = tv.masked_fill(~head_on[None, :], float("nan"))
         self.tv_sum[layer] = self.tv_sum.get(layer, 0) + tv                           # stays on the device
         return w.reshape(R * B, H, n, n).to(probs.dtype)
+
+    def _head_on(self, heads: tuple, H: int, device) -> torch.Tensor:
+        """The substituted heads as an H-vector of flags on the device (made once per pass and head set, not
+        per layer: each one is a host-to-device copy)."""
+        cache = self.__dict__.setdefault("_flags", {})
+        key = (heads, H, str(device))
+        if key not in cache:
+            on = torch.zeros(H, dtype=torch.bool)
+            on[list(heads)] = True
+            cache[key] = on.to(device)
+        return cache[key]
+
+    def _qmask(self, n: int, device) -> torch.Tensor:
+        """B × n float flags of the real queries (made once per pass)."""
+        cache = self.__dict__.setdefault("_qmasks", {})
+        key = (n, str(device))
+        if key not in cache:
+            lengths = torch.tensor(self.lengths)
+            cache[key] = (torch.arange(n)[None, :] < lengths[:, None]).to(torch.float32).to(device)
+        return cache[key]
 
 
 @dataclass
@@ -190,12 +208,26 @@ def replicate(enc: Encoded, times: int) -> Encoded:
 def compare_positions(lm: LoadedModel, enc: Encoded, b: int) -> tuple[list[int], str]:
     """Where example b's MLM output is compared: its [MASK] positions, else its non-special real positions."""
     n = int(enc.attention_mask[b].sum())
-    ids = enc.input_ids[b, :n].tolist()
+    return positions_in(enc.input_ids[b, :n].tolist(), enc.special[b, :n].tolist(),
+                        getattr(lm.tokenizer, "mask_token_id", None))
+
+
+def all_compare_positions(lm: LoadedModel, enc: Encoded) -> list[tuple[list[int], str]]:
+    """:func:`compare_positions` of every example of a batch (the tensors leave the device once)."""
+    lengths = enc.attention_mask.sum(1).tolist()
+    ids, special = enc.input_ids.tolist(), enc.special.tolist()
     mask_id = getattr(lm.tokenizer, "mask_token_id", None)
-    masks = [i for i, t in enumerate(ids) if mask_id is not None and t == mask_id]
+    return [positions_in(ids[b][:int(n)], special[b][:int(n)], mask_id) for b, n in enumerate(lengths)]
+
+
+def positions_in(ids: list[int], special: list[bool], mask_id: int | None) -> tuple[list[int], str]:
+    """The compared positions of one example from its real token ids and special flags (see
+    :func:`compare_positions`)."""
+    n = len(ids)
+    masks = [i for i, t in enumerate(ids) if t == mask_id] if mask_id is not None else []
     if masks:
         return masks, "mask"
-    plain = [i for i in range(n) if not bool(enc.special[b, i])]
+    plain = [i for i in range(n) if not special[i]]
     return (plain, "non-special") if plain else (list(range(n)), "non-special")
 
 
@@ -244,7 +276,7 @@ def sampled_passes(lm: LoadedModel, enc: Encoded, scheme: str, k: int, h: int, m
     lengths = [int(x) for x in enc.attention_mask.sum(1).tolist()]
     mlm = lm.has_mlm_head
     if mlm and positions is None:
-        positions = [compare_positions(lm, enc, b)[0] for b in range(B)]
+        positions = [p[0] for p in all_compare_positions(lm, enc)]
     nan = np.full(B, np.nan)
     agree, flip, klm, klx, rkm, rkx, cosm, cosn = (nan.copy() for _ in range(8))
     head_tv = np.full((B, L, H), np.nan)
@@ -266,8 +298,11 @@ def sampled_passes(lm: LoadedModel, enc: Encoded, scheme: str, k: int, h: int, m
                 tv_sum[l] = tv_sum.get(l, 0) + t
         sampled = torch.cat(outs, 0)                                                  # S × b × …
         norm = torch.tensor([seeds * lengths[b] for b in rows], dtype=torch.float64)[:, None]
-        for l, t in tv_sum.items():
-            head_tv[rows, l] = (t.cpu().to(torch.float64) / norm).numpy()
+        if tv_sum:                             # every layer's TV sums leave the device at once
+            ls = list(tv_sum)
+            tvs = torch.stack([tv_sum[l] for l in ls]).cpu().to(torch.float64)
+            for j, l in enumerate(ls):
+                head_tv[rows, l] = (tvs[j] / norm).numpy()
         if not mlm:
             cos = torch.nn.functional.cosine_similarity(sampled, d[None], dim=-1)       # S × b
             cosm[rows] = cos.mean(0).double().cpu().numpy()
@@ -334,7 +369,7 @@ def downstream_effect(lm: LoadedModel, enc: Encoded, scheme: str, k: int, seeds:
         seeding.canonical_key(key)
     targets = resolve_targets(lm.n_layers, lm.n_heads, layers, heads)
     H = lm.n_heads
-    pos = [compare_positions(lm, enc, b) for b in range(B)] if lm.has_mlm_head else [([], "pooled")] * B
+    pos = all_compare_positions(lm, enc) if lm.has_mlm_head else [([], "pooled")] * B
     eff = sampled_passes(lm, enc, scheme, k, h, m, seeds, seed, example_keys, targets, None, max_rows, cells,
                          [p[0] for p in pos] if lm.has_mlm_head else None)
     head_tv = eff.head_tv

@@ -126,12 +126,33 @@ _MISSING = object()
 
 def prepare(rec: RawRecord, mapping: ColumnMapping, lm: LoadedModel, policy: str, on_long: str) -> dict:
     """A record → the row of results it starts as (status None: to be scored, with ``text`` set)."""
+    return prepare_many([rec], mapping, lm, policy, on_long)[0]
+
+
+def prepare_many(recs: list[RawRecord], mapping: ColumnMapping, lm: LoadedModel, policy: str,
+                 on_long: str) -> list[dict]:
+    """:func:`prepare` of each record, the texts tokenised in one call (:func:`window_texts`)."""
+    rows, pending = [], []
+    for rec in recs:
+        row, ctx = _prepare_head(rec, mapping, lm, policy)
+        rows.append(row)
+        if ctx is not None:
+            pending.append((row, ctx))
+    if pending:
+        for (row, ctx), win in zip(pending, window_texts(lm, [c[1] for _, c in pending])):
+            _prepare_tail(row, ctx, win, lm, on_long)
+    return rows
+
+
+def _prepare_head(rec: RawRecord, mapping: ColumnMapping, lm: LoadedModel, policy: str):
+    """The part of :func:`prepare` before tokenising: (row, None) when the row is finished (skipped), else
+    (row, (notes, cleaned text, preview)) to be finished by :func:`_prepare_tail` with its tokenisation."""
     row = {"record": rec.index, "line": rec.line, "status": rec.status, "reason_code": rec.reason_code or None,
            "reason": rec.reason or None, "preview": rec.preview or None}
     notes = list(rec.notes)
     if rec.fields is None:
         row["notes"] = "; ".join(notes) or None
-        return row
+        return row, None
     f = rec.fields
     for role in ("id", "prediction", "label"):
         col = getattr(mapping, role)
@@ -157,9 +178,7 @@ def prepare(rec: RawRecord, mapping: ColumnMapping, lm: LoadedModel, policy: str
     preview = str(value)[:300] if value is not _MISSING else json.dumps(f, default=str)[:300]
 
     def skip(code, reason):
-        row.update(status="skipped", reason_code=code, reason=reason, preview=preview)
-        row["notes"] = "; ".join(notes) or None
-        return row
+        return _skip(row, notes, preview, code, reason), None
     if value is _MISSING:
         return skip("missing-column", f"missing column {mapping.text!r} in this record")
     if value is None:
@@ -179,9 +198,23 @@ def prepare(rec: RawRecord, mapping: ColumnMapping, lm: LoadedModel, policy: str
         has = any(a in text for a in ("[MASK]", "[mask]", "<mask>", "[Mask]", getattr(tok, "mask_token", "") or "\0"))
         if not has:
             return skip("no-mask", "no [MASK] in the text (mask policy 'mask')")
-    text, n_total, n_read, unk = window_text(lm, text)
+    return row, (notes, text, preview)
+
+
+def _skip(row: dict, notes: list, preview, code: str, reason: str) -> dict:
+    row.update(status="skipped", reason_code=code, reason=reason, preview=preview)
+    row["notes"] = "; ".join(notes) or None
+    return row
+
+
+def _prepare_tail(row: dict, ctx: tuple, win: tuple[str, int, int, int], lm: LoadedModel, on_long: str) -> dict:
+    """The part of :func:`prepare` after tokenising (``win``: :func:`window_text` of the cleaned text)."""
+    notes, _, preview = ctx
+    tok = lm.tokenizer
+    text, n_total, n_read, unk = win
     if on_long == "skip" and n_total > lm.max_tokens:
-        return skip("too-many-tokens", f"text is {n_total} tokens; the model reads at most {lm.max_tokens}")
+        return _skip(row, notes, preview, "too-many-tokens",
+                     f"text is {n_total} tokens; the model reads at most {lm.max_tokens}")
     pieces = n_read - _n_special(lm)
     if pieces > 0 and unk / pieces >= UNREADABLE_SHARE:
         row.update(status="unreadable", reason_code="unreadable",
@@ -220,42 +253,55 @@ def window_text(lm: LoadedModel, text: str) -> tuple[str, int, int, int]:
     [UNK] pieces among them). The cut keeps whole words (the tokenizer splits on whitespace first), so
     tokenising the cut text gives the same first pieces as the full text; the text is cut at a bounded number
     of characters before tokenising, so a very long line costs no more than one the model can read."""
+    return window_texts(lm, [text])[0]
+
+
+def window_texts(lm: LoadedModel, texts: list[str]) -> list[tuple[str, int, int, int]]:
+    """:func:`window_text` of each text, tokenised in one call (each text on its own, as a single call would)."""
     tok = lm.tokenizer
     limit = lm.max_tokens
     budget = (limit + 2) * _WINDOW_CHARS
-    head = text
-    if len(text) > budget:
-        cut = text.rfind(" ", 0, budget)
-        head = text[: cut if cut > budget // 2 else budget]
-    if lm.config.model_type != "expertlens-paper" and getattr(tok, "mask_token", None):
+    heads, norms = [], []
+    norm = lm.config.model_type != "expertlens-paper" and getattr(tok, "mask_token", None)
+    if norm:
         from ..trace import _normalise_mask
-        head_norm = _normalise_mask(head, tok.mask_token)
-    else:
-        head_norm = head
-    enc = tok(head_norm, truncation=False, add_special_tokens=True, return_offsets_mapping=True, verbose=False)
-    ids = list(enc["input_ids"])
-    n_total = len(ids) if head is text else max(len(ids), limit + 1)
+    for text in texts:
+        head = text
+        if len(text) > budget:
+            cut = text.rfind(" ", 0, budget)
+            head = text[: cut if cut > budget // 2 else budget]
+        heads.append(head)
+        norms.append(_normalise_mask(head, tok.mask_token) if norm else head)
+    enc = tok(norms, truncation=False, add_special_tokens=True, return_offsets_mapping=True, verbose=False)
     unk_id = getattr(tok, "unk_token_id", None)
-    if len(ids) <= limit:
-        unk = sum(1 for i in ids if unk_id is not None and i == unk_id)
-        return (head if head is text else text[:len(head)]), n_total, len(ids), unk
-    # the model reads ids[:limit-1] + the final special token: keep whole words up to the first cut piece
-    offsets = list(enc["offset_mapping"])
-    keep = limit - 1
-    cut_char = next((st for st, en in offsets[keep:] if en > st), len(head_norm))
-    kept = ids[:keep]
-    unk = sum(1 for i in kept if unk_id is not None and i == unk_id)
-    space = head_norm.find(" ", cut_char)
-    end = len(head_norm) if space < 0 else space
-    if head_norm is not head:          # mask aliases normalised: map the cut back by re-normalising the prefix
-        return head_norm[:end], n_total, limit, unk
-    return head[:end], n_total, limit, unk
+    out = []
+    for j, (text, head, head_norm) in enumerate(zip(texts, heads, norms)):
+        ids = list(enc["input_ids"][j])
+        n_total = len(ids) if head is text else max(len(ids), limit + 1)
+        if len(ids) <= limit:
+            unk = ids.count(unk_id) if unk_id is not None else 0
+            out.append(((head if head is text else text[:len(head)]), n_total, len(ids), unk))
+            continue
+        # the model reads ids[:limit-1] + the final special token: keep whole words up to the first cut piece
+        offsets = list(enc["offset_mapping"][j])
+        keep = limit - 1
+        cut_char = next((st for st, en in offsets[keep:] if en > st), len(head_norm))
+        kept = ids[:keep]
+        unk = kept.count(unk_id) if unk_id is not None else 0
+        space = head_norm.find(" ", cut_char)
+        end = len(head_norm) if space < 0 else space
+        if head_norm is not head:      # mask aliases normalised: map the cut back by re-normalising the prefix
+            out.append((head_norm[:end], n_total, limit, unk))
+        else:
+            out.append((head[:end], n_total, limit, unk))
+    return out
 
 
 def _scored_row(row: dict, sc: S.Scored) -> dict:
     row.pop("_tokens", None)
     row.update(status="analysed", **score_values(sc))
-    row["agreement"] = float(S.agreement_column(np.array([sc.agrees_prediction]), np.array([sc.agrees_label]))[0])
+    got = [a for a in (float(sc.agrees_prediction), float(sc.agrees_label)) if not math.isnan(a)]
+    row["agreement"] = sum(got) / len(got) if got else float("nan")     # S.agreement_column of one row
     notes = [row["notes"]] if row.get("notes") else []
     cut = "the rest was cut before scoring" in (row.get("notes") or "")
     notes.extend(n for n in sc.notes if n not in (row.get("notes") or "")
@@ -272,6 +318,22 @@ def _fail(row: dict, err: BaseException) -> dict:
 
 
 PASS_CELLS = 16 * 128 * 128   # rows × tokens² per forward pass: bounds attention memory (see score_rows)
+_LIVE_TENSORS = 24            # rows × heads × n² float32 tensors a sampled pass may hold at once (a bound)
+
+
+def pass_cells(lm: LoadedModel) -> int:
+    """The rows × tokens² bound of a forward pass on ``lm``'s device: :data:`PASS_CELLS` on the CPU; on a GPU,
+    a sixteenth of its memory for the attention tensors of a pass (at most :data:`_LIVE_TENSORS` of rows ×
+    heads × n² float32 at once), and never less than :data:`PASS_CELLS`. Large passes keep a GPU busy: with
+    the CPU bound a batch of short inputs would be split into many small passes, each costing the launches of
+    every kernel of every layer. Derived from the device's total memory (not what is free now), so the
+    batching, hence every bit of the results, is the same from run to run on the same kind of device."""
+    import torch
+    dev = torch.device(getattr(lm, "device", "cpu"))
+    if dev.type != "cuda":
+        return PASS_CELLS
+    total = torch.cuda.get_device_properties(dev).total_memory
+    return max(PASS_CELLS, int(total // 16 // (4 * max(1, lm.n_heads) * _LIVE_TENSORS)))
 
 
 def token_batches(todo: list[dict], batch_size: int, cells: int = PASS_CELLS) -> list[list[dict]]:
@@ -293,11 +355,13 @@ def token_batches(todo: list[dict], batch_size: int, cells: int = PASS_CELLS) ->
 
 
 def score_rows(lm: LoadedModel, todo: list[dict], settings: S.ScoreSettings, batch_size: int,
-               max_rows: int | None, tick: Callable[[int], None] | None = None, cells: int = PASS_CELLS) -> None:
+               max_rows: int | None, tick: Callable[[int], None] | None = None, cells: int | None = None) -> None:
     """Score prepared rows in place, in token-bounded batches (:func:`token_batches`; the results do not depend
     on the batching). A batch that raises is retried one input at a time, so that only the inputs that fail
     are marked failed. ``tick(tokens)`` after each batch: tokens of the inputs scored so far. The one scoring
-    stage of every engine (local, worker processes, Ray actors)."""
+    stage of every engine (local, worker processes, Ray actors). ``cells``: the pass bound, default
+    :func:`pass_cells` of the model's device."""
+    cells = pass_cells(lm) if cells is None else cells
     done = 0
     for batch in token_batches(todo, batch_size, cells):
         score_step(lm, batch, settings, max_rows, cells)
@@ -458,7 +522,7 @@ class LocalRun:
         inputs to score and the (copy, original) pairs of the others."""
         tri = self.tri
         self.read += len(window)
-        rows = [prepare(r, tri.cfg.mapping, tri.lm, tri.cfg.settings.mask_policy, tri.cfg.on_long) for r in window]
+        rows = prepare_many(window, tri.cfg.mapping, tri.lm, tri.cfg.settings.mask_policy, tri.cfg.on_long)
         todo, copies = tri._unique(rows)
         self.window_tokens = sum(int(r.get("_tokens") or 1) for r in todo)
         self.window_span = (self._before, self.fraction(), self.window_tokens)

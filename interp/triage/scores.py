@@ -107,8 +107,8 @@ class _ConcentrationPlan(AttentionPlan):
         denom = qm.sum(-1).clamp(min=1)
         logn = torch.log(self.lengths.to(e.device, torch.float32)).clamp(min=1e-12)[:, None]
         c = torch.log(e.clamp(min=1.0)) / logn[..., None]
-        self.conc[layer] = ((c * qm).sum(-1) / denom).cpu()
-        self.eff[layer] = ((e * qm).sum(-1) / denom).cpu()
+        self.conc[layer] = (c * qm).sum(-1) / denom          # stays on the device: one transfer per batch
+        self.eff[layer] = (e * qm).sum(-1) / denom
 
 
 def concentration(lm: LoadedModel, enc: Encoded) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
@@ -121,8 +121,9 @@ def concentration(lm: LoadedModel, enc: Encoded) -> tuple[np.ndarray, np.ndarray
     plan = _ConcentrationPlan(lm.adapter.layer_of, enc.attention_mask.sum(1), qmask)
     out = forward(lm, enc, plan)
     L = lm.n_layers
-    conc = torch.stack([plan.conc[l] for l in range(L)], 1).flatten(1).numpy()
-    eff = torch.stack([plan.eff[l] for l in range(L)], 1).flatten(1).numpy()
+    both = torch.stack([torch.stack([plan.conc[l] for l in range(L)], 1).flatten(1),
+                        torch.stack([plan.eff[l] for l in range(L)], 1).flatten(1)]).cpu().numpy()
+    conc, eff = both[0], both[1]
     return conc, eff, model_output(lm, out, enc)
 
 
@@ -327,13 +328,15 @@ def _stack(rows: list[tuple[list[int], list[int], list[str], bool]], pad: int, h
     """An Encoded batch from (ids, types, tokens, truncated) rows with right padding (special: from ids)."""
     n = max(len(r[0]) for r in rows)
     B = len(rows)
-    ids = torch.full((B, n), pad, dtype=torch.long)
-    mask = torch.zeros((B, n), dtype=torch.long)
-    types = torch.zeros((B, n), dtype=torch.long)
+    ids_np = np.full((B, n), pad, dtype=np.int64)
+    types_np = np.zeros((B, n), dtype=np.int64)
+    lens = np.fromiter((len(r[0]) for r in rows), dtype=np.int64, count=B)
     for b, (i, t, _, _) in enumerate(rows):
-        ids[b, :len(i)] = torch.tensor(i)
-        mask[b, :len(i)] = 1
-        types[b, :len(t)] = torch.tensor(t)
+        ids_np[b, :len(i)] = i
+        types_np[b, :len(t)] = t
+    ids = torch.from_numpy(ids_np)
+    mask = torch.from_numpy((np.arange(n)[None, :] < lens[:, None]).astype(np.int64))
+    types = torch.from_numpy(types_np)
     return Encoded(ids, mask, types if has_types else None, [r[2] for r in rows], torch.zeros_like(ids, dtype=torch.bool),
                    [[] for _ in rows], [None for _ in rows])
 
@@ -395,7 +398,8 @@ def score_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys
     B = len(texts)
     enc = enc if enc is not None else encode(lm, texts)
     if keys is None:
-        keys = [example_key(enc.input_ids[b, :int(enc.attention_mask[b].sum())]) for b in range(B)]
+        ids_all, lengths = enc.input_ids.tolist(), enc.attention_mask.sum(1).tolist()
+        keys = [example_key(ids_all[b][:int(lengths[b])]) for b in range(B)]
     keys = list(keys)
     conc, eff, out = concentration(lm, enc)
     out = out.to(torch.float32)
@@ -425,15 +429,20 @@ class Units:
 def compared_units(lm: LoadedModel, enc: Encoded, out: torch.Tensor, settings: ScoreSettings,
                    keys: list) -> Units:
     """Step: the units compared under sampling, and the dense confidences at the inputs' compared positions."""
-    from ..sampling.downstream import compare_positions
+    from ..sampling.downstream import positions_in
     B = enc.input_ids.shape[0]
     mlm = lm.has_mlm_head
     mask_id = getattr(lm.tokenizer, "mask_token_id", None)
     u = Units(dense_conf=[[] for _ in range(B)])
+    lengths = enc.attention_mask.sum(1).tolist()          # the batch leaves the tensors once, not per input
+    ids_all = enc.input_ids.tolist()
+    types_all = enc.token_type_ids.tolist() if enc.token_type_ids is not None else None
+    special_all = enc.special.tolist()
+    at_b, at_pos = [], []                                   # every compared (input, position) of the batch
     for b in range(B):
-        n = int(enc.attention_mask[b].sum())
-        ids = enc.input_ids[b, :n].tolist()
-        types = enc.token_type_ids[b, :n].tolist() if enc.token_type_ids is not None else [0] * n
+        n = int(lengths[b])
+        ids = ids_all[b][:n]
+        types = types_all[b][:n] if types_all is not None else [0] * n
         has_mask = mask_id is not None and mask_id in ids
         if mlm and settings.mask_policy == "mask-each" and not has_mask:
             for pos, v, t in _mask_variants(lm, enc, b, settings.mask_cap):
@@ -453,11 +462,14 @@ def compared_units(lm: LoadedModel, enc: Encoded, out: torch.Tensor, settings: S
         if not mlm:
             u.modes.append("pooled")
             continue
-        where, kind = compare_positions(lm, enc, b)
+        where, kind = positions_in(ids, special_all[b][:n], mask_id)
         u.modes.append(kind)
-        p1, p2, top = _top2(out[b, where])
-        for j, pos in enumerate(where):
-            u.dense_conf[b].append((float(p1[j]), float(p2[j]), int(top[j]), pos))
+        at_b.extend([b] * len(where))
+        at_pos.extend(where)
+    if at_b:      # the dense top-2 of all compared positions at once: one transfer for the batch
+        p1, p2, top = _top2(out[torch.tensor(at_b, device=out.device), torch.tensor(at_pos, device=out.device)])
+        for b, pos, a, c, t in zip(at_b, at_pos, p1.tolist(), p2.tolist(), top.tolist()):
+            u.dense_conf[b].append((a, c, t, pos))
     return u
 
 
@@ -474,9 +486,10 @@ def variant_pass(lm: LoadedModel, enc: Encoded, units: Units) -> torch.Tensor | 
                   enc.token_type_ids is not None)
     venc.special = _special(tok, venc)
     vout = model_output(lm, forward(lm, venc), venc).to(torch.float32)
-    for j, (b, pos, _, _, _) in enumerate(units.variants):
-        p1, p2, top = _top2(vout[j, pos])
-        units.dense_conf[b].append((float(p1), float(p2), int(top), pos))
+    pos = [v[1] for v in units.variants]
+    p1, p2, top = _top2(vout[torch.arange(len(pos), device=vout.device), torch.tensor(pos, device=vout.device)])
+    for (b, ps, _, _, _), a, c, t in zip(units.variants, p1.tolist(), p2.tolist(), top.tolist()):
+        units.dense_conf[b].append((a, c, t, ps))
     return vout
 
 
@@ -511,9 +524,10 @@ def assemble(lm: LoadedModel, enc: Encoded, units: Units, res, conc: np.ndarray,
     for i, b in enumerate(units.owner):
         units_of.setdefault(b, []).append(i)
     results = []
+    lengths = enc.attention_mask.sum(1).tolist()
     for b in range(B):
         us = units_of[b]
-        n = int(enc.attention_mask[b].sum())
+        n = int(lengths[b])
         conf = units.dense_conf[b]
         tv = np.nanmean(res.head_tv[us], axis=0) if len(us) > 1 else res.head_tv[us[0]]
         if np.all(np.isnan(tv)):
@@ -534,7 +548,7 @@ def assemble(lm: LoadedModel, enc: Encoded, units: Units, res, conc: np.ndarray,
             query = units.pos[us[int(np.nanargmax(kl_u))]] if not np.all(np.isnan(kl_u)) else units.pos[us[0]]
         else:
             query = conf[0][3] if mode == "mask" and conf else -1
-        predicted = [tok.convert_ids_to_tokens(c[2]) for c in conf] if conf else []
+        predicted = tok.convert_ids_to_tokens([c[2] for c in conf]) if conf else []
         a_pred = agreement(predicted, predictions[b]) if mode == "mask" else float("nan")
         a_lab = agreement(predicted, labels[b]) if mode == "mask" else float("nan")
         results.append(Scored(
@@ -553,6 +567,5 @@ def assemble(lm: LoadedModel, enc: Encoded, units: Units, res, conc: np.ndarray,
 
 def _special(tok, enc: Encoded) -> torch.Tensor:
     """Special-token flags exactly as ``trace.encode`` sets them."""
-    special_ids = set(tok.all_special_ids)
-    sp = torch.tensor([[int(i) in special_ids for i in row] for row in enc.input_ids.tolist()], dtype=torch.bool)
-    return sp & enc.attention_mask.bool()
+    special_ids = torch.tensor(sorted(set(tok.all_special_ids)), dtype=torch.long)
+    return torch.isin(enc.input_ids, special_ids) & enc.attention_mask.bool()
