@@ -232,7 +232,7 @@ def test_page_checkbox_switches_the_noise_score_on_and_states_its_cost(tmp_path,
     log = write_log(tmp_path / "log.jsonl", n=6)
     at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "pages/3_Triage.py"), default_timeout=180)
     at.run()
-    at.radio(key="tri_source").set_value("A path on this machine").run()
+    at.radio(key="tri_source").set_value("path").run()
     at.text_input(key="tri_path").input(str(log)).run()
     at.selectbox(key="tri_model").set_value(ui.LOCAL).run()
     at.text_input(key="tri_model_path").input(folder).run()
@@ -252,9 +252,11 @@ def test_page_checkbox_switches_the_noise_score_on_and_states_its_cost(tmp_path,
     assert not at.error, [e.value for e in at.error]
     assert "noise sensitivity (flip rate under noise)" in at.selectbox(key="tri_order").options
     at.selectbox(key="tri_order").set_value("noise").run()
-    table = [d.value for d in at.dataframe if "explorer" in d.value.columns][0]
-    assert "noise_flip_rate" in table.columns and "noise_cosine" not in table.columns    # all null: hidden
-    vals = table["noise_flip_rate"].to_numpy(float)
+    from interp.i18n import EN
+    header = {c: EN["triage.col." + c] for c in ("explorer", "noise_flip_rate", "noise_cosine")}
+    table = [d.value for d in at.dataframe if header["explorer"] in d.value.columns][0]
+    assert header["noise_flip_rate"] in table.columns and header["noise_cosine"] not in table.columns  # all null
+    vals = table[header["noise_flip_rate"]].to_numpy(float)
     assert np.all(np.diff(vals) <= 1e-12)                    # ranked by the noise score, most sensitive first
 
 
