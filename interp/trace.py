@@ -7,7 +7,9 @@ model's own modules applied to the captured head outputs. Everything else in ``i
 """
 from __future__ import annotations
 
+import re
 import unicodedata
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,6 +81,30 @@ class Encoded:
     truncation: list[Truncation | None]
 
 
+_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")   # category Cc, except \t \n \r
+_PLAIN_BACKENDS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def plain_backend(tok):
+    """A private copy of a fast tokenizer's Rust backend with truncation and padding off, so a batch is encoded
+    in one call without Python-side conversion of each text; the shared tokenizer is never changed. ``None`` for
+    tokenizers without a Rust backend (the caller then uses the tokenizer's own call)."""
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    try:
+        plain = _PLAIN_BACKENDS.get(tok)
+    except TypeError:
+        return None
+    if plain is None:
+        from tokenizers import Tokenizer
+        plain = Tokenizer.from_str(backend.to_str())
+        plain.no_truncation()
+        plain.no_padding()
+        _PLAIN_BACKENDS[tok] = plain
+    return plain
+
+
 def clean_text(text: str) -> tuple[str, list[str]]:
     """Normalise what tokenizers mishandle; report every change. Raises InputError on empty text."""
     if text is None:
@@ -87,10 +113,16 @@ def clean_text(text: str) -> tuple[str, list[str]]:
     if text.startswith("\ufeff"):
         text = text.lstrip("\ufeff")
         notes.append(Note("bom"))
-    controls = [c for c in text if unicodedata.category(c) in ("Cc", "Cf") and c not in "\n\t\r"]
+    if text.isascii():           # fast path: ASCII has control characters (Cc) but no format characters (Cf)
+        controls = _ASCII_CONTROL.findall(text)
+        if controls:
+            text = _ASCII_CONTROL.sub(" ", text)
+    else:
+        controls = [c for c in text if unicodedata.category(c) in ("Cc", "Cf") and c not in "\n\t\r"]
+        if controls:
+            text = "".join(" " if c in controls and unicodedata.category(c) == "Cc" else c
+                           for c in text if not (unicodedata.category(c) == "Cf" and c in controls))
     if controls:
-        text = "".join(" " if c in controls and unicodedata.category(c) == "Cc" else c
-                       for c in text if not (unicodedata.category(c) == "Cf" and c in controls))
         notes.append(Note("controls", n=len(controls)))
     if not text.strip():
         raise InputError("empty text: type a sentence (use [MASK] where the model should predict a word)", "empty")
@@ -109,14 +141,24 @@ def encode(lm: LoadedModel, texts: list[str]) -> Encoded:
             text = _normalise_mask(text, tok.mask_token)
         cleaned.append(text)
         notes.append(note)
-    # one tokenizer call for the whole batch (each text is tokenised on its own, exactly as a single call would)
-    batch = tok(cleaned, truncation=False, return_offsets_mapping=True, add_special_tokens=True, verbose=False)
+    # one tokenizer call for the whole batch (each text is tokenised on its own, exactly as a single call would):
+    # the Rust backend's own batch call where there is one, else the tokenizer's
+    plain = plain_backend(tok)
+    if plain is not None:
+        encodings = plain.encode_batch(cleaned, add_special_tokens=True)
+    else:
+        batch = tok(cleaned, truncation=False, return_offsets_mapping=True, add_special_tokens=True, verbose=False)
     unk = getattr(tok, "unk_token_id", None)
     for j, text in enumerate(cleaned):
         note = notes[j]
-        ids = list(batch["input_ids"][j])
-        offsets = batch["offset_mapping"][j]
-        types = list(batch["token_type_ids"][j]) if "token_type_ids" in batch else [0] * len(ids)
+        if plain is not None:
+            e = encodings[j]
+            ids, offsets, types, pieces = list(e.ids), e.offsets, list(e.type_ids), list(e.tokens)
+        else:
+            ids = list(batch["input_ids"][j])
+            offsets = batch["offset_mapping"][j]
+            types = list(batch["token_type_ids"][j]) if "token_type_ids" in batch else [0] * len(ids)
+            pieces = None
         trunc = None
         if len(ids) > max_len:
             keep = max_len - 1  # keep the final special token ([SEP] / </s>)
@@ -124,13 +166,15 @@ def encode(lm: LoadedModel, texts: list[str]) -> Encoded:
             trunc = Truncation(len(ids), max_len, int(cut_char), text[cut_char:cut_char + 40])
             ids = ids[:keep] + ids[-1:]
             types = types[:keep] + types[-1:]
+            if pieces is not None:
+                pieces = pieces[:keep] + pieces[-1:]
             note.append(trunc.message())
         n_unk = ids.count(unk) if unk is not None else 0
         if n_unk:
             note.append(Note("unknown", n=n_unk, unk=tok.unk_token))
         rows.append((ids, types))
         truncs.append(trunc)
-        toks.append(tok.convert_ids_to_tokens(ids))
+        toks.append(pieces if pieces is not None else tok.convert_ids_to_tokens(ids))
     n = max(len(r[0]) for r in rows)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     B = len(rows)

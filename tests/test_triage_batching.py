@@ -59,3 +59,49 @@ def test_prepare_many_equals_prepare_record_by_record():
 
 def test_pass_bound_on_the_cpu_is_the_memory_bound():
     assert pass_cells(_lm()) == PASS_CELLS
+
+
+def test_encoding_through_the_plain_backend_equals_the_tokenizers_own_call():
+    """The encoder's fast path (a private copy of the Rust backend, truncation and padding off) gives exactly the
+    ids, types, offsets-based cut and tokens of the tokenizer's own call, for every family, and leaves the shared
+    tokenizer's settings as they were."""
+    import pytest
+    from engine_fixtures import ARCHITECTURES
+    from interp import trace as T
+    texts = TEXTS + ["Tab\tand\nnew line", "\ufeffbom first", "form\x0cfeed and \x7f delete", "naïve café 東京 🎉",
+                     "  leading and trailing spaces  "]
+    for arch in ARCHITECTURES:
+        lm = loaded(arch)
+        tok = lm.tokenizer
+        backend = tok.backend_tokenizer
+        before = (backend.truncation, backend.padding)
+        fast = T.encode(lm, texts)
+        assert T.plain_backend(tok) is not None, arch
+        assert (backend.truncation, backend.padding) == before, arch          # the shared tokenizer is untouched
+        cleaned = [T.clean_text(t)[0] for t in texts]
+        if lm.adapter.accepts_mask_aliases and getattr(tok, "mask_token", None):
+            cleaned = [T._normalise_mask(t, tok.mask_token) for t in cleaned]
+        own = tok(cleaned, truncation=False, add_special_tokens=True, verbose=False)
+        for b, text in enumerate(cleaned):
+            ids = list(own["input_ids"][b])
+            if len(ids) > lm.max_tokens:
+                ids = ids[:lm.max_tokens - 1] + ids[-1:]
+            n = len(ids)
+            assert fast.input_ids[b, :n].tolist() == ids, (arch, text[:30])
+            assert fast.tokens[b] == tok.convert_ids_to_tokens(ids), (arch, text[:30])
+            if fast.token_type_ids is not None and "token_type_ids" in own:
+                types = list(own["token_type_ids"][b])
+                types = types[:lm.max_tokens - 1] + types[-1:] if len(types) > lm.max_tokens else types
+                assert fast.token_type_ids[b, :n].tolist() == types, arch
+    with pytest.raises(T.InputError):
+        T.clean_text("\x00\x01 \t")
+
+
+def test_ascii_fast_path_of_clean_text_equals_the_character_by_character_rule():
+    import unicodedata
+    from interp.trace import clean_text
+    for text in ["plain words", "bell\x07 and vt\x0b and ff\x0c here", "keep\ttabs\nand\r\nbreaks", "del\x7f end"]:
+        got, notes = clean_text(text)
+        controls = [c for c in text if unicodedata.category(c) in ("Cc", "Cf") and c not in "\n\t\r"]
+        assert got == "".join(" " if c in controls else c for c in text)
+        assert len(notes) == (1 if controls else 0)
