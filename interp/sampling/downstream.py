@@ -84,7 +84,8 @@ class SamplingPlan(AttentionPlan):
         if self._bases is None or self._bases.device != query.device:
             self._bases = torch.tensor([seeding.base_key(self.seed, ex) for ex in self.example_keys],
                                        dtype=torch.int64, device=query.device)
-        gens = seeding.Streams(seeding.stream_keys(self._bases, layer, self.replicates))
+            self._reps = torch.tensor(list(self.replicates), dtype=torch.int64, device=query.device)
+        gens = seeding.Streams(seeding.stream_keys(self._bases, layer, self._reps))
         est = estimate(self.scheme, split(query), split(key), split(value), split(scores), split(probs), valid,
                        self.lengths, gens, self.k, self.h, self.m).weights          # R×B×H×n×n
         p = split(probs).to(torch.float32)

@@ -28,6 +28,8 @@ A new scheme is one function plus one decorator line: ``@register("X", flops=...
 """
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 from typing import Callable
 
@@ -101,6 +103,13 @@ def dense_flops(n_q: int, n_v: int, d: int) -> float:
 
 # ---------------------------------------------------------------------------------------------- draws ---
 
+@functools.lru_cache(maxsize=64)
+def _lengths_on(lengths: tuple, device: torch.device) -> torch.Tensor:
+    """The batch's lengths as a tensor on ``device``, made once per batch and device rather than once per layer
+    (a host-to-device copy waits for the device's queued work)."""
+    return torch.tensor(lengths, dtype=torch.int64, device=device)
+
+
 def uniforms(inp: SchemeInput, count: int) -> torch.Tensor:
     """U(0,1) draws S×B×H×n×count: per (replicate, example), H×n_b×count from its stream (real queries
     only; padded query rows get 0.5). Counter-based streams (``seeds.Streams``) draw on the compute device,
@@ -108,7 +117,7 @@ def uniforms(inp: SchemeInput, count: int) -> torch.Tensor:
     S, B, H, n = inp.shape
     if seeding.is_streams(inp.gens):
         u = seeding.as_streams(inp.gens, inp.q.device).uniform(H, n, count)
-        real = torch.arange(n, device=u.device)[None, :] < torch.tensor(inp.lengths, device=u.device)[:, None]
+        real = torch.arange(n, device=u.device)[None, :] < _lengths_on(tuple(inp.lengths), u.device)[:, None]
         return torch.where(real[None, :, None, :, None], u, torch.full_like(u, 0.5))
     out = torch.full((S, B, H, n, count), 0.5, dtype=torch.float32)
     for s in range(S):

@@ -108,7 +108,10 @@ def mix_int(x: int) -> int:
 
 def stream_keys(bases: torch.Tensor, layer: int, replicates) -> torch.Tensor:
     """R × B int64 stream keys of (base b, layer, replicate r) — on the device of ``bases``."""
-    reps = torch.as_tensor(list(replicates), dtype=torch.int64, device=bases.device)
+    if isinstance(replicates, torch.Tensor):     # already a tensor (callers cache it on the device)
+        reps = replicates.to(device=bases.device, dtype=torch.int64)
+    else:
+        reps = torch.as_tensor(list(replicates), dtype=torch.int64, device=bases.device)
     salt = mix(reps * C_REPLICATE + _i64(int(layer) * (C_LAYER & _M64) + 1))          # R (wraps mod 2⁶⁴)
     return mix(bases[None, :] ^ salt[:, None])
 
