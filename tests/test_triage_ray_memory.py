@@ -92,8 +92,9 @@ def test_scoring_actor_retains_no_python_memory_per_batch():
             tracemalloc.stop()
     assert outs == [LINES_PER_CALL] * (2 * n)
     lines = n * LINES_PER_CALL
-    # Between N and 2N batches (256 more distinct lines): fewer than 64 more live dicts, lists, tensors or tables (measured: 0), where keeping one
-    # row, result or tensor per line would add at least 256; and less than 40 KB more traced memory (measured:
+    # Between N and 2N batches (256 more distinct lines): fewer than 64 more live dicts, lists, tensors or
+    # tables (measured: 0), where keeping one row, result or tensor per line would add at least 256; and less
+    # than 40 KB more traced memory (measured:
     # 15-20 KB, small objects parked in CPython's and numpy's free lists, not proportional to lines), where
     # keeping 160 bytes per line would add 41 KB, a row dict (~1 KB) per line 256 KB.
     assert after_2n[1] - after_n[1] < 64 <= lines / 4, (base, after_n, after_2n)
