@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import registry
+from .heap import release_free_heap
 from .schema import score_columns
 
 RAY_MISSING = ("Ray is not installed: install the scale extra with `make scale` or "
@@ -117,34 +118,6 @@ class RayScorer:
         if self._memdebug is not None:
             self._memdebug.step(self.calls)
         return out
-
-
-_LIBC: list = []
-
-
-def release_free_heap() -> bool:
-    """Hand the C heap's free pages back to the system (glibc ``malloc_trim(0)``; a no-op elsewhere). Returns
-    whether it ran.
-
-    Why the scoring actor needs it: Ray runs an actor's calls on a thread of its own, whose allocations come
-    from a separate glibc arena. Each batch allocates and frees tens of MB of short-lived buffers (tensors,
-    Arrow columns, Python lists) of varying sizes; the freed space of that arena is kept, fragmented, and grows
-    batch after batch (measured with ``EXPERTLENS_TRIAGE_MEMDEBUG``: glibc's in-use bytes stay flat while its
-    free-but-kept bytes climb by ~1.5 MB per 1,000 lines). Trimming after each call returns those pages, so
-    the actor's memory stays bounded; the cost is a walk over the free lists, milliseconds per batch."""
-    if not _LIBC:
-        try:
-            import ctypes
-            libc = ctypes.CDLL("libc.so.6")
-            libc.malloc_trim.argtypes = [ctypes.c_size_t]
-            libc.malloc_trim.restype = ctypes.c_int
-            _LIBC.append(libc)
-        except (OSError, AttributeError):
-            _LIBC.append(None)
-    if _LIBC[0] is None:
-        return False
-    _LIBC[0].malloc_trim(0)
-    return True
 
 
 class _MemDebug:
