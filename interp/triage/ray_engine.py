@@ -123,8 +123,8 @@ class RayScorer:
 class _MemDebug:
     """A diagnostic hook for the scoring actor's memory: with ``EXPERTLENS_TRIAGE_MEMDEBUG=FILE[,EVERY[,TRACE]]``
     every EVERY calls (default 10) one JSON line is appended to FILE: the process's anonymous and total PSS,
-    glibc's heap figures (``mallinfo2``: in use, free but kept), the thread that ran the call, the live Python
-    objects by type, and with TRACE=1 the top allocation sites of ``tracemalloc``."""
+    Arrow's memory pool, glibc's heap figures (``mallinfo2``: in use, free but kept), the thread that ran the
+    call, the live Python objects by type, and with TRACE=1 the top allocation sites of ``tracemalloc``."""
 
     def __init__(self, path: str, every: int, trace: bool):
         import tracemalloc
@@ -171,6 +171,10 @@ class _MemDebug:
             rec["malloc_arena_mb"] = round(mi.arena / 2**20, 1)
         except (OSError, AttributeError):
             pass
+        pool = pa.default_memory_pool()
+        rec["arrow_pool"] = pool.backend_name
+        rec["arrow_allocated_mb"] = round(pool.bytes_allocated() / 2**20, 1)
+        rec["arrow_max_mb"] = round((pool.max_memory() or 0) / 2**20, 1)
         gc.collect()
         rec["objects"] = collections.Counter(type(o).__name__ for o in gc.get_objects()).most_common(12)
         if self.trace and tracemalloc.is_tracing():
