@@ -62,15 +62,16 @@ def _batches(n_calls: int, round_: int) -> list[pa.Table]:
     return out
 
 
-def _retained() -> tuple[int, int]:
+def _retained() -> tuple[int, int, int]:
     """(bytes traced by tracemalloc, live dicts, lists, tensors and Arrow tables — what a kept row, result list or
-    score would be) after a full collection. Tuples are left out: torch keeps a saturating cache of them."""
+    score would be, bytes held by Arrow's memory pool) after a full collection. Tuples are left out: torch keeps a
+    saturating cache of them."""
     gc.collect()
     snap = tracemalloc.take_snapshot().filter_traces([
         tracemalloc.Filter(False, seeds.__file__, all_frames=True), tracemalloc.Filter(False, tracemalloc.__file__),
         tracemalloc.Filter(False, __file__)])
     kept = sum(isinstance(o, (dict, list, torch.Tensor, pa.Table)) for o in gc.get_objects())
-    return sum(s.size for s in snap.statistics("filename")), kept
+    return sum(s.size for s in snap.statistics("filename")), kept, pa.total_allocated_bytes()
 
 
 def test_scoring_actor_retains_no_python_memory_per_batch():
@@ -99,6 +100,8 @@ def test_scoring_actor_retains_no_python_memory_per_batch():
     # keeping 160 bytes per line would add 41 KB, a row dict (~1 KB) per line 256 KB.
     assert after_2n[1] - after_n[1] < 64 <= lines / 4, (base, after_n, after_2n)
     assert after_2n[0] - after_n[0] < 40 * 1024 <= 160 * lines, (base, after_n, after_2n)
+    # No Arrow buffers outlive a call once its result is dropped (one scored row is ~250 bytes of Arrow data).
+    assert after_2n[2] <= after_n[2] <= base[2] + 64 * 1024, (base, after_n, after_2n)
     # The one content-keyed cache on the path is bounded.
     info = seeds._base.cache_info()
     assert info.maxsize == 1 << 16 and info.currsize <= info.maxsize
