@@ -18,6 +18,7 @@ import ctypes
 import gc
 import json
 import tracemalloc
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
@@ -70,7 +71,9 @@ def _retained() -> tuple[int, int, int]:
     snap = tracemalloc.take_snapshot().filter_traces([
         tracemalloc.Filter(False, seeds.__file__, all_frames=True), tracemalloc.Filter(False, tracemalloc.__file__),
         tracemalloc.Filter(False, __file__)])
-    kept = sum(isinstance(o, (dict, list, torch.Tensor, pa.Table)) for o in gc.get_objects())
+    with warnings.catch_warnings():   # isinstance on every live object touches torch's deprecated aliases
+        warnings.simplefilter("ignore", FutureWarning)
+        kept = sum(isinstance(o, (dict, list, torch.Tensor, pa.Table)) for o in gc.get_objects())
     return sum(s.size for s in snap.statistics("filename")), kept, pa.total_allocated_bytes()
 
 
