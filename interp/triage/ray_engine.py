@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import registry
+from .heap import release_free_heap
 from .schema import score_columns
 
 RAY_MISSING = ("Ray is not installed: install the scale extra with `make scale` or "
@@ -88,6 +89,7 @@ class RayScorer:
         self.batch_size, self.max_rows = int(batch_size), max_rows
         self.fault = fault
         self.calls = 0
+        self._memdebug = _MemDebug.from_env()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         from .runner import score_rows
@@ -110,7 +112,76 @@ class RayScorer:
             elif pa.types.is_integer(typ):
                 vals = [None if v is None else int(v) for v in vals]
             cols[name] = pa.array(vals, typ)
-        return pa.table(cols)
+        out = pa.table(cols)
+        del rows, cols, batch
+        release_free_heap()
+        if self._memdebug is not None:
+            self._memdebug.step(self.calls)
+        return out
+
+
+class _MemDebug:
+    """A diagnostic hook for the scoring actor's memory: with ``EXPERTLENS_TRIAGE_MEMDEBUG=FILE[,EVERY[,TRACE]]``
+    every EVERY calls (default 10) one JSON line is appended to FILE: the process's anonymous and total PSS,
+    Arrow's memory pool, glibc's heap figures (``mallinfo2``: in use, free but kept), the thread that ran the
+    call, the live Python objects by type, and with TRACE=1 the top allocation sites of ``tracemalloc``."""
+
+    def __init__(self, path: str, every: int, trace: bool):
+        import tracemalloc
+        self.path, self.every, self.trace = path, max(1, every), trace
+        if trace and not tracemalloc.is_tracing():
+            tracemalloc.start(6)
+
+    @classmethod
+    def from_env(cls) -> "_MemDebug | None":
+        spec = os.environ.get("EXPERTLENS_TRIAGE_MEMDEBUG")
+        if not spec:
+            return None
+        parts = spec.split(",")
+        return cls(parts[0], int(parts[1]) if len(parts) > 1 else 10, len(parts) > 2 and parts[2] == "1")
+
+    def step(self, calls: int) -> None:
+        if calls % self.every:
+            return
+        import collections
+        import ctypes
+        import gc
+        import threading
+        import tracemalloc
+        rec = {"calls": calls, "pid": os.getpid(), "thread": threading.current_thread().name,
+               "threads": threading.active_count()}
+        try:
+            with open("/proc/self/smaps_rollup") as f:
+                for line in f:
+                    k = line.split(":")[0]
+                    if k in ("Pss", "Pss_Anon", "Rss"):
+                        rec[k.lower() + "_mb"] = round(int(line.split()[1]) / 1024, 1)
+        except OSError:
+            pass
+        try:
+            class _MI(ctypes.Structure):
+                _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                                                           "usmblks", "fsmblks", "uordblks", "fordblks",
+                                                           "keepcost")]
+            libc = ctypes.CDLL("libc.so.6")
+            libc.mallinfo2.restype = _MI
+            mi = libc.mallinfo2()
+            rec["malloc_in_use_mb"] = round((mi.uordblks + mi.hblkhd) / 2**20, 1)
+            rec["malloc_free_kept_mb"] = round(mi.fordblks / 2**20, 1)
+            rec["malloc_arena_mb"] = round(mi.arena / 2**20, 1)
+        except (OSError, AttributeError):
+            pass
+        pool = pa.default_memory_pool()
+        rec["arrow_pool"] = pool.backend_name
+        rec["arrow_allocated_mb"] = round(pool.bytes_allocated() / 2**20, 1)
+        rec["arrow_max_mb"] = round((pool.max_memory() or 0) / 2**20, 1)
+        gc.collect()
+        rec["objects"] = collections.Counter(type(o).__name__ for o in gc.get_objects()).most_common(12)
+        if self.trace and tracemalloc.is_tracing():
+            rec["traced_mb"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 1)
+            rec["top"] = [str(s) for s in tracemalloc.take_snapshot().statistics("lineno")[:10]]
+        with open(self.path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
 
 
 def _staging_schema(schema: pa.Schema) -> pa.Schema:
@@ -277,6 +348,8 @@ def _score_with_ray(tri, pending: Path, out_dir: Path, n_pending: int, batch_siz
         root = str(Path(__file__).resolve().parents[2])
         env = {"env_vars": {"PYTHONPATH": os.pathsep.join([root] + ([os.environ["PYTHONPATH"]]
                                                                   if os.environ.get("PYTHONPATH") else []))}}
+        if os.environ.get("EXPERTLENS_TRIAGE_MEMDEBUG"):
+            env["env_vars"]["EXPERTLENS_TRIAGE_MEMDEBUG"] = os.environ["EXPERTLENS_TRIAGE_MEMDEBUG"]
         if address:
             ray.init(address=address, runtime_env=env, log_to_driver=False)
         else:

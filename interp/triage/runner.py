@@ -31,6 +31,7 @@ from ..trace import InputError, clean_text
 from . import registry
 from . import scores as S
 from .readers import ColumnMapping, LogReader, MappingError, RawRecord, inspect_log, parse_time  # noqa: F401
+from .heap import release_free_heap
 from .schema import score_values
 from .store import RESERVED, RunFolder, build_results, head_matrix, schema_for, to_table
 
@@ -426,6 +427,7 @@ def _worker_init(model: str, device: str | None, settings: S.ScoreSettings, thre
 
 def _worker_score(todo: list[dict], batch_size: int, max_rows: int | None) -> list[dict]:
     score_rows(_WORKER["lm"], todo, _WORKER["settings"], batch_size, max_rows)
+    release_free_heap()
     return todo
 
 
@@ -574,6 +576,7 @@ class LocalRun:
             self.tri.folder.write_part(to_table(self.buffer, self.tri.schema))
             self.buffer = []
             self.last_flush = time.perf_counter()
+            release_free_heap()         # freed batch buffers back to the system (see heap.py)
 
     def close(self) -> None:
         if hasattr(self.it, "close"):
