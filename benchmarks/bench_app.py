@@ -46,15 +46,17 @@ IDLE_JS = """() => {
 ALL_DRAWN_JS = """() => document.querySelectorAll('[data-testid="stPlotlyChart"] .main-svg').length >=
                        document.querySelectorAll('[data-testid="stPlotlyChart"]').length"""
 # In-page clock: pointerdown on anything starts it; done = the script run that followed has finished (the app's
-# script-state attribute went running → notRunning) and every plotly chart on the page has drawn its SVG.
+# script-state attribute went running → notRunning, also seen in the recorded old values) and every plotly chart on
+# the page has drawn its SVG.
 CLOCK_JS = """() => {
   const app = document.querySelector('[data-testid="stApp"]');
   window.__el = {t0: null, seen: false, done: null};
-  new MutationObserver(() => {
-    const state = app.getAttribute('data-test-script-state');
+  new MutationObserver((records) => {
     if (window.__el.t0 === null) return;
-    if (state === 'running') window.__el.seen = true;
-  }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+    // a short run (a fragment) may go running → notRunning before this callback: read the recorded old values
+    if (app.getAttribute('data-test-script-state') === 'running' ||
+        records.some(r => r.oldValue === 'running')) window.__el.seen = true;
+  }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state'], attributeOldValue: true});
   document.addEventListener('pointerdown', () => { window.__el.t0 = performance.now(); window.__el.seen = false; },
                             true);
 }"""

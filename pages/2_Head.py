@@ -46,7 +46,7 @@ def head_view() -> None:
         ui.show_figure(fh.query_row(hv, query, ui.lang()), f"row-L{layer}H{head}q{query}", key="hd_row")
         st.markdown(f"**{tr('head.top')}**")
         ui.show_table(fh.top_experts_table(hv, query, 8, ui.lang()), f"top-experts-L{layer}H{head}q{query}",
-                      key="hd_top", grid=True)
+                      key="hd_top")
         ui.report_buttons(functools.partial(head_report, hv, query, v.model, v.text, trace.special.tolist(), ui.lang()),
                           f"report-head-L{layer}H{head}q{query}-{lm.name}", "hd", (v.model, v.text, layer, head, query))
 

@@ -251,10 +251,9 @@ def test_head_page_views_and_widgets(app, tiny_bert_dir):
     assert len(at.get("progress")) == 0
 
 
-def test_head_switch_updates_the_view_url_and_top_experts_grid(app, tiny_bert_dir):
+def test_head_switch_updates_the_view_url_and_top_experts(app, tiny_bert_dir):
     """A head switch (a rerun of the page's head fragment) writes the typed view to the URL and shows the new
-    head: title, and the top-experts grid (the same widget key, so the browser keeps the grid and redraws it) with
-    the model's own attention weights of that head, largest first."""
+    head: title, and the top-experts table with the model's own attention weights of that head, largest first."""
     at = app(model=tiny_bert_dir, text=TEXT, layer=1, head=0, query=6).run()
     at.switch_page(HEAD).run()
     no_exception(at)
@@ -265,9 +264,8 @@ def test_head_switch_updates_the_view_url_and_top_experts_grid(app, tiny_bert_di
         no_exception(at)
         assert at.query_params["head"] == str(h) and at.query_params["layer"] == "1"
         assert t("head.header", layer=1, head=h) in texts(at.title)
-        grids = list(at.dataframe)
-        assert len(grids) == 1 and not at.table                      # the grid, not a Markdown table
-        top = grids[0].value
+        assert len(at.table) == 1
+        top = at.table[0].value
         want = probs[h, 6].numpy()
         order = np.argsort(-want, kind="stable")[:len(top)]
         np.testing.assert_allclose(top[t("head.col.gate")].to_numpy(), want[order], rtol=1e-5, atol=1e-7)

@@ -47,16 +47,12 @@ def show_figure(fig, name: str, key: str, alt: str | None = None, on_select: str
     return event
 
 
-def show_table(df, name: str, key: str, height: int | str = "auto", grid: bool = False) -> None:
-    """A table with a CSV download (the CSV holds the raw values, unescaped).
-
-    ``grid``: always an interactive grid (``st.dataframe``), even for a small table. Use it for a table whose
-    values change on every rerun of a view (the head page's top experts on a head switch): the grid keeps its
-    identity (its key) and only redraws its canvas, where a static table renders every cell as Markdown again."""
+def show_table(df, name: str, key: str, height: int | str = "auto") -> None:
+    """A table with a CSV download (the CSV holds the raw values, unescaped)."""
     if df is None or len(df) == 0:
         st.caption(tr("empty.no_data"))
         return
-    if len(df) <= 12 and height == "auto" and not grid:      # small tables as plain HTML: light for the browser
+    if len(df) <= 12 and height == "auto":      # small tables as plain HTML: much lighter for the browser
         st.table(_display_frame(df), hide_index=True)
     else:
         st.dataframe(df, hide_index=True, width="stretch", height=height, key=f"{key}__df")
