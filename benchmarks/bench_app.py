@@ -15,8 +15,13 @@ With ``--profile``, each head switch also runs under the browser's CPU profiler 
 time (all of it, and plotly.js's share) is reported: a figure of the page's own work that the wait for the server
 and other processes on a shared machine disturb much less than the wall time.
 
+With ``--baseline DIR`` (another checkout of the app, e.g. ``git archive <commit> | tar -x -C DIR``), a second
+server runs that checkout and the head switch is measured on both, in alternating rounds (one layer per round,
+the same heads on both, so neither is served from its cache), and both figures and their ratio are reported
+("baseline" and "after").
+
 Prints one JSON object as its last line. Usage: .venv/bin/python benchmarks/bench_app.py [--reps 3]
-[--models minilm] [--skip-analyze] [--skip-payload] [--profile]
+[--models minilm] [--skip-analyze] [--skip-payload] [--profile] [--baseline DIR --rounds 3]
 """
 from __future__ import annotations
 
@@ -41,15 +46,17 @@ IDLE_JS = """() => {
 ALL_DRAWN_JS = """() => document.querySelectorAll('[data-testid="stPlotlyChart"] .main-svg').length >=
                        document.querySelectorAll('[data-testid="stPlotlyChart"]').length"""
 # In-page clock: pointerdown on anything starts it; done = the script run that followed has finished (the app's
-# script-state attribute went running → notRunning) and every plotly chart on the page has drawn its SVG.
+# script-state attribute went running → notRunning, also seen in the recorded old values) and every plotly chart on
+# the page has drawn its SVG.
 CLOCK_JS = """() => {
   const app = document.querySelector('[data-testid="stApp"]');
   window.__el = {t0: null, seen: false, done: null};
-  new MutationObserver(() => {
-    const state = app.getAttribute('data-test-script-state');
+  new MutationObserver((records) => {
     if (window.__el.t0 === null) return;
-    if (state === 'running') window.__el.seen = true;
-  }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+    // a short run (a fragment) may go running → notRunning before this callback: read the recorded old values
+    if (app.getAttribute('data-test-script-state') === 'running' ||
+        records.some(r => r.oldValue === 'running')) window.__el.seen = true;
+  }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state'], attributeOldValue: true});
   document.addEventListener('pointerdown', () => { window.__el.t0 = performance.now(); window.__el.seen = false; },
                             true);
 }"""
@@ -162,6 +169,38 @@ def measure_head_switch(page, base: str, model: str, text: str, layer: int, head
     return out, cpu
 
 
+def compare_head_switch(page, base: str, baseline_base: str, model: str, text: str, lm, heads: list[int],
+                        args) -> dict:
+    """The head switch on this checkout ("after") and on the baseline, in alternating rounds: round r uses
+    layer r mod L on both servers (each server sees each (layer, head) once, so nothing comes from a cache), the
+    baseline first in even rounds and second in odd ones. Medians over all switches, and after / baseline."""
+    runs = {"baseline": ([], []), "after": ([], [])}
+    servers = {"baseline": baseline_base, "after": base}
+    for name, b in servers.items():          # warm each server (model loaded, input traced) outside the clock
+        page.goto(url(b, model=model, text=text), timeout=300_000)
+        wait_drawn(page, 1, timeout=300_000)
+    for r in range(args.rounds):
+        order = ("baseline", "after") if r % 2 == 0 else ("after", "baseline")
+        for name in order:
+            wall, cpu = measure_head_switch(page, servers[name], model, text, r % lm.n_layers, heads, args.profile)
+            runs[name][0].extend(wall)
+            runs[name][1].extend(cpu)
+    out = {"layers": lm.n_layers, "heads": lm.n_heads, "rounds": args.rounds}
+    for name, (wall, cpu) in runs.items():
+        out[name] = {"head_switch_s": round(statistics.median(wall), 3),
+                     "head_switch_runs_s": [round(x, 3) for x in wall]}
+        if cpu:
+            out[name]["head_switch_main_thread_ms"] = {
+                k: round(statistics.median(c[k] for c in cpu), 1) for k in ("busy_ms", "plotly_ms")}
+    out["head_switch_s"] = out["after"]["head_switch_s"]
+    after, before = out["after"], out["baseline"]
+    out["ratio_after_over_baseline"] = {"wall": round(after["head_switch_s"] / before["head_switch_s"], 3)}
+    if args.profile:
+        out["ratio_after_over_baseline"]["main_thread_busy"] = round(
+            after["head_switch_main_thread_ms"]["busy_ms"] / before["head_switch_main_thread_ms"]["busy_ms"], 3)
+    return out
+
+
 def largest_messages(page, base: str, text: str) -> dict:
     """Largest websocket frame received while each page is drawn (n = 512, MiniLM)."""
     sizes: list[int] = []
@@ -189,6 +228,9 @@ def main() -> int:
     parser.add_argument("--skip-payload", action="store_true", help="skip the n = 512 payload pages")
     parser.add_argument("--profile", action="store_true",
                         help="also report the browser main thread's busy time per head switch (CPU profile)")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another checkout of the app: its head switch is measured side by side with this one's")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds with --baseline")
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         print(json.dumps({"error": f"{CHROMIUM} missing: apt-get install -y chromium"}))
@@ -203,6 +245,11 @@ def main() -> int:
     log.mkdir(parents=True, exist_ok=True)
     server = start_server(port, log / "bench-server.log")
     base = f"http://127.0.0.1:{port}"
+    baseline_server = baseline_base = None
+    if args.baseline is not None:
+        baseline_port = free_port()
+        baseline_server = start_server(baseline_port, log / "bench-baseline-server.log", root=args.baseline.resolve())
+        baseline_base = f"http://127.0.0.1:{baseline_port}"
     result = {"cpu_cores": os.cpu_count(), "n_tokens": args.n, "reps": args.reps, "models": {},
               "targets": {"analyze_s": 1.5, "head_switch_s": 0.5, "max_message_bytes": 3_000_000}}
     try:
@@ -217,6 +264,10 @@ def main() -> int:
                 analyze = [] if args.skip_analyze else [measure_analyze(page, base, model, text_of(lm, args.n, r))
                                                         for r in range(args.reps)]
                 heads = list(range(min(lm.n_heads, args.reps + 1)))
+                if baseline_base is not None:
+                    result["models"][model] = compare_head_switch(page, base, baseline_base, model,
+                                                                  text_of(lm, args.n, 0), lm, heads, args)
+                    continue
                 switch, cpu = measure_head_switch(page, base, model, text_of(lm, args.n, 0), min(2, lm.n_layers - 1),
                                                   heads, args.profile)
                 result["models"][model] = {
@@ -240,6 +291,8 @@ def main() -> int:
             browser.close()
     finally:
         stop_server(server)
+        if baseline_server is not None:
+            stop_server(baseline_server)
     print(json.dumps(result))
     return 0
 

@@ -251,6 +251,27 @@ def test_head_page_views_and_widgets(app, tiny_bert_dir):
     assert len(at.get("progress")) == 0
 
 
+def test_head_switch_updates_the_view_url_and_top_experts(app, tiny_bert_dir):
+    """A head switch (a rerun of the page's head fragment) writes the typed view to the URL and shows the new
+    head: title, and the top-experts table with the model's own attention weights of that head, largest first."""
+    at = app(model=tiny_bert_dir, text=TEXT, layer=1, head=0, query=6).run()
+    at.switch_page(HEAD).run()
+    no_exception(at)
+    lm = load_model(tiny_bert_dir)
+    probs = trace_text(lm, TEXT).layers[1].probs
+    for h in (2, 3):
+        at.selectbox(key="hd_head").select(h).run()
+        no_exception(at)
+        assert at.query_params["head"] == str(h) and at.query_params["layer"] == "1"
+        assert t("head.header", layer=1, head=h) in texts(at.title)
+        assert len(at.table) == 1
+        top = at.table[0].value
+        want = probs[h, 6].numpy()
+        order = np.argsort(-want, kind="stable")[:len(top)]
+        np.testing.assert_allclose(top[t("head.col.gate")].to_numpy(), want[order], rtol=1e-5, atol=1e-7)
+        assert top[t("head.col.position")].tolist() == order.tolist()
+
+
 def test_url_reproduces_the_head_view(app, tiny_bert_dir):
     """Opening the same URL in a fresh session gives exactly the same figures."""
     specs = []

@@ -180,6 +180,33 @@ def test_explore_head_sampling_export(warm, chromium, output_dir, tmp_path):
     page.close()
 
 
+def test_head_switch_keeps_the_url_and_the_deep_link(warm, chromium):
+    """A head switch reruns only the head page's fragment: the URL still says the head shown, the sidebar stays,
+    and the URL opened afresh shows that head with the same figures."""
+    server = warm
+    page = chromium.new_page(viewport=VIEWPORT)
+    text = "The old river bank was covered in snow after the long winter storm."
+    page.goto(url(server, "Head", model="minilm", text=text, layer=1, head=0), timeout=TIMEOUT)
+    wait_charts(page, 2)
+    for h in (4, 7):
+        page.get_by_role("combobox", name="Head", exact=True).click()
+        page.get_by_role("option", name=str(h), exact=True).click()
+        page.wait_for_url(re.compile(rf".*[?&]head={h}(&|$).*"), timeout=TIMEOUT)
+        wait_charts(page, 2)
+        assert page.get_by_role("heading", name=f"Layer 1, head {h}").is_visible()
+        assert "layer=1" in page.url
+    assert page.locator('[data-testid="stSidebar"]').get_by_text("日本語").is_visible()   # the sidebar stays
+    other = chromium.new_context(viewport=VIEWPORT).new_page()
+    other.goto(page.url, timeout=TIMEOUT)
+    wait_charts(other, 2)
+    assert other.get_by_role("heading", name="Layer 1, head 7").is_visible()
+    first = page.evaluate("() => JSON.stringify(document.querySelectorAll('.js-plotly-plot')[1].data[0].y)")
+    second = other.evaluate("() => JSON.stringify(document.querySelectorAll('.js-plotly-plot')[1].data[0].y)")
+    assert first == second
+    other.context.close()
+    page.close()
+
+
 def test_two_sessions_at_once_match_sequential_runs(warm, chromium):
     server = warm
     texts = ["The river bank was covered in [MASK] after the storm.",
