@@ -111,7 +111,7 @@ def test_explore_head_sampling_export(warm, chromium, output_dir, tmp_path):
     body = page.inner_text("body")
     assert "[MASK]" in body and "no MLM head" in body
     page.screenshot(path=str(output_dir / "explore.png"))
-    copy_screenshot(output_dir / "explore.png", "explore.png")
+    copy_screenshot(output_dir / "explore.png", "explore_no_mlm.png")
 
     # open head (layer 2, head 5) by clicking its square in the effective-experts panel
     xy = page.evaluate("""() => {
@@ -413,4 +413,35 @@ def test_every_export_button_downloads(warm, chromium):
     csv_prefixes = {n.split("-")[0].split(".")[0] for n in sampling if n.endswith(".csv")}
     assert csv_prefixes >= {"rows", "sampling", "downstream", "flops"}
     assert any(n.startswith("report-sampling-") and n.endswith(".html") for n in sampling)
+    page.close()
+
+
+def test_first_view_on_the_default_model_predicts_the_first_example(warm, chromium, output_dir):
+    """A newcomer's first analysis: the default model (no model in the URL) on the first built-in example shows
+    its top prediction, and the probability on screen is the model's own softmax (to display rounding)."""
+    import torch
+    from interp.loader import default_model, load_model
+    from ui.chrome import examples
+    first = next(e for e in examples() if "[MASK]" in e)
+    lm = load_model(default_model())
+    enc = lm.tokenizer(first, return_tensors="pt")
+    with torch.no_grad():
+        logits = lm.model(**enc).logits[0]
+    at = int((enc.input_ids[0] == lm.tokenizer.mask_token_id).nonzero()[0, 0])
+    p = torch.softmax(logits[at].double(), -1)
+    top_p, top_id = (float(x) for x in p.max(-1))
+    top_word = lm.tokenizer.convert_ids_to_tokens(int(top_id))
+
+    page = chromium.new_page(viewport=VIEWPORT)
+    page.goto(url(warm, text=first), timeout=TIMEOUT)
+    wait_charts(page)
+    from interp.i18n import EN
+    table = page.locator('[data-testid="stTable"]', has_text=EN["pred.col.prob"]).first   # the predictions
+    assert table.is_visible()
+    first_row = table.locator("tbody tr").first.inner_text()
+    assert top_word in first_row.split()
+    shown = [float(x.rstrip("%")) for x in re.findall(r"\d+\.\d+%?", first_row)]
+    assert any(abs(v - top_p) < 5e-4 or abs(v - 100 * top_p) < 5e-2 for v in shown), (first_row, top_p)
+    page.screenshot(path=str(output_dir / "explore.png"))
+    copy_screenshot(output_dir / "explore.png", "explore.png")
     page.close()
