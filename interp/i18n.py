@@ -702,6 +702,13 @@ TRIAGE_EN: dict[str, str] = {
     'triage.folder': "Results folder: `{folder}` — running again continues where an interrupted or limited run stopped.",
     'triage.loading': "Loading {model} …",
     'triage.starting': "Starting …",
+    "triage.progress": "{lines} lines (analysed {analysed}, skipped {skipped}{unread}, failed {failed}) · {tokens} tokens at {rate} tokens/s{pct}{eta}",
+    "triage.progress_unread": ", unreadable {n}",
+    "triage.progress_pct": " · {pct}%",
+    "triage.progress_eta": " · ETA {eta}",
+    "duration.s": "{s}s",
+    "duration.ms": "{m}m {s}s",
+    "duration.hm": "{h}h {m}m",
     'triage.done': "Done: {lines:,} lines in {seconds:.1f} s ({rate:.1f} inputs/s)",
     'triage.press_run': "Press **Run triage** to score the log.",
     'triage.step_results': "4 · Results",
@@ -875,6 +882,26 @@ def error_text(err, lang: str = DEFAULT_LANG) -> str:
     if code and f"inerr.{code}" in EN:
         return t(f"inerr.{code}", lang, **getattr(err, "params", {}))
     return str(err)
+
+
+def duration_text(seconds: float, lang: str = DEFAULT_LANG) -> str:
+    """A duration in ``lang`` ("1m 05s" / "1分05秒"), rounded to the second; hours and minutes from an hour."""
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return t("duration.s", lang, s=s)
+    if s < 3600:
+        return t("duration.ms", lang, m=s // 60, s=f"{s % 60:02d}")
+    return t("duration.hm", lang, h=s // 3600, m=f"{(s % 3600) // 60:02d}")
+
+
+def progress_text(p, lang: str = DEFAULT_LANG) -> str:
+    """A triage run's progress line (``interp.triage.runner.Progress``) in ``lang``; in English it reads exactly
+    as ``Progress.line()``."""
+    unread = t("triage.progress_unread", lang, n=f"{p.unreadable:,}") if p.unreadable else ""
+    pct = "" if p.fraction is None else t("triage.progress_pct", lang, pct=f"{100 * p.fraction:.1f}")
+    eta = "" if p.eta is None else t("triage.progress_eta", lang, eta=duration_text(p.eta, lang))
+    return t("triage.progress", lang, lines=f"{p.lines:,}", analysed=f"{p.analysed:,}", skipped=f"{p.skipped:,}",
+             unread=unread, failed=f"{p.failed:,}", tokens=f"{p.tokens:,}", rate=f"{p.rate:,.0f}", pct=pct, eta=eta)
 
 
 def error_line(err, lang: str = DEFAULT_LANG) -> str:

@@ -21,7 +21,7 @@ from interp.triage.demo import write_sample_log
 from interp.triage.ray_engine import ray_available
 from interp.triage.scores import TERMS
 from interp.triage.store import export_ranked_csv
-from interp.i18n import DEFAULT_LANG, EN, error_line, error_text, t
+from interp.i18n import DEFAULT_LANG, EN, error_line, error_text, progress_text, t
 from interp.report import triage_report
 
 
@@ -240,7 +240,7 @@ if start:
     bar = st.progress(0.0, text=T("triage.starting"))
 
     def show_progress(p):
-        bar.progress(min(1.0, p.fraction or 0.0), text=p.line())
+        bar.progress(min(1.0, p.fraction or 0.0), text=progress_text(p, LANG))
     try:
         summary = run_triage(path, out_dir, model, mapping, settings, lm=lm, limit=limit or None,
                              time_budget=(budget or None) if engine == "local" else None, batch_size=batch,

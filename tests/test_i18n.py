@@ -17,7 +17,8 @@ from interp.language import from_accept_language, parse_accept_language, resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 # Strings that are the same in every language (names, code, file formats).
-SAME_EVERYWHERE = {"app.title", "input.folder_placeholder", "input.text_placeholder", "export.html", "export.csv"}
+SAME_EVERYWHERE = {"app.title", "input.folder_placeholder", "input.text_placeholder", "export.html", "export.csv",
+                   "triage.progress_pct"}              # a percentage reads the same in both languages
 KANA_KANJI = re.compile(r"[\u3000-\u30ff\u4e00-\u9fff\uff00-\uffef]")  # CJK punctuation, kana, kanji, full-width
 
 

@@ -5,6 +5,7 @@ shows that wording, so each search can fail."""
 from __future__ import annotations
 
 import json
+import re
 import random
 from pathlib import Path
 
@@ -265,3 +266,23 @@ def test_triage_log_errors_get_a_japanese_lead_in(tmp_path, monkeypatch):
     at.text_input(key="tri_path").input(str(tmp_path / "nope.jsonl")).run()
     no_exception(at)
     assert at.error and at.error[0].value.startswith("エラーが発生しました") and "log file not found" in at.error[0].value
+
+
+def test_triage_progress_line_in_both_languages():
+    """The progress line under the Triage page's bar: in English exactly the library's own line, in Japanese
+    with no English words left."""
+    from interp.i18n import duration_text, progress_text
+    from interp.triage.runner import Progress, format_seconds
+    cases = [Progress(lines=64, analysed=10, skipped=2, failed=1, elapsed=3.0, rate=14.2, fraction=0.004, eta=1347,
+                      unreadable=3, tokens=16),
+             Progress(lines=12345, analysed=12000, skipped=0, failed=0, elapsed=9.0, rate=2500, fraction=None,
+                      eta=None, tokens=99999),
+             Progress(lines=5, analysed=5, skipped=0, failed=0, elapsed=1.0, rate=3, fraction=1.0, eta=7300, tokens=5)]
+    for p in cases:
+        assert progress_text(p, "en") == p.line()
+        ja = progress_text(p, "ja")
+        assert not re.search(r"\b(lines|analysed|skipped|failed|tokens|ETA|unreadable)\b", ja), ja
+        assert f"{p.lines:,}" in ja and f"{p.tokens:,}" in ja
+    for s in (0, 59, 61, 1347, 3600, 7300):
+        assert duration_text(s, "en") == format_seconds(s)
+    assert duration_text(1347, "ja") == "22分27秒" and duration_text(7300, "ja") == "2時間01分"
