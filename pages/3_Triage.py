@@ -159,7 +159,7 @@ with s1:
         model = st.text_input(T("triage.model_folder"), key=KEY + "model_path").strip()
 with s2:
     policy = st.selectbox(T("triage.policy"), options=list(MASK_POLICIES), key=KEY + "policy",
-                          help="; ".join(f"{k}: {v}" for k, v in MASK_POLICIES.items()))
+                          help="; ".join(f"{k}: {T('triage.policy_help.' + k)}" for k in MASK_POLICIES))
 with s3:
     scheme = st.selectbox(T("triage.scheme"), options=ui.schemes(), key=KEY + "scheme",
                           index=ui.schemes().index(ui.DEFAULT_SCHEME))

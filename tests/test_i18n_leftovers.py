@@ -286,3 +286,14 @@ def test_triage_progress_line_in_both_languages():
     for s in (0, 59, 61, 1347, 3600, 7300):
         assert duration_text(s, "en") == format_seconds(s)
     assert duration_text(1347, "ja") == "22分27秒" and duration_text(7300, "ja") == "2時間01分"
+
+
+def test_mask_policy_help_and_lens_axis_follow_the_language():
+    """The triage mask-policy help reads as the library's own policy text in English and has a Japanese wording
+    for every policy; the lens pool figure's axis title follows the language."""
+    from interp.i18n import EN, TABLES
+    from interp.triage.scores import MASK_POLICIES
+    for k, v in MASK_POLICIES.items():
+        assert EN["triage.policy_help." + k] == v
+        assert re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", TABLES["ja"]["triage.policy_help." + k])
+    assert TABLES["ja"]["fig.probability"] != EN["fig.probability"]

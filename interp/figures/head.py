@@ -215,7 +215,7 @@ def lens_experts_figure(summary: LensSummary, k: int = 15, lang: str = "en") -> 
         text = [f"1−cos {1.0 - c:.2e}" for c in top["cosine to output"]]
     fig = go.Figure(go.Bar(x=compact(top[gate_col].to_numpy()), y=labels, orientation="h", text=text,
                            textposition="auto", marker_color=OKABE_ITO[4],
-                           hovertemplate="%{y}: gate %{x:.4f}<br>%{text}<extra></extra>"))
+                           hovertemplate="%{y}: " + gate_col + " %{x:.4f}<br>%{text}<extra></extra>"))
     fig.update_xaxes(title_text=gate_col)
     fig.update_yaxes(type="category")
     return style(fig, t("lens.experts_title", lang), height=max(280, 26 * len(top) + 90))
@@ -232,7 +232,7 @@ def pool_figure(summary: LensSummary, lang: str = "en") -> go.Figure | None:
                              hovertemplate="%{x}: %{y:.4f}<extra>" + col + "</extra>"))
     fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.25))
     fig.update_xaxes(type="category")
-    fig.update_yaxes(title_text="probability")
+    fig.update_yaxes(title_text=t("fig.probability", lang))
     return style(fig, t("lens.pool_title", lang), height=360)
 
 
