@@ -419,6 +419,11 @@ ui.report_buttons(functools.partial(triage_report, str(out), ui.lang(), order=or
                   (str(out), (out / "results.parquet").stat().st_mtime, order, top_n, repr(filters), time_range,
                    by if slice_fields else None))
 if len(bad):
+    shown_bad = bad.head(1000).copy()
+    if LANG != DEFAULT_LANG and {"reason", "reason_code"} <= set(shown_bad.columns):
+        # the library's specific reason is English: in another language, the reason code's general wording
+        shown_bad["reason"] = [T("triage.reason." + c) if isinstance(c, str) and "triage.reason." + c in EN else r
+                               for c, r in zip(shown_bad["reason_code"], shown_bad["reason"])]
     with st.expander(T("triage.bad_box", n=len(bad)), expanded=False):
-        st.dataframe(headed(bad.head(1000)), hide_index=True, width="stretch", key=KEY + "bad_table")
+        st.dataframe(headed(shown_bad), hide_index=True, width="stretch", key=KEY + "bad_table")
 q.close()

@@ -297,3 +297,11 @@ def test_mask_policy_help_and_lens_axis_follow_the_language():
         assert EN["triage.policy_help." + k] == v
         assert re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", TABLES["ja"]["triage.policy_help." + k])
     assert TABLES["ja"]["fig.probability"] != EN["fig.probability"]
+
+
+def test_every_skip_reason_has_words_in_both_languages():
+    from interp.i18n import EN, TABLES
+    from interp.triage.readers import REASONS
+    for code, text in REASONS.items():
+        assert EN["triage.reason." + code] == text
+        assert re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", TABLES["ja"]["triage.reason." + code])
