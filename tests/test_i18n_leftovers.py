@@ -278,13 +278,17 @@ def test_triage_progress_line_in_both_languages():
              Progress(lines=12345, analysed=12000, skipped=0, failed=0, elapsed=9.0, rate=2500, fraction=None,
                       eta=None, tokens=99999),
              Progress(lines=5, analysed=5, skipped=0, failed=0, elapsed=1.0, rate=3, fraction=1.0, eta=7300, tokens=5)]
+    assert progress_text(cases[0], "en") == ("64 lines (analysed 10, skipped 2, unreadable 3, failed 1) · 16 tokens "
+                                             "at 14 tokens/s · 0.4% · ETA 22m 27s")
+    assert progress_text(cases[1], "en") == "12,345 lines (analysed 12,000, skipped 0, failed 0) · 99,999 tokens at 2,500 tokens/s"
     for p in cases:
         assert progress_text(p, "en") == p.line()
         ja = progress_text(p, "ja")
         assert not re.search(r"\b(lines|analysed|skipped|failed|tokens|ETA|unreadable)\b", ja), ja
         assert f"{p.lines:,}" in ja and f"{p.tokens:,}" in ja
-    for s in (0, 59, 61, 1347, 3600, 7300):
-        assert duration_text(s, "en") == format_seconds(s)
+    assert [duration_text(s, "en") for s in (0, 59, 61, 1347, 3600, 7300)] == \
+        ["0s", "59s", "1m 01s", "22m 27s", "1h 00m", "2h 01m"]
+    assert format_seconds(1347) == "22m 27s"
     assert duration_text(1347, "ja") == "22分27秒" and duration_text(7300, "ja") == "2時間01分"
 
 

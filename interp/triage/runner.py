@@ -68,20 +68,15 @@ class Progress:
     tokens: int = 0
 
     def line(self) -> str:
-        eta = "" if self.eta is None else f" · ETA {format_seconds(self.eta)}"
-        pct = "" if self.fraction is None else f" · {100 * self.fraction:.1f}%"
-        unread = f", unreadable {self.unreadable:,}" if self.unreadable else ""
-        return (f"{self.lines:,} lines (analysed {self.analysed:,}, skipped {self.skipped:,}{unread}, failed "
-                f"{self.failed:,}) · {self.tokens:,} tokens at {self.rate:,.0f} tokens/s{pct}{eta}")
+        """The progress line in English (the UI words it in its language with the same function)."""
+        from ..i18n import progress_text
+        return progress_text(self, "en")
 
 
 def format_seconds(s: float) -> str:
-    s = max(0, int(round(s)))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    return f"{s // 3600}h {(s % 3600) // 60:02d}m"
+    """A duration in English ("22m 27s")."""
+    from ..i18n import duration_text
+    return duration_text(s, "en")
 
 
 @dataclass
