@@ -258,6 +258,17 @@ def pick_device(device: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def settle_lazy_hooks(model: torch.nn.Module) -> None:
+    """Run one two-token forward pass that asks for attentions and hidden states, before the model is shared.
+
+    transformers installs its output-capturing forward hooks lazily, on the first call that asks for attentions
+    or hidden states; done here, while the loader still holds the only reference, no later call of any session
+    changes the shared object's hooks. The pass's outputs are discarded; parameters and buffers are untouched."""
+    ids = torch.tensor([[0, 1]], device=next(model.parameters()).device)
+    with torch.no_grad():
+        model(input_ids=ids, output_attentions=True, output_hidden_states=True)
+
+
 def load_model(name_or_path: str, device: str | None = None, dtype: torch.dtype = torch.float32) -> LoadedModel:
     """Load a model for analysis. Raises :class:`ModelLoadError` with a one-line message."""
     from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
@@ -286,6 +297,7 @@ def load_model(name_or_path: str, device: str | None = None, dtype: torch.dtype 
     model.eval().to(dev)
     for p in model.parameters():
         p.requires_grad_(False)
+    settle_lazy_hooks(model)
     try:
         adapter = adapter_for(model)
     except ValueError as err:
