@@ -26,6 +26,7 @@ import torch
 from torch.func import jvp, vmap
 
 from .decompose import _centre, check_head, head_weights
+from . import tangents as T
 from .loader import LoadedModel
 from .trace import Trace
 
@@ -194,8 +195,25 @@ def anchored_lens(lm: LoadedModel, trace: Trace, layer: int, head: int, query: i
     together. Σ_j a_ij z_j = y_i exactly (docs/MATH.md §3)."""
     check_head(trace, layer, head, query)
     lt = trace.layers[layer]
-    dh = lt.v.shape[-1]
     ctx_i = lt.probs[head, query] @ lt.v[head]
+    with torch.no_grad():
+        fast = anchored_jacobian_closed_form(lm, trace, layer, head, query)
+        primal, J = fast if fast is not None else anchored_jacobian_vmap(lm, trace, layer, head, query)
+    y = _model_output(trace, query)
+    z = y[None] + (lt.v[head] - ctx_i[None]) @ J               # n × out
+    gates = lt.probs[head, query]
+    res = LensResult(lens="anchored", layer=layer, head=head, query=query, output_kind=_output_kind(lm), experts=z,
+                     gates=gates, mixture=gates @ z, model_output=y, exactness=EXACTNESS["anchored"])
+    res.rerun_output = primal                                  # the re-run at zero shift (equals y)
+    return res
+
+
+def anchored_jacobian_vmap(lm: LoadedModel, trace: Trace, layer: int, head: int, query: int
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(output at zero shift: out, J = ∂y_i/∂ctx^h_i: d_h × out) by ``vmap`` over d_h ``jvp`` passes of
+    :func:`rest_of_network` — the generic path, valid for every family (and the reference of the fast one)."""
+    lt = trace.layers[layer]
+    dh = lt.v.shape[-1]
     basis = torch.eye(dh, dtype=lt.v.dtype, device=lt.v.device)
     zero = torch.zeros(dh, dtype=lt.v.dtype, device=lt.v.device)
 
@@ -203,14 +221,72 @@ def anchored_lens(lm: LoadedModel, trace: Trace, layer: int, head: int, query: i
         return rest_of_network(lm, trace, layer, head, query, delta[None])[0]
 
     with torch.no_grad():
-        primal, J = vmap(lambda t: jvp(rerun, (zero,), (t,)))(basis)   # J: d_h × out (row e = J·basis_e)
-    y = _model_output(trace, query)
-    z = y[None] + (lt.v[head] - ctx_i[None]) @ J               # n × out
-    gates = lt.probs[head, query]
-    res = LensResult(lens="anchored", layer=layer, head=head, query=query, output_kind=_output_kind(lm), experts=z,
-                     gates=gates, mixture=gates @ z, model_output=y, exactness=EXACTNESS["anchored"])
-    res.rerun_output = primal[0]                               # the re-run at zero shift (equals y)
-    return res
+        primal, J = vmap(lambda t: jvp(rerun, (zero,), (t,)))(basis)
+    return primal[0], J
+
+
+def _tangent_chunk(trace: Trace, n_heads: int, T: int) -> int:
+    """Tangents per batch: the attention tangent holds T × H × n × n floats; keep it near 4·10⁷."""
+    return int(max(1, min(T, 4e7 // max(1, n_heads * trace.n * trace.n))))
+
+
+def anchored_jacobian_closed_form(lm: LoadedModel, trace: Trace, layer: int, head: int, query: int
+                                  ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(output at zero shift: out, J: d_h × out) as :func:`anchored_jacobian_vmap`, with the d_h tangents
+    propagated in closed form through the later layers (:mod:`interp.tangents`): the first later layer works
+    on the one changed row, and for an MLM head the last layer only on the query's row. None when a later
+    layer is not a plain BERT post-norm layer (or when ``layer`` is the last one: nothing to save)."""
+    ad = lm.adapter
+    L = ad.n_layers
+    if layer >= L - 1:
+        return None
+    ws = [T.bert_layer_weights(ad, m) for m in range(layer + 1, L)]
+    if any(w is None for w in ws):
+        return None
+    lt = trace.layers[layer]
+    parts = ad.layers[layer]
+    W, _ = head_weights(lm, layer)
+    dh = lt.v.shape[-1]
+    basis = torch.eye(dh, dtype=lt.v.dtype, device=lt.v.device)
+    x_i, dense_i = lt.hidden_in[query], lt.dense_out[query]
+
+    def row(delta: torch.Tensor) -> torch.Tensor:        # layer l on the query's row, head h's output shifted
+        return parts.ffn(parts.after_attention(dense_i + delta @ W[head].T, x_i)[0])
+
+    zero = torch.zeros(dh, dtype=lt.v.dtype, device=lt.v.device)
+    _, d_row = vmap(lambda t: jvp(row, (zero,), (t,)))(basis)          # d_h × d: layer l's output tangent at i
+    mlm = ad.has_mlm_head
+    last_rows = [query] if mlm else slice(None)
+    prims = [T.primal(w, trace.layers[m], last_rows if m == L - 1 else slice(None))
+             for m, w in zip(range(layer + 1, L), ws)]
+    final = prims[-1].out                                               # recomputed last hidden rows
+    n = trace.n
+    valid = torch.ones(1, n, dtype=torch.bool, device=final.device)
+    if mlm:
+        def readout(f: torch.Tensor) -> torch.Tensor:
+            return ad.mlm_logits(f[0])
+    else:
+        def readout(f: torch.Tensor) -> torch.Tensor:
+            return ad.output(f[None], valid)[0]
+    chunks = []
+    step = _tangent_chunk(trace, ad.n_heads, dh)
+    for a in range(0, dh, step):
+        dx_i = d_row[a:a + step]
+        t = dx_i.shape[0]
+        dx = None
+        for k, (m, w, p) in enumerate(zip(range(layer + 1, L), ws, prims)):
+            rows = last_rows if m == L - 1 else slice(None)
+            if k == 0:
+                dctx = T.attention_tangent_one_row_in(w, p, dx_i, query)[:, rows]
+                res = torch.zeros(t, n, dx_i.shape[-1], dtype=dx_i.dtype, device=dx_i.device)
+                res[:, query] = dx_i
+                res = res[:, rows]
+            else:
+                dctx = T.attention_tangent(w, p, dx, rows)
+                res = dx[:, rows]
+            dx = T.layer_tangent(w, p, dctx, res)
+        chunks.append(vmap(lambda d: jvp(readout, (final,), (d,))[1])(dx))
+    return readout(final), torch.cat(chunks)
 
 
 def counterfactual_order(trace: Trace, layer: int, head: int, query: int) -> list[int]:

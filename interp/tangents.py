@@ -1,0 +1,186 @@
+"""Forward-mode tangents through BERT-style post-norm layers in closed form, batched over T tangents.
+
+Used by the anchored lens (docs/MATH.md §3): the lens needs J = ∂y_i/∂ctx^h_i, the derivative of the model's
+output with respect to one head's output at one query, i.e. d_h tangents pushed through the later layers. The
+primal point is the model's own forward pass, which the trace already holds (Q, K, V, gates, the attention
+output), so only the tangents are propagated, with the derivative of every operation written out:
+
+* linear maps: dY = dX Wᵀ (biases drop out);
+* attention: dS = s (dQ Kᵀ + Q dKᵀ), dA = A ⊙ (dS − Σ_j A ⊙ dS), dctx = dA V + A dV (softmax over keys);
+* LayerNorm: dy = γ/σ ⊙ (du − mean(du) − x̂ · mean(x̂ ⊙ du)), x̂ = (u − μ)/σ, σ = sqrt(var(u) + ε);
+* the activation: its elementwise derivative at the primal pre-activation (the function's own ``jvp`` with a
+  tangent of ones, so any elementwise activation is exact).
+
+Two structural savings, both exact:
+
+* the first later layer receives a tangent on one row only (the query's), so its Q/K/V tangents are one row
+  and its attention tangent has a closed form of cost O(T·n·d) instead of O(T·n²·d + T·n·d²);
+* where the output reads one row (MLM logits at the query), the last layer computes K/V tangents for every
+  row but attention, dense, LayerNorm and feed-forward only for that row.
+
+Only families whose layers are exactly BERT's (``attention.self`` Q/K/V, ``attention.output`` dense +
+LayerNorm, ``intermediate`` dense + activation, ``output`` dense + LayerNorm; no relative positions, no
+score bias) take this path; :func:`bert_layer_weights` returns None for every other layer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.func import jvp
+
+from .adapters.base import Adapter
+
+
+@dataclass(frozen=True)
+class BertLayerWeights:
+    """The weights of one BERT post-norm layer (views of the model's own parameters; never modified)."""
+    wq: torch.Tensor              # (H·d_h) × d
+    wk: torch.Tensor
+    wv: torch.Tensor
+    wo: torch.Tensor              # d × (H·d_h)
+    ln1: nn.LayerNorm
+    w1: torch.Tensor              # d_ff × d
+    b1: torch.Tensor | None
+    act: Callable[[torch.Tensor], torch.Tensor]
+    w2: torch.Tensor              # d × d_ff
+    b2: torch.Tensor | None
+    ln2: nn.LayerNorm
+    scaling: float
+    n_heads: int
+    head_dim: int
+
+
+def _overrides(adapter: Adapter, name: str) -> bool:
+    return getattr(type(adapter), name) is not getattr(Adapter, name)
+
+
+def bert_layer_weights(adapter: Adapter, layer: int) -> BertLayerWeights | None:
+    """The layer's weights when it is exactly a BERT post-norm layer run by the base wiring, else None."""
+    if not adapter.attention_via_interface:
+        return None
+    if any(_overrides(adapter, m) for m in ("call_layer", "run_layers", "finish", "layer_mask", "score_bias")):
+        return None
+    if getattr(adapter.config, "position_embedding_type", "absolute") not in (None, "absolute"):
+        return None
+    parts = adapter.layers[layer]
+    blk = parts.module
+    inter, out = getattr(blk, "intermediate", None), getattr(blk, "output", None)
+    if (parts.norm != "post" or parts.o is None or parts.ln is None or inter is None or out is None
+            or getattr(blk, "crossattention", None) is not None):
+        return None
+    lin = (parts.q, parts.k, parts.v, parts.o, getattr(inter, "dense", None), getattr(out, "dense", None))
+    if not all(isinstance(m, nn.Linear) for m in lin) or not isinstance(getattr(out, "LayerNorm", None),
+                                                                         nn.LayerNorm):
+        return None
+    act = getattr(inter, "intermediate_act_fn", None)
+    if act is None or not isinstance(parts.ln, nn.LayerNorm):
+        return None
+    scaling = getattr(parts.attention_module, "scaling", parts.head_dim ** -0.5)
+    return BertLayerWeights(parts.q.weight, parts.k.weight, parts.v.weight, parts.o.weight, parts.ln,
+                            inter.dense.weight, inter.dense.bias, act, out.dense.weight, out.dense.bias,
+                            out.LayerNorm, float(scaling), parts.n_heads, parts.head_dim)
+
+
+def ln_stats(u: torch.Tensor, ln: nn.LayerNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x̂, σ) of LayerNorm ``ln`` at its input ``u`` (… × d): x̂ = (u − μ)/σ, σ = sqrt(var(u) + ε) (… )."""
+    mu = u.mean(-1, keepdim=True)
+    sigma = torch.sqrt(u.var(-1, unbiased=False) + ln.eps)
+    return (u - mu) / sigma[..., None], sigma
+
+
+def ln_tangent(du: torch.Tensor, xhat: torch.Tensor, sigma: torch.Tensor, ln: nn.LayerNorm) -> torch.Tensor:
+    """Tangent of LayerNorm at the primal (x̂, σ) (R × d, R) for tangents ``du`` (T × R × d)."""
+    du = du - du.mean(-1, keepdim=True)
+    du = du - xhat * (du * xhat).mean(-1, keepdim=True)
+    scale = 1.0 / sigma[:, None]
+    if ln.weight is not None:
+        scale = ln.weight * scale
+    return du * scale
+
+
+@dataclass
+class Primal:
+    """The primal values of one later layer at the rows ``rows`` (the model's own forward pass)."""
+    q: torch.Tensor               # H × n × d_h
+    k: torch.Tensor
+    v: torch.Tensor
+    probs: torch.Tensor           # H × n × n
+    ctx: torch.Tensor             # H × n × d_h
+    xhat1: torch.Tensor           # R × d   post-attention LayerNorm
+    sigma1: torch.Tensor          # R
+    act_grad: torch.Tensor        # R × d_ff  activation derivative at the pre-activation
+    xhat2: torch.Tensor           # R × d   output LayerNorm
+    sigma2: torch.Tensor          # R
+    out: torch.Tensor             # R × d   the layer's output (recomputed: equals the trace's)
+
+
+def primal(w: BertLayerWeights, lt, rows: torch.Tensor | slice) -> Primal:
+    """Recompute the FFN's primal values of trace layer ``lt`` at ``rows`` from the trace's attention output."""
+    n = lt.hidden_in.shape[0]
+    H, dh = w.n_heads, w.head_dim
+    xhat1, sigma1 = ln_stats(lt.dense_out[rows] + lt.hidden_in[rows], w.ln1)
+    a = lt.attn_out[rows]
+    pre = a @ w.w1.T
+    if w.b1 is not None:
+        pre = pre + w.b1
+    h, grad = jvp(w.act, (pre,), (torch.ones_like(pre),))
+    o = h @ w.w2.T
+    if w.b2 is not None:
+        o = o + w.b2
+    u = o + a
+    xhat2, sigma2 = ln_stats(u, w.ln2)
+    ctx = lt.context.view(n, H, dh).transpose(0, 1)
+    return Primal(lt.q, lt.k, lt.v, lt.probs, ctx, xhat1, sigma1, grad, xhat2, sigma2, w.ln2(u))
+
+
+def _heads(x: torch.Tensor, H: int, dh: int) -> torch.Tensor:
+    """T × R × (H·d_h) → T × H × R × d_h."""
+    return x.view(x.shape[0], x.shape[1], H, dh).transpose(1, 2)
+
+
+def attention_tangent_one_row_in(w: BertLayerWeights, p: Primal, dx_i: torch.Tensor, i: int) -> torch.Tensor:
+    """dctx (T × n × H·d_h) when the layer input's tangent is non-zero only at row i (``dx_i``: T × d).
+
+    With dK, dV zero except at key i and dQ zero except at query i, row r's score tangent is
+    c_r e_i (+ s·dQ_i Kᵀ on row i), c_r = s·Q_r·dK_i, so dctx_r = c_r a_ri (v_i − ctx_r) + a_ri dV_i
+    (+ Σ_j a_ij (g_j − ḡ) v_j on row i, g_j = s·dQ_i·K_j)."""
+    H, dh = w.n_heads, w.head_dim
+    T = dx_i.shape[0]
+    dq = (dx_i @ w.wq.T).view(T, H, dh)
+    dk = (dx_i @ w.wk.T).view(T, H, dh)
+    dv = (dx_i @ w.wv.T).view(T, H, dh)
+    col = p.probs[:, :, i]                                              # H × n: a_ri
+    c = torch.einsum("hrd,thd->thr", p.q, dk) * w.scaling               # T × H × n
+    diff = p.v[:, i][:, None, :] - p.ctx                                # H × n × d_h
+    dctx = (c * col)[..., None] * diff + col[None, :, :, None] * dv[:, :, None, :]
+    g = torch.einsum("thd,hjd->thj", dq, p.k) * w.scaling               # T × H × n (row i's scores)
+    ag = p.probs[:, i][None] * g
+    dctx[:, :, i] += torch.einsum("thj,hjd->thd", ag, p.v) - ag.sum(-1)[..., None] * p.ctx[:, i][None]
+    return dctx.transpose(1, 2).reshape(T, -1, H * dh)
+
+
+def attention_tangent(w: BertLayerWeights, p: Primal, dx: torch.Tensor, rows: slice | list[int]) -> torch.Tensor:
+    """dctx (T × R × H·d_h) at query rows ``rows`` for a layer-input tangent ``dx`` on every row (T × n × d)."""
+    H, dh = w.n_heads, w.head_dim
+    dk = _heads(dx @ w.wk.T, H, dh)
+    dv = _heads(dx @ w.wv.T, H, dh)
+    dq = _heads(dx[:, rows] @ w.wq.T, H, dh)
+    q, probs = p.q[:, rows], p.probs[:, rows]
+    ds = torch.matmul(dq, p.k.transpose(-1, -2))
+    ds.add_(torch.matmul(q, dk.transpose(-1, -2)))
+    ds.mul_(w.scaling)
+    ds.sub_((probs * ds).sum(-1, keepdim=True)).mul_(probs)             # softmax tangent
+    dctx = torch.matmul(ds, p.v)
+    dctx.add_(torch.matmul(probs, dv))
+    return dctx.transpose(1, 2).reshape(dx.shape[0], -1, H * dh)
+
+
+def layer_tangent(w: BertLayerWeights, p: Primal, dctx: torch.Tensor, dx_rows: torch.Tensor) -> torch.Tensor:
+    """The layer output's tangent at the primal's rows from the head outputs' tangent ``dctx`` (T × R × H·d_h)
+    and the layer input's tangent at the same rows ``dx_rows`` (T × R × d, the residual)."""
+    da = ln_tangent(dctx @ w.wo.T + dx_rows, p.xhat1, p.sigma1, w.ln1)
+    di = (da @ w.w1.T).mul_(p.act_grad)
+    return ln_tangent(di @ w.w2.T + da, p.xhat2, p.sigma2, w.ln2)
