@@ -27,6 +27,7 @@ from torch.func import jvp, vmap
 
 from .decompose import _centre, check_head, head_weights
 from . import tangents as T
+from .adapters.base import Adapter
 from .loader import LoadedModel
 from .trace import Trace
 
@@ -268,6 +269,9 @@ def anchored_jacobian_closed_form(lm: LoadedModel, trace: Trace, layer: int, hea
     else:
         def readout(f: torch.Tensor) -> torch.Tensor:
             return ad.output(f[None], valid)[0]
+    # the base wiring's pooled output is the plain mean over the n (all valid) rows: its tangent is summed
+    # inside the last layer, without that layer's per-row output projection
+    mean_pooled = not mlm and type(ad).output is Adapter.output
     chunks = []
     step = _tangent_chunk(trace, ad.n_heads, dh)
     for a in range(0, dh, step):
@@ -284,8 +288,12 @@ def anchored_jacobian_closed_form(lm: LoadedModel, trace: Trace, layer: int, hea
             else:
                 dctx = T.attention_tangent(w, p, dx, rows)
                 res = dx[:, rows]
+            if m == L - 1 and mean_pooled:
+                chunks.append(T.layer_tangent_mean(w, p, dctx, res))      # the pooled output's tangent
+                break
             dx = T.layer_tangent(w, p, dctx, res)
-        chunks.append(vmap(lambda d: jvp(readout, (final,), (d,))[1])(dx))
+        else:
+            chunks.append(vmap(lambda d: jvp(readout, (final,), (d,))[1])(dx))
     return readout(final), torch.cat(chunks)
 
 

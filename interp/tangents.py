@@ -184,3 +184,22 @@ def layer_tangent(w: BertLayerWeights, p: Primal, dctx: torch.Tensor, dx_rows: t
     da = ln_tangent(dctx @ w.wo.T + dx_rows, p.xhat1, p.sigma1, w.ln1)
     di = (da @ w.w1.T).mul_(p.act_grad)
     return ln_tangent(di @ w.w2.T + da, p.xhat2, p.sigma2, w.ln2)
+
+
+def layer_tangent_mean(w: BertLayerWeights, p: Primal, dctx: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """(1/n) Σ_r of :func:`layer_tangent` over all n rows (T × d) — the tangent of a mean-pooled output —
+    without the per-row output projection: with u_r = W₂ dI_r + dA_r the rows' sum is
+    Σ_r γ/σ_r ⊙ (u_r − mean(u_r) − x̂_r (x̂_r·u_r)/d), and W₂ enters only through W₂ Σ_r dI_r/σ_r, the
+    column means of W₂ (for mean(u_r)) and W₂ᵀx̂_r (for x̂_r·u_r), one d_ff-vector per row computed once."""
+    n, d = p.xhat2.shape
+    da = ln_tangent(dctx @ w.wo.T + dx, p.xhat1, p.sigma1, w.ln1)      # T × n × d
+    di = (da @ w.w1.T).mul_(p.act_grad)                                 # T × n × d_ff
+    inv = 1.0 / p.sigma2                                                # n
+    z = p.xhat2 @ w.w2                                                  # n × d_ff: W₂ᵀ x̂_r
+    total = torch.einsum("trf,r->tf", di, inv) @ w.w2.T + torch.einsum("trd,r->td", da, inv)
+    mean_u = di @ w.w2.mean(0) + da.mean(-1)                            # T × n
+    dot_u = (di * z).sum(-1) + (da * p.xhat2).sum(-1)                   # T × n
+    total = total - (mean_u @ inv)[:, None] - (dot_u * (inv / d)) @ p.xhat2
+    if w.ln2.weight is not None:
+        total = total * w.ln2.weight
+    return total / n
