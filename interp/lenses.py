@@ -280,6 +280,9 @@ def anchored_jacobian_closed_form(lm: LoadedModel, trace: Trace, layer: int, hea
         dx = None
         for k, (m, w, p) in enumerate(zip(range(layer + 1, L), ws, prims)):
             rows = last_rows if m == L - 1 else slice(None)
+            if k == 0 and m < L - 1:
+                dx = T.layer_tangent_one_row_in(w, p, dx_i, query)
+                continue
             if k == 0:
                 dctx = T.attention_tangent_one_row_in(w, p, dx_i, query)[:, rows]
                 res = torch.zeros(t, n, dx_i.shape[-1], dtype=dx_i.dtype, device=dx_i.device)

@@ -203,3 +203,49 @@ def layer_tangent_mean(w: BertLayerWeights, p: Primal, dctx: torch.Tensor, dx: t
     if w.ln2.weight is not None:
         total = total * w.ln2.weight
     return total / n
+
+
+def layer_tangent_one_row_in(w: BertLayerWeights, p: Primal, dx_i: torch.Tensor, i: int) -> torch.Tensor:
+    """The layer output's tangent on every row (T × n × d) when its input's tangent is non-zero only at row
+    i (``dx_i``: T × d); the same values as :func:`attention_tangent_one_row_in` then :func:`layer_tangent`.
+
+    Row r's head outputs move in the span of D_hr = v_i − ctx_r (weight α_thr = c_thr a_ri) and dV_i (weight
+    a_ri), plus a correction on row i, so the dense output and the FFN's first projection are taken of those
+    few vectors, not of the T × n tangents: with G = W₁ diag(γ₁) and du_r the tangent before the LayerNorm,
+    W₁ dA_r = (G du_r − mean(du_r) G·1 − (x̂_r·du_r)/d · G x̂_r) / σ_r."""
+    H, dh = w.n_heads, w.head_dim
+    T, d = dx_i.shape
+    n = p.probs.shape[-1]
+    dq = (dx_i @ w.wq.T).view(T, H, dh)
+    dk = (dx_i @ w.wk.T).view(T, H, dh)
+    dv = (dx_i @ w.wv.T).view(T, H, dh)
+    col = p.probs[:, :, i]                                              # H × n: a_ri
+    alpha = torch.einsum("hrd,thd->thr", p.q, dk).mul_(w.scaling).mul_(col)
+    diff = p.v[:, i][:, None, :] - p.ctx                                # H × n × d_h
+    g = torch.einsum("thd,hjd->thj", dq, p.k) * w.scaling               # row i's score tangent (dQ part)
+    ag = p.probs[:, i][None] * g
+    corr = torch.einsum("thj,hjd->thd", ag, p.v) - ag.sum(-1)[..., None] * p.ctx[:, i][None]   # T × H × d_h
+    wo = w.wo.view(d, H, dh)
+    e = torch.einsum("ehd,hrd->hre", wo, diff)                          # H × n × d: W_O^h D_hr
+    f = torch.einsum("ehd,thd->the", wo, dv)                            # T × H × d: W_O^h dV_i
+    extra = corr.reshape(T, H * dh) @ w.wo.T + dx_i                     # row i: the correction and the residual
+    du = torch.einsum("thr,hre->tre", alpha, e)
+    du += (col.T @ f.reshape(T, H, d).transpose(0, 1).reshape(H, T * d)).view(n, T, d).transpose(0, 1)
+    du[:, i] += extra
+    gamma = w.ln1.weight if w.ln1.weight is not None else torch.ones(d, dtype=du.dtype, device=du.device)
+    G = w.w1 * gamma                                                    # d_ff × d
+    d_ff = G.shape[0]
+    gwo = (G @ w.wo).view(d_ff, H, dh)
+    ge = torch.einsum("fhd,hrd->hrf", gwo, diff)                        # H × n × d_ff
+    gf = torch.einsum("fhd,thd->thf", gwo, dv)                          # T × H × d_ff
+    gdu = torch.einsum("thr,hrf->trf", alpha, ge)
+    gdu += (col.T @ gf.transpose(0, 1).reshape(H, T * d_ff)).view(n, T, d_ff).transpose(0, 1)
+    gdu[:, i] += extra @ G.T
+    mean_u = du.mean(-1)                                                # T × n
+    dot_u = (du * p.xhat1).sum(-1)                                      # T × n
+    pre = gdu - mean_u[..., None] * (G.sum(-1))
+    pre -= (dot_u / d)[..., None] * (p.xhat1 @ G.T)
+    pre *= (1.0 / p.sigma1)[:, None]
+    da = ln_tangent(du, p.xhat1, p.sigma1, w.ln1)
+    di = pre.mul_(p.act_grad)
+    return ln_tangent(di @ w.w2.T + da, p.xhat2, p.sigma2, w.ln2)
