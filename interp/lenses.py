@@ -192,8 +192,9 @@ def vocabulary_lens(lm: LoadedModel, trace: Trace, layer: int, head: int, query:
                "the model's output moved linearly towards each expert (one batched forward-mode pass)")
 def anchored_lens(lm: LoadedModel, trace: Trace, layer: int, head: int, query: int) -> LensResult:
     """z_j = y_i + J_i (v^h_j − ctx^h_i) (n × out), J_i = ∂y_i/∂ctx^h_i (d_h × out) from d_h forward-mode
-    (Jacobian-vector) products batched with ``vmap``: the primal re-run is computed once, the d_h basis tangents
-    together. Σ_j a_ij z_j = y_i exactly (docs/MATH.md §3)."""
+    (Jacobian-vector) products: in closed form through BERT-style later layers
+    (:func:`anchored_jacobian_closed_form`), otherwise batched with ``vmap`` (:func:`anchored_jacobian_vmap`).
+    Σ_j a_ij z_j = y_i exactly (docs/MATH.md §3)."""
     check_head(trace, layer, head, query)
     lt = trace.layers[layer]
     ctx_i = lt.probs[head, query] @ lt.v[head]

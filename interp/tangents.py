@@ -165,17 +165,17 @@ def attention_tangent_one_row_in(w: BertLayerWeights, p: Primal, dx_i: torch.Ten
 def attention_tangent(w: BertLayerWeights, p: Primal, dx: torch.Tensor, rows: slice | list[int]) -> torch.Tensor:
     """dctx (T × R × H·d_h) at query rows ``rows`` for a layer-input tangent ``dx`` on every row (T × n × d)."""
     H, dh = w.n_heads, w.head_dim
-    dk = _heads(dx @ w.wk.T, H, dh)
-    dv = _heads(dx @ w.wv.T, H, dh)
+    T = dx.shape[0]
+    kv = _heads(dx @ torch.cat([w.wk, w.wv]).T, 2 * H, dh)             # T × 2H × n × d_h
+    dk, dv = kv[:, :H], kv[:, H:]
     dq = _heads(dx[:, rows] @ w.wq.T, H, dh)
     q, probs = p.q[:, rows], p.probs[:, rows]
-    ds = torch.matmul(dq, p.k.transpose(-1, -2))
-    ds.add_(torch.matmul(q, dk.transpose(-1, -2)))
-    ds.mul_(w.scaling)
+    ds = torch.matmul(dq, p.k.transpose(-1, -2))                        # dS = s (dQ Kᵀ + Q dKᵀ)
+    ds.add_(torch.matmul(q, dk.transpose(-1, -2))).mul_(w.scaling)
     ds.sub_((probs * ds).sum(-1, keepdim=True)).mul_(probs)             # softmax tangent
     dctx = torch.matmul(ds, p.v)
     dctx.add_(torch.matmul(probs, dv))
-    return dctx.transpose(1, 2).reshape(dx.shape[0], -1, H * dh)
+    return dctx.transpose(1, 2).reshape(T, -1, H * dh)
 
 
 def layer_tangent(w: BertLayerWeights, p: Primal, dctx: torch.Tensor, dx_rows: torch.Tensor) -> torch.Tensor:
