@@ -170,12 +170,14 @@ def vocabulary_lens(lm: LoadedModel, trace: Trace, layer: int, head: int, query:
     lt = trace.layers[layer]
     W, b = lm.adapter.output_embeddings()
     with torch.no_grad():
-        msg = lt.v[head] @ head_weights(lm, layer)[0][head].T    # o^h_j = W_O^h v^h_j for this head only
+        wo = head_weights(lm, layer)[0][head].T                  # d_h × d: o^h_j = W_O^h v^h_j for this head only
         if lm.adapter.layers[layer].norm == "post":
-            msg = _centre(msg)
-        if msg.shape[-1] != W.shape[1]:  # ELECTRA generator heads work in a smaller width: not comparable
+            wo = _centre(wo)                                     # c(W_O^h v) = v·c(W_O^hᵀ): centring is linear
+        if wo.shape[-1] != W.shape[1]:  # ELECTRA generator heads work in a smaller width: not comparable
             raise ValueError("the vocabulary lens needs output embeddings of the model's width")
-        z = msg @ W.T + (b if b is not None else 0)
+        # the messages have rank ≤ d_h: read W_O^h through the vocabulary once (d_h × V), then take the n
+        # value vectors through it (n·d_h·V instead of n·d·V multiply-adds)
+        z = lt.v[head] @ (wo @ W.T) + (b if b is not None else 0)
         if not lm.has_mlm_head:
             # without an MLM head the lens scores tokens; its "mixture" is compared with the pooled output's
             # own vocabulary scores so that the error is stated on the same scale

@@ -112,3 +112,20 @@ def test_real_minilm_closed_form_equals_vmap(name):
     assert_same(fast[0], p_ref)
     r = anchored_lens(lm, tr, 2, 5, 5)
     assert r.mixture_max_rel_err < 1e-5
+
+
+@pytest.mark.parametrize("name", ["bert", "roberta", "minilm", "minilm-mlm"])
+def test_vocabulary_lens_equals_messages_through_the_vocabulary(name):
+    """The vocabulary lens takes the value vectors through W_O^h and the vocabulary as one d_h × V product;
+    its experts equal c(W_O^h v_j) W_outᵀ + b computed message by message in float64."""
+    lm = {"minilm": minilm, "minilm-mlm": lambda: load_model("minilm-mlm")}.get(name, lambda: loaded(name))()
+    tr = trace_text(lm, TEXT)
+    layer, head, q = 1, 3, 4
+    r = lenses.vocabulary_lens(lm, tr, layer, head, q)
+    W, b = lm.adapter.output_embeddings()
+    wo = lm.adapter.layers[layer].o.weight.double()
+    dh = tr.layers[layer].v.shape[-1]
+    msg = tr.layers[layer].v[head].double() @ wo[:, head * dh:(head + 1) * dh].T
+    msg = msg - msg.mean(-1, keepdim=True)                              # post-norm: the centred message
+    ref = msg @ W.double().T + (b.double() if b is not None else 0)
+    assert_same(r.experts.double(), ref)
