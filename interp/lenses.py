@@ -291,6 +291,9 @@ def anchored_jacobian_closed_form(lm: LoadedModel, trace: Trace, layer: int, hea
                 res = torch.zeros(t, n, dx_i.shape[-1], dtype=dx_i.dtype, device=dx_i.device)
                 res[:, query] = dx_i
                 res = res[:, rows]
+            elif mlm and m == L - 1:
+                dctx = T.attention_tangent_one_query(w, p, dx, query)
+                res = dx[:, rows]
             else:
                 dctx = T.attention_tangent(w, p, dx, rows)
                 res = dx[:, rows]

@@ -178,6 +178,24 @@ def attention_tangent(w: BertLayerWeights, p: Primal, dx: torch.Tensor, rows: sl
     return dctx.transpose(1, 2).reshape(T, -1, H * dh)
 
 
+def attention_tangent_one_query(w: BertLayerWeights, p: Primal, dx: torch.Tensor, i: int) -> torch.Tensor:
+    """dctx (T × 1 × H·d_h) at query row i only, for a layer-input tangent on every row (T × n × d): equal to
+    :func:`attention_tangent` at ``[i]``, without the K/V tangents of every row. Row i's scores read dK_j only
+    through Q_i·dK_j = (W_Kᵀ Q_i)·dx_j, and its output reads dV_j only through Σ_j a_ij dV_j = W_V Σ_j a_ij dx_j."""
+    H, dh = w.n_heads, w.head_dim
+    T, n, d = dx.shape
+    qi = p.q[:, i]                                                      # H × d_h
+    ui = torch.einsum("hc,hce->he", qi, w.wk.view(H, dh, d))            # H × d: W_K^hᵀ Q_i^h
+    dq = (dx[:, i] @ w.wq.T).view(T, H, dh)
+    ds = torch.einsum("thc,hjc->thj", dq, p.k) + torch.einsum("tjd,hd->thj", dx, ui)
+    ds.mul_(w.scaling)
+    pi = p.probs[:, i]                                                  # H × n
+    ds.sub_((pi * ds).sum(-1, keepdim=True)).mul_(pi)
+    mixed = torch.einsum("hj,tjd->thd", pi, dx)                         # T × H × d: Σ_j a_ij dx_j
+    dctx = torch.einsum("thj,hjc->thc", ds, p.v) + torch.einsum("thd,hcd->thc", mixed, w.wv.view(H, dh, d))
+    return dctx.reshape(T, 1, H * dh)
+
+
 def layer_tangent(w: BertLayerWeights, p: Primal, dctx: torch.Tensor, dx_rows: torch.Tensor) -> torch.Tensor:
     """The layer output's tangent at the primal's rows from the head outputs' tangent ``dctx`` (T × R × H·d_h)
     and the layer input's tangent at the same rows ``dx_rows`` (T × R × d, the residual)."""
