@@ -9,7 +9,7 @@ warm-up text before the first timed configuration. Prints one JSON object as its
 
 The anchored lens is also timed against its generic path (``anchored_jacobian_vmap``: vmap over jvp of the
 re-run), the two alternately in the same run (``anchored_paired_s``, ``anchored_generic_paired_s``,
-``anchored_speedup``).
+``anchored_speedup``), and the matrix-product GFLOP of each (``*_gflop``, from the profiler's counts).
     python benchmarks/bench_engine.py --devices cuda
 """
 from __future__ import annotations
@@ -71,6 +71,14 @@ def timed_pair(a, b, repeats: int, sync) -> tuple[float, float]:
     return statistics.median(ta), statistics.median(tb)
 
 
+def matmul_gflop(fn) -> float:
+    """GFLOP of the matrix products (mm/bmm/addmm/...) one call of ``fn`` performs, from the profiler's operator
+    counts: a measure of the work that machine load does not change."""
+    with torch.profiler.profile(with_flops=True) as prof:
+        fn()
+    return sum(e.flops for e in prof.key_averages()) / 1e9
+
+
 def first_batch_time(lm, tr, layer, head, q, sync) -> float:
     """Seconds until the progressive counterfactual lens delivers its first (top-gate) experts."""
     t = time.perf_counter()
@@ -125,6 +133,9 @@ def bench(model: str, device: str, ns: list[int], repeats: int, lens_repeats: in
                         "anchored_paired_s": t_fast, "anchored_generic_paired_s": t_generic,
                         "anchored_speedup": t_generic / t_fast,
                         "anchored_closed_form": anchored_jacobian_closed_form(lm, tr, layer, head, q) is not None,
+                        "vocabulary_gflop": matmul_gflop(lambda: LENSES["vocabulary"](lm, tr, layer, head, q)),
+                        "anchored_gflop": matmul_gflop(lambda: LENSES["anchored"](lm, tr, layer, head, q)),
+                        "anchored_generic_gflop": matmul_gflop(lambda: anchored_jacobian_vmap(lm, tr, layer, head, q)),
                         "counterfactual_first_batch_s": t_first, "lens_layer": layer, "lens_head": head})
         rows.append(row)
         print(json.dumps(rows[-1]), file=sys.stderr)
