@@ -175,9 +175,15 @@ def vocabulary_lens(lm: LoadedModel, trace: Trace, layer: int, head: int, query:
             wo = _centre(wo)                                     # c(W_O^h v) = v·c(W_O^hᵀ): centring is linear
         if wo.shape[-1] != W.shape[1]:  # ELECTRA generator heads work in a smaller width: not comparable
             raise ValueError("the vocabulary lens needs output embeddings of the model's width")
-        # the messages have rank ≤ d_h: read W_O^h through the vocabulary once (d_h × V), then take the n
-        # value vectors through it (n·d_h·V instead of n·d·V multiply-adds)
-        z = lt.v[head] @ (wo @ W.T) + (b if b is not None else 0)
+        # the messages have rank ≤ d_h: for n long enough, read W_O^h through the vocabulary once (d_h × V) and
+        # take the n value vectors through it (d_h·d·V + n·d_h·V multiply-adds instead of n·d·V)
+        n, dh, d = lt.v.shape[1], wo.shape[0], wo.shape[1]
+        if dh * d + n * dh < n * d:
+            z = lt.v[head] @ (wo @ W.T)
+        else:
+            z = (lt.v[head] @ wo) @ W.T
+        if b is not None:
+            z = z + b
         if not lm.has_mlm_head:
             # without an MLM head the lens scores tokens; its "mixture" is compared with the pooled output's
             # own vocabulary scores so that the error is stated on the same scale

@@ -114,12 +114,14 @@ def test_real_minilm_closed_form_equals_vmap(name):
     assert r.mixture_max_rel_err < 1e-5
 
 
-@pytest.mark.parametrize("name", ["bert", "roberta", "minilm", "minilm-mlm"])
-def test_vocabulary_lens_equals_messages_through_the_vocabulary(name):
-    """The vocabulary lens takes the value vectors through W_O^h and the vocabulary as one d_h × V product;
-    its experts equal c(W_O^h v_j) W_outᵀ + b computed message by message in float64."""
+@pytest.mark.parametrize("name,words", [("bert", 0), ("roberta", 0), ("minilm", 0), ("minilm", 60),
+                                        ("minilm-mlm", 60)])
+def test_vocabulary_lens_equals_messages_through_the_vocabulary(name, words):
+    """The vocabulary lens takes the value vectors through W_O^h and the vocabulary (as one d_h × V product
+    for long inputs, message by message for short ones); its experts equal c(W_O^h v_j) W_outᵀ + b computed
+    message by message in float64."""
     lm = {"minilm": minilm, "minilm-mlm": lambda: load_model("minilm-mlm")}.get(name, lambda: loaded(name))()
-    tr = trace_text(lm, TEXT)
+    tr = trace_text(lm, long_text(words) if words else TEXT)
     layer, head, q = 1, 3, 4
     r = lenses.vocabulary_lens(lm, tr, layer, head, q)
     W, b = lm.adapter.output_embeddings()
