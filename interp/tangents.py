@@ -117,7 +117,7 @@ class Primal:
     out: torch.Tensor             # R × d   the layer's output (recomputed: equals the trace's)
 
 
-def primal(w: BertLayerWeights, lt, rows: torch.Tensor | slice) -> Primal:
+def primal(w: BertLayerWeights, lt, rows: list[int] | slice) -> Primal:
     """Recompute the FFN's primal values of trace layer ``lt`` at ``rows`` from the trace's attention output."""
     n = lt.hidden_in.shape[0]
     H, dh = w.n_heads, w.head_dim
