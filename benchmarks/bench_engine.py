@@ -5,6 +5,11 @@ noise hits both), MiniLM, n = 16, 128, 512, on CPU and (when present) CUDA. Ever
 warm-up text before the first timed configuration. Prints one JSON object as its last line.
 
     OMP_NUM_THREADS=2 python benchmarks/bench_engine.py --devices cpu [--repeats 5] [--lens-repeats 2] [--lens-ns 128]
+    OMP_NUM_THREADS=1 python benchmarks/bench_engine.py --devices cpu --ns 128 --lens-ns 128 --model minilm-mlm
+
+The anchored lens is also timed against its generic path (``anchored_jacobian_vmap``: vmap over jvp of the
+re-run), the two alternately in the same run (``anchored_paired_s``, ``anchored_generic_paired_s``,
+``anchored_speedup``), and the matrix-product GFLOP of each (``*_gflop``, from the profiler's counts).
     python benchmarks/bench_engine.py --devices cuda
 """
 from __future__ import annotations
@@ -23,7 +28,8 @@ import torch  # noqa: E402
 from transformers import AutoModel  # noqa: E402
 
 from interp import decompose as D  # noqa: E402
-from interp.lenses import LENSES, counterfactual_batches  # noqa: E402
+from interp.lenses import (LENSES, anchored_jacobian_closed_form, anchored_jacobian_vmap,  # noqa: E402
+                           counterfactual_batches)
 from interp.loader import load_model  # noqa: E402
 from interp.trace import encode, trace_text  # noqa: E402
 
@@ -63,6 +69,14 @@ def timed_pair(a, b, repeats: int, sync) -> tuple[float, float]:
             sync()
             ts.append(time.perf_counter() - t)
     return statistics.median(ta), statistics.median(tb)
+
+
+def matmul_gflop(fn) -> float:
+    """GFLOP of the matrix products (mm/bmm/addmm/...) one call of ``fn`` performs, from the profiler's operator
+    counts: a measure of the work that machine load does not change."""
+    with torch.profiler.profile(with_flops=True) as prof:
+        fn()
+    return sum(e.flops for e in prof.key_averages()) / 1e9
 
 
 def first_batch_time(lm, tr, layer, head, q, sync) -> float:
@@ -110,9 +124,18 @@ def bench(model: str, device: str, ns: list[int], repeats: int, lens_repeats: in
             q = min(5, tr.n - 1)
             lens_t = {name: timed(lambda f=fn: f(lm, tr, layer, head, q), lens_repeats, sync)
                       for name, fn in LENSES.items()}
+            # the anchored lens against its generic path (vmap over jvp of the re-run), timed alternately
+            t_fast, t_generic = timed_pair(lambda: LENSES["anchored"](lm, tr, layer, head, q),
+                                           lambda: anchored_jacobian_vmap(lm, tr, layer, head, q), lens_repeats, sync)
             t_first = statistics.median(first_batch_time(lm, tr, layer, head, q, sync) for _ in range(lens_repeats))
             row.update({"lenses_s": lens_t, "lenses_total_s": sum(lens_t.values()),
                         "vocabulary_plus_anchored_s": lens_t["vocabulary"] + lens_t["anchored"],
+                        "anchored_paired_s": t_fast, "anchored_generic_paired_s": t_generic,
+                        "anchored_speedup": t_generic / t_fast,
+                        "anchored_closed_form": anchored_jacobian_closed_form(lm, tr, layer, head, q) is not None,
+                        "vocabulary_gflop": matmul_gflop(lambda: LENSES["vocabulary"](lm, tr, layer, head, q)),
+                        "anchored_gflop": matmul_gflop(lambda: LENSES["anchored"](lm, tr, layer, head, q)),
+                        "anchored_generic_gflop": matmul_gflop(lambda: anchored_jacobian_vmap(lm, tr, layer, head, q)),
                         "counterfactual_first_batch_s": t_first, "lens_layer": layer, "lens_head": head})
         rows.append(row)
         print(json.dumps(rows[-1]), file=sys.stderr)
@@ -121,7 +144,8 @@ def bench(model: str, device: str, ns: list[int], repeats: int, lens_repeats: in
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", default="minilm", help="registry name or folder (default: minilm)")
+    ap.add_argument("--model", default="minilm", help="registry name or folder (default: minilm, the mean-pooled "
+                    "sentence embedder; minilm-mlm has an MLM head)")
     ap.add_argument("--devices", default=None, help="comma-separated (default: cpu, plus cuda when present)")
     ap.add_argument("--ns", default="16,128,512")
     ap.add_argument("--repeats", type=int, default=5)

@@ -26,6 +26,8 @@ import torch
 from torch.func import jvp, vmap
 
 from .decompose import _centre, check_head, head_weights
+from . import tangents as T
+from .adapters.base import Adapter
 from .loader import LoadedModel
 from .trace import Trace
 
@@ -168,12 +170,20 @@ def vocabulary_lens(lm: LoadedModel, trace: Trace, layer: int, head: int, query:
     lt = trace.layers[layer]
     W, b = lm.adapter.output_embeddings()
     with torch.no_grad():
-        msg = lt.v[head] @ head_weights(lm, layer)[0][head].T    # o^h_j = W_O^h v^h_j for this head only
+        wo = head_weights(lm, layer)[0][head].T                  # d_h × d: o^h_j = W_O^h v^h_j for this head only
         if lm.adapter.layers[layer].norm == "post":
-            msg = _centre(msg)
-        if msg.shape[-1] != W.shape[1]:  # ELECTRA generator heads work in a smaller width: not comparable
+            wo = _centre(wo)                                     # c(W_O^h v) = v·c(W_O^hᵀ): centring is linear
+        if wo.shape[-1] != W.shape[1]:  # ELECTRA generator heads work in a smaller width: not comparable
             raise ValueError("the vocabulary lens needs output embeddings of the model's width")
-        z = msg @ W.T + (b if b is not None else 0)
+        # the messages have rank ≤ d_h: for n long enough, read W_O^h through the vocabulary once (d_h × V) and
+        # take the n value vectors through it (d_h·d·V + n·d_h·V multiply-adds instead of n·d·V)
+        n, dh, d = lt.v.shape[1], wo.shape[0], wo.shape[1]
+        if dh * d + n * dh < n * d:
+            z = lt.v[head] @ (wo @ W.T)
+        else:
+            z = (lt.v[head] @ wo) @ W.T
+        if b is not None:
+            z = z + b
         if not lm.has_mlm_head:
             # without an MLM head the lens scores tokens; its "mixture" is compared with the pooled output's
             # own vocabulary scores so that the error is stated on the same scale
@@ -190,12 +200,30 @@ def vocabulary_lens(lm: LoadedModel, trace: Trace, layer: int, head: int, query:
                "the model's output moved linearly towards each expert (one batched forward-mode pass)")
 def anchored_lens(lm: LoadedModel, trace: Trace, layer: int, head: int, query: int) -> LensResult:
     """z_j = y_i + J_i (v^h_j − ctx^h_i) (n × out), J_i = ∂y_i/∂ctx^h_i (d_h × out) from d_h forward-mode
-    (Jacobian-vector) products batched with ``vmap``: the primal re-run is computed once, the d_h basis tangents
-    together. Σ_j a_ij z_j = y_i exactly (docs/MATH.md §3)."""
+    (Jacobian-vector) products: in closed form through BERT-style later layers
+    (:func:`anchored_jacobian_closed_form`), otherwise batched with ``vmap`` (:func:`anchored_jacobian_vmap`).
+    Σ_j a_ij z_j = y_i exactly (docs/MATH.md §3)."""
     check_head(trace, layer, head, query)
     lt = trace.layers[layer]
-    dh = lt.v.shape[-1]
     ctx_i = lt.probs[head, query] @ lt.v[head]
+    with torch.no_grad():
+        fast = anchored_jacobian_closed_form(lm, trace, layer, head, query)
+        primal, J = fast if fast is not None else anchored_jacobian_vmap(lm, trace, layer, head, query)
+    y = _model_output(trace, query)
+    z = y[None] + (lt.v[head] - ctx_i[None]) @ J               # n × out
+    gates = lt.probs[head, query]
+    res = LensResult(lens="anchored", layer=layer, head=head, query=query, output_kind=_output_kind(lm), experts=z,
+                     gates=gates, mixture=gates @ z, model_output=y, exactness=EXACTNESS["anchored"])
+    res.rerun_output = primal                                  # the re-run at zero shift (equals y)
+    return res
+
+
+def anchored_jacobian_vmap(lm: LoadedModel, trace: Trace, layer: int, head: int, query: int
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(output at zero shift: out, J = ∂y_i/∂ctx^h_i: d_h × out) by ``vmap`` over d_h ``jvp`` passes of
+    :func:`rest_of_network` — the generic path, valid for every family (and the reference of the fast one)."""
+    lt = trace.layers[layer]
+    dh = lt.v.shape[-1]
     basis = torch.eye(dh, dtype=lt.v.dtype, device=lt.v.device)
     zero = torch.zeros(dh, dtype=lt.v.dtype, device=lt.v.device)
 
@@ -203,14 +231,85 @@ def anchored_lens(lm: LoadedModel, trace: Trace, layer: int, head: int, query: i
         return rest_of_network(lm, trace, layer, head, query, delta[None])[0]
 
     with torch.no_grad():
-        primal, J = vmap(lambda t: jvp(rerun, (zero,), (t,)))(basis)   # J: d_h × out (row e = J·basis_e)
-    y = _model_output(trace, query)
-    z = y[None] + (lt.v[head] - ctx_i[None]) @ J               # n × out
-    gates = lt.probs[head, query]
-    res = LensResult(lens="anchored", layer=layer, head=head, query=query, output_kind=_output_kind(lm), experts=z,
-                     gates=gates, mixture=gates @ z, model_output=y, exactness=EXACTNESS["anchored"])
-    res.rerun_output = primal[0]                               # the re-run at zero shift (equals y)
-    return res
+        primal, J = vmap(lambda t: jvp(rerun, (zero,), (t,)))(basis)
+    return primal[0], J
+
+
+def _tangent_chunk(trace: Trace, n_heads: int, T: int) -> int:
+    """Tangents per batch: the attention tangent holds T × H × n × n floats; keep it near 4·10⁷."""
+    return int(max(1, min(T, 4e7 // max(1, n_heads * trace.n * trace.n))))
+
+
+def anchored_jacobian_closed_form(lm: LoadedModel, trace: Trace, layer: int, head: int, query: int
+                                  ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(output at zero shift: out, J: d_h × out) as :func:`anchored_jacobian_vmap`, with the d_h tangents
+    propagated in closed form through the later layers (:mod:`interp.tangents`): the first later layer works
+    on the one changed row, and for an MLM head the last layer only on the query's row. None when a later
+    layer is not a plain BERT post-norm layer (or when ``layer`` is the last one: nothing to save)."""
+    ad = lm.adapter
+    L = ad.n_layers
+    if layer >= L - 1:
+        return None
+    ws = [T.bert_layer_weights(ad, m) for m in range(layer + 1, L)]
+    if any(w is None for w in ws):
+        return None
+    lt = trace.layers[layer]
+    parts = ad.layers[layer]
+    W, _ = head_weights(lm, layer)
+    dh = lt.v.shape[-1]
+    basis = torch.eye(dh, dtype=lt.v.dtype, device=lt.v.device)
+    x_i, dense_i = lt.hidden_in[query], lt.dense_out[query]
+
+    def row(delta: torch.Tensor) -> torch.Tensor:        # layer l on the query's row, head h's output shifted
+        return parts.ffn(parts.after_attention(dense_i + delta @ W[head].T, x_i)[0])
+
+    zero = torch.zeros(dh, dtype=lt.v.dtype, device=lt.v.device)
+    _, d_row = vmap(lambda t: jvp(row, (zero,), (t,)))(basis)          # d_h × d: layer l's output tangent at i
+    mlm = ad.has_mlm_head
+    last_rows = [query] if mlm else slice(None)
+    prims = [T.primal(w, trace.layers[m], last_rows if m == L - 1 else slice(None))
+             for m, w in zip(range(layer + 1, L), ws)]
+    final = prims[-1].out                                               # recomputed last hidden rows
+    n = trace.n
+    valid = torch.ones(1, n, dtype=torch.bool, device=final.device)
+    if mlm:
+        def readout(f: torch.Tensor) -> torch.Tensor:
+            return ad.mlm_logits(f[0])
+    else:
+        def readout(f: torch.Tensor) -> torch.Tensor:
+            return ad.output(f[None], valid)[0]
+    # the base wiring's pooled output is the plain mean over the n (all valid) rows: its tangent is summed
+    # inside the last layer, without that layer's per-row output projection
+    mean_pooled = not mlm and type(ad).output is Adapter.output
+    chunks = []
+    step = _tangent_chunk(trace, ad.n_heads, dh)
+    for a in range(0, dh, step):
+        dx_i = d_row[a:a + step]
+        t = dx_i.shape[0]
+        dx = None
+        for k, (m, w, p) in enumerate(zip(range(layer + 1, L), ws, prims)):
+            rows = last_rows if m == L - 1 else slice(None)
+            if k == 0 and m < L - 1:
+                dx = T.layer_tangent_one_row_in(w, p, dx_i, query)
+                continue
+            if k == 0:
+                dctx = T.attention_tangent_one_row_in(w, p, dx_i, query)[:, rows]
+                res = torch.zeros(t, n, dx_i.shape[-1], dtype=dx_i.dtype, device=dx_i.device)
+                res[:, query] = dx_i
+                res = res[:, rows]
+            elif mlm and m == L - 1:
+                dctx = T.attention_tangent_one_query(w, p, dx, query)
+                res = dx[:, rows]
+            else:
+                dctx = T.attention_tangent(w, p, dx, rows)
+                res = dx[:, rows]
+            if m == L - 1 and mean_pooled:
+                chunks.append(T.layer_tangent_mean(w, p, dctx, res))      # the pooled output's tangent
+                break
+            dx = T.layer_tangent(w, p, dctx, res)
+        else:
+            chunks.append(vmap(lambda d: jvp(readout, (final,), (d,))[1])(dx))
+    return readout(final), torch.cat(chunks)
 
 
 def counterfactual_order(trace: Trace, layer: int, head: int, query: int) -> list[int]:
