@@ -300,76 +300,267 @@ def _layer_checks(lm: LoadedModel, lt: LayerTrace, layer: int) -> tuple[float, f
     return dense_err, _rel_err(ln, lt.attn_out)
 
 
+@dataclass
+class _StackedWeights:
+    """Every layer's weights that the overview reads, stacked along a leading layer axis (read-only, shared)."""
+    key: tuple
+    gram: torch.Tensor                 # L × H × d_h × d_h   message_gram of every layer
+    wt: torch.Tensor                   # L × (H·d_h) × d     W_Oᵀ (identity where the model has no output dense)
+    bias: torch.Tensor | None          # L × 1 × d           b_O (None where no layer has one)
+    gamma: torch.Tensor | None         # L × 1 × d           post-attention LayerNorm γ (post-norm only)
+    beta: torch.Tensor | None          # L × 1 × d
+    eps: torch.Tensor | None           # L × 1
+    norm: str
+
+
+_STACKED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_STACKED_LOCK = threading.Lock()
+
+
+def _weights_key(lm: LoadedModel) -> tuple:
+    key = [str(lm.device), str(lm.dtype)]
+    for p in lm.adapter.layers:
+        key.append(p.norm)
+        for t in (getattr(p.o, "weight", None), getattr(p.o, "bias", None), getattr(p.ln, "weight", None),
+                  getattr(p.ln, "bias", None)):
+            key.append(None if t is None else (id(t), t._version))
+    return tuple(key)
+
+
+def stacked_weights(lm: LoadedModel) -> _StackedWeights:
+    """The overview's per-layer weights stacked once per model (and again only when a weight changes in place),
+    so that one batched op serves every layer."""
+    ad = lm.adapter
+    key = _weights_key(lm)
+    with _STACKED_LOCK:
+        hit = _STACKED.get(ad)
+    if hit is not None and hit.key == key:
+        return hit
+    layers = ad.layers
+    norms = {p.norm for p in layers}
+    if len(norms) != 1 or len({(p.n_heads, p.head_dim) for p in layers}) != 1:  # pragma: no cover - no family
+        raise ValueError("the overview needs every layer in the same LayerNorm form and head shape")
+    norm = norms.pop()
+    with torch.no_grad():
+        gram = torch.stack([message_gram(lm, l) for l in range(len(layers))])
+        wts, biases = [], []
+        for l, p in enumerate(layers):
+            W, b = head_weights(lm, l)                                        # H × d × d_h
+            wts.append(W.permute(0, 2, 1).reshape(-1, W.shape[1]))             # (H·d_h) × d = W_Oᵀ
+            biases.append(b)
+        wt = torch.stack(wts).contiguous()
+        bias = None
+        if any(b is not None for b in biases):
+            bias = torch.stack([b if b is not None else torch.zeros(wt.shape[-1], dtype=wt.dtype, device=wt.device)
+                                for b in biases])[:, None, :]
+        gamma = beta = eps = None
+        if norm == "post":
+            d = wt.shape[-1]
+            one, zero = torch.ones(d, dtype=wt.dtype, device=wt.device), torch.zeros(d, dtype=wt.dtype, device=wt.device)
+            gamma = torch.stack([p.ln.weight if p.ln.weight is not None else one for p in layers])[:, None, :]
+            beta = torch.stack([p.ln.bias if p.ln.bias is not None else zero for p in layers])[:, None, :]
+            eps = torch.tensor([[p.ln.eps] for p in layers], dtype=wt.dtype, device=wt.device)
+    out = _StackedWeights(key, gram, wt, bias, gamma, beta, eps, norm)
+    with _STACKED_LOCK:
+        _STACKED[ad] = out
+    return out
+
+
+_INDEX: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _diagonal_index(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(i, j), each 3 × n: row o + 1 lists the gates a_ij on the diagonal j = i + o, o ∈ {−1, 0, +1}; positions
+    past the end of a diagonal point at a valid gate and get weight 0 (see :func:`_diagonal_weights`)."""
+    key = (n, str(device))
+    hit = _INDEX.get(key)
+    if hit is None:
+        i = torch.arange(n).expand(3, n)
+        j = (i + torch.arange(-1, 2)[:, None]).clamp(0, max(n - 1, 0))
+        hit = (i.to(device), j.to(device))
+        if len(_INDEX) > 64:
+            _INDEX.clear()
+        _INDEX[key] = hit
+    return hit
+
+
+def _diagonal_weights(q: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """3 × n host weights of the profile at offsets −1, 0, +1: w_oi = q_i · keys_{i+o} / Σ q (0 off the matrix)."""
+    n = q.shape[0]
+    w = torch.zeros(3, n, dtype=q.dtype)
+    for r, o in enumerate((-1, 0, 1)):
+        lo, hi = max(0, -o), min(n, n - o)
+        if hi > lo:
+            w[r, lo:hi] = q[lo:hi] * keys[lo + o:hi + o]
+    return w / q.sum()
+
+
+def _rel_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """‖a_i − b_i‖ / ‖b_i‖ for every row (the last dimension's vectors), in the inputs' dtype.
+    In float32 this is :func:`_rel_err`'s float64 measure to far better than its own size: the two operands
+    agree to ~1e-7, so their difference is exact (Sterbenz) or rounded at the level of the smaller ulp, and the
+    norms' float32 rounding moves the reported ratio by a relative ~1e-6 (an error of 3.0e-7 reads 3.0e-7
+    either way); no square underflows or overflows for rows of ordinary activations."""
+    return (a - b).norm(dim=-1) / b.norm(dim=-1).clamp(min=1e-30)
+
+
+# the overview takes the accelerator's paths (fewest ops) instead of the CPU's (fewest passes over memory) when
+# set: tests pin both paths to each other on the CPU, and the engine benchmark counts the accelerator path's ops
+_DEVICE_PATHS_ON_CPU = False
+
+
 def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_firing: bool = False) -> Overview:
     """Per-head statistics of every layer (docs/MATH.md §4), computed from the trace without re-running the
     model and without forming the n × d expert messages (their norms come from :func:`message_gram`).
 
     Effective experts with special keys excluded use H_S = (Σ_{j∈S} −a_ij log a_ij)/m_i + log m_i with
     m_i = Σ_{j∈S} a_ij (the entropy of the renormalised row, exact); firing totals are Σ_j a_ij ‖c(o_j)‖/σ_i.
-    With ``with_checks``, identities 1 and 2 are checked on every layer (``checks``: max relative errors); with
-    ``with_top_firing``, the strongest-firing expert of every query is found too (one more pass over the gates)."""
+    With ``with_checks``, identities 1 and 2 are checked on every layer (``checks``: max relative errors, the
+    measure of :func:`identity_checks` in float32, see :func:`_rel_rows`); with ``with_top_firing``, the
+    strongest-firing expert of every query is found too (one more pass over the gates).
+
+    Work is batched across layers and heads: the passes over the n × n gates (top expert, the gate-weighted sums,
+    three diagonals, and for the checks Σ_j a_ij v_j) run once over all layers' gates when the trace holds them
+    stacked (:meth:`Trace.stacked_probs`), else layer by layer; everything else is one op for all layers and
+    heads on stacked L × H × n tensors (weights stacked once per model, :func:`stacked_weights`); the results
+    come back to the host in one transfer, and nothing synchronises with the device before it."""
     L, H, n = trace.n_layers, trace.n_heads, trace.n
-    dev, dt = trace.layers[0].probs.device, trace.layers[0].probs.dtype
-    special = trace.special.to(dev)
-    any_plain = bool((~special).any())
-    S = (~special).to(dt)
-    n_nonspecial = max(int((~special).sum()), 1)
-    q = S if any_plain else torch.ones(n, device=dev, dtype=dt)
-    eff = torch.empty(L, H, n, dtype=dt, device=dev)
-    eff_ns, spec_mass, fire = torch.empty_like(eff), torch.empty_like(eff), torch.empty_like(eff)
-    top = torch.empty(L, H, n, dtype=torch.long, device=dev)
-    top_f = torch.empty_like(top) if with_top_firing else None
-    prof = torch.zeros(L, H, 2 * n - 1, dtype=dt, device=dev)
-    dense_err, ln_err = 0.0, None
+    layers = trace.layers
+    P0 = layers[0].probs
+    dev, dt = P0.device, P0.dtype
+    cpu = dev.type == "cpu" and not _DEVICE_PATHS_ON_CPU
+    sw = stacked_weights(lm)
+    post = sw.norm == "post"
+    # everything that depends on the special-token mask only is built on the host and sent in one transfer
+    special_host = trace.special.cpu()
+    plain_host = ~special_host
+    any_plain = bool(plain_host.any())
+    n_nonspecial = max(int(plain_host.sum()), 1)
+    S_host = plain_host.to(dt)
+    q_host = S_host if any_plain else torch.ones(n, dtype=dt)
+    keys_host = S_host if any_plain else torch.ones(n, dtype=dt)
+    host = torch.cat([S_host, special_host.to(dt), _diagonal_weights(q_host, keys_host).reshape(-1)])
+    ii, jj = _diagonal_index(n, dev)
     with torch.no_grad():
-        for l, lt in enumerate(trace.layers):
-            P = lt.probs                                             # H × n × n
-            norms = _norms_from_gram(lt.v, message_gram(lm, l))      # H × n  ‖c(o_j)‖ (‖o_j‖ pre/no norm)
-            top[l] = P.argmax(-1)
-            cols = torch.stack([S.expand(H, n), norms], -1)          # H × n × 2
-            pm = P @ cols                                            # mass on non-special keys, Σ_j a_ij ‖c(o_j)‖
-            if lt.gate_terms is not None:
-                # log a_ij = s_ij − lse_i: Σ_j a log a = Σ_j a_ij s_ij − lse_i, and over S: Σ_{j∈S} a_ij s_ij −
-                # lse_i m_i; the three terms were summed during the capture (no pass over the gates here)
-                e_all, e_ns, lse = lt.gate_terms.unbind(-1)
-                ent = torch.stack([lse - e_all, lse * pm[..., 0] - e_ns], -1)
+        consts = host.to(dev)
+        S, special, wdiag = consts[:n], consts[n:2 * n].bool(), consts[2 * n:].view(3, n)
+        V = torch.stack([lt.v for lt in layers])                                  # L × H × n × d_h
+        norms = ((V @ sw.gram) * V).sum(-1).clamp_(min=0).sqrt_()                 # L × H × n  ‖c(o_j)‖
+        stats = [lt.gate_stats for lt in layers]
+        have_stats = all(g is not None for g in stats)
+        # the passes over the n × n gates: over all layers at once when the trace holds them stacked (one op
+        # each), else layer by layer
+        P_all = trace.stacked_probs()
+        chunks = [(slice(0, L), P_all)] if P_all is not None else \
+            [(slice(l, l + 1), lt.probs[None]) for l, lt in enumerate(layers)]
+        top = torch.empty(L, H, n, dtype=torch.long, device=dev)
+        D3 = torch.empty(L, H, 3, n, dtype=dt, device=dev)                         # a_{i,i+o}, o = −1, 0, +1
+        ent = None if have_stats else torch.empty(2, L, H, n, dtype=dt, device=dev)
+        pv = torch.empty(L, H, n, V.shape[-1], dtype=dt, device=dev) if with_checks else None
+        top_f = torch.empty_like(top) if with_top_firing else None
+        if cpu:
+            mass = torch.empty(2, L, H, n, dtype=dt, device=dev)                  # Σ_{j∈S} a_ij, Σ_j a_ij ‖c(o_j)‖
+            top_np = top.numpy()
+        else:
+            cols = torch.stack([S.expand(L, H, n), norms], -1)                    # L × H × n × 2
+            mass2 = torch.empty(L, H, n, 2, dtype=dt, device=dev)
+        for ls, P in chunks:                                                      # P: l × H × n × n
+            if cpu:
+                # numpy's argmax is vectorised (first maximum on ties, as torch's): ~20× faster on one core
+                np.argmax(P.numpy(), axis=-1, out=top_np[ls])
+                torch.matmul(P, S, out=mass[0, ls])
+                for l in range(ls.start, ls.stop):                                # H matrix–vector products:
+                    for h in range(H):                                            # faster than an n × 1 bmm
+                        torch.mv(P[l - ls.start, h], norms[l, h], out=mass[1, l, h])
             else:
-                # a log a (0 where a = 0: log 0 = −inf is clamped before the product)
-                e = P * torch.log(P).clamp_(min=-1e30)
-                ent = torch.stack([-e.sum(-1), -(e @ S)], -1)        # H × n × 2: all keys, non-special keys
-            m = pm[..., 0].clamp(min=1e-30)
-            eff[l] = torch.exp(ent[..., 0])
-            eff_ns[l] = torch.exp(ent[..., 1] / m + m.log())
-            spec_mass[l] = (1 - pm[..., 0]).clamp(min=0)
-            fire[l] = pm[..., 1] / lt.ln_sigma[None, :] if lt.ln_sigma is not None else pm[..., 1]
-            if with_top_firing:
-                top_f[l] = (P * norms[:, None, :]).argmax(-1)        # 1/σ_i > 0 does not move the argmax
-            # the roles read the profile (special keys and queries excluded, rows renormalised) only at offsets
-            # −1, 0, +1: three diagonals of the gate matrix, no pass over all n² gates
-            rw = (q[None, :] / m) if any_plain else torch.ones(H, n, dtype=dt, device=dev)
-            for o in (-1, 0, 1):
-                if abs(o) >= n:
-                    continue
-                diag = torch.diagonal(P, offset=o, dim1=-2, dim2=-1)          # H × (n−|o|): a_{i,i+o}
-                i0 = max(0, -o)
-                rows = rw[:, i0:i0 + diag.shape[-1]]
-                keys = S[i0 + o:i0 + o + diag.shape[-1]] if any_plain else 1.0
-                prof[l, :, o + n - 1] = (diag * rows * keys).sum(-1)
+                torch.argmax(P, -1, out=top[ls])
+                torch.matmul(P, cols[ls], out=mass2[ls])
+            D3[ls] = P[..., ii, jj]
+            if pv is not None:
+                torch.matmul(P, V[ls], out=pv[ls])                                # Σ_j a_ij v_j, recomputed
+            if ent is not None:
+                e = torch.special.entr(P)                                         # −a log a (0 where a = 0)
+                torch.sum(e, -1, out=ent[0, ls])
+                torch.matmul(e, S, out=ent[1, ls])
+                del e
+            if top_f is not None:
+                torch.argmax(P * norms[ls, :, None, :], -1, out=top_f[ls])        # 1/σ_i > 0 does not move it
+        m_S, m_norm = mass.unbind(0) if cpu else mass2.unbind(-1)
+        if have_stats:
+            # log a_ij = s_ij − lse_i with lse_i = max_j s_ij − log max_j a_ij: Σ_j a log a = Σ_j a_ij s_ij − lse_i,
+            # and over S: Σ_{j∈S} a_ij s_ij − lse_i m_i; the terms were summed during the capture
+            e_all, e_ns, s_max, p_max = torch.stack(stats).unbind(1)              # each L × H × n
+            lse = s_max - p_max.log()
+            ent_all, ent_ns = lse - e_all, lse * m_S - e_ns
+        else:
+            ent_all, ent_ns = ent.unbind(0)
+        m = m_S.clamp(min=1e-30)
+        eff = torch.exp(ent_all)
+        eff_ns = torch.exp(ent_ns / m).mul_(m).masked_fill_(special, float("nan"))  # exp(H_S/m + log m)
+        spec_mass = (1 - m_S).clamp_(min=0)
+        # the roles read the profile (special keys and queries excluded, rows renormalised) only at offsets
+        # −1, 0, +1: three diagonals of the gate matrix, no pass over all n² gates
+        prof = (D3 * wdiag / m[..., ii]).sum(-1) if any_plain else (D3 * wdiag).sum(-1)  # L × H × 3
+        sigma = None
+        errs = None
+        if post or with_checks:
+            C = torch.stack([lt.context for lt in layers])                        # L × n × (H·d_h)
+            X = torch.stack([lt.hidden_in for lt in layers])                      # L × n × d
+            dense = torch.baddbmm(sw.bias, C, sw.wt) if sw.bias is not None else torch.bmm(C, sw.wt)
+            if post:
+                pre = dense + X
+                sigma = pre.var(-1, unbiased=False).add_(sw.eps).sqrt_()          # L × n  LayerNorm scale
             if with_checks:
-                d_err, l_err = _layer_checks(lm, lt, l)
-                dense_err = max(dense_err, d_err)
-                ln_err = l_err if ln_err is None else max(ln_err, l_err if l_err is not None else 0.0)
-        eff_ns = eff_ns.masked_fill(special[None, None, :], float("nan"))
-        prof = prof / q.sum()
-    eff_c, eff_ns_c, spec_c = eff.cpu().numpy(), eff_ns.cpu().numpy(), spec_mass.cpu().numpy()
+                # identity 1: b_O + Σ_h W_O^h (Σ_j a^h_ij v^h_j) from the gates and values, against the model's
+                # dense output of its own head outputs (the same W_O product on both sides)
+                flat = pv.transpose(1, 2).reshape(L, n, -1)
+                recon = torch.baddbmm(sw.bias, flat, sw.wt) if sw.bias is not None else torch.bmm(flat, sw.wt)
+                if post:
+                    # identity 2, σ frozen: γ ⊙ [c(x_i + b_O) + Σ_h Σ_j a_ij c(o_j)]/σ_i + β = γ ⊙ c(x_i + recon_i)/σ_i
+                    # + β (c is linear), against LayerNorm(dense + x) with the model's γ, β and ε
+                    ref = _layer_norms(lm, sw, pre)
+                    r = X + recon
+                    r = torch.addcmul(sw.beta, r - r.mean(-1, keepdim=True), sw.gamma / sigma[..., None])
+                    errs = _rel_rows(torch.stack([recon, r]), torch.stack([dense, ref])).amax((1, 2))
+                elif sw.norm == "pre":
+                    errs = _rel_rows(torch.stack([recon, X + recon]), torch.stack([dense, X + dense])).amax((1, 2))
+                else:
+                    errs = _rel_rows(recon, dense).amax().reshape(1)
+        fire = m_norm / sigma[:, None, :] if sigma is not None else m_norm
+        parts = [eff, eff_ns, spec_mass, fire, prof, top.to(dt)]                  # positions < 2^24: exact
+        if top_f is not None:
+            parts.append(top_f.to(dt))
+        if errs is not None:
+            parts.append(errs)
+        flat_out = torch.cat([t.reshape(-1) for t in parts]).cpu().numpy()        # the one device → host copy
+    sizes = [L * H * n] * 4 + [L * H * 3, L * H * n] + ([L * H * n] if top_f is not None else [])
+    pieces = np.split(flat_out, np.cumsum(sizes))
+    eff_c, eff_ns_c, spec_c, fire_c = (x.reshape(L, H, n) for x in pieces[:4])
+    prof_c = pieces[4].reshape(L, H, 3)
+    top_c = pieces[5].reshape(L, H, n).astype(np.int64)
+    top_f_c = pieces[6].reshape(L, H, n).astype(np.int64) if top_f is not None else None
+    err_c = [float(x) for x in pieces[-1]] if errs is not None else []
     ratio = np.nanmean(eff_ns_c, axis=-1) / n_nonspecial if any_plain else eff_c.mean(-1) / n
-    roles = _roles(spec_c.mean(-1), prof.double().cpu().numpy(), ratio)
-    checks = {"identity_dense_max_rel_err": dense_err, "identity_ln_max_rel_err": ln_err,
-              "layer_output_max_rel_err": None} if with_checks else {}
-    return Overview(tokens=trace.tokens, special=trace.special.cpu().numpy(), role=roles, effective_experts=eff_c,
-                    effective_experts_nospecial=eff_ns_c, special_mass=spec_c, firing_total=fire.cpu().numpy(),
-                    top_expert=top.cpu().numpy(), top_firing_expert=None if top_f is None else top_f.cpu().numpy(),
+    roles = _roles(spec_c.mean(-1), prof_c.astype(np.float64), ratio)
+    checks = {}
+    if with_checks:
+        checks = {"identity_dense_max_rel_err": err_c[0],
+                  "identity_ln_max_rel_err": err_c[1] if len(err_c) > 1 else None,
+                  "layer_output_max_rel_err": None}
+    return Overview(tokens=trace.tokens, special=special_host.numpy(), role=roles, effective_experts=eff_c,
+                    effective_experts_nospecial=eff_ns_c, special_mass=spec_c, firing_total=fire_c,
+                    top_expert=top_c, top_firing_expert=top_f_c,
                     mean_effective_experts=eff_c.mean(-1), mean_special_mass=spec_c.mean(-1), checks=checks)
+
+
+def _layer_norms(lm: LoadedModel, sw: _StackedWeights, pre: torch.Tensor) -> torch.Tensor:
+    """The post-attention LayerNorm of every layer applied to ``pre`` (L × n × d): one normalisation for all
+    layers with their γ, β when they share ε (the model's own modules, one by one, otherwise)."""
+    eps = {p.ln.eps for p in lm.adapter.layers}
+    if len(eps) == 1:
+        normed = torch.nn.functional.layer_norm(pre, pre.shape[-1:], eps=eps.pop())
+        return torch.addcmul(sw.beta, normed, sw.gamma)
+    return torch.stack([p.ln(pre[l]) for l, p in enumerate(lm.adapter.layers)])  # pragma: no cover
 
 
 @dataclass
