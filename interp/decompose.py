@@ -395,6 +395,29 @@ def _diagonal_weights(q: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     return w / q.sum()
 
 
+_MASKS: dict[tuple, tuple] = {}
+
+
+def _mask_constants(special: torch.Tensor, dt: torch.dtype, dev: torch.device) -> tuple:
+    """What depends on the special-token mask only (``special``: n bool, on the host): whether any token is
+    ordinary, how many, S (n, 1 for ordinary keys), the mask itself and the 3 × n profile weights, all on
+    ``dev``; built on the host and sent in one transfer, and kept for the next trace with the same mask."""
+    key = (special.numpy().tobytes(), str(dt), str(dev))
+    hit = _MASKS.get(key)
+    if hit is None:
+        n = special.shape[0]
+        plain = ~special
+        any_plain = bool(plain.any())
+        S = plain.to(dt)
+        q = S if any_plain else torch.ones(n, dtype=dt)
+        consts = torch.cat([S, special.to(dt), _diagonal_weights(q, q).reshape(-1)]).to(dev)
+        hit = (any_plain, max(int(plain.sum()), 1), consts[:n], consts[n:2 * n].bool(), consts[2 * n:].view(3, n))
+        if len(_MASKS) > 256:
+            _MASKS.clear()
+        _MASKS[key] = hit
+    return hit
+
+
 # the overview takes the accelerator's paths (fewest ops) instead of the CPU's (fewest passes over memory) when
 # set: tests pin both paths to each other on the CPU, and the engine benchmark counts the accelerator path's ops
 _DEVICE_PATHS_ON_CPU = False
@@ -422,19 +445,10 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
     cpu = dev.type == "cpu" and not _DEVICE_PATHS_ON_CPU
     sw = stacked_weights(lm)
     post = sw.norm == "post"
-    # everything that depends on the special-token mask only is built on the host and sent in one transfer
     special_host = trace.special.cpu()
-    plain_host = ~special_host
-    any_plain = bool(plain_host.any())
-    n_nonspecial = max(int(plain_host.sum()), 1)
-    S_host = plain_host.to(dt)
-    q_host = S_host if any_plain else torch.ones(n, dtype=dt)
-    keys_host = S_host if any_plain else torch.ones(n, dtype=dt)
-    host = torch.cat([S_host, special_host.to(dt), _diagonal_weights(q_host, keys_host).reshape(-1)])
+    any_plain, n_nonspecial, S, special, wdiag = _mask_constants(special_host, dt, dev)
     ii, jj = _diagonal_index(n, dev)
     with torch.no_grad():
-        consts = host.to(dev)
-        S, special, wdiag = consts[:n], consts[n:2 * n].bool(), consts[2 * n:].view(3, n)
         V = torch.stack([lt.v for lt in layers])                                  # L × H × n × d_h
         norms = ((V @ sw.gram) * V).sum(-1).clamp_(min=0).sqrt_()                 # L × H × n  ‖c(o_j)‖
         stats = [lt.gate_stats for lt in layers]
