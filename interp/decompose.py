@@ -461,28 +461,35 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
         top = torch.empty(L, H, n, dtype=torch.long, device=dev)
         diags = []                                                                # a_{i,i+o}, o = −1, 0, +1
         ent = None if have_stats else torch.empty(2, L, H, n, dtype=dt, device=dev)
-        pv = torch.empty(L, H, n, V.shape[-1], dtype=dt, device=dev) if with_checks else None
         top_f = torch.empty_like(top) if with_top_firing else None
-        if cpu:
+        dh = V.shape[-1]
+        if with_checks:
+            # the checks need Σ_j a_ij v_j: two more columns give the gate-weighted sums in the same product
+            Vx = torch.cat([V, S.expand(L, H, n)[..., None], norms[..., None]], -1)   # L × H × n × (d_h + 2)
+            pvx = torch.empty(L, H, n, dh + 2, dtype=dt, device=dev)
+        elif cpu:
             mass = torch.empty(2, L, H, n, dtype=dt, device=dev)                  # Σ_{j∈S} a_ij, Σ_j a_ij ‖c(o_j)‖
-            top_np = top.numpy()
         else:
             cols = torch.stack([S.expand(L, H, n), norms], -1)                    # L × H × n × 2
             mass2 = torch.empty(L, H, n, 2, dtype=dt, device=dev)
+        if cpu:
+            top_np = top.numpy()
         for ls, P in chunks:                                                      # P: l × H × n × n
             if cpu:
                 # numpy's argmax is vectorised (first maximum on ties, as torch's): ~20× faster on one core
                 np.argmax(P.numpy(), axis=-1, out=top_np[ls])
+            else:
+                torch.argmax(P, -1, out=top[ls])
+            if with_checks:
+                torch.matmul(P, Vx[ls], out=pvx[ls])                              # [Σ_j a_ij v_j, m_i, firing]
+            elif cpu:
                 torch.matmul(P, S, out=mass[0, ls])
                 for l in range(ls.start, ls.stop):                                # H matrix–vector products:
                     for h in range(H):                                            # faster than an n × 1 bmm
                         torch.mv(P[l - ls.start, h], norms[l, h], out=mass[1, l, h])
             else:
-                torch.argmax(P, -1, out=top[ls])
                 torch.matmul(P, cols[ls], out=mass2[ls])
             diags.append(P[..., ii, jj])                                          # l × H × 3 × n
-            if pv is not None:
-                torch.matmul(P, V[ls], out=pv[ls])                                # Σ_j a_ij v_j, recomputed
             if ent is not None:
                 e = torch.special.entr(P)                                         # −a log a (0 where a = 0)
                 torch.sum(e, -1, out=ent[0, ls])
@@ -490,7 +497,13 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
                 del e
             if top_f is not None:
                 torch.argmax(P * norms[ls, :, None, :], -1, out=top_f[ls])        # 1/σ_i > 0 does not move it
-        m_S, m_norm = mass.unbind(0) if cpu else mass2.unbind(-1)
+        pv = None
+        if with_checks:
+            pv, m_S, m_norm = pvx[..., :dh], pvx[..., dh], pvx[..., dh + 1]
+        elif cpu:
+            m_S, m_norm = mass.unbind(0)
+        else:
+            m_S, m_norm = mass2.unbind(-1)
         if have_stats:
             # log a_ij = s_ij − lse_i with lse_i = max_j s_ij − log max_j a_ij: Σ_j a log a = Σ_j a_ij s_ij − lse_i,
             # and over S: Σ_{j∈S} a_ij s_ij − lse_i m_i; the terms were summed during the capture

@@ -1,9 +1,10 @@
 """Text → tokens → one forward pass of the model, captured once into a :class:`Trace`.
 
 The capture goes through the project's attention function (see ``attention.py``): per layer it records the
-model's own Q, K, V, attention probabilities and head outputs; hidden states and logits come from the same
-forward pass (``output_hidden_states``). The attention ``dense`` output and the post-attention LayerNorm are the
-model's own modules applied to the captured head outputs. Everything else in ``interp`` reads from the trace.
+model's own Q, K, V, attention probabilities (written into one buffer stacked over layers) and head outputs;
+hidden states and logits come from the same forward pass (``output_hidden_states``). The attention ``dense``
+output and the post-attention LayerNorm are the model's own modules applied to the captured head outputs, on
+first use (the overview does not need them). Everything else in ``interp`` reads from the trace.
 """
 from __future__ import annotations
 
