@@ -590,18 +590,19 @@ def _identity_errors(lm: LoadedModel, sw: _StackedWeights, pv: torch.Tensor, C: 
     reads 3.0e-7 either way); no square underflows or overflows for rows of ordinary activations."""
     L, n, _ = C.shape
     H = pv.shape[1]
-    u = pv - C.view(L, n, H, -1).transpose(1, 2)                                  # L × H × n × d_h
+    u = torch.empty_like(C)                                                       # L × n × (H·d_h)
+    torch.sub(pv.permute(0, 2, 1, 3), C.view(L, n, H, -1), out=u.view(L, n, H, -1))
     delta = None
     if not cpu:
-        delta = torch.bmm(u.transpose(1, 2).reshape(L, n, -1), sw.wt)           # L × n × d  recon − dense
+        delta = torch.bmm(u, sw.wt)                                               # L × n × d  recon − dense
     else:
-        rows = u.ne(0).any(-1).any(1)                                             # L × n
+        rows = u.ne(0).any(-1)                                                    # L × n
         if bool(rows.any()):
             delta = torch.zeros_like(dense)
             for l in range(L):
                 idx = rows[l].nonzero()[:, 0]
                 if idx.numel():
-                    delta[l, idx] = u[l][:, idx].transpose(0, 1).reshape(idx.numel(), -1) @ sw.wt[l]
+                    delta[l, idx] = u[l, idx] @ sw.wt[l]
     # numerators and denominators of the row-wise relative errors (L × n each), then one division and max
     zero = None
     if delta is not None:
