@@ -277,13 +277,9 @@ def message_gram(lm: LoadedModel, layer: int) -> torch.Tensor:
     return G
 
 
-def _norms_from_gram(v: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
-    """sqrt(v_jᵀ G v_j) for every head and position: H × n."""
-    return ((v @ G) * v).sum(-1).clamp(min=0).sqrt()
-
-
 def _layer_checks(lm: LoadedModel, lt: LayerTrace, layer: int) -> tuple[float, float | None]:
-    """Identities 1 and 2 of one layer (row-wise max relative errors), in the associative form of
+    """Identities 1 and 2 of one layer in float64 (row-wise max relative errors; the per-layer form that the
+    overview's batched :func:`_identity_errors` is tested against), in the associative form of
     :func:`identity_checks`: identity 1 as b_O + Σ_h W_O^h (Σ_j a^h_ij v^h_j) against the model's dense output;
     identity 2 from that reconstruction with the LayerNorm scale frozen (post-norm) or the residual sum (pre)."""
     parts = lm.adapter.layers[layer]
