@@ -277,6 +277,11 @@ def message_gram(lm: LoadedModel, layer: int) -> torch.Tensor:
     return G
 
 
+def _norms_from_gram(v: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    """sqrt(v_jᵀ G v_j) for every head and position: … × H × n (v: … × H × n × d_h, G: … × H × d_h × d_h)."""
+    return ((v @ G) * v).sum(-1).clamp_(min=0).sqrt_()
+
+
 def _layer_checks(lm: LoadedModel, lt: LayerTrace, layer: int) -> tuple[float, float | None]:
     """Identities 1 and 2 of one layer in float64 (row-wise max relative errors; the per-layer form that the
     overview's batched :func:`_identity_errors` is tested against), in the associative form of
@@ -446,7 +451,7 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
     ii, jj = _diagonal_index(n, dev)
     with torch.no_grad():
         V = torch.stack([lt.v for lt in layers])                                  # L × H × n × d_h
-        norms = ((V @ sw.gram) * V).sum(-1).clamp_(min=0).sqrt_()                 # L × H × n  ‖c(o_j)‖
+        norms = _norms_from_gram(V, sw.gram)                                      # L × H × n  ‖c(o_j)‖
         stats = [lt.gate_stats for lt in layers]
         have_stats = all(g is not None for g in stats)
         # the passes over the n × n gates: over all layers at once when the trace holds them stacked (one op

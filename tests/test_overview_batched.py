@@ -235,3 +235,19 @@ def test_the_accelerator_path_launches_the_same_ops_for_any_depth(arch):
     """Batched across layers: on the accelerator's path the overview (with its checks) runs the same number of
     ops for a 3-layer and a 6-layer model; one op more per layer would show here."""
     assert _overview_ops(arch, 3) == _overview_ops(arch, 6)
+
+
+def test_stacked_weights_follow_an_in_place_change_of_a_weight():
+    """The weights stacked for the overview are rebuilt when a weight changes in place (this test's own copy of
+    a model is changed, never a shared one): firing totals scale with W_O."""
+    from interp.loader import load_model
+    own = load_model(str(model_folder("bert")))
+    tr = trace_text(own, TEXT)
+    before = D.overview(own, tr, with_checks=False).firing_total
+    assert D.stacked_weights(own) is D.stacked_weights(own)
+    with torch.no_grad():
+        own.adapter.layers[1].o.weight.mul_(2.0)
+    want = definitions(own, tr)["firing_total"]
+    after = D.overview(own, tr, with_checks=False).firing_total
+    assert_close(after, want, what="firing after the change")
+    assert not np.allclose(after[1], before[1], rtol=1e-3)
