@@ -7,6 +7,10 @@ warm-up text before the first timed configuration. Prints one JSON object as its
     OMP_NUM_THREADS=2 python benchmarks/bench_engine.py --devices cpu [--repeats 5] [--lens-repeats 2] [--lens-ns 128]
     python benchmarks/bench_engine.py --devices cuda
 
+For a model with an MLM head (``minilm-mlm``) the trace computes the model's output, the vocabulary logits,
+which the plain base-model forward does not: the model's own eager forward with its head is timed in the same
+rounds too (``plain_forward_with_mlm_head_s``, ``decomposition_ratio_vs_mlm_forward``).
+
 ``--clock cpu`` times the CPU configurations by the process's CPU time instead of the wall clock (on a shared
 machine other jobs stretch wall times, not the CPU time a computation needs); ``--rounds R`` repeats the timed
 pair R times per configuration and reports every round's ratio. ``--count-ops`` counts, with torch.profiler on
@@ -26,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
-from transformers import AutoModel  # noqa: E402
+from transformers import AutoModel, AutoModelForMaskedLM  # noqa: E402
 
 from interp import decompose as D  # noqa: E402
 from interp.lenses import LENSES, counterfactual_batches  # noqa: E402
@@ -60,18 +64,24 @@ def timed(fn, repeats: int, sync) -> float:
     return statistics.median(ts)
 
 
-def timed_pair(a, b, repeats: int, sync) -> tuple[float, float]:
-    """Medians of ``a`` and ``b`` timed alternately (one warm-up each)."""
-    a(), b()
+def timed_alternating(fns, repeats: int, sync) -> tuple[float, ...]:
+    """Medians of ``fns`` timed in turn, round after round (one warm-up each)."""
+    for fn in fns:
+        fn()
     sync()
-    ta, tb = [], []
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        for fn, ts in ((a, ta), (b, tb)):
+        for fn, ts in zip(fns, times):
             t = CLOCK()
             fn()
             sync()
             ts.append(CLOCK() - t)
-    return statistics.median(ta), statistics.median(tb)
+    return tuple(statistics.median(ts) for ts in times)
+
+
+def timed_pair(a, b, repeats: int, sync) -> tuple[float, float]:
+    """Medians of ``a`` and ``b`` timed alternately (one warm-up each)."""
+    return timed_alternating((a, b), repeats, sync)
 
 
 def first_batch_time(lm, tr, layer, head, q, sync) -> float:
@@ -148,6 +158,10 @@ def bench(model: str, device: str, ns: list[int], repeats: int, lens_repeats: in
     lm = load_model(model, device=device)
     eager = AutoModel.from_pretrained(str(lm.folder), attn_implementation="eager",
                                       dtype=torch.float32).eval().to(device)
+    # a model with an MLM head: its own eager forward with the head too (the trace computes the model's output,
+    # the logits; the plain base-model forward above does not), reported beside the main ratio
+    eager_mlm = AutoModelForMaskedLM.from_pretrained(str(lm.folder), attn_implementation="eager", dtype=torch.float32
+                                                     ).eval().to(device) if lm.has_mlm_head else None
     sync = (lambda: torch.cuda.synchronize()) if device.startswith("cuda") else (lambda: None)
     rows = []
     warm = trace_text(lm, text_of(lm, 24))          # start-up costs (allocator, kernels) before any timing
@@ -169,7 +183,13 @@ def bench(model: str, device: str, ns: list[int], repeats: int, lens_repeats: in
             tr = trace_text(lm, text)
             D.overview(lm, tr, with_checks=True)
 
-        pairs = [timed_pair(plain, full, repeats, sync) for _ in range(rounds)]
+        def plain_mlm():
+            with torch.no_grad():
+                eager_mlm(input_ids=ids, output_attentions=True)
+
+        fns = (plain, full) if eager_mlm is None else (plain, full, plain_mlm)
+        runs = [timed_alternating(fns, repeats, sync) for _ in range(rounds)]
+        pairs = [r[:2] for r in runs]
         t_plain, t_full = pairs[0] if rounds == 1 else (statistics.median(p[0] for p in pairs),
                                                          statistics.median(p[1] for p in pairs))
         tr = trace_text(lm, text)
@@ -183,6 +203,9 @@ def bench(model: str, device: str, ns: list[int], repeats: int, lens_repeats: in
                "overview_identity_ln_max_rel_err": ov_checks["identity_ln_max_rel_err"]}
         if rounds > 1:
             row["round_ratios"] = [b / a for a, b in pairs]
+        if eager_mlm is not None:
+            t_mlm = statistics.median(r[2] for r in runs)
+            row.update({"plain_forward_with_mlm_head_s": t_mlm, "decomposition_ratio_vs_mlm_forward": t_full / t_mlm})
         if ops:
             row["ops"] = op_counts(lm, eager, text, device)
         if lens_ns is None or n in lens_ns:
