@@ -11,6 +11,16 @@ The anchored lens is also timed against its generic path (``anchored_jacobian_vm
 re-run), the two alternately in the same run (``anchored_paired_s``, ``anchored_generic_paired_s``,
 ``anchored_speedup``), and the matrix-product GFLOP of each (``*_gflop``, from the profiler's counts).
     python benchmarks/bench_engine.py --devices cuda
+
+For a model with an MLM head (``minilm-mlm``) the trace computes the model's output, the vocabulary logits,
+which the plain base-model forward does not: the model's own eager forward with its head is timed in the same
+rounds too (``plain_forward_with_mlm_head_s``, ``decomposition_ratio_vs_mlm_forward``).
+
+``--clock cpu`` times the CPU configurations by the process's CPU time instead of the wall clock (on a shared
+machine other jobs stretch wall times, not the CPU time a computation needs); ``--rounds R`` repeats the timed
+pair R times per configuration and reports every round's ratio. ``--count-ops`` counts, with torch.profiler on
+the CPU, the aten ops that do work (views and allocations left out) in one plain forward and in one trace +
+overview, the latter both on the CPU's paths and on the accelerator's (what a GPU launches, op for op).
 """
 from __future__ import annotations
 
@@ -25,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
-from transformers import AutoModel  # noqa: E402
+from transformers import AutoModel, AutoModelForMaskedLM  # noqa: E402
 
 from interp import decompose as D  # noqa: E402
 from interp.lenses import (LENSES, anchored_jacobian_closed_form, anchored_jacobian_vmap,  # noqa: E402
@@ -45,30 +55,39 @@ def text_of(lm, n: int) -> str:
             return " ".join(words)
 
 
+CLOCK = time.perf_counter
+
+
 def timed(fn, repeats: int, sync) -> float:
     fn()  # warm-up
     sync()
     ts = []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = CLOCK()
         fn()
         sync()
-        ts.append(time.perf_counter() - t)
+        ts.append(CLOCK() - t)
     return statistics.median(ts)
+
+
+def timed_alternating(fns, repeats: int, sync) -> tuple[float, ...]:
+    """Medians of ``fns`` timed in turn, round after round (one warm-up each)."""
+    for fn in fns:
+        fn()
+    sync()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, ts in zip(fns, times):
+            t = CLOCK()
+            fn()
+            sync()
+            ts.append(CLOCK() - t)
+    return tuple(statistics.median(ts) for ts in times)
 
 
 def timed_pair(a, b, repeats: int, sync) -> tuple[float, float]:
     """Medians of ``a`` and ``b`` timed alternately (one warm-up each)."""
-    a(), b()
-    sync()
-    ta, tb = [], []
-    for _ in range(repeats):
-        for fn, ts in ((a, ta), (b, tb)):
-            t = time.perf_counter()
-            fn()
-            sync()
-            ts.append(time.perf_counter() - t)
-    return statistics.median(ta), statistics.median(tb)
+    return timed_alternating((a, b), repeats, sync)
 
 
 def matmul_gflop(fn) -> float:
@@ -87,11 +106,76 @@ def first_batch_time(lm, tr, layer, head, q, sync) -> float:
     return time.perf_counter() - t
 
 
+# aten ops that launch no work of their own (views, metadata, allocation, dispatch wrappers)
+_NO_WORK = {"as_strided", "select", "view", "reshape", "_reshape_alias", "expand", "transpose", "t", "resolve_conj",
+            "resolve_neg", "_unsafe_view", "slice", "unsqueeze", "squeeze", "permute", "detach", "alias", "unbind",
+            "split", "diagonal", "empty", "empty_strided", "empty_like", "lift_fresh", "flatten", "contiguous", "to",
+            "_to_copy", "narrow", "chunk", "view_as", "result_type", "item", "_local_scalar_dense", "is_nonzero",
+            "clone", "dropout", "numpy_T", "resize_", "set_", "matmul", "linear", "einsum", "stack",
+            "lift_fresh_copy", "zeros", "ones", "full", "zeros_like", "ones_like", "scalar_tensor", "_has_compatible_shallow_copy_type"}
+
+
+def count_ops(fn) -> dict[str, int]:
+    """Aten ops that do work in one call of ``fn`` (CPU profiler), counted from the top: an op called from
+    Python (or from a composite such as ``linear``, ``matmul``, ``stack`` that only dispatches) counts once
+    with everything it calls, so ``sum`` is one op as it is one kernel on a GPU; views and allocations do not
+    count. On a GPU each counted op is about one kernel launch or copy."""
+    from collections import Counter
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    out: Counter = Counter()
+
+    def visit(e) -> None:
+        name = e.name[6:]
+        if name in _NO_WORK:
+            for k in e.cpu_children:
+                if k.name.startswith("aten::"):
+                    visit(k)
+        else:
+            out[name] += 1
+
+    for e in prof.events():
+        if e.name.startswith("aten::") and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")):
+            visit(e)
+    return dict(out)
+
+
+def op_counts(lm, eager, text: str, device: str) -> dict:
+    """Ops of one plain forward and of one trace + overview (CPU paths, and the accelerator's paths run on the
+    CPU: no gate sums in the capture, torch argmax, one matmul for the gate-weighted sums)."""
+    from interp.trace import capture_encoded
+    ids = encode(lm, [text]).input_ids.to(device)
+
+    def plain():
+        with torch.no_grad():
+            eager(input_ids=ids, output_attentions=True)
+
+    def full():
+        D.overview(lm, trace_text(lm, text), with_checks=True)
+
+    def full_device_paths():
+        D._DEVICE_PATHS_ON_CPU = True
+        try:
+            D.overview(lm, capture_encoded(lm, encode(lm, [text]), gate_stats=False).example(0), with_checks=True)
+        finally:
+            D._DEVICE_PATHS_ON_CPU = False
+
+    plain(), full(), full_device_paths()
+    counts = {name: count_ops(fn) for name, fn in (("plain", plain), ("full_cpu_paths", full),
+                                                   ("full_device_paths", full_device_paths))}
+    return {name: sum(c.values()) for name, c in counts.items()} | {"by_op": counts}
+
+
 def bench(model: str, device: str, ns: list[int], repeats: int, lens_repeats: int, layer: int,
-          head: int, lens_ns: set[int] | None = None) -> list[dict]:
+          head: int, lens_ns: set[int] | None = None, rounds: int = 1, ops: bool = False) -> list[dict]:
     lm = load_model(model, device=device)
     eager = AutoModel.from_pretrained(str(lm.folder), attn_implementation="eager",
                                       dtype=torch.float32).eval().to(device)
+    # a model with an MLM head: its own eager forward with the head too (the trace computes the model's output,
+    # the logits; the plain base-model forward above does not), reported beside the main ratio
+    eager_mlm = AutoModelForMaskedLM.from_pretrained(str(lm.folder), attn_implementation="eager", dtype=torch.float32
+                                                     ).eval().to(device) if lm.has_mlm_head else None
     sync = (lambda: torch.cuda.synchronize()) if device.startswith("cuda") else (lambda: None)
     rows = []
     warm = trace_text(lm, text_of(lm, 24))          # start-up costs (allocator, kernels) before any timing
@@ -113,13 +197,31 @@ def bench(model: str, device: str, ns: list[int], repeats: int, lens_repeats: in
             tr = trace_text(lm, text)
             D.overview(lm, tr, with_checks=True)
 
-        t_plain, t_full = timed_pair(plain, full, repeats, sync)
+        def plain_mlm():
+            with torch.no_grad():
+                eager_mlm(input_ids=ids, output_attentions=True)
+
+        fns = (plain, full) if eager_mlm is None else (plain, full, plain_mlm)
+        runs = [timed_alternating(fns, repeats, sync) for _ in range(rounds)]
+        pairs = [r[:2] for r in runs]
+        t_plain, t_full = pairs[0] if rounds == 1 else (statistics.median(p[0] for p in pairs),
+                                                         statistics.median(p[1] for p in pairs))
         tr = trace_text(lm, text)
         checks = D.identity_checks(lm, tr)
+        ov_checks = D.overview(lm, tr, with_checks=True).checks
         row = {"device": device, "n": tr.n, "plain_forward_s": t_plain, "trace_plus_decomposition_s": t_full,
                "decomposition_ratio": t_full / t_plain,
                "identity_dense_max_rel_err": checks["identity_dense_max_rel_err"],
-               "identity_ln_max_rel_err": checks["identity_ln_max_rel_err"]}
+               "identity_ln_max_rel_err": checks["identity_ln_max_rel_err"],
+               "overview_identity_dense_max_rel_err": ov_checks["identity_dense_max_rel_err"],
+               "overview_identity_ln_max_rel_err": ov_checks["identity_ln_max_rel_err"]}
+        if rounds > 1:
+            row["round_ratios"] = [b / a for a, b in pairs]
+        if eager_mlm is not None:
+            t_mlm = statistics.median(r[2] for r in runs)
+            row.update({"plain_forward_with_mlm_head_s": t_mlm, "decomposition_ratio_vs_mlm_forward": t_full / t_mlm})
+        if ops:
+            row["ops"] = op_counts(lm, eager, text, device)
         if lens_ns is None or n in lens_ns:
             q = min(5, tr.n - 1)
             lens_t = {name: timed(lambda f=fn: f(lm, tr, layer, head, q), lens_repeats, sync)
@@ -153,13 +255,22 @@ def main() -> None:
     ap.add_argument("--lens-ns", default=None, help="lengths at which the lenses are timed (default: every --ns)")
     ap.add_argument("--layer", type=int, default=2, help="layer of the head whose lenses are timed")
     ap.add_argument("--head", type=int, default=5)
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: time CPU configurations by process CPU time (default: wall clock)")
+    ap.add_argument("--rounds", type=int, default=1, help="timed pairs per configuration (ratios of each round)")
+    ap.add_argument("--count-ops", action="store_true", help="count the ops of one plain forward and one trace + "
+                    "overview with torch.profiler (CPU)")
     a = ap.parse_args()
     devices = a.devices.split(",") if a.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
+    global CLOCK
     for dev in devices:
+        CLOCK = time.process_time if (a.clock == "cpu" and dev == "cpu") else time.perf_counter
         rows += bench(a.model, dev, [int(x) for x in a.ns.split(",")], a.repeats, a.lens_repeats, a.layer, a.head,
-                      None if a.lens_ns is None else {int(x) for x in a.lens_ns.split(",")})
+                      None if a.lens_ns is None else {int(x) for x in a.lens_ns.split(",")}, a.rounds,
+                      a.count_ops and dev == "cpu")
     out = {"benchmark": "engine", "model": a.model, "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "clock": a.clock,
            "machine": platform.machine(),
            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
            "targets": {"decomposition_ratio_max": 1.5, "vocabulary_plus_anchored_s_at_128_cpu_max": 1.0,

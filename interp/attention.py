@@ -47,7 +47,15 @@ class AttentionPlan:
 
     def rows(self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
              scores: torch.Tensor, probs: torch.Tensor, key_valid: torch.Tensor | None) -> torch.Tensor | None:
-        """Return replacement probabilities (same shape as ``probs``) or None to keep dense ones."""
+        """Return replacement probabilities (same shape as ``probs``) or None to keep dense ones. ``scores`` (the
+        masked, scaled logits) is this call's own buffer and is not read after this method: a plan may overwrite
+        it in place."""
+        return None
+
+    def probs_buffer(self, layer: int, scores: torch.Tensor) -> torch.Tensor | None:
+        """Where the dense softmax of this call should be written (a tensor shaped, typed and placed like
+        ``scores``), or None for a fresh tensor. Lets a plan keep every layer's gates in one stacked buffer
+        without copying them; the softmax itself is the same op either way."""
         return None
 
     def observe(self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -84,11 +92,17 @@ def expertlens_attention(module: torch.nn.Module, query: torch.Tensor, key: torc
     valid = key_valid_from_mask(attention_mask)
     if valid is not None:
         scores.masked_fill_(~valid, torch.finfo(scores.dtype).min)
-    probs = torch.nn.functional.softmax(scores, dim=-1)
     plan = _PLAN.get()
     layer = None
+    buffer = None
     if plan is not None:
         layer = plan.layer(module)
+        buffer = plan.probs_buffer(layer, scores)
+    if buffer is not None:
+        probs = torch.softmax(scores, dim=-1, out=buffer)
+    else:
+        probs = torch.nn.functional.softmax(scores, dim=-1)
+    if plan is not None:
         replaced = plan.rows(layer, query, key, value, scores, probs, valid)
         if replaced is not None:
             probs = replaced

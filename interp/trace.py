@@ -1,9 +1,10 @@
 """Text → tokens → one forward pass of the model, captured once into a :class:`Trace`.
 
 The capture goes through the project's attention function (see ``attention.py``): per layer it records the
-model's own Q, K, V, attention probabilities and head outputs; hidden states and logits come from the same
-forward pass (``output_hidden_states``). The attention ``dense`` output and the post-attention LayerNorm are the
-model's own modules applied to the captured head outputs. Everything else in ``interp`` reads from the trace.
+model's own Q, K, V, attention probabilities (written into one buffer stacked over layers) and head outputs;
+hidden states and logits come from the same forward pass (``output_hidden_states``). The attention ``dense``
+output and the post-attention LayerNorm are the model's own modules applied to the captured head outputs, on
+first use (the overview does not need them). Everything else in ``interp`` reads from the trace.
 """
 from __future__ import annotations
 
@@ -200,23 +201,75 @@ def _normalise_mask(text: str, mask_token: str) -> str:
     return text
 
 
-@dataclass
+_UNSET = object()
+
+
 class LayerTrace:
-    """One layer of one example (n real tokens, d model width, H heads of width d_h)."""
-    hidden_in: torch.Tensor     # n × d       input hidden states X
-    q: torch.Tensor             # H × n × d_h
-    k: torch.Tensor             # H × n × d_h
-    v: torch.Tensor             # H × n × d_h
-    probs: torch.Tensor         # H × n × n   gates a^h_ij (the model's attention probabilities)
-    context: torch.Tensor       # n × (H·d_h) concatenated head outputs Σ_j a_ij v_j
-    dense_out: torch.Tensor     # n × d       attention output dense (= context when the model has none)
-    attn_out: torch.Tensor      # n × d       the attention sublayer's output: LN(dense + x) post-norm, x + dense
-                                #             pre-norm, dense without a LayerNorm
-    ln_sigma: torch.Tensor | None  # n       post-norm LayerNorm scale σ_i = sqrt(var(dense_out_i + x_i) + eps)
-    hidden_out: torch.Tensor    # n × d       the layer's output in the model's own forward pass
-    gate_terms: torch.Tensor | None = None  # H × n × 3 per query, from the gate logits s_ij = q·k·scaling of the
-                                            # same call: Σ_j a_ij s_ij, Σ_{j non-special} a_ij s_ij, logsumexp_j s_ij
-                                            # (the entropies' terms; the n × n logits are not kept)
+    """One layer of one example (n real tokens, d model width, H heads of width d_h).
+
+    Captured (views of the forward pass's own tensors, no copies):
+
+    * ``hidden_in``  n × d       input hidden states X
+    * ``q, k, v``    H × n × d_h
+    * ``probs``      H × n × n   gates a^h_ij (the model's attention probabilities)
+    * ``context``    n × (H·d_h) concatenated head outputs Σ_j a_ij v_j
+    * ``hidden_out`` n × d       the layer's output in the model's own forward pass
+    * ``gate_stats`` 4 × H × n or None, per query from the gate logits s_ij = q·k·scaling of the same call:
+      Σ_j a_ij s_ij, Σ_{j non-special} a_ij s_ij, max_j s_ij and max_j a_ij (the entropies' terms:
+      logsumexp_j s_ij = max_j s_ij − log max_j a_ij; the n × n logits are not kept)
+
+    Computed on first use with the model's own modules and kept (the overview does not need them, so a trace
+    does not pay for them until a view asks):
+
+    * ``dense_out`` n × d  attention output dense applied to ``context`` (= context when the model has none)
+    * ``attn_out``  n × d  the attention sublayer's output: LN(dense + x) post-norm, x + dense pre-norm, dense
+      without a LayerNorm
+    * ``ln_sigma``  n      post-norm LayerNorm scale σ_i = sqrt(var(dense_out_i + x_i) + eps); None otherwise
+    """
+
+    def __init__(self, hidden_in: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                 probs: torch.Tensor, context: torch.Tensor, hidden_out: torch.Tensor, parts=None,
+                 dense_out: torch.Tensor | None = None, attn_out: torch.Tensor | None = None,
+                 ln_sigma=_UNSET, gate_stats: torch.Tensor | None = None):
+        self.hidden_in, self.q, self.k, self.v = hidden_in, q, k, v
+        self.probs, self.context, self.hidden_out, self.gate_stats = probs, context, hidden_out, gate_stats
+        self._parts = parts
+        self._dense_out = dense_out
+        self._attn_out = attn_out
+        self._ln_sigma = ln_sigma
+        if parts is None and (dense_out is None or attn_out is None or ln_sigma is _UNSET):
+            raise ValueError("a LayerTrace needs the layer's parts or its dense_out, attn_out and ln_sigma")
+
+    @property
+    def dense_out(self) -> torch.Tensor:
+        if self._dense_out is None:
+            parts = self._parts
+            with torch.no_grad():
+                self._dense_out = parts.o(self.context) if parts.o is not None else self.context
+        return self._dense_out
+
+    def _after_attention(self) -> None:
+        with torch.no_grad():
+            self._attn_out, self._ln_sigma = self._parts.after_attention(self.dense_out, self.hidden_in)
+
+    @property
+    def attn_out(self) -> torch.Tensor:
+        if self._attn_out is None:
+            self._after_attention()
+        return self._attn_out
+
+    @property
+    def ln_sigma(self) -> torch.Tensor | None:
+        if self._ln_sigma is _UNSET:
+            self._after_attention()
+        return self._ln_sigma
+
+    def __getstate__(self):
+        # a pickled layer carries its computed values, not the model's modules
+        state = dict(self.__dict__)
+        state["_dense_out"], state["_attn_out"], state["_ln_sigma"] = self.dense_out, self.attn_out, self.ln_sigma
+        state["_parts"] = None
+        return state
 
 
 @dataclass
@@ -234,6 +287,20 @@ class Trace:
     has_mlm_head: bool
     notes: list[str] = field(default_factory=list)
     truncation: Truncation | None = None
+    probs_all: torch.Tensor | None = field(default=None, repr=False)  # L × H × n × n, the layers' gates stacked
+                                                                        # (a view of the capture's buffer)
+
+    def stacked_probs(self) -> torch.Tensor | None:
+        """Every layer's gates as one L × H × n × n tensor when the layers still hold exactly its slices (a gate
+        replaced after the capture makes it None, and readers fall back to the layers one by one)."""
+        P = self.probs_all
+        if P is None or len(self.layers) != P.shape[0]:
+            return None
+        for l, lt in enumerate(self.layers):
+            p, s = lt.probs, P[l]
+            if p.data_ptr() != s.data_ptr() or p.shape != s.shape or p.stride() != s.stride():
+                return None
+        return P
 
     @property
     def n(self) -> int:
@@ -268,70 +335,94 @@ class BatchTrace:
     has_mlm_head: bool
     adapter: object
     final: torch.Tensor | None = None   # B × n × d the model's last hidden state (None: hidden[-1])
-    gate_terms: list[torch.Tensor] | None = None  # per layer B × H × n × 3 (see LayerTrace; interface families)
+    gate_stats: torch.Tensor | None = None  # L × 4 × B × H × n (see LayerTrace; interface families), one buffer
+    probs_all: torch.Tensor | None = None   # L × B × H × n × n: ``probs`` are its slices (interface families)
 
     @property
     def batch_size(self) -> int:
         return self.encoded.input_ids.shape[0]
 
     def example(self, b: int) -> Trace:
+        """Example ``b`` as a :class:`Trace`: views of the batch's tensors (nothing is copied or computed here;
+        each layer's dense output and LayerNorm scale are computed when a view first asks for them)."""
         enc = self.encoded
         n = int(enc.attention_mask[b].sum())
         layers = []
         ad = self.adapter
+        gs = self.gate_stats
         for l, parts in enumerate(ad.layers):
-            x = self.hidden[l][b, :n]
-            ctx = self.context[l][b, :n]
-            dense = parts.o(ctx) if parts.o is not None else ctx
-            attn_out, sigma = parts.after_attention(dense, x)
-            layers.append(LayerTrace(hidden_in=x, q=self.q[l][b, :, :n], k=self.k[l][b, :, :n],
-                                     v=self.v[l][b, :, :n], probs=self.probs[l][b, :, :n, :n], context=ctx,
-                                     dense_out=dense, attn_out=attn_out, ln_sigma=sigma,
-                                     hidden_out=self.hidden[l + 1][b, :n],
-                                     gate_terms=None if self.gate_terms is None else self.gate_terms[l][b, :, :n]))
+            layers.append(LayerTrace(hidden_in=self.hidden[l][b, :n], q=self.q[l][b, :, :n], k=self.k[l][b, :, :n],
+                                     v=self.v[l][b, :, :n], probs=self.probs[l][b, :, :n, :n],
+                                     context=self.context[l][b, :n], hidden_out=self.hidden[l + 1][b, :n],
+                                     parts=parts, gate_stats=None if gs is None else gs[l, :, b, :, :n]))
         out = self.output[b, :n] if self.has_mlm_head else self.output[b]
         final = self.final[b, :n] if self.final is not None else self.hidden[-1][b, :n]
         return Trace(model_name=self.model_name, tokens=enc.tokens[b], input_ids=enc.input_ids[b, :n],
                      token_type_ids=None if enc.token_type_ids is None else enc.token_type_ids[b, :n],
                      special=enc.special[b, :n], layers=layers, final_hidden=final, output=out,
-                     has_mlm_head=self.has_mlm_head, notes=enc.notes[b], truncation=enc.truncation[b])
+                     has_mlm_head=self.has_mlm_head, notes=enc.notes[b], truncation=enc.truncation[b],
+                     probs_all=None if self.probs_all is None else self.probs_all[:, b, :, :n, :n])
 
 
 class CapturePlan(AttentionPlan):
-    """Records each layer's Q, K, V, probabilities and head outputs (detached), and per query the terms of the
-    gate entropies from the logits of the same call (``gate_terms``, see :class:`LayerTrace`): the n × n logits
-    themselves are read once while they are at hand and not kept (keeping them doubled the memory a trace
-    allocates, and the time of the pass). ``nonspecial``: B × n, True for keys that are not special tokens."""
+    """Records each layer's Q, K, V, probabilities and head outputs (views, no copies). The softmax of every
+    layer is written into one L × B × H × n × n buffer (``probs_all``; the same op as a fresh softmax), so
+    later per-head statistics can run over all layers in one op. With ``gate_stats`` (default: on the CPU
+    only) it also sums, per query, the terms of the gate entropies from the logits of the same call
+    (see :class:`LayerTrace`) into one L × 4 × B × H × n buffer: the n × n logits are read once while they are
+    at hand and not kept. On the CPU that saves the overview a log pass over every gate; on a GPU, where the
+    cost is the number of launched ops rather than passes over memory, the overview computes the entropies
+    from the stacked gates in a few ops for all layers instead. ``nonspecial``: B × n, True for keys that are
+    not special tokens; ``n_layers``: L."""
 
-    def __init__(self, layer_of: dict[int, int], nonspecial: torch.Tensor | None = None):
+    def __init__(self, layer_of: dict[int, int], nonspecial: torch.Tensor | None = None, n_layers: int | None = None,
+                 gate_stats: bool | None = None):
         super().__init__(layer_of)
-        self.q, self.k, self.v, self.probs, self.context, self.gate_terms = {}, {}, {}, {}, {}, {}
+        self.q, self.k, self.v, self.probs, self.context = {}, {}, {}, {}, {}
         self.nonspecial = nonspecial
-        self._special_keys: torch.Tensor | None = None
+        self.n_layers = n_layers
+        self.want_stats = gate_stats
+        self.probs_all: torch.Tensor | None = None
+        self.gate_stats: torch.Tensor | None = None
+        self._keys: torch.Tensor | None = None
+
+    def probs_buffer(self, layer, scores):
+        if self.n_layers is None:
+            return None
+        if self.probs_all is None:
+            self.probs_all = torch.empty((self.n_layers, *scores.shape), dtype=scores.dtype, device=scores.device)
+        elif self.probs_all.shape[1:] != scores.shape:   # pragma: no cover - every layer sees the same shape
+            return None
+        return self.probs_all[layer]
 
     def rows(self, layer, query, key, value, scores, probs, key_valid):
-        with torch.no_grad():
-            e = probs * scores                     # a_ij s_ij; masked keys: a = 0 exactly, s = dtype min → −0
-            total = e.sum(-1)
-            if self.nonspecial is None:
-                plain = total
-            elif e.shape[0] == 1:                  # one text: subtract its few special keys' columns
-                if self._special_keys is None:     # found on the CPU once (no device synchronisation per layer)
-                    self._special_keys = (~self.nonspecial[0].cpu()).nonzero()[:, 0].to(e.device)
-                plain = total - e[..., self._special_keys].sum(-1)
-            else:
-                plain = (e * self.nonspecial.to(device=e.device, dtype=e.dtype)[:, None, None, :]).sum(-1)
-            del e
-            # logsumexp_j s_ij = max_j s_ij − log max_j a_ij: the softmax's largest gate is exp(max − lse), at the
-            # same key as the largest logit (two max passes instead of an exp pass)
-            lse = scores.amax(-1) - probs.amax(-1).log()
-            self.gate_terms[layer] = torch.stack([total, plain, lse], -1)
+        if self.want_stats is None:
+            self.want_stats = probs.device.type == "cpu"
+        if not self.want_stats:
+            return None
+        # 5 ops per layer, each one pass over the n × n gates or logits, results written into the shared buffer
+        B, H, n, _ = probs.shape
+        if self.gate_stats is None:
+            L = self.n_layers if self.n_layers is not None else layer + 1
+            self.gate_stats = torch.empty(L, 4, B, H, n, dtype=probs.dtype, device=probs.device)
+            keys = self.nonspecial if self.nonspecial is not None else torch.ones(B, n, dtype=torch.bool)
+            self._keys = keys.to(device=probs.device, dtype=probs.dtype)
+        out = self.gate_stats[layer]
+        torch.amax(scores, -1, out=out[2])
+        torch.amax(probs, -1, out=out[3])
+        # a_ij s_ij in place: the logits are not read after this call (masked keys: a = 0, s = dtype min → −0)
+        e = scores.mul_(probs)
+        torch.sum(e, -1, out=out[0])
+        if B == 1:
+            torch.matmul(e[0], self._keys[0], out=out[1, 0])
+        else:
+            torch.sum(e.mul_(self._keys[:, None, None, :]), -1, out=out[1])
         return None
 
     def observe(self, layer, query, key, value, probs, output):
-        self.q[layer], self.k[layer], self.v[layer] = query.detach(), key.detach(), value.detach()
-        self.probs[layer] = probs.detach()
-        self.context[layer] = output.detach().flatten(2)
+        self.q[layer], self.k[layer], self.v[layer] = query, key, value
+        self.probs[layer] = probs
+        self.context[layer] = output.flatten(2)
 
 
 def forward(lm: LoadedModel, enc: Encoded, plan: AttentionPlan | None = None, hidden_states: bool = False,
@@ -367,14 +458,15 @@ def capture(lm: LoadedModel, texts: list[str] | str) -> BatchTrace:
     return capture_encoded(lm, encode(lm, texts))
 
 
-def capture_encoded(lm: LoadedModel, enc: Encoded) -> BatchTrace:
+def capture_encoded(lm: LoadedModel, enc: Encoded, gate_stats: bool | None = None) -> BatchTrace:
     """One forward pass of the model on ``enc``, captured (see the module docstring). Families outside the
     attention interface return their probabilities (``output_attentions``); their Q, K, V are the model's own
-    projections applied to each captured layer input."""
+    projections applied to each captured layer input. ``gate_stats``: see :class:`CapturePlan` (None: on the
+    CPU only)."""
     ad = lm.adapter
     L = lm.n_layers
     if ad.attention_via_interface:
-        plan = CapturePlan(ad.layer_of, ~enc.special)
+        plan = CapturePlan(ad.layer_of, ~enc.special, L, gate_stats)
         out = forward(lm, enc, plan, hidden_states=True)
         missing = [l for l in range(L) if l not in plan.probs]
         if missing:  # pragma: no cover - would mean the model bypassed the attention interface
@@ -382,12 +474,15 @@ def capture_encoded(lm: LoadedModel, enc: Encoded) -> BatchTrace:
         states = list(ad.layer_states(out))
         q, k, v = [plan.q[l] for l in range(L)], [plan.k[l] for l in range(L)], [plan.v[l] for l in range(L)]
         probs, ctx = [plan.probs[l] for l in range(L)], [plan.context[l] for l in range(L)]
-        gate_terms = [plan.gate_terms[l] for l in range(L)]
+        gate_stats = plan.gate_stats
+        probs_all = plan.probs_all if all(plan.probs[l].data_ptr() == plan.probs_all[l].data_ptr()
+                                          for l in range(L)) else None
     else:
+        probs_all = None
         out = forward(lm, enc, None, hidden_states=True, attentions=True)
         states = list(ad.layer_states(out))
         probs = [a.detach() for a in out.attentions]
-        gate_terms = None
+        gate_stats = None
         q, k, v, ctx = [], [], [], []
         with torch.no_grad():
             for l in range(L):
@@ -402,7 +497,8 @@ def capture_encoded(lm: LoadedModel, enc: Encoded) -> BatchTrace:
         final = out.hidden_states[-1]
     return BatchTrace(model_name=lm.name, encoded=enc, q=q, k=k, v=v, probs=probs, context=ctx,
                       hidden=tuple(states), output=model_output(lm, out, enc), has_mlm_head=lm.has_mlm_head,
-                      adapter=ad, final=final, gate_terms=gate_terms)
+                      adapter=ad, final=final, gate_stats=gate_stats,
+                      probs_all=probs_all)
 
 
 def trace_text(lm: LoadedModel, text: str) -> Trace:
