@@ -33,7 +33,9 @@ import torch
 from ..attention import AttentionPlan
 from ..decompose import effective_experts
 from ..loader import LoadedModel
+from ..sampling.downstream import on_device
 from ..sampling.seeds import content_key
+from ..sampling.transfer import Fetch, to_device
 from ..trace import Encoded, encode, forward, model_output
 from .schema import Scored
 
@@ -103,9 +105,12 @@ class _ConcentrationPlan(AttentionPlan):
 
     def observe(self, layer, query, key, value, probs, output):
         e = effective_experts(probs.to(torch.float32))                                  # B×H×n
-        qm = self.query_mask.to(e.device, torch.float32)[:, None, :]                   # B×1×n
+        if self.query_mask.device != e.device:           # moved once per pass, not once per layer
+            self.query_mask = to_device(self.query_mask, e.device)
+            self.lengths = to_device(self.lengths, e.device)
+        qm = self.query_mask.to(torch.float32)[:, None, :]                             # B×1×n
         denom = qm.sum(-1).clamp(min=1)
-        logn = torch.log(self.lengths.to(e.device, torch.float32)).clamp(min=1e-12)[:, None]
+        logn = torch.log(self.lengths.to(torch.float32)).clamp(min=1e-12)[:, None]
         c = torch.log(e.clamp(min=1.0)) / logn[..., None]
         self.conc[layer] = (c * qm).sum(-1) / denom          # stays on the device: one transfer per batch
         self.eff[layer] = (e * qm).sum(-1) / denom
@@ -114,17 +119,27 @@ class _ConcentrationPlan(AttentionPlan):
 def concentration(lm: LoadedModel, enc: Encoded) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
     """One dense forward pass of the model itself: (B × L·H normalised concentration c, B × L·H mean effective
     experts, the model output). Queries are the real non-special tokens (all real tokens if none)."""
+    fetch = Fetch()
+    handle, out = queue_concentration(lm, enc, fetch)
+    fetch.run()
+    both = fetch.get(handle)
+    return both[0], both[1], out
+
+
+def queue_concentration(lm: LoadedModel, enc: Encoded, fetch: Fetch) -> tuple[int, torch.Tensor]:
+    """:func:`concentration` queued on the device: (the ``fetch`` handle of the 2 × B × L·H (c, e) array, the
+    model output, still on the device)."""
     real = enc.attention_mask.bool()
     qmask = real & ~enc.special
     empty = ~qmask.any(1)
     qmask[empty] = real[empty]
     plan = _ConcentrationPlan(lm.adapter.layer_of, enc.attention_mask.sum(1), qmask)
-    out = forward(lm, enc, plan)
+    denc = on_device(enc, lm.device)
+    out = forward(lm, denc, plan)
     L = lm.n_layers
     both = torch.stack([torch.stack([plan.conc[l] for l in range(L)], 1).flatten(1),
-                        torch.stack([plan.eff[l] for l in range(L)], 1).flatten(1)]).cpu().numpy()
-    conc, eff = both[0], both[1]
-    return conc, eff, model_output(lm, out, enc)
+                        torch.stack([plan.eff[l] for l in range(L)], 1).flatten(1)])
+    return fetch.add(both), model_output(lm, out, denc)
 
 
 class ConcentrationNorm:
@@ -374,14 +389,24 @@ def sampled_effect(lm: LoadedModel, enc: Encoded, dense: torch.Tensor, settings:
     (``dense``: B × n × V logits, or B × d pooled) so that the dense pass is not run twice: the sampling
     library's own sampled passes (:func:`interp.sampling.downstream.sampled_passes`, the code path of
     ``downstream_effect``). Returns its per-example :class:`~interp.sampling.downstream.PassEffect`."""
-    from ..sampling.downstream import resolve_targets, sampled_passes
+    fetch = Fetch()
+    finish = queue_sampled_effect(lm, enc, dense, settings, keys, fetch, max_rows, cells)
+    fetch.run()
+    return finish()
+
+
+def queue_sampled_effect(lm: LoadedModel, enc: Encoded, dense: torch.Tensor, settings: ScoreSettings, keys: list,
+                         fetch: Fetch, max_rows: int | None = None, cells: int | None = None):
+    """:func:`sampled_effect` queued on the device (``downstream.queue_sampled_passes``): returns ``finish()``,
+    the :class:`PassEffect` once ``fetch`` has run."""
+    from ..sampling.downstream import queue_sampled_passes, resolve_targets
     from ..sampling.schemes import check_params
     h, m = check_params(settings.scheme, settings.k)
     B = enc.input_ids.shape[0]
     targets = resolve_targets(lm.n_layers, lm.n_heads, settings.layers, settings.heads)
     max_rows = int(max_rows or max(64, B * int(settings.seeds)))
-    return sampled_passes(lm, enc, settings.scheme, settings.k, h, m, int(settings.seeds), settings.seed, keys,
-                          targets, dense, max_rows, cells)
+    return queue_sampled_passes(lm, enc, settings.scheme, settings.k, h, m, int(settings.seeds), settings.seed,
+                                keys, targets, fetch, dense, max_rows, cells)
 
 
 def score_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys: list[str] | None = None,
@@ -394,19 +419,42 @@ def score_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys
     for the concentration, output kept as the dense reference) → :func:`compared_units` (what is compared under
     sampling, and the dense confidences) → :func:`variant_pass` (one dense pass of the masked variants,
     mask-each only) → :func:`sampled_units` (the S sampled passes) → :func:`assemble` (one :class:`Scored`
-    per input). The optional scores of the registry are computed by the caller (``runner.score_step``)."""
+    per input). The device work of all the steps is queued first and every number the host needs leaves the
+    device in one transfer (:class:`~interp.sampling.transfer.Fetch`). ``enc``: the batch already encoded
+    (``trace.encode`` of ``texts``). The optional scores of the registry are computed by the caller
+    (``runner.score_step``)."""
+    return queue_batch(lm, texts, settings, keys, predictions, labels, max_rows, enc, cells)()
+
+
+def queue_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys: list[str] | None = None,
+                predictions: list | None = None, labels: list | None = None, max_rows: int | None = None,
+                enc: Encoded | None = None, cells: int | None = None) -> Callable[[], list[Scored]]:
+    """:func:`score_batch` in two halves: this queues the batch's device work and the one transfer of its
+    results (started, not awaited) and returns ``finish()``, which waits for the transfer and builds the
+    :class:`Scored` rows on the host. Between the two the host is free (to queue the next batch, say)."""
     B = len(texts)
     enc = enc if enc is not None else encode(lm, texts)
     if keys is None:
         ids_all, lengths = enc.input_ids.tolist(), enc.attention_mask.sum(1).tolist()
         keys = [example_key(ids_all[b][:int(lengths[b])]) for b in range(B)]
     keys = list(keys)
-    conc, eff, out = concentration(lm, enc)
+    fetch = Fetch()
+    conc_h, out = queue_concentration(lm, enc, fetch)
     out = out.to(torch.float32)
-    units = compared_units(lm, enc, out, settings, keys)
-    vout = variant_pass(lm, enc, units)
-    res = sampled_units(lm, enc, out, vout, units, settings, max_rows, cells)
-    return assemble(lm, enc, units, res, conc, eff, keys, predictions or [None] * B, labels or [None] * B)
+    units = compared_units(lm, enc, out, settings, keys, fetch)
+    vout = variant_pass(lm, enc, units, fetch)
+    finish_res = sampled_units(lm, enc, out, vout, units, settings, max_rows, cells, fetch)
+    del out, vout
+    fetch.start()
+    predictions = predictions or [None] * B
+    labels = labels or [None] * B
+
+    def finish() -> list[Scored]:
+        fetch.wait()
+        units.resolve(fetch)
+        both = fetch.get(conc_h)
+        return assemble(lm, enc, units, finish_res(), both[0], both[1], keys, predictions, labels)
+    return finish
 
 
 @dataclass
@@ -424,11 +472,31 @@ class Units:
     modes: list = field(default_factory=list)
     dense_conf: list = field(default_factory=list)
     variants: list = field(default_factory=list)
+    pending: list = field(default_factory=list)     # (fetch handle of 3 × P (p1, p2, top), [(b, pos)]) to read
+
+    def resolve(self, fetch: Fetch) -> None:
+        """Fill ``dense_conf`` from the transfer (in the order the confidences were queued)."""
+        for handle, where in self.pending:
+            p1, p2, top = fetch.get(handle)
+            for (b, pos), a, c, t in zip(where, p1.tolist(), p2.tolist(), top.tolist()):
+                self.dense_conf[b].append((a, c, int(t), pos))
+        self.pending = []
+
+
+def _queue_top2(units: Units, fetch: Fetch | None, logits: torch.Tensor, where: list) -> None:
+    p1, p2, top = _top2(logits)
+    handle_fetch = fetch if fetch is not None else Fetch()
+    handle = handle_fetch.add(torch.stack([p1.to(torch.float64), p2.to(torch.float64), top.to(torch.float64)]))
+    units.pending.append((handle, where))
+    if fetch is None:
+        handle_fetch.run()
+        units.resolve(handle_fetch)
 
 
 def compared_units(lm: LoadedModel, enc: Encoded, out: torch.Tensor, settings: ScoreSettings,
-                   keys: list) -> Units:
-    """Step: the units compared under sampling, and the dense confidences at the inputs' compared positions."""
+                   keys: list, fetch: Fetch | None = None) -> Units:
+    """Step: the units compared under sampling, and the dense confidences at the inputs' compared positions
+    (queued with ``fetch`` when given, and read by ``units.resolve(fetch)`` after it runs; else read now)."""
     from ..sampling.downstream import positions_in
     B = enc.input_ids.shape[0]
     mlm = lm.has_mlm_head
@@ -467,9 +535,9 @@ def compared_units(lm: LoadedModel, enc: Encoded, out: torch.Tensor, settings: S
         at_b.extend([b] * len(where))
         at_pos.extend(where)
     if at_b:      # the dense top-2 of all compared positions at once: one transfer for the batch
-        p1, p2, top = _top2(out[torch.tensor(at_b, device=out.device), torch.tensor(at_pos, device=out.device)])
-        for b, pos, a, c, t in zip(at_b, at_pos, p1.tolist(), p2.tolist(), top.tolist()):
-            u.dense_conf[b].append((a, c, t, pos))
+        dev = out.device
+        _queue_top2(u, fetch, out[to_device(torch.tensor(at_b), dev), to_device(torch.tensor(at_pos), dev)],
+                    list(zip(at_b, at_pos)))
     return u
 
 
@@ -477,25 +545,28 @@ def _pad_id(tok) -> int:
     return tok.pad_token_id if tok.pad_token_id is not None else 0
 
 
-def variant_pass(lm: LoadedModel, enc: Encoded, units: Units) -> torch.Tensor | None:
-    """Step: one dense pass of the masked variants (None when there are none); adds their confidences."""
+def variant_pass(lm: LoadedModel, enc: Encoded, units: Units, fetch: Fetch | None = None) -> torch.Tensor | None:
+    """Step: one dense pass of the masked variants (None when there are none); adds their confidences
+    (queued with ``fetch`` when given, as in :func:`compared_units`)."""
     if not units.variants:
         return None
     tok = lm.tokenizer
     venc = _stack([(v, ty, t, False) for (_, _, v, ty, t) in units.variants], _pad_id(tok),
                   enc.token_type_ids is not None)
     venc.special = _special(tok, venc)
-    vout = model_output(lm, forward(lm, venc), venc).to(torch.float32)
+    denc = on_device(venc, lm.device)
+    vout = model_output(lm, forward(lm, denc), denc).to(torch.float32)
     pos = [v[1] for v in units.variants]
-    p1, p2, top = _top2(vout[torch.arange(len(pos), device=vout.device), torch.tensor(pos, device=vout.device)])
-    for (b, ps, _, _, _), a, c, t in zip(units.variants, p1.tolist(), p2.tolist(), top.tolist()):
-        units.dense_conf[b].append((a, c, t, ps))
+    dev = vout.device
+    _queue_top2(units, fetch, vout[torch.arange(len(pos), device=dev), to_device(torch.tensor(pos), dev)],
+                [(b, ps) for (b, ps, _, _, _) in units.variants])
     return vout
 
 
 def sampled_units(lm: LoadedModel, enc: Encoded, out: torch.Tensor, vout: torch.Tensor | None, units: Units,
-                  settings: ScoreSettings, max_rows: int | None, cells: int | None):
-    """Step: the S sampled passes of the units against their dense outputs (:func:`sampled_effect`)."""
+                  settings: ScoreSettings, max_rows: int | None, cells: int | None, fetch: Fetch | None = None):
+    """Step: the S sampled passes of the units against their dense outputs (:func:`sampled_effect`). With
+    ``fetch``: queued, returns ``finish()`` (see :func:`queue_sampled_effect`); without: the effect."""
     tok = lm.tokenizer
     uenc = _stack(units.rows, _pad_id(tok), enc.token_type_ids is not None)
     uenc.special = _special(tok, uenc)
@@ -509,8 +580,14 @@ def sampled_units(lm: LoadedModel, enc: Encoded, out: torch.Tensor, vout: torch.
         if row.shape[0] >= n_u:
             return row[:n_u]
         return torch.cat([row, row.new_zeros((n_u - row.shape[0], row.shape[1]))])
-    dense_u = torch.stack([dense_row(k_, i) for k_, i in units.dense_at])
-    return sampled_effect(lm, uenc, dense_u, settings, units.keys, max_rows, cells)
+    B = out.shape[0]
+    if units.dense_at == [("orig", b) for b in range(B)] and (not mlm or out.shape[1] == n_u):
+        dense_u = out                     # every unit is its input, in order: the dense output as it is
+    else:
+        dense_u = torch.stack([dense_row(k_, i) for k_, i in units.dense_at])
+    if fetch is None:
+        return sampled_effect(lm, uenc, dense_u, settings, units.keys, max_rows, cells)
+    return queue_sampled_effect(lm, uenc, dense_u, settings, units.keys, fetch, max_rows, cells)
 
 
 def assemble(lm: LoadedModel, enc: Encoded, units: Units, res, conc: np.ndarray, eff: np.ndarray, keys: list,
