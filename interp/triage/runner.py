@@ -450,16 +450,16 @@ def score_step(lm: LoadedModel, batch: list[dict], settings: S.ScoreSettings, ma
 
 def start_step(lm: LoadedModel, batch: list[dict], settings: S.ScoreSettings, max_rows: int | None,
                cells: int = PASS_CELLS) -> Callable[[], None]:
-    """:func:`score_step` in two halves: queue the batch's device work now (``scores.queue_batch``) and return
+    """:func:`score_step` in two halves: queue the batch's device work now (``scores.score_batch(..., defer=True)``) and return
     ``finish()``, which reads the results and updates the rows. Whichever half raises, the batch is scored
     again one input at a time (in ``finish``), so that only the inputs that fail are marked failed."""
     texts = [r["text"] for r in batch]
     try:
-        fin = S.queue_batch(lm, texts, settings, None,
+        fin = S.score_batch(lm, texts, settings, None,
                             [r.get("_prediction_raw") for r in batch], [r.get("_label_raw") for r in batch],
-                            max_rows=max_rows, enc=encode_rows(lm, batch), cells=cells)
+                            max_rows=max_rows, enc=encode_rows(lm, batch), cells=cells, defer=True)
     except Exception as err:  # isolate the inputs that fail
-        return lambda: _split_or_fail(lm, batch, settings, max_rows, cells, err)
+        return lambda e=err: _split_or_fail(lm, batch, settings, max_rows, cells, e)
 
     def finish() -> None:
         try:

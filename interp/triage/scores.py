@@ -411,7 +411,7 @@ def queue_sampled_effect(lm: LoadedModel, enc: Encoded, dense: torch.Tensor, set
 
 def score_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys: list[str] | None = None,
                 predictions: list | None = None, labels: list | None = None, max_rows: int | None = None,
-                enc: Encoded | None = None, cells: int | None = None) -> list[Scored]:
+                enc: Encoded | None = None, cells: int | None = None, defer: bool = False):
     """Score cleaned, non-empty texts (see the module docstring). The result of each input does not depend on
     the other inputs of the batch (seeds derive from ``keys``, default :func:`example_key` of the token ids).
 
@@ -422,8 +422,10 @@ def score_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys
     per input). The device work of all the steps is queued first and every number the host needs leaves the
     device in one transfer (:class:`~interp.sampling.transfer.Fetch`). ``enc``: the batch already encoded
     (``trace.encode`` of ``texts``). The optional scores of the registry are computed by the caller
-    (``runner.score_step``)."""
-    return queue_batch(lm, texts, settings, keys, predictions, labels, max_rows, enc, cells)()
+    (``runner.score_step``). ``defer``: return ``finish()`` instead (see :func:`queue_batch`): the device work
+    is queued, the rows are built when it is called."""
+    finish = queue_batch(lm, texts, settings, keys, predictions, labels, max_rows, enc, cells)
+    return finish if defer else finish()
 
 
 def queue_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys: list[str] | None = None,
