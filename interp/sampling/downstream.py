@@ -93,7 +93,7 @@ class SamplingPlan(AttentionPlan):
         head_on = self._head_on(tuple(heads), H, query.device)
         w = est if len(heads) == H else torch.where(head_on[None, None, :, None, None], est, p)
         qmask = self._qmask(n, query.device)                                          # B×n
-        tv = 0.5 * (est - p).abs().sum(-1)                                            # R×B×H×n
+        tv = 0.5 * torch.sub(est, p).abs_().sum(-1)                                   # R×B×H×n
         tv = (tv * qmask[None, :, None, :]).sum(-1).sum(0)                             # B×H (sum)
         tv = tv.masked_fill(~head_on[None, :], float("nan"))
         self.tv_sum[layer] = self.tv_sum.get(layer, 0) + tv                           # stays on the device
@@ -353,7 +353,9 @@ def queue_sampled_passes(lm: LoadedModel, enc: Encoded, scheme: str, k: int, h: 
         dj, sj = d[ex, at], sampled[:, ex, at]                                           # P×V, S×P×V
         lp = torch.log_softmax(dj, -1).double()
         lq = torch.log_softmax(sj, -1).double()
-        kl = (lp.exp()[None] * (lp[None] - lq)).sum(-1)                                 # S × P
+        # Σ_v p_v (lp_v − lq_v), in place in lq's buffer (S × P × V float64, the largest tensor here): the same
+        # products and the same sum as p·(lp − lq) (floating-point multiplication commutes exactly)
+        kl = torch.sub(lp[None], lq, out=lq).mul_(lp.exp()[None]).sum(-1)              # S × P
         top = dj.argmax(-1)                                                              # P
         at_top = torch.gather(sj, -1, top[None, :, None].expand(seeds, -1, 1))
         rank = (sj > at_top).sum(-1).to(torch.float64)                                   # S × P

@@ -167,8 +167,8 @@ def inverse_cdf_keys_major(wt: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     cdf = cdf_t.movedim(0, -1).contiguous()                                       # lead × n
     u = u.expand(*lead, u.shape[-1])
     idx = torch.searchsorted(cdf, u * cdf[..., -1:], right=True)
-    pos = torch.arange(n, device=wt.device, dtype=torch.int64).reshape(n, *([1] * len(lead)))
-    last = torch.where(wt > 0, pos, 0).amax(dim=0)[..., None]                     # lead × 1
+    pos = torch.arange(n, device=wt.device, dtype=torch.int32).reshape(n, *([1] * len(lead)))
+    last = torch.where(wt > 0, pos, 0).amax(dim=0)[..., None]                     # lead × 1 (int32: n < 2³¹)
     return torch.minimum(idx, last)
 
 
