@@ -69,6 +69,7 @@ def test_keys_major_cdf_does_not_depend_on_the_padded_width():
     u = torch.rand((5, 32), generator=g)
     wide = torch.cat([w, torch.zeros(5, 11)], -1)
     assert torch.equal(inverse_cdf(w, u), inverse_cdf(wide, u))
+    assert torch.equal(inverse_cdf_keys_major(keys_major(wide), u), inverse_cdf(w, u))
 
 
 def test_one_transfer_returns_every_tensor_exactly():

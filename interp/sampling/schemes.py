@@ -20,7 +20,12 @@ over the valid keys 𝒱_i, o_i = Σ_j P_ij v_j. Each scheme returns weights P̂
 * ``null``  mean of V: P̂_ij = 1/n_v. The baseline every scheme must beat.
 
 All draws of all S seeds are made at once by inverse-CDF (cumsum + searchsorted(right=True)) in float32, which
-never picks a zero-probability key (padded keys have probability zero). Uniforms come from the counter-based
+never picks a zero-probability key (padded keys have probability zero). On a GPU the cumulative sum runs
+keys-major (down columns, one sequential scan per row: :func:`inverse_cdf_keys_major`), which is many times
+faster there than the parallel last-axis scan for rows of a few dozen keys; on the CPU the two are the same
+sequential loop and give the same bits. A GPU draw can therefore differ from what the former last-axis GPU
+scan gave, by one key, only when u·total falls exactly on a CDF step that the two summation orders round
+differently (a tie case of float32 rounding). Uniforms come from the counter-based
 stream of each (example, layer, replicate) (see ``seeds.py``), drawn on the device for the whole batch at once
 and keyed by (head, query, draw), so results do not depend on batch size or padding.
 
@@ -147,7 +152,20 @@ def inverse_cdf(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """Indices drawn ∝ ``weights`` (…×n, non-negative) for uniforms ``u`` (…×k): searchsorted(cumsum, u·total,
     right=True). A zero-weight key is never returned (the clamp goes to the last positive key)."""
     lead = torch.broadcast_shapes(weights.shape[:-1], u.shape[:-1])
-    return inverse_cdf_keys_major(keys_major(weights, lead), u)
+    if weights.device.type == "cuda":
+        return inverse_cdf_keys_major(keys_major(weights, lead), u)
+    return _inverse_cdf_last_axis(weights, u, lead)
+
+
+def _inverse_cdf_last_axis(weights: torch.Tensor, u: torch.Tensor, lead) -> torch.Tensor:
+    """:func:`inverse_cdf` with the cumulative sum over the last axis: the CPU path (where a contiguous row
+    scan is fastest and gives the same bits as the keys-major scan: the same sequential loop)."""
+    w = weights.to(torch.float32).expand(*lead, weights.shape[-1]).contiguous()
+    cdf = torch.cumsum(w, dim=-1)
+    idx = torch.searchsorted(cdf, u.expand(*lead, u.shape[-1]) * cdf[..., -1:], right=True)
+    pos = torch.arange(w.shape[-1], device=w.device, dtype=torch.int32)
+    last = torch.where(w > 0, pos, 0).amax(dim=-1, keepdim=True)
+    return torch.minimum(idx, last)
 
 
 def inverse_cdf_keys_major(wt: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -210,9 +228,12 @@ def _valid(inp: SchemeInput) -> torch.Tensor:
 def monte_carlo(inp: SchemeInput) -> SchemeOutput:
     """A: k i.i.d. keys from the softmax row; P̂_ij = count_j/k (unbiased)."""
     S, B, H, n = inp.shape
-    wt = torch.empty((n, S, B, H, n), dtype=torch.float32, device=inp.probs.device)   # keys-major P·valid
-    torch.mul(inp.probs.movedim(-1, 0).expand(wt.shape), inp.valid.movedim(-1, 0).expand(wt.shape), out=wt)
-    idx = inverse_cdf_keys_major(wt, uniforms(inp, inp.k))
+    if inp.probs.device.type == "cuda":          # keys-major P·valid, written so by the product itself
+        wt = torch.empty((n, S, B, H, n), dtype=torch.float32, device=inp.probs.device)
+        torch.mul(inp.probs.movedim(-1, 0).expand(wt.shape), inp.valid.movedim(-1, 0).expand(wt.shape), out=wt)
+        idx = inverse_cdf_keys_major(wt, uniforms(inp, inp.k))
+    else:
+        idx = inverse_cdf(inp.probs * _valid(inp), uniforms(inp, inp.k))
     c = counts_of(idx, n)
     ess = torch.full(c.shape[:-1], float(inp.k), device=c.device)
     return SchemeOutput(c / inp.k, c > 0, ess)
