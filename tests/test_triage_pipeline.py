@@ -232,3 +232,34 @@ def test_an_input_failing_after_its_work_was_queued_is_isolated(tmp_path, folder
     df = pq.read_table(tmp_path / "o" / "results.parquet").to_pandas().set_index("line")
     assert (s["analysed"], s["failed"]) == (3, 1)
     assert df.loc[2, "reason"] == "RuntimeError: boom while reading results"
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "distilbert", "albert", "electra", "modernbert"])  # DeBERTa refuses plans
+def test_the_head_at_the_compared_positions_gives_the_full_heads_scores(family, monkeypatch):
+    """The GPU path (the MLM head applied only where outputs are compared) forced on the CPU: every score
+    equals the full-head path's to float32 rounding (a product over fewer rows may round differently)."""
+    from interp.sampling import downstream as D
+    try:
+        lm = loaded(family)
+    except Exception as err:                                   # a family this transformers cannot build
+        pytest.skip(f"{family}: {err}")
+    if not lm.has_mlm_head:
+        pytest.skip("no MLM head")
+    texts = ["the cat sat on the [MASK] .", "a b c d e f", "the [MASK] is [MASK] here", "x y"]
+    settings = [ScoreSettings(k=4, seeds=2), ScoreSettings(k=4, seeds=2, mask_policy="mask-each", mask_cap=3)]
+    monkeypatch.setattr(D, "HEAD_AT_POSITIONS", "never")
+    full = [S.score_batch(lm, texts, st) for st in settings]
+    eff_full = D.downstream_effect(lm, encode(lm, texts), "A", 4, 2, 3, max_rows=4)
+    monkeypatch.setattr(D, "HEAD_AT_POSITIONS", "always")
+    assert D.head_at_positions(lm)
+    part = [S.score_batch(lm, texts, st) for st in settings]
+    eff_part = D.downstream_effect(lm, encode(lm, texts), "A", 4, 2, 3, max_rows=4)
+    for rows_a, rows_b in zip(full, part):
+        for a, b in zip(rows_a, rows_b):
+            assert (a.mode, a.n_targets, a.dense_top1, a.query, a.worst_layer, a.worst_head) == \
+                (b.mode, b.n_targets, b.dense_top1, b.query, b.worst_layer, b.worst_head)
+            for name in ("confidence", "margin", "flip_rate", "kl", "kl_max", "top1_agreement", "worst_tv",
+                         "eff_experts"):
+                np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-5, atol=1e-6, err_msg=name)
+    for name in ("top1_agreement", "flip_rate", "kl_mean", "kl_max", "rank_mean", "rank_max"):
+        np.testing.assert_allclose(getattr(eff_part, name), getattr(eff_full, name), rtol=1e-5, atol=1e-6)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..attention import AttentionPlan
+from ..attention import AttentionPlan, attention_plan
 from ..loader import LoadedModel
 from ..trace import Encoded, forward, model_output
 from . import seeds as seeding
@@ -244,7 +244,48 @@ def positions_in(ids: list[int], special: list[bool], mask_id: int | None) -> tu
     return (plain, "non-special") if plain else (list(range(n)), "non-special")
 
 
-def _run(lm: LoadedModel, enc: Encoded, plan: AttentionPlan | None) -> torch.Tensor:
+# Where the MLM head is applied only at the compared positions rather than at every position of every pass:
+# "cuda" (on a GPU), "always" or "never". Only the compared positions' logits are ever read, and the head
+# (d → vocabulary) is about half of a small encoder's work per token, so on a GPU the passes then cost less
+# than the model's plain forward passes. The logits at a position are the same function of its last hidden
+# state either way; a matrix product over fewer rows may round differently in the last bit on a GPU. The CPU
+# keeps the full head ("cuda"), so its numbers are unchanged.
+HEAD_AT_POSITIONS = "cuda"
+
+
+def head_at_positions(lm: LoadedModel) -> bool:
+    """True when ``lm``'s passes return last hidden states and the MLM head is applied at the compared
+    positions only (see :data:`HEAD_AT_POSITIONS`)."""
+    if not lm.has_mlm_head or getattr(lm.adapter, "base", None) is None:
+        return False
+    return HEAD_AT_POSITIONS == "always" or (HEAD_AT_POSITIONS == "cuda" and torch.device(lm.device).type == "cuda")
+
+
+def last_hidden(lm: LoadedModel, enc: Encoded, plan: AttentionPlan | None = None) -> torch.Tensor:
+    """The model's last hidden state (B × n × d, the input of its MLM head): its base model run on ``enc``
+    under ``plan`` (the same modules and attention function as :func:`interp.trace.forward`, without the head)."""
+    if plan is not None and not lm.adapter.attention_via_interface:
+        raise ValueError(lm.adapter.no_plan_reason)
+    dev = lm.device
+    kwargs = dict(input_ids=enc.input_ids.to(dev), attention_mask=enc.attention_mask.to(dev))
+    if enc.token_type_ids is not None:
+        kwargs["token_type_ids"] = enc.token_type_ids.to(dev)
+    with torch.no_grad(), attention_plan(plan):
+        return lm.adapter.base(**kwargs).last_hidden_state
+
+
+def logits_at(lm: LoadedModel, x: torch.Tensor, hidden: bool) -> torch.Tensor:
+    """MLM logits (… × V, float32) of gathered rows ``x``: ``x`` itself when it holds logits, the model's head
+    applied to it when it holds last hidden states (``hidden``)."""
+    if not hidden:
+        return x
+    with torch.no_grad():
+        return lm.adapter.mlm_logits(x.to(lm.dtype)).to(torch.float32)
+
+
+def _run(lm: LoadedModel, enc: Encoded, plan: AttentionPlan | None, hidden: bool = False) -> torch.Tensor:
+    if hidden:
+        return last_hidden(lm, enc, plan)
     return model_output(lm, forward(lm, enc, plan), enc).to(torch.float32)
 
 
@@ -279,8 +320,9 @@ def sampled_passes(lm: LoadedModel, enc: Encoded, scheme: str, k: int, h: int, m
     """The one implementation of the sampled forward passes and their comparison with the dense output, used
     by :func:`downstream_effect` and by the triage scores.
 
-    ``dense``: the dense output of ``enc`` (B × n × V logits, or B × d pooled without an MLM head) when the
-    caller has it already; None: one dense pass is run per group of examples. Examples are processed in groups
+    ``dense``: the dense output of ``enc`` (B × n × V logits, or B × d pooled without an MLM head; B × n × d
+    last hidden states when :func:`head_at_positions`) when the caller has it already; None: one dense pass is
+    run per group of examples. Examples are processed in groups
     and replicates batched so that a pass has at most :func:`pass_rows` rows; replicate s of example b at
     layer l draws from the stream of (seed, key b, l, s), so the result does not depend on the grouping.
     ``positions[b]``: where example b's MLM output is compared (default :func:`compare_positions`).
@@ -308,6 +350,7 @@ def queue_sampled_passes(lm: LoadedModel, enc: Encoded, scheme: str, k: int, h: 
     if mlm and positions is None:
         positions = [p[0] for p in all_compare_positions(lm, enc)]
     dev = lm.device
+    hid = head_at_positions(lm)          # passes return last hidden states; the head runs at compared positions
     cap = pass_rows(enc.input_ids.shape[1], max_rows, cells)
     per = max(1, min(B, cap))
     groups = []                 # (rows, tv layers, tv handle, kind, handles)
@@ -316,7 +359,7 @@ def queue_sampled_passes(lm: LoadedModel, enc: Encoded, scheme: str, k: int, h: 
         whole = len(rows) == B
         sub = on_device(enc if whole else subset(enc, rows), dev)
         if dense is None:
-            d = _run(lm, sub, None)
+            d = _run(lm, sub, None, hid)
         else:
             d = (dense if whole else dense[to_device(torch.tensor(rows, dtype=torch.long), dense.device)]
                  ).to(torch.float32)
@@ -326,7 +369,7 @@ def queue_sampled_passes(lm: LoadedModel, enc: Encoded, scheme: str, k: int, h: 
             reps = list(range(r0, min(seeds, r0 + per_pass)))
             plan = SamplingPlan(lm.adapter.layer_of, scheme, k, h, m, seed, [example_keys[b] for b in rows],
                                 [lengths[b] for b in rows], reps, targets)
-            out = _run(lm, replicate(sub, len(reps)), plan)
+            out = _run(lm, replicate(sub, len(reps)), plan, hid)
             outs.append(out.reshape(len(reps), len(rows), *out.shape[1:]))
             for l, t in plan.tv_sum.items():
                 tv_sum[l] = tv_sum.get(l, 0) + t
@@ -350,7 +393,7 @@ def queue_sampled_passes(lm: LoadedModel, enc: Encoded, scheme: str, k: int, h: 
         ddev = d.device
         ex = to_device(torch.tensor(owner, dtype=torch.long), ddev)                      # P
         at = to_device(torch.tensor([p_ for b in rows for p_ in positions[b]], dtype=torch.long), ddev)
-        dj, sj = d[ex, at], sampled[:, ex, at]                                           # P×V, S×P×V
+        dj, sj = logits_at(lm, d[ex, at], hid), logits_at(lm, sampled[:, ex, at], hid)    # P×V, S×P×V
         lp = torch.log_softmax(dj, -1).double()
         lq = torch.log_softmax(sj, -1).double()
         # Σ_v p_v (lp_v − lq_v), in place in lq's buffer (S × P × V float64, the largest tensor here): the same

@@ -33,7 +33,7 @@ import torch
 from ..attention import AttentionPlan
 from ..decompose import effective_experts
 from ..loader import LoadedModel
-from ..sampling.downstream import on_device
+from ..sampling.downstream import head_at_positions, last_hidden, logits_at, on_device
 from ..sampling.seeds import content_key
 from ..sampling.transfer import Fetch, to_device
 from ..trace import Encoded, encode, forward, model_output
@@ -128,18 +128,19 @@ def concentration(lm: LoadedModel, enc: Encoded) -> tuple[np.ndarray, np.ndarray
 
 def queue_concentration(lm: LoadedModel, enc: Encoded, fetch: Fetch) -> tuple[int, torch.Tensor]:
     """:func:`concentration` queued on the device: (the ``fetch`` handle of the 2 × B × L·H (c, e) array, the
-    model output, still on the device)."""
+    model output, still on the device; its last hidden states when ``downstream.head_at_positions``)."""
     real = enc.attention_mask.bool()
     qmask = real & ~enc.special
     empty = ~qmask.any(1)
     qmask[empty] = real[empty]
     plan = _ConcentrationPlan(lm.adapter.layer_of, enc.attention_mask.sum(1), qmask)
     denc = on_device(enc, lm.device)
-    out = forward(lm, denc, plan)
+    hid = head_at_positions(lm)
+    out = last_hidden(lm, denc, plan) if hid else forward(lm, denc, plan)
     L = lm.n_layers
     both = torch.stack([torch.stack([plan.conc[l] for l in range(L)], 1).flatten(1),
                         torch.stack([plan.eff[l] for l in range(L)], 1).flatten(1)])
-    return fetch.add(both), model_output(lm, out, denc)
+    return fetch.add(both), (out if hid else model_output(lm, out, denc))
 
 
 class ConcentrationNorm:
@@ -538,7 +539,8 @@ def compared_units(lm: LoadedModel, enc: Encoded, out: torch.Tensor, settings: S
         at_pos.extend(where)
     if at_b:      # the dense top-2 of all compared positions at once: one transfer for the batch
         dev = out.device
-        _queue_top2(u, fetch, out[to_device(torch.tensor(at_b), dev), to_device(torch.tensor(at_pos), dev)],
+        _queue_top2(u, fetch, logits_at(lm, out[to_device(torch.tensor(at_b), dev),
+                                               to_device(torch.tensor(at_pos), dev)], head_at_positions(lm)),
                     list(zip(at_b, at_pos)))
     return u
 
@@ -557,10 +559,12 @@ def variant_pass(lm: LoadedModel, enc: Encoded, units: Units, fetch: Fetch | Non
                   enc.token_type_ids is not None)
     venc.special = _special(tok, venc)
     denc = on_device(venc, lm.device)
-    vout = model_output(lm, forward(lm, denc), denc).to(torch.float32)
+    hid = head_at_positions(lm)
+    vout = last_hidden(lm, denc) if hid else model_output(lm, forward(lm, denc), denc).to(torch.float32)
     pos = [v[1] for v in units.variants]
     dev = vout.device
-    _queue_top2(units, fetch, vout[torch.arange(len(pos), device=dev), to_device(torch.tensor(pos), dev)],
+    _queue_top2(units, fetch, logits_at(lm, vout[torch.arange(len(pos), device=dev),
+                                                 to_device(torch.tensor(pos), dev)], hid),
                 [(b, ps) for (b, ps, _, _, _) in units.variants])
     return vout
 
