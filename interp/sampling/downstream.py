@@ -256,7 +256,8 @@ HEAD_AT_POSITIONS = "cuda"
 def head_at_positions(lm: LoadedModel) -> bool:
     """True when ``lm``'s passes return last hidden states and the MLM head is applied at the compared
     positions only (see :data:`HEAD_AT_POSITIONS`)."""
-    if not lm.has_mlm_head or getattr(lm.adapter, "base", None) is None:
+    base = getattr(lm.adapter, "base", None)
+    if not lm.has_mlm_head or base is None or base is lm.model:    # no separate base model: the full head
         return False
     return HEAD_AT_POSITIONS == "always" or (HEAD_AT_POSITIONS == "cuda" and torch.device(lm.device).type == "cuda")
 
