@@ -574,8 +574,13 @@ def sampled_units(lm: LoadedModel, enc: Encoded, out: torch.Tensor, vout: torch.
     """Step: the S sampled passes of the units against their dense outputs (:func:`sampled_effect`). With
     ``fetch``: queued, returns ``finish()`` (see :func:`queue_sampled_effect`); without: the effect."""
     tok = lm.tokenizer
-    uenc = _stack(units.rows, _pad_id(tok), enc.token_type_ids is not None)
-    uenc.special = _special(tok, uenc)
+    B = out.shape[0]
+    as_is = units.dense_at == [("orig", b) for b in range(B)]
+    if as_is:                      # every unit is its input, in order: the batch itself (same ids, mask, flags)
+        uenc = enc
+    else:
+        uenc = _stack(units.rows, _pad_id(tok), enc.token_type_ids is not None)
+        uenc.special = _special(tok, uenc)
     n_u = uenc.input_ids.shape[1]
     mlm = lm.has_mlm_head
 
@@ -586,8 +591,7 @@ def sampled_units(lm: LoadedModel, enc: Encoded, out: torch.Tensor, vout: torch.
         if row.shape[0] >= n_u:
             return row[:n_u]
         return torch.cat([row, row.new_zeros((n_u - row.shape[0], row.shape[1]))])
-    B = out.shape[0]
-    if units.dense_at == [("orig", b) for b in range(B)] and (not mlm or out.shape[1] == n_u):
+    if as_is and (not mlm or out.shape[1] == n_u):
         dense_u = out                     # every unit is its input, in order: the dense output as it is
     else:
         dense_u = torch.stack([dense_row(k_, i) for k_, i in units.dense_at])
