@@ -263,3 +263,14 @@ def test_the_head_at_the_compared_positions_gives_the_full_heads_scores(family, 
                 np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-5, atol=1e-6, err_msg=name)
     for name in ("top1_agreement", "flip_rate", "kl_mean", "kl_max", "rank_mean", "rank_max"):
         np.testing.assert_allclose(getattr(eff_part, name), getattr(eff_full, name), rtol=1e-5, atol=1e-6)
+
+
+def test_stream_keys_of_all_layers_at_once_equal_the_per_layer_keys():
+    from interp.sampling import seeds as SD
+    bases = torch.tensor([SD.base_key(3, k) for k in ["a", "b", 7, ("x", 1)]], dtype=torch.int64)
+    reps = torch.tensor([0, 1, 2, 5], dtype=torch.int64)
+    layers = [0, 2, 3, 11, 1000]
+    together = SD.stream_keys_of_layers(bases, layers, reps)
+    for j, l in enumerate(layers):
+        assert torch.equal(together[j], SD.stream_keys(bases, l, reps))
+        assert together[j][1, 2].item() == SD.stream_key(3, 7, l, 1)

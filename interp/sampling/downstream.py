@@ -86,7 +86,9 @@ class SamplingPlan(AttentionPlan):
             self._bases = to_device(torch.tensor([seeding.base_key(self.seed, ex) for ex in self.example_keys],
                                                  dtype=torch.int64), query.device)
             self._reps = to_device(torch.tensor(list(self.replicates), dtype=torch.int64), query.device)
-        gens = seeding.Streams(seeding.stream_keys(self._bases, layer, self._reps))
+            layers = sorted(self.targets)       # every substituted layer's stream keys, made once per pass
+            self._keys = dict(zip(layers, seeding.stream_keys_of_layers(self._bases, layers, self._reps)))
+        gens = seeding.Streams(self._keys[layer])
         est = estimate(self.scheme, split(query), split(key), split(value), split(scores), split(probs), valid,
                        self.lengths, gens, self.k, self.h, self.m).weights          # R×B×H×n×n
         p = split(probs).to(torch.float32)

@@ -116,6 +116,16 @@ def stream_keys(bases: torch.Tensor, layer: int, replicates) -> torch.Tensor:
     return mix(bases[None, :] ^ salt[:, None])
 
 
+def stream_keys_of_layers(bases: torch.Tensor, layers, replicates: torch.Tensor) -> torch.Tensor:
+    """:func:`stream_keys` of several layers at once: L × R × B (the same integer operations element by element,
+    so the same bits; one set of kernel launches for the pass instead of one per layer)."""
+    reps = replicates.to(device=bases.device, dtype=torch.int64)
+    terms = torch.tensor([_i64(int(l) * (C_LAYER & _M64) + 1) for l in layers], dtype=torch.int64)
+    from .transfer import to_device
+    salt = mix(reps[None, :] * C_REPLICATE + to_device(terms, bases.device)[:, None])    # L × R (wraps mod 2⁶⁴)
+    return mix(bases[None, None, :] ^ salt[:, :, None])
+
+
 def stream_key(seed: int, example_key, layer: int, replicate: int) -> int:
     """The int64 key of one stream (Python ints; equal to :func:`stream_keys`)."""
     salt = mix_int((int(replicate) * (C_REPLICATE & _M64) + int(layer) * (C_LAYER & _M64) + 1) & _M64)
