@@ -119,6 +119,49 @@ def forward_passes(lm, batches: list[list[str]], seeds: int, sync) -> float:
     return time.perf_counter() - t
 
 
+def ops_per_batch(lm, texts: list[str], settings, seeds: int, max_rows) -> dict:
+    """Operator calls (each one a kernel launch or more on a GPU) and host–device waits of one triage scoring
+    batch (prepared rows → scored rows, ``runner.score_rows``) and of the plain forward passes of the same batch,
+    counted with torch.profiler. ``item`` counts ``.item()``/``.tolist()``-style scalar reads; on a GPU the CUDA
+    runtime's launches, synchronisations and copies are counted too."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from interp.triage import ColumnMapping
+    from interp.triage.readers import RawRecord
+    from interp.triage.runner import prepare_many, score_rows
+    cuda = lm.device.type == "cuda"
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    sync = (lambda: torch.cuda.synchronize()) if cuda else (lambda: None)
+
+    def rows():
+        return prepare_many([RawRecord(i, i + 1, {"text": t}) for i, t in enumerate(texts)], ColumnMapping("text"),
+                            lm, settings.mask_policy, "truncate")
+
+    def count(fn) -> dict:
+        fn()
+        sync()
+        with profile(activities=acts) as prof:
+            fn()
+            sync()
+        ev = {e.key: e.count for e in prof.key_averages()}
+        out = {"aten_ops": sum(c for k, c in ev.items() if k.startswith("aten::")),
+               "scalar_reads": ev.get("aten::_local_scalar_dense", 0)}
+        if cuda:
+            out["kernel_launches"] = sum(c for k, c in ev.items() if k in ("cudaLaunchKernel", "cuLaunchKernel",
+                                                                          "cudaLaunchKernelExC", "cuLaunchKernelEx"))
+            out["synchronisations"] = sum(c for k, c in ev.items() if k in (
+                "cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize"))
+            out["memcpy_calls"] = sum(c for k, c in ev.items() if k.startswith("cudaMemcpy"))
+        return out
+
+    def triage_batch():
+        todo = [r for r in rows() if r.get("text") is not None]
+        score_rows(lm, todo, settings, len(todo), max_rows)
+    return {"batch": len(texts), "triage": count(triage_batch),
+            "forward_passes": count(lambda: forward_passes(lm, [texts], seeds, sync))}
+
+
 def throughput(args) -> dict:
     import torch
 
@@ -183,6 +226,8 @@ def throughput(args) -> dict:
                 run_triage_with(r, w)
             run_forward(r)
     b = statistics.median(base)
+    ops = ops_per_batch(lm, batches[0], settings, args.seeds, args.max_rows)
+    log(f"one batch of {ops['batch']}: triage {ops['triage']}, forward passes {ops['forward_passes']}")
     target = 2000.0 if dev.type == "cuda" else 20.0
     runs = {}
     for w in workers:
@@ -209,6 +254,7 @@ def throughput(args) -> dict:
             "forward_seconds": round(b, 3), "forward_inputs_per_second": round(len(texts) / b, 1),
             "forward_rounds": [round(x, 3) for x in base], "forward_cpu_rounds": [round(x, 3) for x in base_cpu],
             "triage_by_workers": runs, "best_triage_inputs_per_second": best["triage_inputs_per_second"],
+            "ops_per_batch": ops,
             "overhead_target": 0.5, "inputs_per_second_target": target}
 
 

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..attention import AttentionPlan
+from ..attention import AttentionPlan, attention_plan
 from ..loader import LoadedModel
 from ..trace import Encoded, forward, model_output
 from . import seeds as seeding
 from .schemes import check_params, estimate
+from .transfer import Fetch, to_device
 
 
 def resolve_targets(n_layers: int, n_heads: int, layers=None, heads=None) -> dict[int, list[int]]:
@@ -82,17 +83,19 @@ class SamplingPlan(AttentionPlan):
         else:
             valid = split(key_valid.expand(R * B, *key_valid.shape[1:]))
         if self._bases is None or self._bases.device != query.device:
-            self._bases = torch.tensor([seeding.base_key(self.seed, ex) for ex in self.example_keys],
-                                       dtype=torch.int64, device=query.device)
-            self._reps = torch.tensor(list(self.replicates), dtype=torch.int64, device=query.device)
-        gens = seeding.Streams(seeding.stream_keys(self._bases, layer, self._reps))
+            self._bases = to_device(torch.tensor([seeding.base_key(self.seed, ex) for ex in self.example_keys],
+                                                 dtype=torch.int64), query.device)
+            self._reps = to_device(torch.tensor(list(self.replicates), dtype=torch.int64), query.device)
+            layers = sorted(self.targets)       # every substituted layer's stream keys, made once per pass
+            self._keys = dict(zip(layers, seeding.stream_keys_of_layers(self._bases, layers, self._reps)))
+        gens = seeding.Streams(self._keys[layer])
         est = estimate(self.scheme, split(query), split(key), split(value), split(scores), split(probs), valid,
                        self.lengths, gens, self.k, self.h, self.m).weights          # R×B×H×n×n
         p = split(probs).to(torch.float32)
         head_on = self._head_on(tuple(heads), H, query.device)
-        w = torch.where(head_on[None, None, :, None, None], est, p)
+        w = est if len(heads) == H else torch.where(head_on[None, None, :, None, None], est, p)
         qmask = self._qmask(n, query.device)                                          # B×n
-        tv = 0.5 * (est - p).abs().sum(-1)                                            # R×B×H×n
+        tv = 0.5 * torch.sub(est, p).abs_().sum(-1)                                   # R×B×H×n
         tv = (tv * qmask[None, :, None, :]).sum(-1).sum(0)                             # B×H (sum)
         tv = tv.masked_fill(~head_on[None, :], float("nan"))
         self.tv_sum[layer] = self.tv_sum.get(layer, 0) + tv                           # stays on the device
@@ -106,7 +109,7 @@ class SamplingPlan(AttentionPlan):
         if key not in cache:
             on = torch.zeros(H, dtype=torch.bool)
             on[list(heads)] = True
-            cache[key] = on.to(device)
+            cache[key] = to_device(on, device)
         return cache[key]
 
     def _qmask(self, n: int, device) -> torch.Tensor:
@@ -115,7 +118,7 @@ class SamplingPlan(AttentionPlan):
         key = (n, str(device))
         if key not in cache:
             lengths = torch.tensor(self.lengths)
-            cache[key] = (torch.arange(n)[None, :] < lengths[:, None]).to(torch.float32).to(device)
+            cache[key] = to_device((torch.arange(n)[None, :] < lengths[:, None]).to(torch.float32), device)
         return cache[key]
 
 
@@ -193,17 +196,28 @@ class DownstreamResult:
 
 def subset(enc: Encoded, rows: list[int]) -> Encoded:
     """Rows of an encoded batch (padding width kept)."""
-    idx = torch.tensor(rows, dtype=torch.long)
+    idx = to_device(torch.tensor(rows, dtype=torch.long), enc.input_ids.device)
     return Encoded(enc.input_ids[idx], enc.attention_mask[idx],
                    None if enc.token_type_ids is None else enc.token_type_ids[idx],
-                   [enc.tokens[i] for i in rows], enc.special[idx], [enc.notes[i] for i in rows],
-                   [enc.truncation[i] for i in rows])
+                   [enc.tokens[i] for i in rows], enc.special[to_device(idx, enc.special.device)],
+                   [enc.notes[i] for i in rows], [enc.truncation[i] for i in rows])
 
 
 def replicate(enc: Encoded, times: int) -> Encoded:
-    """The batch repeated ``times`` times, replicate-major."""
-    rows = [b for _ in range(times) for b in range(enc.input_ids.shape[0])]
-    return subset(enc, rows)
+    """The batch repeated ``times`` times, replicate-major (row r·B + b is example b)."""
+    if times == 1:
+        return enc
+    return Encoded(enc.input_ids.repeat(times, 1), enc.attention_mask.repeat(times, 1),
+                   None if enc.token_type_ids is None else enc.token_type_ids.repeat(times, 1),
+                   enc.tokens * times, enc.special.repeat(times, 1), enc.notes * times, enc.truncation * times)
+
+
+def on_device(enc: Encoded, device) -> Encoded:
+    """The model's inputs of ``enc`` on ``device``, copied without waiting (``transfer.to_device``); the forward
+    pass then finds them there and copies nothing (a plain copy would wait for the queued work)."""
+    return Encoded(to_device(enc.input_ids, device), to_device(enc.attention_mask, device),
+                   None if enc.token_type_ids is None else to_device(enc.token_type_ids, device), enc.tokens,
+                   enc.special, enc.notes, enc.truncation)
 
 
 def compare_positions(lm: LoadedModel, enc: Encoded, b: int) -> tuple[list[int], str]:
@@ -232,7 +246,49 @@ def positions_in(ids: list[int], special: list[bool], mask_id: int | None) -> tu
     return (plain, "non-special") if plain else (list(range(n)), "non-special")
 
 
-def _run(lm: LoadedModel, enc: Encoded, plan: AttentionPlan | None) -> torch.Tensor:
+# Where the MLM head is applied only at the compared positions rather than at every position of every pass:
+# "cuda" (on a GPU), "always" or "never". Only the compared positions' logits are ever read, and the head
+# (d → vocabulary) is about half of a small encoder's work per token, so on a GPU the passes then cost less
+# than the model's plain forward passes. The logits at a position are the same function of its last hidden
+# state either way; a matrix product over fewer rows may round differently in the last bit on a GPU. The CPU
+# keeps the full head ("cuda"), so its numbers are unchanged.
+HEAD_AT_POSITIONS = "cuda"
+
+
+def head_at_positions(lm: LoadedModel) -> bool:
+    """True when ``lm``'s passes return last hidden states and the MLM head is applied at the compared
+    positions only (see :data:`HEAD_AT_POSITIONS`)."""
+    base = getattr(lm.adapter, "base", None)
+    if not lm.has_mlm_head or base is None or base is lm.model:    # no separate base model: the full head
+        return False
+    return HEAD_AT_POSITIONS == "always" or (HEAD_AT_POSITIONS == "cuda" and torch.device(lm.device).type == "cuda")
+
+
+def last_hidden(lm: LoadedModel, enc: Encoded, plan: AttentionPlan | None = None) -> torch.Tensor:
+    """The model's last hidden state (B × n × d, the input of its MLM head): its base model run on ``enc``
+    under ``plan`` (the same modules and attention function as :func:`interp.trace.forward`, without the head)."""
+    if plan is not None and not lm.adapter.attention_via_interface:
+        raise ValueError(lm.adapter.no_plan_reason)
+    dev = lm.device
+    kwargs = dict(input_ids=enc.input_ids.to(dev), attention_mask=enc.attention_mask.to(dev))
+    if enc.token_type_ids is not None:
+        kwargs["token_type_ids"] = enc.token_type_ids.to(dev)
+    with torch.no_grad(), attention_plan(plan):
+        return lm.adapter.base(**kwargs).last_hidden_state
+
+
+def logits_at(lm: LoadedModel, x: torch.Tensor, hidden: bool) -> torch.Tensor:
+    """MLM logits (… × V, float32) of gathered rows ``x``: ``x`` itself when it holds logits, the model's head
+    applied to it when it holds last hidden states (``hidden``)."""
+    if not hidden:
+        return x
+    with torch.no_grad():
+        return lm.adapter.mlm_logits(x.to(lm.dtype)).to(torch.float32)
+
+
+def _run(lm: LoadedModel, enc: Encoded, plan: AttentionPlan | None, hidden: bool = False) -> torch.Tensor:
+    if hidden:
+        return last_hidden(lm, enc, plan)
     return model_output(lm, forward(lm, enc, plan), enc).to(torch.float32)
 
 
@@ -267,79 +323,120 @@ def sampled_passes(lm: LoadedModel, enc: Encoded, scheme: str, k: int, h: int, m
     """The one implementation of the sampled forward passes and their comparison with the dense output, used
     by :func:`downstream_effect` and by the triage scores.
 
-    ``dense``: the dense output of ``enc`` (B × n × V logits, or B × d pooled without an MLM head) when the
-    caller has it already; None: one dense pass is run per group of examples. Examples are processed in groups
+    ``dense``: the dense output of ``enc`` (B × n × V logits, or B × d pooled without an MLM head; B × n × d
+    last hidden states when :func:`head_at_positions`) when the caller has it already; None: one dense pass is
+    run per group of examples. Examples are processed in groups
     and replicates batched so that a pass has at most :func:`pass_rows` rows; replicate s of example b at
     layer l draws from the stream of (seed, key b, l, s), so the result does not depend on the grouping.
-    ``positions[b]``: where example b's MLM output is compared (default :func:`compare_positions`)."""
+    ``positions[b]``: where example b's MLM output is compared (default :func:`compare_positions`).
+    The device work of every group is queued first and its results leave the device in one transfer
+    (:func:`queue_sampled_passes`)."""
+    fetch = Fetch()
+    finish = queue_sampled_passes(lm, enc, scheme, k, h, m, seeds, seed, example_keys, targets, fetch, dense,
+                                  max_rows, cells, positions)
+    fetch.run()
+    return finish()
+
+
+def queue_sampled_passes(lm: LoadedModel, enc: Encoded, scheme: str, k: int, h: int, m: int, seeds: int,
+                         seed: int, example_keys: list, targets: dict[int, list[int]], fetch: Fetch,
+                         dense: torch.Tensor | None = None, max_rows: int = 64, cells: int | None = None,
+                         positions: list[list[int]] | None = None):
+    """:func:`sampled_passes` in two halves: queue the passes and the comparisons on the device, registering
+    the per-example results with ``fetch``; returns ``finish()``, which builds the :class:`PassEffect` once
+    ``fetch`` has run. No step waits for the device (no ``.cpu()``/``.item()``/blocking copy), so a caller can
+    queue other work and move everything in one transfer."""
     B = enc.input_ids.shape[0]
     L, H = lm.n_layers, lm.n_heads
     lengths = [int(x) for x in enc.attention_mask.sum(1).tolist()]
     mlm = lm.has_mlm_head
     if mlm and positions is None:
         positions = [p[0] for p in all_compare_positions(lm, enc)]
-    nan = np.full(B, np.nan)
-    agree, flip, klm, klx, rkm, rkx, cosm, cosn = (nan.copy() for _ in range(8))
-    head_tv = np.full((B, L, H), np.nan)
+    dev = lm.device
+    hid = head_at_positions(lm)          # passes return last hidden states; the head runs at compared positions
     cap = pass_rows(enc.input_ids.shape[1], max_rows, cells)
     per = max(1, min(B, cap))
+    groups = []                 # (rows, tv layers, tv handle, kind, handles)
     for start in range(0, B, per):
         rows = list(range(start, min(B, start + per)))
-        sub = subset(enc, rows)
-        d = _run(lm, sub, None) if dense is None else dense[rows].to(torch.float32)
+        whole = len(rows) == B
+        sub = on_device(enc if whole else subset(enc, rows), dev)
+        if dense is None:
+            d = _run(lm, sub, None, hid)
+        else:
+            d = (dense if whole else dense[to_device(torch.tensor(rows, dtype=torch.long), dense.device)]
+                 ).to(torch.float32)
         per_pass = max(1, cap // len(rows))
         outs, tv_sum = [], {}
         for r0 in range(0, seeds, per_pass):
             reps = list(range(r0, min(seeds, r0 + per_pass)))
             plan = SamplingPlan(lm.adapter.layer_of, scheme, k, h, m, seed, [example_keys[b] for b in rows],
                                 [lengths[b] for b in rows], reps, targets)
-            out = _run(lm, replicate(sub, len(reps)), plan)
+            out = _run(lm, replicate(sub, len(reps)), plan, hid)
             outs.append(out.reshape(len(reps), len(rows), *out.shape[1:]))
             for l, t in plan.tv_sum.items():
                 tv_sum[l] = tv_sum.get(l, 0) + t
-        sampled = torch.cat(outs, 0)                                                  # S × b × …
-        norm = torch.tensor([seeds * lengths[b] for b in rows], dtype=torch.float64)[:, None]
+        sampled = outs[0] if len(outs) == 1 else torch.cat(outs, 0)                   # S × b × …
+        ls = list(tv_sum)
+        tv_handle = None
         if tv_sum:                             # every layer's TV sums leave the device at once
-            ls = list(tv_sum)
-            tvs = torch.stack([tv_sum[l] for l in ls]).cpu().to(torch.float64)
-            for j, l in enumerate(ls):
-                head_tv[rows, l] = (tvs[j] / norm).numpy()
+            norm = to_device(torch.tensor([seeds * lengths[b] for b in rows], dtype=torch.float64)[:, None],
+                             sampled.device)
+            tv_handle = fetch.add(torch.stack([tv_sum[l] for l in ls]).to(torch.float64) / norm)
         if not mlm:
             cos = torch.nn.functional.cosine_similarity(sampled, d[None], dim=-1)       # S × b
-            cosm[rows] = cos.mean(0).double().cpu().numpy()
-            cosn[rows] = cos.min(0).values.double().cpu().numpy()
+            groups.append((rows, ls, tv_handle, "pooled",
+                           (fetch.add(cos.mean(0).double()), fetch.add(cos.min(0).values.double()))))
             continue
         # every compared (example, position) of the group at once: P = Σ_b |positions[b]| rows
         owner = [j for j, b in enumerate(rows) for _ in positions[b]]
         if not owner:
+            groups.append((rows, ls, tv_handle, "none", ()))
             continue
-        dev = d.device
-        ex = torch.tensor(owner, dtype=torch.long, device=dev)                          # P
-        at = torch.tensor([p_ for b in rows for p_ in positions[b]], dtype=torch.long, device=dev)
-        dj, sj = d[ex, at], sampled[:, ex, at]                                           # P×V, S×P×V
+        ddev = d.device
+        ex = to_device(torch.tensor(owner, dtype=torch.long), ddev)                      # P
+        at = to_device(torch.tensor([p_ for b in rows for p_ in positions[b]], dtype=torch.long), ddev)
+        dj, sj = logits_at(lm, d[ex, at], hid), logits_at(lm, sampled[:, ex, at], hid)    # P×V, S×P×V
         lp = torch.log_softmax(dj, -1).double()
         lq = torch.log_softmax(sj, -1).double()
-        kl = (lp.exp()[None] * (lp[None] - lq)).sum(-1)                                 # S × P
+        # Σ_v p_v (lp_v − lq_v), in place in lq's buffer (S × P × V float64, the largest tensor here): the same
+        # products and the same sum as p·(lp − lq) (floating-point multiplication commutes exactly)
+        kl = torch.sub(lp[None], lq, out=lq).mul_(lp.exp()[None]).sum(-1)              # S × P
         top = dj.argmax(-1)                                                              # P
         at_top = torch.gather(sj, -1, top[None, :, None].expand(seeds, -1, 1))
         rank = (sj > at_top).sum(-1).to(torch.float64)                                   # S × P
         same = (sj.argmax(-1) == top[None]).to(torch.float64)                            # S × P
         G = len(rows)
-        cnt = torch.zeros(G, dtype=torch.float64, device=dev).index_add_(0, ex, torch.ones_like(top, dtype=torch.float64))
+        cnt = torch.zeros(G, dtype=torch.float64, device=ddev).index_add_(0, ex, torch.ones_like(top, dtype=torch.float64))
 
         def mean_of(x):                        # S × P → per example, mean over seeds and its positions
-            return torch.zeros(G, dtype=torch.float64, device=dev).index_add_(0, ex, x.sum(0)) / (seeds * cnt)
+            return torch.zeros(G, dtype=torch.float64, device=ddev).index_add_(0, ex, x.sum(0)) / (seeds * cnt)
 
         def max_of(x):
-            return torch.full((G,), -math.inf, dtype=torch.float64, device=dev).scatter_reduce_(
+            return torch.full((G,), -math.inf, dtype=torch.float64, device=ddev).scatter_reduce_(
                 0, ex, x.amax(0), "amax", include_self=True)
         flipped = (same < 1).any(0).to(torch.float64)                                    # P
-        stats = torch.stack([mean_of(same), torch.zeros(G, dtype=torch.float64, device=dev).index_add_(
-            0, ex, flipped) / cnt, mean_of(kl), max_of(kl), mean_of(rank), max_of(rank)]).cpu().numpy()
-        has = cnt.cpu().numpy() > 0
-        idx = np.asarray(rows)[has]
-        agree[idx], flip[idx], klm[idx], klx[idx], rkm[idx], rkx[idx] = (v[has] for v in stats)
-    return PassEffect(agree, flip, klm, klx, rkm, rkx, cosm, cosn, head_tv)
+        stats = torch.stack([mean_of(same), torch.zeros(G, dtype=torch.float64, device=ddev).index_add_(
+            0, ex, flipped) / cnt, mean_of(kl), max_of(kl), mean_of(rank), max_of(rank)])
+        groups.append((rows, ls, tv_handle, "mlm", (fetch.add(stats), fetch.add(cnt > 0))))
+
+    def finish() -> PassEffect:
+        nan = np.full(B, np.nan)
+        agree, flip, klm, klx, rkm, rkx, cosm, cosn = (nan.copy() for _ in range(8))
+        head_tv = np.full((B, L, H), np.nan)
+        for rows, ls, tv_handle, kind, handles in groups:
+            if tv_handle is not None:
+                tvs = fetch.get(tv_handle)
+                for j, l in enumerate(ls):
+                    head_tv[rows, l] = tvs[j]
+            if kind == "pooled":
+                cosm[rows], cosn[rows] = fetch.get(handles[0]), fetch.get(handles[1])
+            elif kind == "mlm":
+                stats, has = fetch.get(handles[0]), fetch.get(handles[1])
+                idx = np.asarray(rows)[has]
+                agree[idx], flip[idx], klm[idx], klx[idx], rkm[idx], rkx[idx] = (v[has] for v in stats)
+        return PassEffect(agree, flip, klm, klx, rkm, rkx, cosm, cosn, head_tv)
+    return finish
 
 
 def downstream_effect(lm: LoadedModel, enc: Encoded, scheme: str, k: int, seeds: int, seed: int,

@@ -20,7 +20,12 @@ over the valid keys 𝒱_i, o_i = Σ_j P_ij v_j. Each scheme returns weights P̂
 * ``null``  mean of V: P̂_ij = 1/n_v. The baseline every scheme must beat.
 
 All draws of all S seeds are made at once by inverse-CDF (cumsum + searchsorted(right=True)) in float32, which
-never picks a zero-probability key (padded keys have probability zero). Uniforms come from the counter-based
+never picks a zero-probability key (padded keys have probability zero). On a GPU the cumulative sum runs
+keys-major (down columns, one sequential scan per row: :func:`inverse_cdf_keys_major`), which is many times
+faster there than the parallel last-axis scan for rows of a few dozen keys; on the CPU the two are the same
+sequential loop and give the same bits. A GPU draw can therefore differ from what the former last-axis GPU
+scan gave, by one key, only when u·total falls exactly on a CDF step that the two summation orders round
+differently (a tie case of float32 rounding). Uniforms come from the counter-based
 stream of each (example, layer, replicate) (see ``seeds.py``), drawn on the device for the whole batch at once
 and keyed by (head, query, draw), so results do not depend on batch size or padding.
 
@@ -107,7 +112,8 @@ def dense_flops(n_q: int, n_v: int, d: int) -> float:
 def _lengths_on(lengths: tuple, device: torch.device) -> torch.Tensor:
     """The batch's lengths as a tensor on ``device``, made once per batch and device rather than once per layer
     (a host-to-device copy waits for the device's queued work)."""
-    return torch.tensor(lengths, dtype=torch.int64, device=device)
+    from .transfer import to_device
+    return to_device(torch.tensor(lengths, dtype=torch.int64), device)
 
 
 def uniforms(inp: SchemeInput, count: int) -> torch.Tensor:
@@ -117,8 +123,7 @@ def uniforms(inp: SchemeInput, count: int) -> torch.Tensor:
     S, B, H, n = inp.shape
     if seeding.is_streams(inp.gens):
         u = seeding.as_streams(inp.gens, inp.q.device).uniform(H, n, count)
-        real = torch.arange(n, device=u.device)[None, :] < _lengths_on(tuple(inp.lengths), u.device)[:, None]
-        return torch.where(real[None, :, None, :, None], u, torch.full_like(u, 0.5))
+        return torch.where(_real_queries(tuple(inp.lengths), n, u.device), u, 0.5)
     out = torch.full((S, B, H, n, count), 0.5, dtype=torch.float32)
     for s in range(S):
         for b in range(B):
@@ -127,18 +132,61 @@ def uniforms(inp: SchemeInput, count: int) -> torch.Tensor:
     return out.to(inp.q.device)
 
 
+@functools.lru_cache(maxsize=64)
+def _real_queries(lengths: tuple, n: int, device: torch.device) -> torch.Tensor:
+    """1×B×1×n×1 flags of the real query rows (made once per batch, width and device)."""
+    real = torch.arange(n, device=device)[None, :] < _lengths_on(lengths, device)[:, None]
+    return real[None, :, None, :, None]
+
+
+def keys_major(weights: torch.Tensor, lead: tuple | torch.Size | None = None) -> torch.Tensor:
+    """``weights`` (…×n, broadcast to ``lead``×n) as a contiguous float32 n×``lead`` tensor: the key axis first,
+    so that the cumulative sum over keys runs down columns (see :func:`inverse_cdf`)."""
+    lead = tuple(weights.shape[:-1]) if lead is None else tuple(lead)
+    out = torch.empty((weights.shape[-1], *lead), dtype=torch.float32, device=weights.device)
+    out.copy_(weights.movedim(-1, 0))
+    return out
+
+
 def inverse_cdf(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """Indices drawn ∝ ``weights`` (…×n, non-negative) for uniforms ``u`` (…×k): searchsorted(cumsum, u·total,
     right=True). A zero-weight key is never returned (the clamp goes to the last positive key)."""
-    weights = weights.to(torch.float32)
     lead = torch.broadcast_shapes(weights.shape[:-1], u.shape[:-1])
-    w = weights.expand(*lead, weights.shape[-1]).contiguous()
-    u = u.expand(*lead, u.shape[-1]).contiguous()
+    if weights.device.type == "cuda":
+        return inverse_cdf_keys_major(keys_major(weights, lead), u)
+    return _inverse_cdf_last_axis(weights, u, lead)
+
+
+def _inverse_cdf_last_axis(weights: torch.Tensor, u: torch.Tensor, lead) -> torch.Tensor:
+    """:func:`inverse_cdf` with the cumulative sum over the last axis: the CPU path (where a contiguous row
+    scan is fastest and gives the same bits as the keys-major scan: the same sequential loop)."""
+    w = weights.to(torch.float32).expand(*lead, weights.shape[-1]).contiguous()
     cdf = torch.cumsum(w, dim=-1)
+    idx = torch.searchsorted(cdf, u.expand(*lead, u.shape[-1]) * cdf[..., -1:], right=True)
+    pos = torch.arange(w.shape[-1], device=w.device, dtype=torch.int32)
+    last = torch.where(w > 0, pos, 0).amax(dim=-1, keepdim=True)
+    return torch.minimum(idx, last)
+
+
+def inverse_cdf_keys_major(wt: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """:func:`inverse_cdf` of weights given keys-major (``wt``: n × lead, contiguous float32, as
+    :func:`keys_major` makes them) for uniforms ``u`` (broadcastable to lead × k); returns lead × k indices.
+
+    The cumulative sum runs over the first (outer) axis: each row's partial sums are accumulated one key
+    after the other, left to right, as by a sum over the last axis (on the CPU the two are the same loop, so
+    the bits are the same; on a GPU the outer-axis scan is sequential per row while the last-axis scan is a
+    parallel tree, so a GPU draw sitting exactly on a CDF step can move by one key between the two; the
+    padded width never matters, trailing zeros adding nothing). The clamp to the last positive key only acts
+    when searchsorted returns n (u·total rounded up to the total): searchsorted(right=True) on a non-decreasing
+    CDF otherwise returns the first key whose CDF exceeds u·total, which has a positive weight."""
+    n = wt.shape[0]
+    lead = wt.shape[1:]
+    cdf_t = torch.cumsum(wt, dim=0)                                               # n × lead
+    cdf = cdf_t.movedim(0, -1).contiguous()                                       # lead × n
+    u = u.expand(*lead, u.shape[-1])
     idx = torch.searchsorted(cdf, u * cdf[..., -1:], right=True)
-    n = w.shape[-1]
-    pos = torch.arange(n, device=w.device)
-    last = torch.where(w > 0, pos, torch.zeros_like(pos)).amax(dim=-1, keepdim=True)
+    pos = torch.arange(n, device=wt.device, dtype=torch.int32).reshape(n, *([1] * len(lead)))
+    last = torch.where(wt > 0, pos, 0).amax(dim=0)[..., None]                     # lead × 1 (int32: n < 2³¹)
     return torch.minimum(idx, last)
 
 
@@ -179,9 +227,14 @@ def _valid(inp: SchemeInput) -> torch.Tensor:
 @register("A", flops=lambda n_q, n_v, d, k, h, m: 2.0 * n_q * n_v * d + 2.0 * n_q * k * d, needs_full_qk=True)
 def monte_carlo(inp: SchemeInput) -> SchemeOutput:
     """A: k i.i.d. keys from the softmax row; P̂_ij = count_j/k (unbiased)."""
-    probs = inp.probs * _valid(inp)
-    idx = inverse_cdf(probs, uniforms(inp, inp.k))
-    c = counts_of(idx, probs.shape[-1])
+    S, B, H, n = inp.shape
+    if inp.probs.device.type == "cuda":          # keys-major P·valid, written so by the product itself
+        wt = torch.empty((n, S, B, H, n), dtype=torch.float32, device=inp.probs.device)
+        torch.mul(inp.probs.movedim(-1, 0).expand(wt.shape), inp.valid.movedim(-1, 0).expand(wt.shape), out=wt)
+        idx = inverse_cdf_keys_major(wt, uniforms(inp, inp.k))
+    else:
+        idx = inverse_cdf(inp.probs * _valid(inp), uniforms(inp, inp.k))
+    c = counts_of(idx, n)
     ess = torch.full(c.shape[:-1], float(inp.k), device=c.device)
     return SchemeOutput(c / inp.k, c > 0, ess)
 

@@ -116,6 +116,16 @@ def stream_keys(bases: torch.Tensor, layer: int, replicates) -> torch.Tensor:
     return mix(bases[None, :] ^ salt[:, None])
 
 
+def stream_keys_of_layers(bases: torch.Tensor, layers, replicates: torch.Tensor) -> torch.Tensor:
+    """:func:`stream_keys` of several layers at once: L × R × B (the same integer operations element by element,
+    so the same bits; one set of kernel launches for the pass instead of one per layer)."""
+    reps = replicates.to(device=bases.device, dtype=torch.int64)
+    terms = torch.tensor([_i64(int(l) * (C_LAYER & _M64) + 1) for l in layers], dtype=torch.int64)
+    from .transfer import to_device
+    salt = mix(reps[None, :] * C_REPLICATE + to_device(terms, bases.device)[:, None])    # L × R (wraps mod 2⁶⁴)
+    return mix(bases[None, None, :] ^ salt[:, :, None])
+
+
 def stream_key(seed: int, example_key, layer: int, replicate: int) -> int:
     """The int64 key of one stream (Python ints; equal to :func:`stream_keys`)."""
     salt = mix_int((int(replicate) * (C_REPLICATE & _M64) + int(layer) * (C_LAYER & _M64) + 1) & _M64)
@@ -124,8 +134,22 @@ def stream_key(seed: int, example_key, layer: int, replicate: int) -> int:
 
 def _bits(streams: torch.Tensor, purpose: int, counters: torch.Tensor) -> torch.Tensor:
     """streams (… ) × counters (shape C) → (… , *C) int64 random bits."""
-    salted = mix(counters + _i64(purpose * (C_PURPOSE & _M64)))
-    return mix(streams.reshape(*streams.shape, *([1] * counters.dim())) ^ salted)
+    return _mix_streams(streams, _salt(counters, purpose))
+
+
+def _salt(counters: torch.Tensor, purpose: int) -> torch.Tensor:
+    return mix(counters + _i64(purpose * (C_PURPOSE & _M64)))
+
+
+def _mix_streams(streams: torch.Tensor, salted: torch.Tensor) -> torch.Tensor:
+    return mix(streams.reshape(*streams.shape, *([1] * salted.dim())) ^ salted)
+
+
+@functools.lru_cache(maxsize=64)
+def _salted(purpose: int, H: int, n: int, count: int, device: torch.device) -> torch.Tensor:
+    """mix(counter + purpose salt) of every (head, query, draw): the same for every stream, so made once per
+    shape and device rather than once per layer (a dozen kernel launches each time)."""
+    return _salt(_counters(H, n, count, device), purpose)
 
 
 def _counters(H: int, n: int, count: int, device) -> torch.Tensor:
@@ -141,16 +165,25 @@ def _unit(bits: torch.Tensor) -> torch.Tensor:
     return _srl(bits, 40).to(torch.float32) * (2.0 ** -24)
 
 
+def _device(t: torch.Tensor) -> torch.device:
+    d = t.device
+    return torch.device(d.type, torch.cuda.current_device()) if d.type == "cuda" and d.index is None else d
+
+
 def uniform(streams: torch.Tensor, H: int, n: int, count: int) -> torch.Tensor:
     """U[0, 1) draws of shape (*streams.shape, H, n, count): draw t of query i, head h of each stream."""
-    return _unit(_bits(streams, PURPOSE_UNIFORM, _counters(H, n, count, streams.device)))
+    if max(H, n, count) >= MAX_INDEX:
+        _counters(H, n, count, streams.device)        # raises
+    return _unit(_mix_streams(streams, _salted(PURPOSE_UNIFORM, int(H), int(n), int(count), _device(streams))))
 
 
 def normal(streams: torch.Tensor, H: int, rows: int, cols: int) -> torch.Tensor:
     """N(0, 1) draws of shape (*streams.shape, H, rows, cols) (Box–Muller of two uniform streams)."""
-    c = _counters(H, rows, cols, streams.device)
-    u1 = _unit(_bits(streams, PURPOSE_NORMAL_R, c))
-    u2 = _unit(_bits(streams, PURPOSE_NORMAL_THETA, c))
+    if max(H, rows, cols) >= MAX_INDEX:
+        _counters(H, rows, cols, streams.device)       # raises
+    dev = _device(streams)
+    u1 = _unit(_mix_streams(streams, _salted(PURPOSE_NORMAL_R, int(H), int(rows), int(cols), dev)))
+    u2 = _unit(_mix_streams(streams, _salted(PURPOSE_NORMAL_THETA, int(H), int(rows), int(cols), dev)))
     return torch.sqrt(-2.0 * torch.log1p(-u1)) * torch.cos((2.0 * math.pi) * u2)
 
 

@@ -135,8 +135,10 @@ def prepare_many(recs: list[RawRecord], mapping: ColumnMapping, lm: LoadedModel,
         if ctx is not None:
             pending.append((row, ctx))
     if pending:
-        for (row, ctx), win in zip(pending, window_texts(lm, [c[1] for _, c in pending])):
+        for (row, ctx), (win, ids) in zip(pending, _window_texts(lm, [c[1] for _, c in pending])):
             _prepare_tail(row, ctx, win, lm, on_long)
+            if ids is not None and row.get("text") is not None:
+                row["_ids"] = ids
     return rows
 
 
@@ -254,6 +256,14 @@ def window_text(lm: LoadedModel, text: str) -> tuple[str, int, int, int]:
 
 def window_texts(lm: LoadedModel, texts: list[str]) -> list[tuple[str, int, int, int]]:
     """:func:`window_text` of each text, tokenised in one call (each text on its own, as a single call would)."""
+    return [w for w, _ in _window_texts(lm, texts)]
+
+
+def _window_texts(lm: LoadedModel, texts: list[str]) -> list[tuple[tuple[str, int, int, int], tuple | None]]:
+    """:func:`window_texts`, each with what ``trace.encode`` would make of the text the model reads when that is
+    the whole text (ids, token types, pieces, notes; see :func:`encoded_from_ids`), else None. The tokenizer's
+    Rust backend is called once for the batch where there is one (as ``trace.encode`` calls it)."""
+    from ..trace import plain_backend
     tok = lm.tokenizer
     limit = lm.max_tokens
     budget = (limit + 2) * _WINDOW_CHARS
@@ -268,18 +278,27 @@ def window_texts(lm: LoadedModel, texts: list[str]) -> list[tuple[str, int, int,
             head = text[: cut if cut > budget // 2 else budget]
         heads.append(head)
         norms.append(_normalise_mask(head, tok.mask_token) if norm else head)
-    enc = tok(norms, truncation=False, add_special_tokens=True, return_offsets_mapping=True, verbose=False)
+    plain = plain_backend(tok)
+    reuse = plain is not None and bool(norm) == bool(lm.adapter.accepts_mask_aliases and
+                                                     getattr(tok, "mask_token", None))
+    if plain is not None:
+        encodings = plain.encode_batch(norms, add_special_tokens=True)
+    else:
+        enc = tok(norms, truncation=False, add_special_tokens=True, return_offsets_mapping=True, verbose=False)
     unk_id = getattr(tok, "unk_token_id", None)
     out = []
     for j, (text, head, head_norm) in enumerate(zip(texts, heads, norms)):
-        ids = list(enc["input_ids"][j])
+        ids = list(encodings[j].ids) if plain is not None else list(enc["input_ids"][j])
         n_total = len(ids) if head is text else max(len(ids), limit + 1)
         if len(ids) <= limit:
             unk = ids.count(unk_id) if unk_id is not None else 0
-            out.append(((head if head is text else text[:len(head)]), n_total, len(ids), unk))
+            prepared = None
+            if reuse and head is text:
+                prepared = _as_encoded_row(lm, text, ids, encodings[j], unk)
+            out.append((((head if head is text else text[:len(head)]), n_total, len(ids), unk), prepared))
             continue
         # the model reads ids[:limit-1] + the final special token: keep whole words up to the first cut piece
-        offsets = list(enc["offset_mapping"][j])
+        offsets = list(encodings[j].offsets) if plain is not None else list(enc["offset_mapping"][j])
         keep = limit - 1
         cut_char = next((st for st, en in offsets[keep:] if en > st), len(head_norm))
         kept = ids[:keep]
@@ -287,14 +306,54 @@ def window_texts(lm: LoadedModel, texts: list[str]) -> list[tuple[str, int, int,
         space = head_norm.find(" ", cut_char)
         end = len(head_norm) if space < 0 else space
         if head_norm is not head:      # mask aliases normalised: map the cut back by re-normalising the prefix
-            out.append((head_norm[:end], n_total, limit, unk))
+            out.append(((head_norm[:end], n_total, limit, unk), None))
         else:
-            out.append((head[:end], n_total, limit, unk))
+            out.append(((head[:end], n_total, limit, unk), None))
     return out
+
+
+def _as_encoded_row(lm: LoadedModel, text: str, ids: list[int], encoding, unk: int) -> tuple | None:
+    """(ids, token types, pieces, notes) exactly as ``trace.encode`` makes them for ``text`` (a text the model
+    reads whole): its notes are those of cleaning the text again plus the unknown-piece note. None when
+    cleaning would change the text (then ``encode`` runs as before)."""
+    from ..trace import Note
+    try:
+        again, notes = clean_text(text)
+    except InputError:
+        return None
+    if again != text:
+        return None
+    if unk:
+        notes.append(Note("unknown", n=unk, unk=lm.tokenizer.unk_token))
+    return ids, list(encoding.type_ids), list(encoding.tokens), notes
+
+
+def encoded_from_ids(lm: LoadedModel, got: list[tuple]):
+    """An ``Encoded`` batch from (ids, types, pieces, notes) rows (:func:`_as_encoded_row`): right padding,
+    special flags and token types as ``trace.encode`` sets them."""
+    import torch
+    from ..trace import Encoded
+    tok = lm.tokenizer
+    B = len(got)
+    n = max(len(g[0]) for g in got)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    ids_np = np.full((B, n), pad, dtype=np.int64)
+    types_np = np.zeros((B, n), dtype=np.int64)
+    lens = np.fromiter((len(g[0]) for g in got), dtype=np.int64, count=B)
+    for b, (ids, tt, _, _) in enumerate(got):
+        ids_np[b, :len(ids)] = ids
+        types_np[b, :len(ids)] = tt[:len(ids)]
+    input_ids = torch.from_numpy(ids_np)
+    mask = torch.from_numpy((np.arange(n)[None, :] < lens[:, None]).astype(np.int64))
+    special_ids = torch.tensor(sorted(set(tok.all_special_ids)), dtype=torch.long)
+    special = torch.isin(input_ids, special_ids) & mask.bool()
+    return Encoded(input_ids, mask, torch.from_numpy(types_np) if lm.adapter.uses_token_types else None,
+                   [list(g[2]) for g in got], special, [list(g[3]) for g in got], [None] * B)
 
 
 def _scored_row(row: dict, sc: S.Scored) -> dict:
     row.pop("_tokens", None)
+    row.pop("_ids", None)
     row.update(status="analysed", **score_values(sc))
     got = [a for a in (float(sc.agrees_prediction), float(sc.agrees_label)) if not math.isnan(a)]
     row["agreement"] = sum(got) / len(got) if got else float("nan")     # S.agreement_column of one row
@@ -356,36 +415,81 @@ def score_rows(lm: LoadedModel, todo: list[dict], settings: S.ScoreSettings, bat
     on the batching). A batch that raises is retried one input at a time, so that only the inputs that fail
     are marked failed. ``tick(tokens)`` after each batch: tokens of the inputs scored so far. The one scoring
     stage of every engine (local, worker processes, Ray actors). ``cells``: the pass bound, default
-    :func:`pass_cells` of the model's device."""
+    :func:`pass_cells` of the model's device.
+
+    Batches overlap by one: batch i+1's device work is queued (:func:`start_step`) before batch i's results
+    are read and turned into rows, so on a GPU the host's share of a batch runs while the device computes the
+    next one. The rows and their order are the same as scoring the batches one after the other."""
     cells = pass_cells(lm) if cells is None else cells
     done = 0
-    for batch in token_batches(todo, batch_size, cells):
-        score_step(lm, batch, settings, max_rows, cells)
-        done += sum(int(r.get("_tokens") or 1) for r in batch)
+    pending = None
+
+    def complete(step):
+        nonlocal done
+        tokens, finish = step
+        finish()
+        done += tokens
         if tick is not None:
             tick(done)
+    for batch in token_batches(todo, batch_size, cells):
+        tokens = sum(int(r.get("_tokens") or 1) for r in batch)     # read before scoring drops ``_tokens``
+        step = (tokens, start_step(lm, batch, settings, max_rows, cells))
+        if pending is not None:
+            complete(pending)
+        pending = step
+    if pending is not None:
+        complete(pending)
 
 
 def score_step(lm: LoadedModel, batch: list[dict], settings: S.ScoreSettings, max_rows: int | None,
                cells: int = PASS_CELLS) -> None:
     """Score one batch of prepared rows in place: the core scores (``scores.score_batch``) and every optional
     score of the registry switched on in ``settings``; a batch that raises is split into single inputs."""
+    start_step(lm, batch, settings, max_rows, cells)()
+
+
+def start_step(lm: LoadedModel, batch: list[dict], settings: S.ScoreSettings, max_rows: int | None,
+               cells: int = PASS_CELLS) -> Callable[[], None]:
+    """:func:`score_step` in two halves: queue the batch's device work now (``scores.score_batch(..., defer=True)``) and return
+    ``finish()``, which reads the results and updates the rows. Whichever half raises, the batch is scored
+    again one input at a time (in ``finish``), so that only the inputs that fail are marked failed."""
     texts = [r["text"] for r in batch]
     try:
-        res = S.score_batch(lm, texts, settings, None,
+        fin = S.score_batch(lm, texts, settings, None,
                             [r.get("_prediction_raw") for r in batch], [r.get("_label_raw") for r in batch],
-                            max_rows=max_rows, cells=cells)
-        extra = registry.compute_enabled(lm, texts, settings)
+                            max_rows=max_rows, enc=encode_rows(lm, batch), cells=cells, defer=True)
     except Exception as err:  # isolate the inputs that fail
-        if len(batch) == 1:
-            _fail(batch[0], err)
+        return lambda e=err: _split_or_fail(lm, batch, settings, max_rows, cells, e)
+
+    def finish() -> None:
+        try:
+            res = fin()
+            extra = registry.compute_enabled(lm, texts, settings)
+        except Exception as err:
+            _split_or_fail(lm, batch, settings, max_rows, cells, err)
             return
-        for r in batch:
-            score_step(lm, [r], settings, max_rows, cells)
+        for r, sc, ex in zip(batch, res, extra):
+            _scored_row(r, sc)
+            r.update(ex)
+    return finish
+
+
+def _split_or_fail(lm, batch, settings, max_rows, cells, err) -> None:
+    if len(batch) == 1:
+        _fail(batch[0], err)
         return
-    for r, sc, ex in zip(batch, res, extra):
-        _scored_row(r, sc)
-        r.update(ex)
+    for r in batch:
+        score_step(lm, [r], settings, max_rows, cells)
+
+
+def encode_rows(lm: LoadedModel, batch: list[dict]):
+    """The batch's encoding, from the token ids that :func:`prepare_many` kept (``_ids``) when every row has
+    them: the texts are then tokenised once, in the cut step, not again for scoring. Equal to
+    ``trace.encode`` of the texts (pinned by a test); None (the caller encodes) when a row has none."""
+    got = [r.get("_ids") for r in batch]
+    if not got or any(g is None for g in got):
+        return None
+    return encoded_from_ids(lm, got)
 
 
 _score = score_step      # the former name
@@ -424,6 +528,108 @@ def _worker_score(todo: list[dict], batch_size: int, max_rows: int | None) -> li
     score_rows(_WORKER["lm"], todo, _WORKER["settings"], batch_size, max_rows)
     release_free_heap()
     return todo
+
+
+class _Stop:
+    """The end of the reader's windows, and why."""
+
+    def __init__(self, why: str):
+        self.why = why
+
+
+class _Producer:
+    """Runs a generator in a thread, at most ``depth`` items ahead (a bounded queue); iterating yields its items
+    in order and raises its exception. A :class:`_Stop` item ends the iteration (``stopped_by``: its reason).
+    ``stop()`` asks the thread to stop after its current item and waits for it."""
+
+    def __init__(self, gen, depth: int, name: str):
+        import queue
+        import threading
+        self._q: "queue.Queue" = queue.Queue(maxsize=max(1, depth))
+        self._halt = threading.Event()
+        self.stopped_by: str | None = None
+        self._gen = gen
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        import queue
+        while not self._halt.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _work(self) -> None:
+        try:
+            for item in self._gen:
+                if not self._put(("item", item)) or isinstance(item, _Stop):
+                    return
+            self._put(("item", _Stop("end of file")))
+        except BaseException as err:        # handed to the consuming thread
+            self._put(("error", err))
+        finally:
+            self._gen.close()
+
+    def __iter__(self):
+        while True:
+            kind, item = self._q.get()
+            if kind == "error":
+                raise item
+            if isinstance(item, _Stop):
+                self.stopped_by = item.why
+                return
+            yield item
+
+    def stop(self) -> None:
+        self._halt.set()
+        self._thread.join()
+
+
+class _Consumer:
+    """Calls ``fn(item)`` in a thread for each item ``put``, in order, at most ``depth`` waiting (``put``
+    blocks beyond). An exception in ``fn`` is raised by the next ``put`` or by ``close``; items after it are
+    not processed. ``close()`` processes what was put, then ends the thread."""
+
+    def __init__(self, fn, depth: int, name: str):
+        import queue
+        import threading
+        self._fn = fn
+        self._q: "queue.Queue" = queue.Queue(maxsize=max(1, depth))
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is _END:
+                return
+            if self._error is not None:
+                continue
+            try:
+                self._fn(item)
+            except BaseException as err:
+                self._error = err
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+
+    def put(self, item) -> None:
+        self._raise()
+        self._q.put(item)
+
+    def close(self) -> None:
+        self._q.put(_END)
+        self._thread.join()
+        self._raise()
+
+
+_END = object()
 
 
 class LocalRun:
@@ -517,13 +723,56 @@ class LocalRun:
     def cut_and_dedupe(self, window: list[RawRecord]) -> tuple[list[dict], list[dict], list]:
         """Rows of the window (cut to what the model reads, skips and unreadable inputs marked), the distinct
         inputs to score and the (copy, original) pairs of the others."""
+        rows, todo, copies, tokens, span = self.cut(window)
+        self.window_tokens, self.window_span = tokens, span
+        return rows, todo, copies
+
+    def cut(self, window: list[RawRecord]) -> tuple[list[dict], list[dict], list, int, tuple]:
+        """:meth:`cut_and_dedupe` without touching the window being scored: also returns the window's tokens
+        and its (fraction before, fraction after, tokens) span for the progress line."""
         tri = self.tri
         self.read += len(window)
         rows = prepare_many(window, tri.cfg.mapping, tri.lm, tri.cfg.settings.mask_policy, tri.cfg.on_long)
         todo, copies = tri._unique(rows)
-        self.window_tokens = sum(int(r.get("_tokens") or 1) for r in todo)
-        self.window_span = (self._before, self.fraction(), self.window_tokens)
-        return rows, todo, copies
+        tokens = sum(int(r.get("_tokens") or 1) for r in todo)
+        return rows, todo, copies, tokens, (self._before, self.fraction(), tokens)
+
+    # --- the local engine in one process, as a pipeline ---
+    def pipelined(self, window_size: int, batch_size: int, max_rows: int | None, depth: int = 2) -> None:
+        """Steps 1–5 with the host work off the scoring thread: a reader thread reads, cuts and dedupes the
+        next windows (at most ``depth`` ahead), this thread scores them in order, and a writer thread accounts
+        for the scored windows and writes the parts, in the same order. Rows, parts, counts and the corpus
+        norm are exactly those of the sequential loop (the writer takes the windows in file order, after
+        their scoring; a duplicate's original is always in an earlier or the same window, hence scored
+        first). An exception in a thread is raised here; the windows scored before it are still accounted
+        and written. Progress is reported from this thread."""
+        reader = _Producer(self._windows(window_size), depth, "triage-reader")
+        writer = _Consumer(lambda item: self.account(*item, report=False), depth, "triage-writer")
+        try:
+            for rows, todo, copies, tokens, span in reader:
+                self.window_tokens, self.window_span = tokens, span
+                self.score(todo, batch_size, max_rows)
+                writer.put((rows, copies))
+                self.report()
+        finally:
+            reader.stop()
+            writer.close()
+        if reader.stopped_by:
+            self.stopped = reader.stopped_by
+
+    def _windows(self, size: int):
+        """The windows to score, cut and deduped (run by the reader thread); sets :attr:`stopped`."""
+        while True:
+            why = self.stop_reason()
+            if why:
+                yield _Stop(why)
+                return
+            window, exhausted = self.read_window(size)
+            if window:
+                yield self.cut(window)
+            if exhausted:
+                yield _Stop("end of file")
+                return
 
     # --- step 3: batch by token budget and score ---
     def score(self, todo: list[dict], batch_size: int, max_rows: int | None) -> None:
@@ -550,7 +799,7 @@ class LocalRun:
             self._complete_oldest()
 
     # --- step 4: account ---
-    def account(self, rows: list[dict], copies: list) -> None:
+    def account(self, rows: list[dict], copies: list, report: bool = True) -> None:
         """Copies take their originals' scores; the window enters the corpus norm and the counts; its rows go
         to the part buffer."""
         self.tri._copy_scores(copies)
@@ -561,7 +810,8 @@ class LocalRun:
         self.lines += len(rows)
         self.buffer.extend(rows)
         self.write_part()
-        self.report()
+        if report:
+            self.report()
 
     # --- step 5: write a part ---
     def write_part(self, force: bool = False) -> None:
@@ -634,13 +884,16 @@ class Triage:
             restart: bool = False, progress: Callable[[Progress], None] | None = None, progress_every: float = 1.0,
             flush_rows: int = 2048, flush_seconds: float = 20.0, window_batches: int = 4,
             max_rows: int | None = None, workers: int = 1, device: str | None = None, engine: str = "local",
-            address: str | None = None, gpus_per_worker: float = 0.0, _fault: str | None = None) -> dict:
+            address: str | None = None, gpus_per_worker: float = 0.0, _fault: str | None = None,
+            pipeline: bool = True) -> dict:
         """Read, score and store; returns the summary. Records are read in windows of ``batch_size ×
         window_batches``; with ``workers`` > 1, windows are scored by that many worker processes (each with its
         own copy of the model on ``device``), at most two windows each in flight, and finished in file order: the
-        results are the same as with one process. The limit is exact; the time budget is checked between windows
-        (a run may overshoot it by the windows in flight). Parts are flushed every ``flush_rows`` lines or
-        ``flush_seconds``; a killed run loses at most the lines since the last part."""
+        results are the same as with one process. With one process (``pipeline``, the default) reading and
+        writing run in threads beside the scoring (:meth:`LocalRun.pipelined`), with the same results as the
+        sequential loop (``pipeline=False``). The limit is exact; the time budget is checked between windows
+        (a run may overshoot it by the windows in flight or read ahead). Parts are flushed every ``flush_rows``
+        lines or ``flush_seconds``; a killed run loses at most the lines since the last part."""
         if batch_size < 1:
             raise ValueError("batch size must be at least 1")
         if limit is not None and limit < 0:
@@ -657,12 +910,12 @@ class Triage:
                                      address, workers, gpus_per_worker, device, _fault)
             with _spawn_safe_main() if workers > 1 else contextlib.nullcontext():
                 return self._run(t0, limit, time_budget, batch_size, restart, progress, progress_every, flush_rows,
-                                 flush_seconds, window_batches, max_rows, workers, device)
+                                 flush_seconds, window_batches, max_rows, workers, device, pipeline)
         finally:
             self.folder.release()
 
     def _run(self, t0, limit, time_budget, batch_size, restart, progress, progress_every, flush_rows, flush_seconds,
-             window_batches, max_rows, workers, device) -> dict:
+             window_batches, max_rows, workers, device, pipeline=True) -> dict:
         """The local engine, in named steps (:class:`LocalRun`): read a window → cut and dedupe → batch by token
         budget and score (here, or in worker processes) → account (corpus norm, counts, progress) → write parts;
         then :meth:`finalise`."""
@@ -680,7 +933,9 @@ class Triage:
                                                  threads))
         run.report()
         try:
-            while True:
+            if pool is None and pipeline:
+                run.pipelined(window_size, batch_size, max_rows)
+            while not (pool is None and pipeline):
                 run.stopped = run.stop_reason()
                 if run.stopped:
                     break

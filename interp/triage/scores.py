@@ -33,7 +33,9 @@ import torch
 from ..attention import AttentionPlan
 from ..decompose import effective_experts
 from ..loader import LoadedModel
+from ..sampling.downstream import head_at_positions, last_hidden, logits_at, on_device
 from ..sampling.seeds import content_key
+from ..sampling.transfer import Fetch, to_device
 from ..trace import Encoded, encode, forward, model_output
 from .schema import Scored
 
@@ -103,9 +105,12 @@ class _ConcentrationPlan(AttentionPlan):
 
     def observe(self, layer, query, key, value, probs, output):
         e = effective_experts(probs.to(torch.float32))                                  # B×H×n
-        qm = self.query_mask.to(e.device, torch.float32)[:, None, :]                   # B×1×n
+        if self.query_mask.device != e.device:           # moved once per pass, not once per layer
+            self.query_mask = to_device(self.query_mask, e.device)
+            self.lengths = to_device(self.lengths, e.device)
+        qm = self.query_mask.to(torch.float32)[:, None, :]                             # B×1×n
         denom = qm.sum(-1).clamp(min=1)
-        logn = torch.log(self.lengths.to(e.device, torch.float32)).clamp(min=1e-12)[:, None]
+        logn = torch.log(self.lengths.to(torch.float32)).clamp(min=1e-12)[:, None]
         c = torch.log(e.clamp(min=1.0)) / logn[..., None]
         self.conc[layer] = (c * qm).sum(-1) / denom          # stays on the device: one transfer per batch
         self.eff[layer] = (e * qm).sum(-1) / denom
@@ -114,17 +119,28 @@ class _ConcentrationPlan(AttentionPlan):
 def concentration(lm: LoadedModel, enc: Encoded) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
     """One dense forward pass of the model itself: (B × L·H normalised concentration c, B × L·H mean effective
     experts, the model output). Queries are the real non-special tokens (all real tokens if none)."""
+    fetch = Fetch()
+    handle, out = queue_concentration(lm, enc, fetch)
+    fetch.run()
+    both = fetch.get(handle)
+    return both[0], both[1], out
+
+
+def queue_concentration(lm: LoadedModel, enc: Encoded, fetch: Fetch) -> tuple[int, torch.Tensor]:
+    """:func:`concentration` queued on the device: (the ``fetch`` handle of the 2 × B × L·H (c, e) array, the
+    model output, still on the device; its last hidden states when ``downstream.head_at_positions``)."""
     real = enc.attention_mask.bool()
     qmask = real & ~enc.special
     empty = ~qmask.any(1)
     qmask[empty] = real[empty]
     plan = _ConcentrationPlan(lm.adapter.layer_of, enc.attention_mask.sum(1), qmask)
-    out = forward(lm, enc, plan)
+    denc = on_device(enc, lm.device)
+    hid = head_at_positions(lm)
+    out = last_hidden(lm, denc, plan) if hid else forward(lm, denc, plan)
     L = lm.n_layers
     both = torch.stack([torch.stack([plan.conc[l] for l in range(L)], 1).flatten(1),
-                        torch.stack([plan.eff[l] for l in range(L)], 1).flatten(1)]).cpu().numpy()
-    conc, eff = both[0], both[1]
-    return conc, eff, model_output(lm, out, enc)
+                        torch.stack([plan.eff[l] for l in range(L)], 1).flatten(1)])
+    return fetch.add(both), (out if hid else model_output(lm, out, denc))
 
 
 class ConcentrationNorm:
@@ -374,19 +390,29 @@ def sampled_effect(lm: LoadedModel, enc: Encoded, dense: torch.Tensor, settings:
     (``dense``: B × n × V logits, or B × d pooled) so that the dense pass is not run twice: the sampling
     library's own sampled passes (:func:`interp.sampling.downstream.sampled_passes`, the code path of
     ``downstream_effect``). Returns its per-example :class:`~interp.sampling.downstream.PassEffect`."""
-    from ..sampling.downstream import resolve_targets, sampled_passes
+    fetch = Fetch()
+    finish = queue_sampled_effect(lm, enc, dense, settings, keys, fetch, max_rows, cells)
+    fetch.run()
+    return finish()
+
+
+def queue_sampled_effect(lm: LoadedModel, enc: Encoded, dense: torch.Tensor, settings: ScoreSettings, keys: list,
+                         fetch: Fetch, max_rows: int | None = None, cells: int | None = None):
+    """:func:`sampled_effect` queued on the device (``downstream.queue_sampled_passes``): returns ``finish()``,
+    the :class:`PassEffect` once ``fetch`` has run."""
+    from ..sampling.downstream import queue_sampled_passes, resolve_targets
     from ..sampling.schemes import check_params
     h, m = check_params(settings.scheme, settings.k)
     B = enc.input_ids.shape[0]
     targets = resolve_targets(lm.n_layers, lm.n_heads, settings.layers, settings.heads)
     max_rows = int(max_rows or max(64, B * int(settings.seeds)))
-    return sampled_passes(lm, enc, settings.scheme, settings.k, h, m, int(settings.seeds), settings.seed, keys,
-                          targets, dense, max_rows, cells)
+    return queue_sampled_passes(lm, enc, settings.scheme, settings.k, h, m, int(settings.seeds), settings.seed,
+                                keys, targets, fetch, dense, max_rows, cells)
 
 
 def score_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys: list[str] | None = None,
                 predictions: list | None = None, labels: list | None = None, max_rows: int | None = None,
-                enc: Encoded | None = None, cells: int | None = None) -> list[Scored]:
+                enc: Encoded | None = None, cells: int | None = None, defer: bool = False):
     """Score cleaned, non-empty texts (see the module docstring). The result of each input does not depend on
     the other inputs of the batch (seeds derive from ``keys``, default :func:`example_key` of the token ids).
 
@@ -394,19 +420,44 @@ def score_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys
     for the concentration, output kept as the dense reference) → :func:`compared_units` (what is compared under
     sampling, and the dense confidences) → :func:`variant_pass` (one dense pass of the masked variants,
     mask-each only) → :func:`sampled_units` (the S sampled passes) → :func:`assemble` (one :class:`Scored`
-    per input). The optional scores of the registry are computed by the caller (``runner.score_step``)."""
+    per input). The device work of all the steps is queued first and every number the host needs leaves the
+    device in one transfer (:class:`~interp.sampling.transfer.Fetch`). ``enc``: the batch already encoded
+    (``trace.encode`` of ``texts``). The optional scores of the registry are computed by the caller
+    (``runner.score_step``). ``defer``: return ``finish()`` instead (see :func:`queue_batch`): the device work
+    is queued, the rows are built when it is called."""
+    finish = queue_batch(lm, texts, settings, keys, predictions, labels, max_rows, enc, cells)
+    return finish if defer else finish()
+
+
+def queue_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys: list[str] | None = None,
+                predictions: list | None = None, labels: list | None = None, max_rows: int | None = None,
+                enc: Encoded | None = None, cells: int | None = None) -> Callable[[], list[Scored]]:
+    """:func:`score_batch` in two halves: this queues the batch's device work and the one transfer of its
+    results (started, not awaited) and returns ``finish()``, which waits for the transfer and builds the
+    :class:`Scored` rows on the host. Between the two the host is free (to queue the next batch, say)."""
     B = len(texts)
     enc = enc if enc is not None else encode(lm, texts)
     if keys is None:
         ids_all, lengths = enc.input_ids.tolist(), enc.attention_mask.sum(1).tolist()
         keys = [example_key(ids_all[b][:int(lengths[b])]) for b in range(B)]
     keys = list(keys)
-    conc, eff, out = concentration(lm, enc)
+    fetch = Fetch()
+    conc_h, out = queue_concentration(lm, enc, fetch)
     out = out.to(torch.float32)
-    units = compared_units(lm, enc, out, settings, keys)
-    vout = variant_pass(lm, enc, units)
-    res = sampled_units(lm, enc, out, vout, units, settings, max_rows, cells)
-    return assemble(lm, enc, units, res, conc, eff, keys, predictions or [None] * B, labels or [None] * B)
+    units = compared_units(lm, enc, out, settings, keys, fetch)
+    vout = variant_pass(lm, enc, units, fetch)
+    finish_res = sampled_units(lm, enc, out, vout, units, settings, max_rows, cells, fetch)
+    del out, vout
+    fetch.start()
+    predictions = predictions or [None] * B
+    labels = labels or [None] * B
+
+    def finish() -> list[Scored]:
+        fetch.wait()
+        units.resolve(fetch)
+        both = fetch.get(conc_h)
+        return assemble(lm, enc, units, finish_res(), both[0], both[1], keys, predictions, labels)
+    return finish
 
 
 @dataclass
@@ -424,11 +475,31 @@ class Units:
     modes: list = field(default_factory=list)
     dense_conf: list = field(default_factory=list)
     variants: list = field(default_factory=list)
+    pending: list = field(default_factory=list)     # (fetch handle of 3 × P (p1, p2, top), [(b, pos)]) to read
+
+    def resolve(self, fetch: Fetch) -> None:
+        """Fill ``dense_conf`` from the transfer (in the order the confidences were queued)."""
+        for handle, where in self.pending:
+            p1, p2, top = fetch.get(handle)
+            for (b, pos), a, c, t in zip(where, p1.tolist(), p2.tolist(), top.tolist()):
+                self.dense_conf[b].append((a, c, int(t), pos))
+        self.pending = []
+
+
+def _queue_top2(units: Units, fetch: Fetch | None, logits: torch.Tensor, where: list) -> None:
+    p1, p2, top = _top2(logits)
+    handle_fetch = fetch if fetch is not None else Fetch()
+    handle = handle_fetch.add(torch.stack([p1.to(torch.float64), p2.to(torch.float64), top.to(torch.float64)]))
+    units.pending.append((handle, where))
+    if fetch is None:
+        handle_fetch.run()
+        units.resolve(handle_fetch)
 
 
 def compared_units(lm: LoadedModel, enc: Encoded, out: torch.Tensor, settings: ScoreSettings,
-                   keys: list) -> Units:
-    """Step: the units compared under sampling, and the dense confidences at the inputs' compared positions."""
+                   keys: list, fetch: Fetch | None = None) -> Units:
+    """Step: the units compared under sampling, and the dense confidences at the inputs' compared positions
+    (queued with ``fetch`` when given, and read by ``units.resolve(fetch)`` after it runs; else read now)."""
     from ..sampling.downstream import positions_in
     B = enc.input_ids.shape[0]
     mlm = lm.has_mlm_head
@@ -467,9 +538,10 @@ def compared_units(lm: LoadedModel, enc: Encoded, out: torch.Tensor, settings: S
         at_b.extend([b] * len(where))
         at_pos.extend(where)
     if at_b:      # the dense top-2 of all compared positions at once: one transfer for the batch
-        p1, p2, top = _top2(out[torch.tensor(at_b, device=out.device), torch.tensor(at_pos, device=out.device)])
-        for b, pos, a, c, t in zip(at_b, at_pos, p1.tolist(), p2.tolist(), top.tolist()):
-            u.dense_conf[b].append((a, c, t, pos))
+        dev = out.device
+        _queue_top2(u, fetch, logits_at(lm, out[to_device(torch.tensor(at_b), dev),
+                                               to_device(torch.tensor(at_pos), dev)], head_at_positions(lm)),
+                    list(zip(at_b, at_pos)))
     return u
 
 
@@ -477,28 +549,38 @@ def _pad_id(tok) -> int:
     return tok.pad_token_id if tok.pad_token_id is not None else 0
 
 
-def variant_pass(lm: LoadedModel, enc: Encoded, units: Units) -> torch.Tensor | None:
-    """Step: one dense pass of the masked variants (None when there are none); adds their confidences."""
+def variant_pass(lm: LoadedModel, enc: Encoded, units: Units, fetch: Fetch | None = None) -> torch.Tensor | None:
+    """Step: one dense pass of the masked variants (None when there are none); adds their confidences
+    (queued with ``fetch`` when given, as in :func:`compared_units`)."""
     if not units.variants:
         return None
     tok = lm.tokenizer
     venc = _stack([(v, ty, t, False) for (_, _, v, ty, t) in units.variants], _pad_id(tok),
                   enc.token_type_ids is not None)
     venc.special = _special(tok, venc)
-    vout = model_output(lm, forward(lm, venc), venc).to(torch.float32)
+    denc = on_device(venc, lm.device)
+    hid = head_at_positions(lm)
+    vout = last_hidden(lm, denc) if hid else model_output(lm, forward(lm, denc), denc).to(torch.float32)
     pos = [v[1] for v in units.variants]
-    p1, p2, top = _top2(vout[torch.arange(len(pos), device=vout.device), torch.tensor(pos, device=vout.device)])
-    for (b, ps, _, _, _), a, c, t in zip(units.variants, p1.tolist(), p2.tolist(), top.tolist()):
-        units.dense_conf[b].append((a, c, t, ps))
+    dev = vout.device
+    _queue_top2(units, fetch, logits_at(lm, vout[torch.arange(len(pos), device=dev),
+                                                 to_device(torch.tensor(pos), dev)], hid),
+                [(b, ps) for (b, ps, _, _, _) in units.variants])
     return vout
 
 
 def sampled_units(lm: LoadedModel, enc: Encoded, out: torch.Tensor, vout: torch.Tensor | None, units: Units,
-                  settings: ScoreSettings, max_rows: int | None, cells: int | None):
-    """Step: the S sampled passes of the units against their dense outputs (:func:`sampled_effect`)."""
+                  settings: ScoreSettings, max_rows: int | None, cells: int | None, fetch: Fetch | None = None):
+    """Step: the S sampled passes of the units against their dense outputs (:func:`sampled_effect`). With
+    ``fetch``: queued, returns ``finish()`` (see :func:`queue_sampled_effect`); without: the effect."""
     tok = lm.tokenizer
-    uenc = _stack(units.rows, _pad_id(tok), enc.token_type_ids is not None)
-    uenc.special = _special(tok, uenc)
+    B = out.shape[0]
+    as_is = units.dense_at == [("orig", b) for b in range(B)]
+    if as_is:                      # every unit is its input, in order: the batch itself (same ids, mask, flags)
+        uenc = enc
+    else:
+        uenc = _stack(units.rows, _pad_id(tok), enc.token_type_ids is not None)
+        uenc.special = _special(tok, uenc)
     n_u = uenc.input_ids.shape[1]
     mlm = lm.has_mlm_head
 
@@ -509,13 +591,20 @@ def sampled_units(lm: LoadedModel, enc: Encoded, out: torch.Tensor, vout: torch.
         if row.shape[0] >= n_u:
             return row[:n_u]
         return torch.cat([row, row.new_zeros((n_u - row.shape[0], row.shape[1]))])
-    dense_u = torch.stack([dense_row(k_, i) for k_, i in units.dense_at])
-    return sampled_effect(lm, uenc, dense_u, settings, units.keys, max_rows, cells)
+    if as_is and (not mlm or out.shape[1] == n_u):
+        dense_u = out                     # every unit is its input, in order: the dense output as it is
+    else:
+        dense_u = torch.stack([dense_row(k_, i) for k_, i in units.dense_at])
+    if fetch is None:
+        return sampled_effect(lm, uenc, dense_u, settings, units.keys, max_rows, cells)
+    return queue_sampled_effect(lm, uenc, dense_u, settings, units.keys, fetch, max_rows, cells)
 
 
 def assemble(lm: LoadedModel, enc: Encoded, units: Units, res, conc: np.ndarray, eff: np.ndarray, keys: list,
              predictions: list, labels: list) -> list[Scored]:
-    """Step: one :class:`Scored` per input from its units' sampled effects and its dense confidences."""
+    """Step: one :class:`Scored` per input from its units' sampled effects and its dense confidences. Inputs
+    compared as one unit (every mode but mask-each) are handled column by column (one NumPy call per score
+    for the batch); the values are those of the per-input rule."""
     B = enc.input_ids.shape[0]
     H = lm.n_heads
     mlm = lm.has_mlm_head
@@ -523,44 +612,56 @@ def assemble(lm: LoadedModel, enc: Encoded, units: Units, res, conc: np.ndarray,
     units_of: dict[int, list[int]] = {}
     for i, b in enumerate(units.owner):
         units_of.setdefault(b, []).append(i)
-    results = []
     lengths = enc.attention_mask.sum(1).tolist()
+    first = np.array([units_of[b][0] for b in range(B)], dtype=np.int64)
+    multi = [b for b in range(B) if len(units_of[b]) > 1]
+    tv = res.head_tv[first].copy()                                   # B × L × H
+    for b in multi:
+        tv[b] = np.nanmean(res.head_tv[units_of[b]], axis=0)
+    flat_tv = tv.reshape(B, -1)
+    none = np.isnan(flat_tv).all(1)
+    worst = np.nanargmax(np.where(none[:, None], 0.0, flat_tv), axis=1) if B else np.zeros(0, np.int64)
+    worst_tv = flat_tv[np.arange(B), worst]
+    cols = {name: getattr(res, name)[first].tolist() for name in
+            ("flip_rate", "kl_mean", "kl_max", "top1_agreement", "cosine_mean", "cosine_min")}
+    for b in multi:
+        us = units_of[b]
+        for name, fn in (("flip_rate", np.nanmean), ("kl_mean", np.nanmean), ("kl_max", np.nanmax),
+                         ("top1_agreement", np.nanmean), ("cosine_mean", np.nanmean), ("cosine_min", np.nanmin)):
+            vals = getattr(res, name)[us]
+            cols[name][b] = float(fn(vals)) if not np.all(np.isnan(vals)) else float("nan")
+    eff_mean = [float(np.mean(eff[b])) for b in range(B)]
+    all_ids = [c[2] for b in range(B) for c in units.dense_conf[b]]
+    all_tokens = tok.convert_ids_to_tokens(all_ids) if all_ids else []
+    results, at = [], 0
     for b in range(B):
         us = units_of[b]
-        n = int(lengths[b])
         conf = units.dense_conf[b]
-        tv = np.nanmean(res.head_tv[us], axis=0) if len(us) > 1 else res.head_tv[us[0]]
-        if np.all(np.isnan(tv)):
+        if none[b]:
             wl = wh = -1
             wtv = float("nan")
         else:
-            flat = int(np.nanargmax(tv))
-            wl, wh, wtv = flat // H, flat % H, float(tv.flat[flat])
-
-        def agg(arr, fn):
-            if len(us) == 1:
-                return float(arr[us[0]])
-            vals = arr[us]
-            return float(fn(vals)) if not np.all(np.isnan(vals)) else float("nan")
+            flat = int(worst[b])
+            wl, wh, wtv = flat // H, flat % H, float(worst_tv[b])
         mode = units.modes[b]
         if mode == "mask-each":
             kl_u = res.kl_mean[us]
             query = units.pos[us[int(np.nanargmax(kl_u))]] if not np.all(np.isnan(kl_u)) else units.pos[us[0]]
         else:
             query = conf[0][3] if mode == "mask" and conf else -1
-        predicted = tok.convert_ids_to_tokens([c[2] for c in conf]) if conf else []
+        predicted = all_tokens[at:at + len(conf)]
+        at += len(conf)
         a_pred = agreement(predicted, predictions[b]) if mode == "mask" else float("nan")
         a_lab = agreement(predicted, labels[b]) if mode == "mask" else float("nan")
         results.append(Scored(
-            key=keys[b], n_tokens=n, truncated=enc.truncation[b] is not None, mode=mode,
+            key=keys[b], n_tokens=int(lengths[b]), truncated=enc.truncation[b] is not None, mode=mode,
             n_targets=len(conf) if mlm else 0, query=int(query), dense_top1=" ".join(predicted[:8]),
             confidence=min((c[0] for c in conf), default=float("nan")),
             margin=min((c[0] - c[1] for c in conf), default=float("nan")),
-            flip_rate=agg(res.flip_rate, np.nanmean), kl=agg(res.kl_mean, np.nanmean),
-            kl_max=agg(res.kl_max, np.nanmax), top1_agreement=agg(res.top1_agreement, np.nanmean),
-            cosine=agg(res.cosine_mean, np.nanmean), cosine_min=agg(res.cosine_min, np.nanmin),
+            flip_rate=cols["flip_rate"][b], kl=cols["kl_mean"][b], kl_max=cols["kl_max"][b],
+            top1_agreement=cols["top1_agreement"][b], cosine=cols["cosine_mean"][b], cosine_min=cols["cosine_min"][b],
             worst_layer=int(wl), worst_head=int(wh), worst_tv=wtv,
-            eff_experts=float(np.mean(eff[b])), head_concentration=conc[b].astype(np.float32),
+            eff_experts=eff_mean[b], head_concentration=conc[b].astype(np.float32),
             agrees_prediction=a_pred, agrees_label=a_lab, notes=list(enc.notes[b])))
     return results
 
