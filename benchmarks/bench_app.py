@@ -151,7 +151,7 @@ def measure_head_switch(page, base: str, model: str, text: str, layer: int, head
                         profile: bool = False) -> tuple[list[float], list[dict]]:
     """Wall seconds of each head switch, and (``profile``) the browser main thread's busy time in each."""
     page.goto(url(base, "Head", model=model, text=text, layer=layer, head=heads[0]), timeout=180_000)
-    wait_drawn(page, 3)
+    wait_drawn(page, 2)             # the SVG layers of the head chart(s): two per chart, one chart or more
     out, cpu = [], []
     cdp = page.context.new_cdp_session(page) if profile else None
     if cdp is not None:
@@ -209,7 +209,7 @@ def largest_messages(page, base: str, text: str) -> dict:
         ws.on("framereceived", lambda payload: sizes.append(len(payload if isinstance(payload, (bytes, str)) else b"")))
     page.on("websocket", on_ws)
     out = {}
-    for name, path, charts in (("explore", "", 2), ("head", "Head", 3), ("sampling", "Sampling", 4)):
+    for name, path, charts in (("explore", "", 2), ("head", "Head", 2), ("sampling", "Sampling", 4)):
         sizes.clear()
         page.goto(url(base, path, model="minilm", text=text, layer=3, head=4, k=8, seed=0), timeout=600_000)
         wait_drawn(page, charts, timeout=600_000)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -45,6 +46,35 @@ def show_figure(fig, name: str, key: str, alt: str | None = None, on_select: str
                        mime="text/html", key=f"{key}__html", on_click="ignore", help=tr("export.html_help"),
                        icon=":material/download:")
     return event
+
+
+def markdown_table(df: pd.DataFrame, title: str | None = None, digits: int = 4) -> str:
+    """``df`` as one Markdown table (numbers right-aligned, floats with ``digits`` decimals, text escaped so
+    that it shows literally), under a bold ``title`` when given."""
+    def cell(v) -> str:
+        if isinstance(v, (float, np.floating)):
+            return f"{v:.{digits}f}"
+        if isinstance(v, (int, np.integer)):
+            return str(int(v))
+        return escape_markdown(v)
+
+    numeric = [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
+    lines = ["| " + " | ".join(escape_markdown(c) for c in df.columns) + " |",
+             "|" + "|".join("---:" if num else "---" for num in numeric) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return (f"**{title}**\n\n" if title else "") + "\n".join(lines)
+
+
+def show_markdown_table(df, name: str, key: str, title: str | None = None, digits: int = 4) -> None:
+    """A small table as one Markdown element (one element for the browser to draw, not one per cell), with a
+    CSV download of the raw values (unrounded, unescaped)."""
+    if df is None or len(df) == 0:
+        st.caption(tr("empty.no_data"))
+        return
+    st.markdown(markdown_table(df, title, digits))
+    st.download_button(tr("export.csv"), data=lambda: df.to_csv(index=False), file_name=f"{safe_filename(name)}.csv",
+                       mime="text/csv", key=f"{key}__csv", on_click="ignore", help=tr("export.csv_help"),
+                       icon=":material/table:")
 
 
 def show_table(df, name: str, key: str, height: int | str = "auto") -> None:
