@@ -165,8 +165,12 @@ def test_head_figures_match_forward_pass(lm, trace, reference, layer, head):
     for show, key in (("gate", "probs"), ("firing", "firing")):      # the page's one chart: heatmap over the row
         both = fh.head_figure(hv, query, show)
         close(both.data[0].z, ref[key][head])
-        close(both.data[1].y, ref["probs"][head, query])
-        close(both.data[2].y, ref["firing"][head, query])
+        for steps, want in ((both.data[1], ref["probs"][head, query]), (both.data[2], ref["firing"][head, query])):
+            n = len(want)                  # one step per expert at its centre j, the end values repeated at the edges
+            close(steps.y[1:-1], want)
+            assert steps.y[0] == steps.y[1] and steps.y[-1] == steps.y[-2]
+            assert list(steps.x) == [-0.5, *range(n), n - 0.5] and list(steps.customdata) == [0, *range(n), n - 1]
+            assert steps.line.shape == "hvh" and steps.fill == "tozeroy"
         assert [d.yaxis for d in both.data] == ["y", "y2", "y3"] and {d.xaxis for d in both.data} == {"x"}
         shape = both.layout.shapes[0]                                  # the selected query's row is outlined
         assert (shape.y0, shape.y1) == (query - 0.5, query + 0.5)

@@ -67,6 +67,19 @@ def query_row(hv, query: int, lang: str = "en") -> go.Figure:
     return fixed_margins(fig, left=numbers + TITLE_PX, bottom=label_extent(axis["ticktext"], TICK_ANGLE))
 
 
+def _steps(y, colour: str, name: str, hover: str, yaxis: str) -> dict:
+    """Bars of width 1 centred on 0..n-1 drawn as one filled step line (one SVG path, where a bar trace draws one
+    path per bar: the browser's work for n bars drops to that of one shape). The points are the bars' centres,
+    with the first and last value repeated at −0.5 and n − 0.5 so that the end bars are whole; ``customdata``
+    holds each point's expert j for the hover (``hover`` reads ``%{customdata}``)."""
+    y = compact(y)
+    n = len(y)
+    return dict(type="scatter", mode="lines", x=np.concatenate([[-0.5], np.arange(n), [n - 0.5]]).astype(np.float32),
+                y=np.concatenate([y[:1], y, y[-1:]]), customdata=np.concatenate([[0], np.arange(n), [n - 1]]).astype(np.int32),
+                line=dict(shape="hvh", color=colour, width=1), fill="tozeroy", fillcolor=colour, name=name,
+                hovertemplate=hover, xaxis="x", yaxis=yaxis)
+
+
 ROW_PANEL_PX = 110             # the height of each of the two bar panels of :func:`head_figure`
 ROW_GAP_PX = 52                # room between the panels for the row's title (and between the two bar panels)
 
@@ -74,16 +87,15 @@ ROW_GAP_PX = 52                # room between the panels for the row's title (an
 def head_figure(hv, query: int, show: str = "gate", lang: str = "en") -> go.Figure:
     """The head page's one chart: the query × expert heatmap of the gates a_ij (``show="gate"``) or firing
     strengths f_ij (``"firing"``), the selected query's row outlined, and under it that row's gate a_ij and
-    firing f_ij of every expert j as two bar panels. All three panels share the expert axis (column j of the
-    heatmap stands over bar j), so the token labels are drawn once. The same numbers as :func:`gate_heatmap`
+    firing f_ij of every expert j as two bar panels (bars without gaps, drawn as filled steps). All three panels
+    share the expert axis (column j of the heatmap stands over bar j), so the token labels are drawn once. The same numbers as :func:`gate_heatmap`
     and :func:`query_row` (which the report draws separately), in one chart: the browser mounts one chart per
     head switch instead of two."""
     z = hv.gates if show == "gate" else hv.firing
     n = z.shape[0]
-    x = np.arange(n)
     title = t("head.gates_title", lang) if show == "gate" else t("head.firing_title", lang)
     gate, firing = t("head.col.gate", lang), t("head.col.firing", lang)
-    bar_hover = f"{t('fig.expert', lang)} %{{x}}: %{{y:.4f}}<extra></extra>"
+    bar_hover = f"{t('fig.expert', lang)} %{{customdata}}: %{{y:.4f}}<extra></extra>"
     side = int(np.clip(260 + 9 * n, 380, 760))                    # the heatmap's own height, as in gate_heatmap
     heat_px = side - 120                                          # its plot area (the rest was margins and title)
     plot_px = heat_px + 2 * ROW_PANEL_PX + 2 * ROW_GAP_PX
@@ -95,14 +107,12 @@ def head_figure(hv, query: int, show: str = "gate", lang: str = "en") -> go.Figu
                  colorbar=dict(thickness=12, outlinewidth=0, len=heat[1] - heat[0], y=heat[1], yanchor="top"),
                  hovertemplate=f"{t('fig.query', lang)} %{{y}} · {t('fig.expert', lang)} %{{x}}<br>%{{z:.4f}}"
                                "<extra></extra>", xaxis="x", yaxis="y"),
-            dict(type="bar", x=x, y=compact(hv.gates[query]), marker=dict(color=OKABE_ITO[4]), name=gate,
-                 hovertemplate=bar_hover, xaxis="x", yaxis="y2"),
-            dict(type="bar", x=x, y=compact(hv.firing[query]), marker=dict(color=OKABE_ITO[5]), name=firing,
-                 hovertemplate=bar_hover, xaxis="x", yaxis="y3")]
+            _steps(hv.gates[query], OKABE_ITO[4], gate, bar_hover, "y2"),
+            _steps(hv.firing[query], OKABE_ITO[5], firing, bar_hover, "y3")]
     axis = token_axis(hv.tokens, TOKEN_TICKS)
     row_title = t("head.row_title", lang, token=hv.tokens[query], query=query)
     layout = dict(
-        showlegend=False, bargap=0.1,
+        showlegend=False, hovermode="closest",
         xaxis=dict(anchor="y3", range=[-0.5, n - 0.5], tickangle=TICK_ANGLE, showgrid=False,
                    title=dict(text=t("fig.expert_j", lang)), **axis),
         yaxis=dict(domain=list(heat), autorange="reversed", showgrid=False, title=dict(text=t("fig.query_i", lang)),
