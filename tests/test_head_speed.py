@@ -63,6 +63,7 @@ def test_head_figure_panels_share_the_expert_axis_without_overlap(lm):
         fig = fh.head_figure(decompose.head_view(lm, trace, 1, 0), 1)
         lay = fig.layout
         assert lay.xaxis.anchor == "y3" and "xaxis2" not in lay
+        assert lay.xaxis.zeroline is False                # no vertical line at expert 0 through the bar panels
         assert list(lay.xaxis.range) == [-0.5, trace.n - 0.5]
         d1, d2, d3 = (list(getattr(lay, name).domain) for name in ("yaxis", "yaxis2", "yaxis3"))
         assert 0.0 == d3[0] < d3[1] < d2[0] < d2[1] < d1[0] < d1[1] == 1.0

@@ -113,7 +113,7 @@ def head_figure(hv, query: int, show: str = "gate", lang: str = "en") -> go.Figu
     row_title = t("head.row_title", lang, token=hv.tokens[query], query=query)
     layout = dict(
         showlegend=False, hovermode="closest",
-        xaxis=dict(anchor="y3", range=[-0.5, n - 0.5], tickangle=TICK_ANGLE, showgrid=False,
+        xaxis=dict(anchor="y3", range=[-0.5, n - 0.5], tickangle=TICK_ANGLE, showgrid=False, zeroline=False,
                    title=dict(text=t("fig.expert_j", lang)), **axis),
         yaxis=dict(domain=list(heat), autorange="reversed", showgrid=False, title=dict(text=t("fig.query_i", lang)),
                    **axis),
