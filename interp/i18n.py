@@ -157,7 +157,8 @@ EN: dict[str, str] = {
     "head.section.messages": "messages and positional profile",
     "head.section.lens": "what each expert predicts (lenses)",
     "head.section.layer0": "layer 0: CBOW and gate-score splits",
-    "head.gates_alt": "Heatmap of gate weights: rows are query tokens, columns are expert tokens.",
+    "head.figure_alt": "Heatmap of gate weights (or firing strengths): rows are query tokens, columns are expert "
+                       "tokens; under it, the selected query's gate and firing strength for each expert as bars.",
     # --- lenses ------------------------------------------------------------------------------------------
     "lens.header": "What each expert predicts",
     "lens.choose": "Lens",

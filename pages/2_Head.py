@@ -35,18 +35,16 @@ def head_view() -> None:
     hv = ui.head(v.model, v.text, layer, head)
     st.markdown(fh.caption(hv, query, ui.lang()))
 
-    # --- gates and firing -------------------------------------------------------------------------------------
+    # --- gates and firing: one chart (heatmap over the query's row); top experts; report -------------------------
     left, right = st.columns([3, 2])
     with left:
         show = st.radio(tr("head.show"), options=["gate", "firing"], horizontal=True, key="hd_show",
                         format_func=lambda s: tr(f"head.show_{s}"))
-        ui.show_figure(fh.gate_heatmap(hv, query, show, ui.lang()), f"{show}-L{layer}H{head}-{lm.name}",
-                       key="hd_heatmap", alt=tr("head.gates_alt"))
+        ui.show_figure(fh.head_figure(hv, query, show, ui.lang()), f"{show}-L{layer}H{head}q{query}-{lm.name}",
+                       key="hd_heatmap", alt=tr("head.figure_alt"))
     with right:
-        ui.show_figure(fh.query_row(hv, query, ui.lang()), f"row-L{layer}H{head}q{query}", key="hd_row")
-        st.markdown(f"**{tr('head.top')}**")
-        ui.show_table(fh.top_experts_table(hv, query, 8, ui.lang()), f"top-experts-L{layer}H{head}q{query}",
-                      key="hd_top")
+        ui.show_markdown_table(fh.top_experts_table(hv, query, 8, ui.lang()), f"top-experts-L{layer}H{head}q{query}",
+                               key="hd_top", title=tr("head.top"))
         ui.report_buttons(functools.partial(head_report, hv, query, v.model, v.text, trace.special.tolist(), ui.lang()),
                           f"report-head-L{layer}H{head}q{query}-{lm.name}", "hd", (v.model, v.text, layer, head, query))
 

@@ -41,6 +41,17 @@ def title(chart) -> str:
     return spec(chart)["layout"]["title"]["text"].replace("<br>", " ")
 
 
+def markdown_tables(at) -> list[tuple[list[str], list[list[str]]]]:
+    """Every Markdown pipe table on the page: (header cells, body rows of cells), cells as written (escaped)."""
+    out = []
+    for m in texts(at.markdown):
+        lines = [ln for ln in m.splitlines() if ln.startswith("|")]
+        if len(lines) >= 2 and set(lines[1]) <= set("|-: "):
+            cells = lambda ln: [c.strip() for c in re.split(r"(?<!\\)\|", ln.strip())[1:-1]]
+            out.append((cells(lines[0]), [cells(ln) for ln in lines[2:]]))
+    return out
+
+
 def frames(at) -> list:
     """Every table on the page (interactive dataframes and static tables) as pandas DataFrames."""
     return [e.value for e in (*at.dataframe, *at.table)]
@@ -227,7 +238,11 @@ def test_head_page_views_and_widgets(app, tiny_bert_dir):
     assert heat["z"]["dtype"] == "f4"                                           # one head's n × n, float32
     shipped = np.frombuffer(base64.b64decode(heat["z"]["bdata"]), dtype=np.float32).reshape(probs.shape)
     np.testing.assert_allclose(shipped, probs.numpy(), rtol=1e-5, atol=1e-7)   # what the browser gets = the model's
-    assert len(charts(at)) == 2 and t("head.more_empty") in texts(at.caption)   # one view at a time
+    bars = [spec(charts(at)[0])["data"][i] for i in (1, 2)]                    # the query's row under the heatmap
+    gate_row = np.frombuffer(base64.b64decode(bars[0]["y"]["bdata"]), dtype=np.float32)[1:-1]   # edges repeated
+    np.testing.assert_allclose(gate_row, probs[6].numpy(), rtol=1e-5, atol=1e-7)
+    assert bars[0]["yaxis"] == "y2" and bars[1]["yaxis"] == "y3"
+    assert len(charts(at)) == 1 and t("head.more_empty") in texts(at.caption)   # one chart; one view at a time
     at.radio(key="hd_section").set_value("messages").run()
     titles = [title(c) for c in charts(at)]
     assert t("head.norms_title") in titles and t("head.profile_title") in titles
@@ -264,12 +279,16 @@ def test_head_switch_updates_the_view_url_and_top_experts(app, tiny_bert_dir):
         no_exception(at)
         assert at.query_params["head"] == str(h) and at.query_params["layer"] == "1"
         assert t("head.header", layer=1, head=h) in texts(at.title)
-        assert len(at.table) == 1
-        top = at.table[0].value
+        tables = markdown_tables(at)
+        assert len(tables) == 1 and len(at.table) == 0                     # one Markdown element, not a cell grid
+        header, rows = tables[0]
+        assert header == [ui.escape_markdown(t(f"head.col.{c}")) for c in ("position", "token", "gate", "firing")]
         want = probs[h, 6].numpy()
-        order = np.argsort(-want, kind="stable")[:len(top)]
-        np.testing.assert_allclose(top[t("head.col.gate")].to_numpy(), want[order], rtol=1e-5, atol=1e-7)
-        assert top[t("head.col.position")].tolist() == order.tolist()
+        order = np.argsort(-want, kind="stable")[:len(rows)]
+        assert [int(r[0]) for r in rows] == order.tolist()
+        # shown with 4 decimals: within half a unit of the last place of the model's own attention weights
+        np.testing.assert_allclose([float(r[2]) for r in rows], want[order], rtol=0, atol=0.5e-4 + 1e-7)
+        assert all(len(r[2].split(".")[1]) == 4 for r in rows)
 
 
 def test_url_reproduces_the_head_view(app, tiny_bert_dir):

@@ -188,6 +188,7 @@ def test_head_switch_keeps_the_url_and_the_deep_link(warm, chromium):
     text = "The old river bank was covered in snow after the long winter storm."
     page.goto(url(server, "Head", model="minilm", text=text, layer=1, head=0), timeout=TIMEOUT)
     wait_charts(page, 2)
+    assert len(rendered(page)) == 1                                   # heatmap and the query's row: one chart
     for h in (4, 7):
         page.get_by_role("combobox", name="Head", exact=True).click()
         page.get_by_role("option", name=str(h), exact=True).click()
@@ -200,8 +201,9 @@ def test_head_switch_keeps_the_url_and_the_deep_link(warm, chromium):
     other.goto(page.url, timeout=TIMEOUT)
     wait_charts(other, 2)
     assert other.get_by_role("heading", name="Layer 1, head 7").is_visible()
-    first = page.evaluate("() => JSON.stringify(document.querySelectorAll('.js-plotly-plot')[1].data[0].y)")
-    second = other.evaluate("() => JSON.stringify(document.querySelectorAll('.js-plotly-plot')[1].data[0].y)")
+    # the query's gate row: the bars under the heatmap in the page's one head chart
+    first = page.evaluate("() => JSON.stringify(document.querySelector('.js-plotly-plot').data[1].y)")
+    second = other.evaluate("() => JSON.stringify(document.querySelector('.js-plotly-plot').data[1].y)")
     assert first == second
     other.context.close()
     page.close()

@@ -162,6 +162,18 @@ def test_head_figures_match_forward_pass(lm, trace, reference, layer, head):
     row = fh.query_row(hv, query)
     close(row.data[0].y, ref["probs"][head, query])
     close(row.data[1].y, ref["firing"][head, query])
+    for show, key in (("gate", "probs"), ("firing", "firing")):      # the page's one chart: heatmap over the row
+        both = fh.head_figure(hv, query, show)
+        close(both.data[0].z, ref[key][head])
+        for steps, want in ((both.data[1], ref["probs"][head, query]), (both.data[2], ref["firing"][head, query])):
+            n = len(want)                  # one step per expert at its centre j, the end values repeated at the edges
+            close(steps.y[1:-1], want)
+            assert steps.y[0] == steps.y[1] and steps.y[-1] == steps.y[-2]
+            assert list(steps.x) == [-0.5, *range(n), n - 0.5] and list(steps.customdata) == [0, *range(n), n - 1]
+            assert steps.line.shape == "hvh" and steps.fill == "tozeroy"
+        assert [d.yaxis for d in both.data] == ["y", "y2", "y3"] and {d.xaxis for d in both.data} == {"x"}
+        shape = both.layout.shapes[0]                                  # the selected query's row is outlined
+        assert (shape.y0, shape.y1) == (query - 0.5, query + 0.5)
     norms = fh.message_norms_figure(hv, trace.special.tolist())
     close(norms.data[0].y, ref["norms"][head])
     top = fh.top_experts_table(hv, query, 4)
@@ -327,6 +339,7 @@ def all_figures(lm, trace, report):
     grid = fs.head_grid(report, "kl")
     dense, sampled = trace.layers[0].probs[1, 6].numpy(), np.tile(trace.layers[0].probs[1, 6].numpy(), (2, 1))
     return [fx.overview_figure(ov, 6, (0, 1)), fh.gate_heatmap(hv, 6), fh.gate_heatmap(hv, 6, "firing"),
+            fh.head_figure(hv, 6), fh.head_figure(hv, 6, "firing"),
             fh.query_row(hv, 6), fh.message_norms_figure(hv, trace.special.tolist()), fh.profile_figure(hv),
             fh.lens_experts_figure(s), fh.pool_figure(s), fh.cbow_split_figure(decompose.cbow_split(lm, trace, 1).norms(),
                                                                              trace.tokens),

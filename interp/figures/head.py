@@ -67,6 +67,71 @@ def query_row(hv, query: int, lang: str = "en") -> go.Figure:
     return fixed_margins(fig, left=numbers + TITLE_PX, bottom=label_extent(axis["ticktext"], TICK_ANGLE))
 
 
+def _steps(y, colour: str, name: str, hover: str, yaxis: str) -> dict:
+    """Bars of width 1 centred on 0..n-1 drawn as one filled step line (one SVG path, where a bar trace draws one
+    path per bar: the browser's work for n bars drops to that of one shape). The points are the bars' centres,
+    with the first and last value repeated at −0.5 and n − 0.5 so that the end bars are whole; ``customdata``
+    holds each point's expert j for the hover (``hover`` reads ``%{customdata}``)."""
+    y = compact(y)
+    n = len(y)
+    return dict(type="scatter", mode="lines", x=np.concatenate([[-0.5], np.arange(n), [n - 0.5]]).astype(np.float32),
+                y=np.concatenate([y[:1], y, y[-1:]]), customdata=np.concatenate([[0], np.arange(n), [n - 1]]).astype(np.int32),
+                line=dict(shape="hvh", color=colour, width=1), fill="tozeroy", fillcolor=colour, name=name,
+                hovertemplate=hover, xaxis="x", yaxis=yaxis)
+
+
+ROW_PANEL_PX = 110             # the height of each of the two bar panels of :func:`head_figure`
+ROW_GAP_PX = 52                # room between the panels for the row's title (and between the two bar panels)
+
+
+def head_figure(hv, query: int, show: str = "gate", lang: str = "en") -> go.Figure:
+    """The head page's one chart: the query × expert heatmap of the gates a_ij (``show="gate"``) or firing
+    strengths f_ij (``"firing"``), the selected query's row outlined, and under it that row's gate a_ij and
+    firing f_ij of every expert j as two bar panels (bars without gaps, drawn as filled steps). All three panels
+    share the expert axis (column j of the heatmap stands over bar j), so the token labels are drawn once. The same numbers as :func:`gate_heatmap`
+    and :func:`query_row` (which the report draws separately), in one chart: the browser mounts one chart per
+    head switch instead of two."""
+    z = hv.gates if show == "gate" else hv.firing
+    n = z.shape[0]
+    title = t("head.gates_title", lang) if show == "gate" else t("head.firing_title", lang)
+    gate, firing = t("head.col.gate", lang), t("head.col.firing", lang)
+    bar_hover = f"{t('fig.expert', lang)} %{{customdata}}: %{{y:.4f}}<extra></extra>"
+    side = int(np.clip(260 + 9 * n, 380, 760))                    # the heatmap's own height, as in gate_heatmap
+    heat_px = side - 120                                          # its plot area (the rest was margins and title)
+    plot_px = heat_px + 2 * ROW_PANEL_PX + 2 * ROW_GAP_PX
+    frac = lambda px: px / plot_px
+    bar2_top = frac(ROW_PANEL_PX)                                 # firing: bottom panel
+    bar1 = (bar2_top + frac(ROW_GAP_PX / 2), bar2_top + frac(ROW_GAP_PX / 2 + ROW_PANEL_PX))
+    heat = (1.0 - frac(heat_px), 1.0)
+    data = [dict(type="heatmap", z=compact(z), colorscale=SEQUENTIAL, zmin=0.0, zmax=1.0 if show == "gate" else None,
+                 colorbar=dict(thickness=12, outlinewidth=0, len=heat[1] - heat[0], y=heat[1], yanchor="top"),
+                 hovertemplate=f"{t('fig.query', lang)} %{{y}} · {t('fig.expert', lang)} %{{x}}<br>%{{z:.4f}}"
+                               "<extra></extra>", xaxis="x", yaxis="y"),
+            _steps(hv.gates[query], OKABE_ITO[4], gate, bar_hover, "y2"),
+            _steps(hv.firing[query], OKABE_ITO[5], firing, bar_hover, "y3")]
+    axis = token_axis(hv.tokens, TOKEN_TICKS)
+    row_title = t("head.row_title", lang, token=hv.tokens[query], query=query)
+    layout = dict(
+        showlegend=False, hovermode="closest",
+        xaxis=dict(anchor="y3", range=[-0.5, n - 0.5], tickangle=TICK_ANGLE, showgrid=False, zeroline=False,
+                   title=dict(text=t("fig.expert_j", lang)), **axis),
+        yaxis=dict(domain=list(heat), autorange="reversed", showgrid=False, title=dict(text=t("fig.query_i", lang)),
+                   **axis),
+        yaxis2=dict(domain=list(bar1), title=dict(text=gate)),
+        yaxis3=dict(domain=[0.0, bar2_top], title=dict(text=firing)),
+        shapes=[dict(type="rect", xref="x", yref="y", x0=-0.5, x1=n - 0.5, y0=query - 0.5, y1=query + 0.5,
+                     line=dict(color=OKABE_ITO[5], width=2))],
+        annotations=[dict(text=row_title, xref="paper", yref="paper", x=0.0, xanchor="left",
+                          y=bar1[1] + frac(4), yanchor="bottom", showarrow=False, font=dict(size=14))])
+    fig = go.Figure(data=data, layout=layout)
+    style(fig, title)
+    numbers = label_extent(["0.000"])                             # the bar panels' ticks: short decimals
+    fixed_margins(fig, left=max(label_extent(axis["ticktext"]), numbers) + TITLE_PX,
+                  bottom=label_extent(axis["ticktext"], TICK_ANGLE) + TITLE_PX)
+    fig.layout.height = plot_px + fig.layout.margin.t + fig.layout.margin.b
+    return fig
+
+
 def top_experts_table(hv, query: int, k: int = 8, lang: str = "en") -> pd.DataFrame:
     """The k experts with the largest gate for ``query``: position, token, gate, firing."""
     rows = hv.top_experts(query, min(k, len(hv.tokens)))
