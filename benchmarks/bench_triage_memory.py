@@ -12,7 +12,7 @@ turned into lines here), so Ray's timeline has two phases.
 Reported per engine and size: peak memory (MB, start-up and finalisation included), and the slope of memory
 against lines while streaming (MB per 100,000 lines, least squares over the second half of the samples taken
 strictly between the first and the last line; None when the progress gives too few distinct line counts, as
-in Ray's scoring phase, whose results reach the driver in few large blocks). With two sizes (``--lines N,2N``)
+too short a phase). With two sizes (``--lines N,2N``)
 also the growth of the peak from N to 2N, the robust figure for both engines. Flat = slope within a few MB per
 100k lines and peak growth small against the peak.
 
@@ -175,6 +175,7 @@ def watch_run(args, engine: str, lines: int, path: Path, out: Path) -> dict:
     for t in threads:
         t.start()
     samples = []
+    partial = open(args.partial, "a") if args.partial else None
     while proc.poll() is None:
         m = tree_mem(proc.pid)
         if m["pss"]:
@@ -185,7 +186,12 @@ def watch_run(args, engine: str, lines: int, path: Path, out: Path) -> dict:
                             "driver_mb": round(mem_of(proc.pid)["pss"], 1),
                             "actors_mb": round(sum(v for k, v in m["by_name"].items()
                                                    if k.startswith("ray::MapWorker")), 1)})
+            if partial is not None:          # the samples so far survive an interrupted or unfinished run
+                partial.write(json.dumps({"engine": engine, "run_lines": lines, **samples[-1]}) + "\n")
+                partial.flush()
         time.sleep(args.interval)
+    if partial is not None:
+        partial.close()
     for t in threads:
         t.join()
     if proc.returncode != 0:
@@ -196,13 +202,21 @@ def watch_run(args, engine: str, lines: int, path: Path, out: Path) -> dict:
         # which reads the finished run back, are reported in the peak, not in the slope)
         pts = [s for s in samples if s["phase"] == ph and 0 < s["lines"] < lines]
         if pts:
+            xs = [p["lines"] for p in pts]
             phases[ph] = {"samples": len(pts),
-                          "slope_mb_per_100k_lines": slope_per_100k([p["lines"] for p in pts],
-                                                                    [p["pss_mb"] for p in pts]),
-                          "peak_pss_mb": max(p["pss_mb"] for p in pts)}
-    # Ray's scoring results reach the driver in few large blocks, so its progress does not resolve lines while
-    # scoring; with a steady scoring rate, lines scored ≈ lines × (time since the actors started) / (scoring
-    # time): the slope against those interpolated lines, over the second half of the scoring samples.
+                          "slope_mb_per_100k_lines": slope_per_100k(xs, [p["pss_mb"] for p in pts]),
+                          "slope_anon_mb_per_100k_lines": slope_per_100k(xs, [p["anon_mb"] for p in pts]),
+                          "slope_driver_mb_per_100k_lines": slope_per_100k(xs, [p["driver_mb"] for p in pts]),
+                          "peak_pss_mb": max(p["pss_mb"] for p in pts),
+                          "first_pss_mb": pts[0]["pss_mb"], "last_pss_mb": pts[-1]["pss_mb"]}
+            if engine == "ray" and ph == "score":
+                phases[ph]["slope_actor_mb_per_100k_lines"] = slope_per_100k(xs, [p["actors_mb"] for p in pts])
+                phases[ph]["actor_mb_first_last_max"] = [pts[0]["actors_mb"], pts[-1]["actors_mb"],
+                                                         max(p["actors_mb"] for p in pts)]
+    # Ray's scoring progress comes per batch of task-sized output (``phases.score``: against lines scored); a
+    # cross-check that needs no progress: with a steady scoring rate, lines scored ≈ lines × (time since the
+    # actors started) / (scoring time): the slope against those interpolated lines, over the second half of
+    # the scoring samples.
     scoring = [s for s in samples if s["actors_mb"] > 0]
     if engine == "ray" and len(scoring) >= 4:
         ta, tb = scoring[0]["t"], scoring[-1]["t"]
@@ -236,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interval", type=float, default=1.0)
     ap.add_argument("--flush-rows", type=int, default=2048)
     ap.add_argument("--workdir", default=None, help="where the log and runs go (default: a temporary folder)")
+    ap.add_argument("--partial", default=None,
+                    help="append every memory sample (JSON lines) and every finished run's result to this file "
+                         "as the benchmark goes, so that a run stopped early still leaves its figures")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--log", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
@@ -265,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
             r = watch_run(args, engine, n, path, work / f"run-{engine}-{n}")
             log(f"  peak PSS {r['peak_pss_mb']} MB, phases {json.dumps(r['phases'])}, {r['seconds']} s")
             runs.append(r)
+            if args.partial:
+                with open(args.partial, "a") as f:
+                    f.write(json.dumps({"run": {k: v for k, v in r.items() if k != "timeline"}}) + "\n")
     growth = {}
     for engine in engines:
         rs = [r for r in runs if r["engine"] == engine]

@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import registry
-from .heap import release_free_heap
+from .heap import bound_heap, release_free_heap
 from .schema import score_columns
 
 RAY_MISSING = ("Ray is not installed: install the scale extra with `make scale` or "
@@ -83,6 +83,8 @@ class RayScorer:
 
         from ..loader import load_model
         torch.set_num_threads(max(1, int(threads)))
+        if os.environ.get("EXPERTLENS_TRIAGE_BOUND_HEAP", "1") != "0":
+            bound_heap()
         self.settings = registry.settings_from_dict(settings)
         self.fields = scored_fields(self.settings)
         self.lm = load_model(model, device=device)
@@ -196,6 +198,19 @@ TODO_SCHEMA = pa.schema([pa.field("record", pa.int64()), pa.field("text", pa.str
                          pa.field("preview", pa.string())])
 
 
+# Ray Data's block size for the scoring stage (see _score_with_ray): an actor holds at most about one input
+# block and one output block of this size, whatever the log's length.
+BLOCK_BYTES = 512 * 1024
+
+
+def _task_rows(batch_size: int) -> int:
+    """Inputs per Ray scoring task (one staged file, one block): 8 actor calls of ``4 × batch_size`` inputs, at
+    least 2,048. The actor holds a task's input block and its scored output (about 250 bytes per input) until
+    the task ends, so this bounds the actor's memory whatever the log's length; Ray's per-task overhead (tens
+    of ms) stays small against a task's scoring time."""
+    return max(2048, 32 * max(1, int(batch_size)))
+
+
 def _atomic_parquet(table: pa.Table, path: Path) -> None:
     tmp = path.with_suffix(".parquet.tmp")
     pq.write_table(table, tmp, compression="zstd")
@@ -289,15 +304,22 @@ def run_with_ray(tri, *, done: int, counts: dict, limit: int | None, batch_size:
     con = duckdb_connect(folder)
     src_todo = f"read_parquet('{staging}/todo-*.parquet')"
     have_out = any(out_dir.glob("*.parquet"))
-    pending = staging / "pending.parquet"
+    pending = staging / "pending"
+    shutil.rmtree(pending, ignore_errors=True)
+    (staging / "pending.parquet").unlink(missing_ok=True)     # the single file of earlier versions
     n_pending = 0
     if any(staging.glob("todo-*.parquet")):
         where = f"record >= {int(done)}"
         if have_out:
             where += f" AND record NOT IN (SELECT record FROM read_parquet('{out_dir}/*.parquet'))"
+        # One file per scoring task (see _task_rows): Ray reads one file as one block, and the actor keeps a
+        # task's whole output until the task ends, so a single file would make the actor hold every scored row
+        # of the run (and the driver would see no result before the end).
         con.execute(f"COPY (SELECT * FROM {src_todo} WHERE {where} ORDER BY record) TO '{pending}' "
-                    f"(FORMAT parquet, ROW_GROUP_SIZE {max(64, batch_size * 4)})")
-        n_pending = con.execute(f"SELECT count(*) FROM read_parquet('{pending}')").fetchone()[0]
+                    f"(FORMAT parquet, ROW_GROUP_SIZE {_task_rows(batch_size)}, ROW_GROUPS_PER_FILE 1, "
+                    f"FILENAME_PATTERN 'pending-{{i}}')")
+        if any(pending.glob("*.parquet")):
+            n_pending = con.execute(f"SELECT count(*) FROM read_parquet('{pending}/*.parquet')").fetchone()[0]
     con.close()
     if n_pending:
         _score_with_ray(tri, pending, out_dir, n_pending, batch_size, max_rows, address, workers, gpus_per_worker,
@@ -344,12 +366,14 @@ def _score_with_ray(tri, pending: Path, out_dir: Path, n_pending: int, batch_siz
     import ray.data
     from dataclasses import asdict
     started = False
+    saved_block = None
     if not ray.is_initialized():
         root = str(Path(__file__).resolve().parents[2])
         env = {"env_vars": {"PYTHONPATH": os.pathsep.join([root] + ([os.environ["PYTHONPATH"]]
                                                                   if os.environ.get("PYTHONPATH") else []))}}
-        if os.environ.get("EXPERTLENS_TRIAGE_MEMDEBUG"):
-            env["env_vars"]["EXPERTLENS_TRIAGE_MEMDEBUG"] = os.environ["EXPERTLENS_TRIAGE_MEMDEBUG"]
+        for var in ("EXPERTLENS_TRIAGE_MEMDEBUG", "EXPERTLENS_TRIAGE_BOUND_HEAP"):
+            if os.environ.get(var):
+                env["env_vars"][var] = os.environ[var]
         if address:
             ray.init(address=address, runtime_env=env, log_to_driver=False)
         else:
@@ -363,7 +387,13 @@ def _score_with_ray(tri, pending: Path, out_dir: Path, n_pending: int, batch_siz
         dev = device or ("cuda" if gpus_per_worker else str(tri.lm.device))
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
-        ds = ray.data.read_parquet(str(pending), override_num_blocks=max(1, min(64, n_pending // max(1, batch_size))))
+        # Ray's block size (128 MiB by default) sets both how many staged rows one read yields as a block and
+        # how much scored output an actor task buffers before handing it on: at the default a whole run of
+        # small rows is one block, and the actor holds every scored row until the run ends (measured: Arrow's
+        # pool in the actor growing ~250 bytes per line, nothing reaching the driver before the end).
+        saved_block = ctx.target_max_block_size
+        ctx.target_max_block_size = BLOCK_BYTES
+        ds = ray.data.read_parquet(str(pending), override_num_blocks=len(list(Path(pending).glob("*.parquet"))))
         scored = ds.map_batches(
             RayScorer, batch_size=max(1, batch_size * 4), batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=workers),
@@ -372,7 +402,8 @@ def _score_with_ray(tri, pending: Path, out_dir: Path, n_pending: int, batch_siz
                                    "fault": fault},
             num_cpus=per_actor, num_gpus=gpus_per_worker or None, max_restarts=-1, max_task_retries=-1)
         done = tokens = 0
-        for batch in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
+        # the driver writes one output file per task-sized batch (small blocks are combined first)
+        for batch in scored.iter_batches(batch_size=_task_rows(batch_size), batch_format="pyarrow"):
             if batch.num_rows == 0:
                 continue
             _atomic_parquet(batch, out_dir / f"out-{uuid.uuid4().hex}.parquet")
@@ -380,6 +411,8 @@ def _score_with_ray(tri, pending: Path, out_dir: Path, n_pending: int, batch_siz
             tokens += int(np.nansum(np.asarray(batch["n_tokens"].to_numpy(zero_copy_only=False), dtype=float)))
             tick(done, tokens)
     finally:
+        if saved_block is not None:
+            ray.data.DataContext.get_current().target_max_block_size = saved_block
         if started:
             ray.shutdown()
 
