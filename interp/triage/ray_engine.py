@@ -211,6 +211,17 @@ def _task_rows(batch_size: int) -> int:
     return max(2048, 32 * max(1, int(batch_size)))
 
 
+def _split_parquet(src: Path, folder: Path, rows: int) -> int:
+    """Write ``src`` as ``folder/pending-<n>.parquet`` files of at most ``rows`` rows each, streaming (one
+    file's rows in memory at a time); returns the number of rows."""
+    folder.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for i, batch in enumerate(pq.ParquetFile(src).iter_batches(batch_size=rows)):
+        pq.write_table(pa.Table.from_batches([batch]), folder / f"pending-{i:06d}.parquet", compression="zstd")
+        n += batch.num_rows
+    return n
+
+
 def _atomic_parquet(table: pa.Table, path: Path) -> None:
     tmp = path.with_suffix(".parquet.tmp")
     pq.write_table(table, tmp, compression="zstd")
@@ -315,11 +326,10 @@ def run_with_ray(tri, *, done: int, counts: dict, limit: int | None, batch_size:
         # One file per scoring task (see _task_rows): Ray reads one file as one block, and the actor keeps a
         # task's whole output until the task ends, so a single file would make the actor hold every scored row
         # of the run (and the driver would see no result before the end).
-        con.execute(f"COPY (SELECT * FROM {src_todo} WHERE {where} ORDER BY record) TO '{pending}' "
-                    f"(FORMAT parquet, ROW_GROUP_SIZE {_task_rows(batch_size)}, ROW_GROUPS_PER_FILE 1, "
-                    f"FILENAME_PATTERN 'pending-{{i}}')")
-        if any(pending.glob("*.parquet")):
-            n_pending = con.execute(f"SELECT count(*) FROM read_parquet('{pending}/*.parquet')").fetchone()[0]
+        whole = staging / "pending-all.parquet"
+        con.execute(f"COPY (SELECT * FROM {src_todo} WHERE {where} ORDER BY record) TO '{whole}' (FORMAT parquet)")
+        n_pending = _split_parquet(whole, pending, _task_rows(batch_size))
+        whole.unlink()
     con.close()
     if n_pending:
         _score_with_ray(tri, pending, out_dir, n_pending, batch_size, max_rows, address, workers, gpus_per_worker,
