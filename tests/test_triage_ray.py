@@ -100,10 +100,10 @@ def test_interrupted_ray_run_resumes_and_scores_only_what_is_missing(tmp_path, l
     assert_identical(results(tmp_path / "local"), results(tmp_path / "ray"))
 
 
-def test_inputs_reach_ray_in_task_sized_files(tmp_path, lm, folder, monkeypatch):
-    """Ray reads one staged file per block at most and an actor keeps a task's output until the task ends: the
-    pending inputs are written in files of at most ``_task_rows`` rows (here 8), so no actor task spans the
-    run, and all of them together are exactly the inputs to score, each once."""
+def test_inputs_reach_ray_in_task_sized_row_groups(tmp_path, lm, folder, monkeypatch):
+    """Ray packs whole row groups into blocks and an actor keeps a task's output until the task ends: the
+    pending inputs are written in row groups of at most ``_task_rows`` rows (here 8), so no actor task need
+    span the run, and all of them together are exactly the inputs to score, each once."""
     from interp.triage import ray_engine
     log = tricky_log(tmp_path / "tricky.jsonl")
     run_triage(log, tmp_path / "local", folder, MAPPING, SETTINGS, lm=lm, batch_size=4, flush_rows=8)
@@ -115,12 +115,12 @@ def test_inputs_reach_ray_in_task_sized_files(tmp_path, lm, folder, monkeypatch)
                    tick):
         from dataclasses import asdict
         scorer = ray_engine.RayScorer(folder, None, asdict(tri.cfg.settings), batch_size, max_rows, 1)
-        files = sorted(pending.glob("*.parquet"))
-        seen["rows"] = [pq.read_metadata(f).num_rows for f in files]
+        pf = pq.ParquetFile(pending)
+        seen["rows"] = [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)]
         seen["n_pending"] = n_pending
         seen["records"] = []
-        for f in files:
-            out = scorer(pq.read_table(f))
+        for i in range(pf.num_row_groups):
+            out = scorer(pf.read_row_group(i))
             seen["records"] += out["record"].to_pylist()
             ray_engine._atomic_parquet(out, out_dir / f"out-{uuid.uuid4().hex}.parquet")
     monkeypatch.setattr(ray_engine, "_score_with_ray", in_process)
