@@ -143,6 +143,47 @@ def child(args) -> int:
     return 0
 
 
+def analyse(engine: str, lines: int, samples: list[dict], finished: bool = True) -> dict:
+    """The per-phase figures of one run from its memory samples (see the module docstring); the time-
+    interpolated cross-check only for a finished run."""
+    phases = {}
+    for ph in ("read", "score"):
+        # streaming samples only: after the first lines and before the last (start-up and the finalisation,
+        # which reads the finished run back, are reported in the peak, not in the slope)
+        pts = [s for s in samples if s["phase"] == ph and 0 < s["lines"] < lines]
+        if engine == "ray" and ph == "read":        # staging: the driver alone, before Ray starts
+            pts = [s for s in pts if s["processes"] == 1]
+        if pts:
+            xs = [p["lines"] for p in pts]
+            phases[ph] = {"samples": len(pts),
+                          "slope_mb_per_100k_lines": slope_per_100k(xs, [p["pss_mb"] for p in pts]),
+                          "slope_anon_mb_per_100k_lines": slope_per_100k(xs, [p["anon_mb"] for p in pts]),
+                          "slope_driver_mb_per_100k_lines": slope_per_100k(xs, [p["driver_mb"] for p in pts]),
+                          "peak_pss_mb": max(p["pss_mb"] for p in pts),
+                          "first_pss_mb": pts[0]["pss_mb"], "last_pss_mb": pts[-1]["pss_mb"]}
+            if engine == "ray" and ph == "score":
+                phases[ph]["slope_actor_mb_per_100k_lines"] = slope_per_100k(xs, [p["actors_mb"] for p in pts])
+                phases[ph]["actor_mb_first_last_max"] = [pts[0]["actors_mb"], pts[-1]["actors_mb"],
+                                                         max(p["actors_mb"] for p in pts)]
+    # Ray's scoring progress comes per batch of task-sized output (``phases.score``: against lines scored); a
+    # cross-check that needs no progress: with a steady scoring rate, lines scored ≈ lines × (time since the
+    # actors started) / (scoring time): the slope against those interpolated lines, over the second half of
+    # the scoring samples.
+    scoring = [s for s in samples if s["actors_mb"] > 0]
+    if engine == "ray" and finished and len(scoring) >= 4:
+        ta, tb = scoring[0]["t"], scoring[-1]["t"]
+        xs = [lines * (s["t"] - ta) / max(1e-9, tb - ta) for s in scoring]
+        phases["score_time_interpolated"] = {
+            "samples": len(scoring), "seconds": round(tb - ta, 1),
+            "slope_mb_per_100k_lines": slope_per_100k(xs, [s["pss_mb"] for s in scoring]),
+            "slope_anon_mb_per_100k_lines": slope_per_100k(xs, [s["anon_mb"] for s in scoring]),
+            "slope_shmem_mb_per_100k_lines": slope_per_100k(xs, [s["shmem_mb"] for s in scoring]),
+            "slope_driver_mb_per_100k_lines": slope_per_100k(xs, [s["driver_mb"] for s in scoring]),
+            "slope_actor_mb_per_100k_lines": slope_per_100k(xs, [s["actors_mb"] for s in scoring]),
+            "pss_by_process_mid": scoring[len(scoring) // 2]["by_name"], "pss_by_process_last": scoring[-1]["by_name"]}
+    return phases
+
+
 def watch_run(args, engine: str, lines: int, path: Path, out: Path) -> dict:
     cmd = [sys.executable, __file__, "--child", "--log", str(path), "--out", str(out), "--engine-one", engine,
            "--lines-one", str(lines), "--model", args.model, "--batch-size", str(args.batch_size), "--seeds",
@@ -196,39 +237,7 @@ def watch_run(args, engine: str, lines: int, path: Path, out: Path) -> dict:
         t.join()
     if proc.returncode != 0:
         raise SystemExit(f"{engine} run failed ({proc.returncode}): {state['err'][-2000:]}")
-    phases = {}
-    for ph in ("read", "score"):
-        # streaming samples only: after the first lines and before the last (start-up and the finalisation,
-        # which reads the finished run back, are reported in the peak, not in the slope)
-        pts = [s for s in samples if s["phase"] == ph and 0 < s["lines"] < lines]
-        if pts:
-            xs = [p["lines"] for p in pts]
-            phases[ph] = {"samples": len(pts),
-                          "slope_mb_per_100k_lines": slope_per_100k(xs, [p["pss_mb"] for p in pts]),
-                          "slope_anon_mb_per_100k_lines": slope_per_100k(xs, [p["anon_mb"] for p in pts]),
-                          "slope_driver_mb_per_100k_lines": slope_per_100k(xs, [p["driver_mb"] for p in pts]),
-                          "peak_pss_mb": max(p["pss_mb"] for p in pts),
-                          "first_pss_mb": pts[0]["pss_mb"], "last_pss_mb": pts[-1]["pss_mb"]}
-            if engine == "ray" and ph == "score":
-                phases[ph]["slope_actor_mb_per_100k_lines"] = slope_per_100k(xs, [p["actors_mb"] for p in pts])
-                phases[ph]["actor_mb_first_last_max"] = [pts[0]["actors_mb"], pts[-1]["actors_mb"],
-                                                         max(p["actors_mb"] for p in pts)]
-    # Ray's scoring progress comes per batch of task-sized output (``phases.score``: against lines scored); a
-    # cross-check that needs no progress: with a steady scoring rate, lines scored ≈ lines × (time since the
-    # actors started) / (scoring time): the slope against those interpolated lines, over the second half of
-    # the scoring samples.
-    scoring = [s for s in samples if s["actors_mb"] > 0]
-    if engine == "ray" and len(scoring) >= 4:
-        ta, tb = scoring[0]["t"], scoring[-1]["t"]
-        xs = [lines * (s["t"] - ta) / max(1e-9, tb - ta) for s in scoring]
-        phases["score_time_interpolated"] = {
-            "samples": len(scoring), "seconds": round(tb - ta, 1),
-            "slope_mb_per_100k_lines": slope_per_100k(xs, [s["pss_mb"] for s in scoring]),
-            "slope_anon_mb_per_100k_lines": slope_per_100k(xs, [s["anon_mb"] for s in scoring]),
-            "slope_shmem_mb_per_100k_lines": slope_per_100k(xs, [s["shmem_mb"] for s in scoring]),
-            "slope_driver_mb_per_100k_lines": slope_per_100k(xs, [s["driver_mb"] for s in scoring]),
-            "slope_actor_mb_per_100k_lines": slope_per_100k(xs, [s["actors_mb"] for s in scoring]),
-            "pss_by_process_mid": scoring[len(scoring) // 2]["by_name"], "pss_by_process_last": scoring[-1]["by_name"]}
+    phases = analyse(engine, lines, samples)
     for s in samples:
         s.pop("by_name", None)
     return {"engine": engine, "lines": lines, "seconds": round(time.perf_counter() - t0, 1),
@@ -236,6 +245,32 @@ def watch_run(args, engine: str, lines: int, path: Path, out: Path) -> dict:
             "peak_rss_mb": max((s["rss_mb"] for s in samples), default=None),
             "max_processes": max((s["processes"] for s in samples), default=0), "phases": phases,
             "timeline": samples[:: max(1, len(samples) // 60)]}
+
+
+def from_partial(path: str) -> int:
+    """Figures from a ``--partial`` file: per run (engine, lines), the peak, the samples' span and the phases'
+    slopes over the samples taken so far; a run stopped early is marked ``finished: false`` (its lines are how
+    far it got)."""
+    runs: dict = {}
+    done = set()
+    with open(path) as f:
+        for line in f:
+            msg = json.loads(line)
+            if "run" in msg:
+                done.add((msg["run"]["engine"], msg["run"]["lines"]))
+                continue
+            runs.setdefault((msg["engine"], msg["run_lines"]), []).append(msg)
+    out = []
+    for (engine, lines), samples in runs.items():
+        samples.sort(key=lambda s: s["t"])
+        out.append({"engine": engine, "lines": lines, "finished": (engine, lines) in done,
+                    "lines_reached": max(s["lines"] for s in samples),
+                    "phase_reached": samples[-1]["phase"], "seconds": samples[-1]["t"],
+                    "peak_pss_mb": max(s["pss_mb"] for s in samples),
+                    "max_processes": max(s["processes"] for s in samples),
+                    "phases": analyse(engine, lines, samples, (engine, lines) in done)})
+    print(json.dumps({"benchmark": "triage_memory", "from_partial": path, "runs": out}))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -258,9 +293,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--engine-one", help=argparse.SUPPRESS)
     ap.add_argument("--lines-one", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--from-partial", default=None, metavar="FILE",
+                    help="print the figures of the runs in a --partial file (finished or not) and exit")
     args = ap.parse_args(argv)
     if args.child:
         return child(args)
+    if args.from_partial:
+        return from_partial(args.from_partial)
     sizes = sorted({int(x) for x in args.lines.split(",") if x.strip()})
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     if "ray" in engines:
