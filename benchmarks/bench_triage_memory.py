@@ -161,6 +161,16 @@ def analyse(engine: str, lines: int, samples: list[dict], finished: bool = True)
                           "slope_driver_mb_per_100k_lines": slope_per_100k(xs, [p["driver_mb"] for p in pts]),
                           "peak_pss_mb": max(p["pss_mb"] for p in pts),
                           "first_pss_mb": pts[0]["pss_mb"], "last_pss_mb": pts[-1]["pss_mb"]}
+            # growth within the run: the peak over the first and over the last tenth of the lines covered
+            lo, hi = min(xs), max(xs)
+            if hi > lo:
+                tenth = (hi - lo) / 10
+                for key, sel in (("pss_mb", "pss"), ("actors_mb", "actor"), ("driver_mb", "driver")):
+                    if engine != "ray" and key == "actors_mb":
+                        continue
+                    a = [p[key] for p in pts if p["lines"] <= lo + tenth]
+                    b = [p[key] for p in pts if p["lines"] >= hi - tenth]
+                    phases[ph][f"{sel}_peak_first_last_tenth_mb"] = [max(a), max(b)]
             if engine == "ray" and ph == "score":
                 phases[ph]["slope_actor_mb_per_100k_lines"] = slope_per_100k(xs, [p["actors_mb"] for p in pts])
                 phases[ph]["actor_mb_first_last_max"] = [pts[0]["actors_mb"], pts[-1]["actors_mb"],

@@ -11,6 +11,13 @@ runs it, without a Ray instance. Two causes of growth are pinned:
 * The C heap's free-but-kept pages of the worker thread's arena (the growth measured in the actor: glibc's
   in-use bytes flat, its kept free bytes climbing): :func:`release_free_heap` returns them, shown on a heap
   fragmented on purpose in a thread, and the actor calls it after every batch.
+* Large buffers carved from the heap: glibc's mmap threshold moves up after the first large free, so tensors
+  and Arrow buffers of a few MB then come from the heap and fragment it. The actor fixes the threshold
+  (:func:`interp.triage.heap.bound_heap`, also putting Arrow on the system allocator); shown on a fresh
+  interpreter, against the same allocations without it.
+
+What an actor holds on Ray's side (a task's input block and its buffered output) is bounded by the block size
+and the staged row groups; ``tests/test_triage_ray.py`` pins the row groups.
 """
 from __future__ import annotations
 

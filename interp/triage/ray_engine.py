@@ -24,7 +24,10 @@ Ray's pitfalls avoided here: its JSON reader drops a whole block for one malform
 used instead); ``preserve_order`` does not order rows inside written files (rows are keyed by record number and
 ordered in DuckDB); an actor pool that takes every CPU starves the read stage on a small machine (actors ask for
 a fraction of the CPUs, leaving one for reading); Ray sets one intra-op thread per actor CPU (the actor sets
-torch's threads explicitly).
+torch's threads explicitly); Ray's default block size (128 MiB) reads a run's pending inputs as one block and
+lets an actor buffer a task's whole output, so the actor's memory grows with the log (blocks of
+:data:`BLOCK_BYTES` here, pending inputs in row groups of :func:`_task_rows`); a pending list split into many
+files makes Ray's reader fan its footer reads out into extra worker processes (one file here).
 """
 from __future__ import annotations
 
