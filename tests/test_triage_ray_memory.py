@@ -216,3 +216,45 @@ def test_bound_heap_returns_freed_large_buffers_without_a_trim():
     # is its own mapping, returned on free.
     assert given["0"] < 21, given
     assert given["1"] > 76, given
+
+
+def test_scoring_stage_runs_under_small_blocks(tmp_path, monkeypatch):
+    """Ray's default block size (128 MiB) read a run's pending inputs as one block and let the actor buffer its
+    task's whole output (measured: Arrow memory in the actor growing ~250 bytes per line, nothing reaching the
+    driver before the end). While the scored batches are iterated the engine's block size is in force, the
+    driver takes task-sized batches, and Ray's own setting is restored afterwards. Ray is replaced by a stand-in
+    that records what the engine asked of it (no Ray instance needed)."""
+    import sys
+    import types
+
+    ctx = types.SimpleNamespace(target_max_block_size=128 << 20, enable_progress_bars=True)
+    seen: dict = {}
+
+    class Scored:
+        def iter_batches(self, batch_size, batch_format):
+            seen["block_bytes"], seen["batch_size"] = ctx.target_max_block_size, batch_size
+            yield pa.table({"record": pa.array([7], pa.int64()), "n_tokens": pa.array([5], pa.int32())})
+
+    class Dataset:
+        def map_batches(self, fn, **kw):
+            seen["fn"], seen["kw"] = fn, kw
+            return Scored()
+
+    data = types.ModuleType("ray.data")
+    data.DataContext = types.SimpleNamespace(get_current=lambda: ctx)
+    data.read_parquet = lambda path: seen.setdefault("path", path) and Dataset()
+    data.ActorPoolStrategy = lambda size: ("actors", size)
+    ray = types.ModuleType("ray")
+    ray.data, ray.is_initialized, ray.cluster_resources = data, (lambda: True), (lambda: {"CPU": 2.0})
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    monkeypatch.setitem(sys.modules, "ray.data", data)
+    tri = types.SimpleNamespace(cfg=types.SimpleNamespace(model="m", settings=ScoreSettings(k=4, seeds=2, seed=0)),
+                                lm=types.SimpleNamespace(device="cpu"))
+    ticks = []
+    ray_engine._score_with_ray(tri, tmp_path / "pending.parquet", tmp_path, 1, 64, None, None, 1, 0.0, None, None,
+                               lambda k, tok: ticks.append((k, tok)))
+    assert seen["fn"] is RayScorer and seen["kw"]["batch_size"] == 256
+    assert seen["block_bytes"] == ray_engine.BLOCK_BYTES <= 1 << 20
+    assert seen["batch_size"] == ray_engine._task_rows(64) == 2048
+    assert ctx.target_max_block_size == 128 << 20          # Ray's own setting back once the stage is done
+    assert ticks == [(1, 5)] and len(list(tmp_path.glob("out-*.parquet"))) == 1
