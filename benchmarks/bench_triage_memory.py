@@ -137,7 +137,10 @@ def child(args) -> int:
     s = run_triage(args.log, args.out, model, ColumnMapping("text", id="id"),
                    ScoreSettings(k=args.k, seeds=args.seeds, seed=0), device=args.device, batch_size=args.batch_size,
                    limit=n, progress=progress, progress_every=args.interval, engine=args.engine_one, workers=1,
-                   flush_rows=args.flush_rows, restart=True)
+                   flush_rows=args.flush_rows, restart=True,
+                   # a Ray actor sees a GPU only when it asks for one
+                   gpus_per_worker=1.0 if args.engine_one == "ray" and (args.device or "").startswith("cuda")
+                   else 0.0)
     print(json.dumps({"summary": {k: s[k] for k in ("lines_total", "analysed", "skipped", "failed", "seconds",
                                                     "lines_per_second")}}), flush=True)
     return 0
