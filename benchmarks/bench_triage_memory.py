@@ -12,7 +12,7 @@ turned into lines here), so Ray's timeline has two phases.
 Reported per engine and size: peak memory (MB, start-up and finalisation included), and the slope of memory
 against lines while streaming (MB per 100,000 lines, least squares over the second half of the samples taken
 strictly between the first and the last line; None when the progress gives too few distinct line counts, as
-in Ray's scoring phase, whose results reach the driver in few large blocks). With two sizes (``--lines N,2N``)
+too short a phase). With two sizes (``--lines N,2N``)
 also the growth of the peak from N to 2N, the robust figure for both engines. Flat = slope within a few MB per
 100k lines and peak growth small against the peak.
 
@@ -137,10 +137,64 @@ def child(args) -> int:
     s = run_triage(args.log, args.out, model, ColumnMapping("text", id="id"),
                    ScoreSettings(k=args.k, seeds=args.seeds, seed=0), device=args.device, batch_size=args.batch_size,
                    limit=n, progress=progress, progress_every=args.interval, engine=args.engine_one, workers=1,
-                   flush_rows=args.flush_rows, restart=True)
+                   flush_rows=args.flush_rows, restart=True,
+                   # a Ray actor sees a GPU only when it asks for one
+                   gpus_per_worker=1.0 if args.engine_one == "ray" and (args.device or "").startswith("cuda")
+                   else 0.0)
     print(json.dumps({"summary": {k: s[k] for k in ("lines_total", "analysed", "skipped", "failed", "seconds",
                                                     "lines_per_second")}}), flush=True)
     return 0
+
+
+def analyse(engine: str, lines: int, samples: list[dict], finished: bool = True) -> dict:
+    """The per-phase figures of one run from its memory samples (see the module docstring); the time-
+    interpolated cross-check only for a finished run."""
+    phases = {}
+    for ph in ("read", "score"):
+        # streaming samples only: after the first lines and before the last (start-up and the finalisation,
+        # which reads the finished run back, are reported in the peak, not in the slope)
+        pts = [s for s in samples if s["phase"] == ph and 0 < s["lines"] < lines]
+        if engine == "ray" and ph == "read":        # staging: the driver alone, before Ray starts
+            pts = [s for s in pts if s["processes"] == 1]
+        if pts:
+            xs = [p["lines"] for p in pts]
+            phases[ph] = {"samples": len(pts),
+                          "slope_mb_per_100k_lines": slope_per_100k(xs, [p["pss_mb"] for p in pts]),
+                          "slope_anon_mb_per_100k_lines": slope_per_100k(xs, [p["anon_mb"] for p in pts]),
+                          "slope_driver_mb_per_100k_lines": slope_per_100k(xs, [p["driver_mb"] for p in pts]),
+                          "peak_pss_mb": max(p["pss_mb"] for p in pts),
+                          "first_pss_mb": pts[0]["pss_mb"], "last_pss_mb": pts[-1]["pss_mb"]}
+            # growth within the run: the peak over the first and over the last tenth of the lines covered
+            lo, hi = min(xs), max(xs)
+            if hi > lo:
+                tenth = (hi - lo) / 10
+                for key, sel in (("pss_mb", "pss"), ("actors_mb", "actor"), ("driver_mb", "driver")):
+                    if engine != "ray" and key == "actors_mb":
+                        continue
+                    a = [p[key] for p in pts if p["lines"] <= lo + tenth]
+                    b = [p[key] for p in pts if p["lines"] >= hi - tenth]
+                    phases[ph][f"{sel}_peak_first_last_tenth_mb"] = [max(a), max(b)]
+            if engine == "ray" and ph == "score":
+                phases[ph]["slope_actor_mb_per_100k_lines"] = slope_per_100k(xs, [p["actors_mb"] for p in pts])
+                phases[ph]["actor_mb_first_last_max"] = [pts[0]["actors_mb"], pts[-1]["actors_mb"],
+                                                         max(p["actors_mb"] for p in pts)]
+    # Ray's scoring progress comes per batch of task-sized output (``phases.score``: against lines scored); a
+    # cross-check that needs no progress: with a steady scoring rate, lines scored ≈ lines × (time since the
+    # actors started) / (scoring time): the slope against those interpolated lines, over the second half of
+    # the scoring samples.
+    scoring = [s for s in samples if s["actors_mb"] > 0]
+    if engine == "ray" and finished and len(scoring) >= 4:
+        ta, tb = scoring[0]["t"], scoring[-1]["t"]
+        xs = [lines * (s["t"] - ta) / max(1e-9, tb - ta) for s in scoring]
+        phases["score_time_interpolated"] = {
+            "samples": len(scoring), "seconds": round(tb - ta, 1),
+            "slope_mb_per_100k_lines": slope_per_100k(xs, [s["pss_mb"] for s in scoring]),
+            "slope_anon_mb_per_100k_lines": slope_per_100k(xs, [s["anon_mb"] for s in scoring]),
+            "slope_shmem_mb_per_100k_lines": slope_per_100k(xs, [s["shmem_mb"] for s in scoring]),
+            "slope_driver_mb_per_100k_lines": slope_per_100k(xs, [s["driver_mb"] for s in scoring]),
+            "slope_actor_mb_per_100k_lines": slope_per_100k(xs, [s["actors_mb"] for s in scoring]),
+            "pss_by_process_mid": scoring[len(scoring) // 2]["by_name"], "pss_by_process_last": scoring[-1]["by_name"]}
+    return phases
 
 
 def watch_run(args, engine: str, lines: int, path: Path, out: Path) -> dict:
@@ -175,6 +229,7 @@ def watch_run(args, engine: str, lines: int, path: Path, out: Path) -> dict:
     for t in threads:
         t.start()
     samples = []
+    partial = open(args.partial, "a") if args.partial else None
     while proc.poll() is None:
         m = tree_mem(proc.pid)
         if m["pss"]:
@@ -185,36 +240,17 @@ def watch_run(args, engine: str, lines: int, path: Path, out: Path) -> dict:
                             "driver_mb": round(mem_of(proc.pid)["pss"], 1),
                             "actors_mb": round(sum(v for k, v in m["by_name"].items()
                                                    if k.startswith("ray::MapWorker")), 1)})
+            if partial is not None:          # the samples so far survive an interrupted or unfinished run
+                partial.write(json.dumps({"engine": engine, "run_lines": lines, **samples[-1]}) + "\n")
+                partial.flush()
         time.sleep(args.interval)
+    if partial is not None:
+        partial.close()
     for t in threads:
         t.join()
     if proc.returncode != 0:
         raise SystemExit(f"{engine} run failed ({proc.returncode}): {state['err'][-2000:]}")
-    phases = {}
-    for ph in ("read", "score"):
-        # streaming samples only: after the first lines and before the last (start-up and the finalisation,
-        # which reads the finished run back, are reported in the peak, not in the slope)
-        pts = [s for s in samples if s["phase"] == ph and 0 < s["lines"] < lines]
-        if pts:
-            phases[ph] = {"samples": len(pts),
-                          "slope_mb_per_100k_lines": slope_per_100k([p["lines"] for p in pts],
-                                                                    [p["pss_mb"] for p in pts]),
-                          "peak_pss_mb": max(p["pss_mb"] for p in pts)}
-    # Ray's scoring results reach the driver in few large blocks, so its progress does not resolve lines while
-    # scoring; with a steady scoring rate, lines scored ≈ lines × (time since the actors started) / (scoring
-    # time): the slope against those interpolated lines, over the second half of the scoring samples.
-    scoring = [s for s in samples if s["actors_mb"] > 0]
-    if engine == "ray" and len(scoring) >= 4:
-        ta, tb = scoring[0]["t"], scoring[-1]["t"]
-        xs = [lines * (s["t"] - ta) / max(1e-9, tb - ta) for s in scoring]
-        phases["score_time_interpolated"] = {
-            "samples": len(scoring), "seconds": round(tb - ta, 1),
-            "slope_mb_per_100k_lines": slope_per_100k(xs, [s["pss_mb"] for s in scoring]),
-            "slope_anon_mb_per_100k_lines": slope_per_100k(xs, [s["anon_mb"] for s in scoring]),
-            "slope_shmem_mb_per_100k_lines": slope_per_100k(xs, [s["shmem_mb"] for s in scoring]),
-            "slope_driver_mb_per_100k_lines": slope_per_100k(xs, [s["driver_mb"] for s in scoring]),
-            "slope_actor_mb_per_100k_lines": slope_per_100k(xs, [s["actors_mb"] for s in scoring]),
-            "pss_by_process_mid": scoring[len(scoring) // 2]["by_name"], "pss_by_process_last": scoring[-1]["by_name"]}
+    phases = analyse(engine, lines, samples)
     for s in samples:
         s.pop("by_name", None)
     return {"engine": engine, "lines": lines, "seconds": round(time.perf_counter() - t0, 1),
@@ -222,6 +258,32 @@ def watch_run(args, engine: str, lines: int, path: Path, out: Path) -> dict:
             "peak_rss_mb": max((s["rss_mb"] for s in samples), default=None),
             "max_processes": max((s["processes"] for s in samples), default=0), "phases": phases,
             "timeline": samples[:: max(1, len(samples) // 60)]}
+
+
+def from_partial(path: str) -> int:
+    """Figures from a ``--partial`` file: per run (engine, lines), the peak, the samples' span and the phases'
+    slopes over the samples taken so far; a run stopped early is marked ``finished: false`` (its lines are how
+    far it got)."""
+    runs: dict = {}
+    done = set()
+    with open(path) as f:
+        for line in f:
+            msg = json.loads(line)
+            if "run" in msg:
+                done.add((msg["run"]["engine"], msg["run"]["lines"]))
+                continue
+            runs.setdefault((msg["engine"], msg["run_lines"]), []).append(msg)
+    out = []
+    for (engine, lines), samples in runs.items():
+        samples.sort(key=lambda s: s["t"])
+        out.append({"engine": engine, "lines": lines, "finished": (engine, lines) in done,
+                    "lines_reached": max(s["lines"] for s in samples),
+                    "phase_reached": samples[-1]["phase"], "seconds": samples[-1]["t"],
+                    "peak_pss_mb": max(s["pss_mb"] for s in samples),
+                    "max_processes": max(s["processes"] for s in samples),
+                    "phases": analyse(engine, lines, samples, (engine, lines) in done)})
+    print(json.dumps({"benchmark": "triage_memory", "from_partial": path, "runs": out}))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,14 +298,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interval", type=float, default=1.0)
     ap.add_argument("--flush-rows", type=int, default=2048)
     ap.add_argument("--workdir", default=None, help="where the log and runs go (default: a temporary folder)")
+    ap.add_argument("--partial", default=None,
+                    help="append every memory sample (JSON lines) and every finished run's result to this file "
+                         "as the benchmark goes, so that a run stopped early still leaves its figures")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--log", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--engine-one", help=argparse.SUPPRESS)
     ap.add_argument("--lines-one", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--from-partial", default=None, metavar="FILE",
+                    help="print the figures of the runs in a --partial file (finished or not) and exit")
     args = ap.parse_args(argv)
     if args.child:
         return child(args)
+    if args.from_partial:
+        return from_partial(args.from_partial)
     sizes = sorted({int(x) for x in args.lines.split(",") if x.strip()})
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     if "ray" in engines:
@@ -265,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
             r = watch_run(args, engine, n, path, work / f"run-{engine}-{n}")
             log(f"  peak PSS {r['peak_pss_mb']} MB, phases {json.dumps(r['phases'])}, {r['seconds']} s")
             runs.append(r)
+            if args.partial:
+                with open(args.partial, "a") as f:
+                    f.write(json.dumps({"run": {k: v for k, v in r.items() if k != "timeline"}}) + "\n")
     growth = {}
     for engine in engines:
         rs = [r for r in runs if r["engine"] == engine]

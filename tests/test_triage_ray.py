@@ -98,3 +98,33 @@ def test_interrupted_ray_run_resumes_and_scores_only_what_is_missing(tmp_path, l
     again = scored_records[len(first):]
     assert not set(first) & set(again)                       # nothing scored twice
     assert_identical(results(tmp_path / "local"), results(tmp_path / "ray"))
+
+
+def test_inputs_reach_ray_in_task_sized_row_groups(tmp_path, lm, folder, monkeypatch):
+    """Ray packs whole row groups into blocks and an actor keeps a task's output until the task ends: the
+    pending inputs are written in row groups of at most ``_task_rows`` rows (here 8), so no actor task need
+    span the run, and all of them together are exactly the inputs to score, each once."""
+    from interp.triage import ray_engine
+    log = tricky_log(tmp_path / "tricky.jsonl")
+    run_triage(log, tmp_path / "local", folder, MAPPING, SETTINGS, lm=lm, batch_size=4, flush_rows=8)
+    monkeypatch.setattr(ray_engine, "ray_available", lambda: True)
+    monkeypatch.setattr(ray_engine, "_task_rows", lambda batch_size: 8)
+    seen = {}
+
+    def in_process(tri, pending, out_dir, n_pending, batch_size, max_rows, address, workers, gpus, device, fault,
+                   tick):
+        from dataclasses import asdict
+        scorer = ray_engine.RayScorer(folder, None, asdict(tri.cfg.settings), batch_size, max_rows, 1)
+        pf = pq.ParquetFile(pending)
+        seen["rows"] = [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)]
+        seen["n_pending"] = n_pending
+        seen["records"] = []
+        for i in range(pf.num_row_groups):
+            out = scorer(pf.read_row_group(i))
+            seen["records"] += out["record"].to_pylist()
+            ray_engine._atomic_parquet(out, out_dir / f"out-{uuid.uuid4().hex}.parquet")
+    monkeypatch.setattr(ray_engine, "_score_with_ray", in_process)
+    run_triage(log, tmp_path / "ray", folder, MAPPING, SETTINGS, lm=lm, batch_size=4, flush_rows=8, engine="ray")
+    assert len(seen["rows"]) >= 3 and max(seen["rows"]) <= 8, seen["rows"]
+    assert sum(seen["rows"]) == seen["n_pending"] == len(seen["records"]) == len(set(seen["records"]))
+    assert_identical(results(tmp_path / "local"), results(tmp_path / "ray"))

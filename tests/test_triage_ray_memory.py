@@ -11,6 +11,13 @@ runs it, without a Ray instance. Two causes of growth are pinned:
 * The C heap's free-but-kept pages of the worker thread's arena (the growth measured in the actor: glibc's
   in-use bytes flat, its kept free bytes climbing): :func:`release_free_heap` returns them, shown on a heap
   fragmented on purpose in a thread, and the actor calls it after every batch.
+* Large buffers carved from the heap: glibc's mmap threshold moves up after the first large free, so tensors
+  and Arrow buffers of a few MB then come from the heap and fragment it. The actor fixes the threshold
+  (:func:`interp.triage.heap.bound_heap`, also putting Arrow on the system allocator); shown on a fresh
+  interpreter, against the same allocations without it.
+
+What an actor holds on Ray's side (a task's input block and its buffered output) is bounded by the block size
+and the staged row groups; ``tests/test_triage_ray.py`` pins the row groups.
 """
 from __future__ import annotations
 
@@ -146,3 +153,108 @@ def test_release_free_heap_returns_a_fragmented_thread_arena():
         after = _anon_kb()
     del keep
     assert before - after > 48 * 1024, (before, after)   # at least half of the 93 MB freed goes back
+
+
+def test_scoring_actor_bounds_its_heap_in_its_constructor(monkeypatch):
+    calls = []
+    monkeypatch.setattr(ray_engine, "bound_heap", lambda: calls.append(1) or True)
+    folder = str(model_folder("bert", True, 0, initializer_range=0.3))
+    RayScorer(folder, "cpu", asdict(ScoreSettings(k=4, seeds=2, seed=0)), 8, None, 1)
+    assert calls == [1]
+    monkeypatch.setenv("EXPERTLENS_TRIAGE_BOUND_HEAP", "0")    # the switch kept for before/after measurements
+    RayScorer(folder, "cpu", asdict(ScoreSettings(k=4, seeds=2, seed=0)), 8, None, 1)
+    assert calls == [1]
+
+
+# Run in a fresh interpreter (glibc's mmap threshold is process-wide and, once fixed, stays fixed): on a worker
+# thread, one 8 MiB buffer allocated and freed (glibc then raises its dynamic mmap threshold to 8 MiB), then 96
+# buffers of 1 MiB of which every 8th is kept; prints the anonymous memory given back by freeing the others
+# (no malloc_trim).
+_FRAGMENT = r"""
+import ctypes, gc, sys, threading
+sys.path.insert(0, sys.argv[1])
+if sys.argv[2] == "1":
+    from interp.triage.heap import bound_heap
+    assert bound_heap(arrow=False)
+
+def anon():
+    with open("/proc/self/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Anonymous:"):
+                return int(line.split()[1])
+
+out = {}
+def work():
+    big = ctypes.create_string_buffer(8 << 20)
+    del big
+    blocks = [ctypes.create_string_buffer(1 << 20) for _ in range(96)]
+    keep = blocks[7::8]
+    before = anon()
+    del blocks
+    gc.collect()
+    out["given_back_mb"] = (before - anon()) / 1024
+    del keep
+t = threading.Thread(target=work); t.start(); t.join()
+print(out["given_back_mb"])
+"""
+
+
+@pytest.mark.skipif(not _glibc(), reason="mallopt is glibc's")
+def test_bound_heap_returns_freed_large_buffers_without_a_trim():
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = str(Path(ray_engine.__file__).resolve().parents[2])
+    given = {}
+    for fixed in ("0", "1"):
+        res = subprocess.run([sys.executable, "-c", _FRAGMENT, root, fixed], capture_output=True, text=True,
+                             timeout=60)
+        assert res.returncode == 0, res.stderr
+        given[fixed] = float(res.stdout.split()[-1])
+    # 84 of the 96 MiB are freed. With glibc's moving threshold they stay in the thread's heap, pinned between
+    # the kept blocks (the control: less than a quarter given back); with the threshold fixed every 1 MiB buffer
+    # is its own mapping, returned on free.
+    assert given["0"] < 21, given
+    assert given["1"] > 76, given
+
+
+def test_scoring_stage_runs_under_small_blocks(tmp_path, monkeypatch):
+    """Ray's default block size (128 MiB) read a run's pending inputs as one block and let the actor buffer its
+    task's whole output (measured: Arrow memory in the actor growing ~250 bytes per line, nothing reaching the
+    driver before the end). While the scored batches are iterated the engine's block size is in force, the
+    driver takes task-sized batches, and Ray's own setting is restored afterwards. Ray is replaced by a stand-in
+    that records what the engine asked of it (no Ray instance needed)."""
+    import sys
+    import types
+
+    ctx = types.SimpleNamespace(target_max_block_size=128 << 20, enable_progress_bars=True)
+    seen: dict = {}
+
+    class Scored:
+        def iter_batches(self, batch_size, batch_format):
+            seen["block_bytes"], seen["batch_size"] = ctx.target_max_block_size, batch_size
+            yield pa.table({"record": pa.array([7], pa.int64()), "n_tokens": pa.array([5], pa.int32())})
+
+    class Dataset:
+        def map_batches(self, fn, **kw):
+            seen["fn"], seen["kw"] = fn, kw
+            return Scored()
+
+    data = types.ModuleType("ray.data")
+    data.DataContext = types.SimpleNamespace(get_current=lambda: ctx)
+    data.read_parquet = lambda path: seen.setdefault("path", path) and Dataset()
+    data.ActorPoolStrategy = lambda size: ("actors", size)
+    ray = types.ModuleType("ray")
+    ray.data, ray.is_initialized, ray.cluster_resources = data, (lambda: True), (lambda: {"CPU": 2.0})
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    monkeypatch.setitem(sys.modules, "ray.data", data)
+    tri = types.SimpleNamespace(cfg=types.SimpleNamespace(model="m", settings=ScoreSettings(k=4, seeds=2, seed=0)),
+                                lm=types.SimpleNamespace(device="cpu"))
+    ticks = []
+    ray_engine._score_with_ray(tri, tmp_path / "pending.parquet", tmp_path, 1, 64, None, None, 1, 0.0, None, None,
+                               lambda k, tok: ticks.append((k, tok)))
+    assert seen["fn"] is RayScorer and seen["kw"]["batch_size"] == 256
+    assert seen["block_bytes"] == ray_engine.BLOCK_BYTES <= 1 << 20
+    assert seen["batch_size"] == ray_engine._task_rows(64) == 2048
+    assert ctx.target_max_block_size == 128 << 20          # Ray's own setting back once the stage is done
+    assert ticks == [(1, 5)] and len(list(tmp_path.glob("out-*.parquet"))) == 1

@@ -24,7 +24,10 @@ Ray's pitfalls avoided here: its JSON reader drops a whole block for one malform
 used instead); ``preserve_order`` does not order rows inside written files (rows are keyed by record number and
 ordered in DuckDB); an actor pool that takes every CPU starves the read stage on a small machine (actors ask for
 a fraction of the CPUs, leaving one for reading); Ray sets one intra-op thread per actor CPU (the actor sets
-torch's threads explicitly).
+torch's threads explicitly); Ray's default block size (128 MiB) reads a run's pending inputs as one block and
+lets an actor buffer a task's whole output, so the actor's memory grows with the log (blocks of
+:data:`BLOCK_BYTES` here, pending inputs in row groups of :func:`_task_rows`); a pending list split into many
+files makes Ray's reader fan its footer reads out into extra worker processes (one file here).
 """
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import registry
-from .heap import release_free_heap
+from .heap import bound_heap, release_free_heap
 from .schema import score_columns
 
 RAY_MISSING = ("Ray is not installed: install the scale extra with `make scale` or "
@@ -83,6 +86,8 @@ class RayScorer:
 
         from ..loader import load_model
         torch.set_num_threads(max(1, int(threads)))
+        if os.environ.get("EXPERTLENS_TRIAGE_BOUND_HEAP", "1") != "0":
+            bound_heap()
         self.settings = registry.settings_from_dict(settings)
         self.fields = scored_fields(self.settings)
         self.lm = load_model(model, device=device)
@@ -196,6 +201,35 @@ TODO_SCHEMA = pa.schema([pa.field("record", pa.int64()), pa.field("text", pa.str
                          pa.field("preview", pa.string())])
 
 
+# Ray Data's block size for the scoring stage (see _score_with_ray): an actor holds at most about one input
+# block and one output block of this size, whatever the log's length.
+BLOCK_BYTES = 512 * 1024
+
+
+def _task_rows(batch_size: int) -> int:
+    """Rows per row group of the pending inputs (what Ray's reader packs into blocks of at most
+    :data:`BLOCK_BYTES`): 8 actor calls of ``4 × batch_size`` inputs, at least 2,048. The actor holds a task's
+    input block and its scored output (about 250 bytes per input) until the task ends, so this and
+    :data:`BLOCK_BYTES` bound the actor's memory whatever the log's length; Ray's per-task overhead (tens of
+    ms) stays small against a task's scoring time. The driver also writes its output files in batches of this
+    many rows."""
+    return max(2048, 32 * max(1, int(batch_size)))
+
+
+def _regroup_parquet(src: Path, dst: Path, rows: int) -> int:
+    """Rewrite ``src`` as ``dst`` with row groups of at most ``rows`` rows, streaming (one row group in memory at
+    a time; DuckDB's own row groups come in multiples of 2,048 rows); returns the number of rows."""
+    src_file = pq.ParquetFile(src)
+    tmp = dst.with_suffix(".parquet.tmp")
+    n = 0
+    with pq.ParquetWriter(tmp, src_file.schema_arrow, compression="zstd") as w:
+        for batch in src_file.iter_batches(batch_size=rows):
+            w.write_table(pa.Table.from_batches([batch]), row_group_size=rows)
+            n += batch.num_rows
+    os.replace(tmp, dst)
+    return n
+
+
 def _atomic_parquet(table: pa.Table, path: Path) -> None:
     tmp = path.with_suffix(".parquet.tmp")
     pq.write_table(table, tmp, compression="zstd")
@@ -295,9 +329,13 @@ def run_with_ray(tri, *, done: int, counts: dict, limit: int | None, batch_size:
         where = f"record >= {int(done)}"
         if have_out:
             where += f" AND record NOT IN (SELECT record FROM read_parquet('{out_dir}/*.parquet'))"
-        con.execute(f"COPY (SELECT * FROM {src_todo} WHERE {where} ORDER BY record) TO '{pending}' "
-                    f"(FORMAT parquet, ROW_GROUP_SIZE {max(64, batch_size * 4)})")
-        n_pending = con.execute(f"SELECT count(*) FROM read_parquet('{pending}')").fetchone()[0]
+        # One row group per scoring task (see _task_rows, BLOCK_BYTES). One file, not a file per task: Ray's
+        # Parquet reader reads the footers of many files in a fan-out of extra worker processes (measured
+        # with 489 files: 37 processes, +2 GB for a minute).
+        whole = staging / "pending-all.parquet"
+        con.execute(f"COPY (SELECT * FROM {src_todo} WHERE {where} ORDER BY record) TO '{whole}' (FORMAT parquet)")
+        n_pending = _regroup_parquet(whole, pending, _task_rows(batch_size))
+        whole.unlink()
     con.close()
     if n_pending:
         _score_with_ray(tri, pending, out_dir, n_pending, batch_size, max_rows, address, workers, gpus_per_worker,
@@ -344,12 +382,14 @@ def _score_with_ray(tri, pending: Path, out_dir: Path, n_pending: int, batch_siz
     import ray.data
     from dataclasses import asdict
     started = False
+    saved_block = None
     if not ray.is_initialized():
         root = str(Path(__file__).resolve().parents[2])
         env = {"env_vars": {"PYTHONPATH": os.pathsep.join([root] + ([os.environ["PYTHONPATH"]]
                                                                   if os.environ.get("PYTHONPATH") else []))}}
-        if os.environ.get("EXPERTLENS_TRIAGE_MEMDEBUG"):
-            env["env_vars"]["EXPERTLENS_TRIAGE_MEMDEBUG"] = os.environ["EXPERTLENS_TRIAGE_MEMDEBUG"]
+        for var in ("EXPERTLENS_TRIAGE_MEMDEBUG", "EXPERTLENS_TRIAGE_BOUND_HEAP"):
+            if os.environ.get(var):
+                env["env_vars"][var] = os.environ[var]
         if address:
             ray.init(address=address, runtime_env=env, log_to_driver=False)
         else:
@@ -363,7 +403,13 @@ def _score_with_ray(tri, pending: Path, out_dir: Path, n_pending: int, batch_siz
         dev = device or ("cuda" if gpus_per_worker else str(tri.lm.device))
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
-        ds = ray.data.read_parquet(str(pending), override_num_blocks=max(1, min(64, n_pending // max(1, batch_size))))
+        # Ray's block size (128 MiB by default) sets both how many staged rows one read yields as a block and
+        # how much scored output an actor task buffers before handing it on: at the default a whole run of
+        # small rows is one block, and the actor holds every scored row until the run ends (measured: Arrow's
+        # pool in the actor growing ~250 bytes per line, nothing reaching the driver before the end).
+        saved_block = ctx.target_max_block_size
+        ctx.target_max_block_size = BLOCK_BYTES
+        ds = ray.data.read_parquet(str(pending))
         scored = ds.map_batches(
             RayScorer, batch_size=max(1, batch_size * 4), batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=workers),
@@ -372,7 +418,8 @@ def _score_with_ray(tri, pending: Path, out_dir: Path, n_pending: int, batch_siz
                                    "fault": fault},
             num_cpus=per_actor, num_gpus=gpus_per_worker or None, max_restarts=-1, max_task_retries=-1)
         done = tokens = 0
-        for batch in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
+        # the driver writes one output file per task-sized batch (small blocks are combined first)
+        for batch in scored.iter_batches(batch_size=_task_rows(batch_size), batch_format="pyarrow"):
             if batch.num_rows == 0:
                 continue
             _atomic_parquet(batch, out_dir / f"out-{uuid.uuid4().hex}.parquet")
@@ -380,6 +427,8 @@ def _score_with_ray(tri, pending: Path, out_dir: Path, n_pending: int, batch_siz
             tokens += int(np.nansum(np.asarray(batch["n_tokens"].to_numpy(zero_copy_only=False), dtype=float)))
             tick(done, tokens)
     finally:
+        if saved_block is not None:
+            ray.data.DataContext.get_current().target_max_block_size = saved_block
         if started:
             ray.shutdown()
 
