@@ -154,6 +154,9 @@ def analyse(engine: str, lines: int, samples: list[dict], finished: bool = True)
         # streaming samples only: after the first lines and before the last (start-up and the finalisation,
         # which reads the finished run back, are reported in the peak, not in the slope)
         pts = [s for s in samples if s["phase"] == ph and 0 < s["lines"] < lines]
+        if pts:     # the samples at the last line count read are the last window's scoring and the finalisation
+            top = max(s["lines"] for s in pts)
+            pts = [s for s in pts if s["lines"] < top] or pts
         if engine == "ray" and ph == "read":        # staging: the driver alone, before Ray starts
             pts = [s for s in pts if s["processes"] == 1]
         if pts:
