@@ -426,9 +426,11 @@ class CapturePlan(AttentionPlan):
 
 
 def forward(lm: LoadedModel, enc: Encoded, plan: AttentionPlan | None = None, hidden_states: bool = False,
-            attentions: bool = False):
+            attentions: bool = False, module: torch.nn.Module | None = None):
     """One call of the model itself on an encoded batch, under ``plan``; returns the model's output object.
-    Families that compute attention outside transformers' attention interface refuse a plan (ValueError)."""
+    ``module``: the module called (default the whole model; e.g. ``lm.adapter.base`` for the last hidden state
+    without the MLM head). Families that compute attention outside transformers' attention interface refuse a
+    plan (ValueError)."""
     if plan is not None and not lm.adapter.attention_via_interface:
         raise ValueError(lm.adapter.no_plan_reason)
     dev = lm.device
@@ -438,7 +440,7 @@ def forward(lm: LoadedModel, enc: Encoded, plan: AttentionPlan | None = None, hi
     if attentions:
         kwargs["output_attentions"] = True
     with torch.no_grad(), attention_plan(plan):
-        return lm.model(**kwargs, output_hidden_states=hidden_states)
+        return (lm.model if module is None else module)(**kwargs, output_hidden_states=hidden_states)
 
 
 def model_output(lm: LoadedModel, out, enc: Encoded) -> torch.Tensor:

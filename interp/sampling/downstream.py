@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..attention import AttentionPlan, attention_plan
+from ..attention import AttentionPlan
 from ..loader import LoadedModel
 from ..trace import Encoded, forward, model_output
 from . import seeds as seeding
@@ -267,14 +267,7 @@ def head_at_positions(lm: LoadedModel) -> bool:
 def last_hidden(lm: LoadedModel, enc: Encoded, plan: AttentionPlan | None = None) -> torch.Tensor:
     """The model's last hidden state (B × n × d, the input of its MLM head): its base model run on ``enc``
     under ``plan`` (the same modules and attention function as :func:`interp.trace.forward`, without the head)."""
-    if plan is not None and not lm.adapter.attention_via_interface:
-        raise ValueError(lm.adapter.no_plan_reason)
-    dev = lm.device
-    kwargs = dict(input_ids=enc.input_ids.to(dev), attention_mask=enc.attention_mask.to(dev))
-    if enc.token_type_ids is not None:
-        kwargs["token_type_ids"] = enc.token_type_ids.to(dev)
-    with torch.no_grad(), attention_plan(plan):
-        return lm.adapter.base(**kwargs).last_hidden_state
+    return forward(lm, enc, plan, module=lm.adapter.base).last_hidden_state
 
 
 def logits_at(lm: LoadedModel, x: torch.Tensor, hidden: bool) -> torch.Tensor:
