@@ -13,25 +13,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from engine_fixtures import WORDS, model_folder
-from interp.loader import load_model
+from engine_fixtures import WORDS
 from interp.triage import ColumnMapping, ResultsQuery, ScoreSettings, registry, run_triage
 from interp.triage.store import RANKINGS, RESERVED, schema_for
+from triage_logs import folder, lm  # noqa: F401  (shared fixtures)
 
 NOISE = ("noise_flip_rate", "noise_kl", "noise_cosine", "noise_changed_share")
 BASE = ScoreSettings(k=4, seeds=2, seed=5)
 ON = registry.with_score(BASE, "noise", perturbation="typo", rate=0.3, noise_seeds=2)
 MAPPING = ColumnMapping("text", id="id")
-
-
-@pytest.fixture(scope="module")
-def folder():
-    return str(model_folder("bert", True, 0, initializer_range=0.3))
-
-
-@pytest.fixture(scope="module")
-def lm(folder):
-    return load_model(folder)
 
 
 def write_log(path, n=14, seed=2):

@@ -11,10 +11,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from engine_fixtures import model_folder
-from interp.loader import load_model
 from interp.triage import ColumnMapping, ScoreSettings, run_triage
-from triage_logs import tricky_log
+from triage_logs import folder, lm, tricky_log  # noqa: F401  (folder, lm: shared fixtures)
 
 ray = pytest.importorskip("ray", reason="the scale extra (requirements-scale.txt) is not installed")
 
@@ -22,16 +20,6 @@ SETTINGS = ScoreSettings(k=4, seeds=2, seed=3)
 MAPPING = ColumnMapping("text", id="id")
 SCORES = ["suspicion", "confidence", "margin", "flip_rate", "kl", "kl_max", "worst_tv", "eff_experts",
           "concentration_z", "agreement"]
-
-
-@pytest.fixture(scope="module")
-def folder():
-    return str(model_folder("bert", True, 0, initializer_range=0.3))
-
-
-@pytest.fixture(scope="module")
-def lm(folder):
-    return load_model(folder)
 
 
 def results(out) -> pd.DataFrame:

@@ -14,23 +14,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from engine_fixtures import WORDS, model_folder
-from interp.loader import load_model
+from engine_fixtures import WORDS
 from interp.triage import ColumnMapping, LogError, ResultsQuery, ScoreSettings, inspect_log, run_triage
-from triage_logs import long_lines_log
+from triage_logs import folder, lm, long_lines_log  # noqa: F401  (folder, lm: shared fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = ScoreSettings(k=4, seeds=2, seed=1)
-
-
-@pytest.fixture(scope="module")
-def folder():
-    return str(model_folder("bert", True, 0, initializer_range=0.3))
-
-
-@pytest.fixture(scope="module")
-def lm(folder):
-    return load_model(folder)
 
 
 # --- (3) every export button of the page produces its file --------------------------------------------------

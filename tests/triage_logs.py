@@ -1,12 +1,26 @@
 """Logs for the triage tests: the "300 lines with 12 long ones" log of the reliability issue, and a tricky log
-(malformed lines, duplicates, long lines, CJK) for engine comparisons."""
+(malformed lines, duplicates, long lines, CJK) for engine comparisons; and the small random BERT they are scored
+with (fixtures ``folder`` and ``lm``, imported by the test modules that use them)."""
 from __future__ import annotations
 
 import json
 import random
 from pathlib import Path
 
-from engine_fixtures import WORDS
+import pytest
+
+from engine_fixtures import WORDS, model_folder
+from interp.loader import load_model
+
+
+@pytest.fixture(scope="module")
+def folder():
+    return str(model_folder("bert", True, 0, initializer_range=0.3))
+
+
+@pytest.fixture(scope="module")
+def lm(folder):
+    return load_model(folder)
 
 
 def sentence(rng: random.Random, lo: int = 4, hi: int = 12) -> str:
