@@ -232,20 +232,30 @@ def start_page():
     """Call first in every page: the view merged from the URL, URL problems shown.
 
     Normally ``app.py`` ran first in this run (page config, navigation, URL merge). On the very first run of a
-    server process, Streamlit resolves a deep link against the ``pages/`` folder and runs the page directly,
-    without ``app.py`` (the URL paths are the folder's page names, so the page is found and no "page not found"
-    dialog appears). Then the page does the setup itself and tells Streamlit that this app declares its own
-    navigation, so the next run goes through ``app.py``."""
+    server process, Streamlit still treats the app as a ``pages/``-folder app (it decides that when it first
+    sees the folder next to ``app.py``, before any script has run): it builds its own folder navigation ("app",
+    "Head", …) and runs a deep-linked page directly, without ``app.py``. The page then tells Streamlit that this
+    app declares its own navigation and asks for one rerun, which goes through ``app.py`` (the app's navigation
+    and the language switch) and lands on the same page: the URL paths are the folder's page names, so the page
+    keeps its hash. The rerun is asked for only in that folder run and at most once per session, so a page
+    run on its own (an ``AppTest`` of the page file) never loops."""
     ran = getattr(_RUN, "app_ran", False)
     _RUN.app_ran = False
     if not ran:
         from streamlit.runtime.pages_manager import PagesManager
+        folder_run = bool(PagesManager.uses_pages_directory)
         PagesManager.uses_pages_directory = False
+        if folder_run and not st.session_state.get(_NAV_RERUN):
+            st.session_state[_NAV_RERUN] = True
+            st.rerun()
         page_config()
         begin_run()
     for problem in url_problems():
         st.warning(problem, icon=":material/link:")
     return view()
+
+
+_NAV_RERUN = "_el_navigation_rerun"
 
 
 def open_page(name: str) -> None:
