@@ -1,45 +1,26 @@
-"""The first run of a server treats an app with a ``pages/`` folder as a folder app and runs a deep-linked page
-without ``app.py``; ``ui.start_page`` then switches Streamlit to the app's own navigation and asks for exactly one
-rerun (no loop), and a page run on its own (no folder next to it) is never rerun."""
+"""A page opened by its URL in a session's first run, when Streamlit runs it as a ``pages/``-folder page without
+``app.py`` (a server's first run; every ``AppTest`` run starts that way too), declares the app's own navigation and
+shows the language switch itself, without a rerun; later runs keep working."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from interp.i18n import t
+
 ROOT = Path(__file__).resolve().parent.parent
 
-PAGE = f"""
-import sys
-sys.path.insert(0, {str(ROOT)!r})
-import streamlit as st
-import ui
-st.session_state["starts"] = st.session_state.get("starts", 0) + 1
-ui.start_page()
-st.session_state["runs"] = st.session_state.get("runs", 0) + 1
-st.write("runs", st.session_state["runs"])
-"""
 
-
-def test_folder_run_is_rerun_once_and_never_loops(tmp_path):
-    (tmp_path / "pages").mkdir()
-    (tmp_path / "pages" / "2_Other.py").write_text(PAGE)
-    (tmp_path / "main.py").write_text(PAGE)
-    at = AppTest.from_file(str(tmp_path / "main.py"), default_timeout=60)
-    at.run()
-    assert not at.exception
-    # the folder run stopped in start_page by the one rerun, then the real run
-    assert (at.session_state["starts"], at.session_state["runs"]) == (2, 1)
-    at.run()                                      # AppTest starts every run as a folder run again
-    assert not at.exception
-    # the session's one rerun is spent: no further rerun
-    assert (at.session_state["starts"], at.session_state["runs"]) == (3, 2)
-
-
-def test_page_run_on_its_own_is_not_rerun(tmp_path):
-    (tmp_path / "alone.py").write_text(PAGE)
-    at = AppTest.from_file(str(tmp_path / "alone.py"), default_timeout=60)
-    at.run()
-    at.run()
-    assert not at.exception
-    assert (at.session_state["starts"], at.session_state["runs"]) == (2, 2)
+def test_first_run_by_deep_link_declares_the_navigation_and_the_language_switch():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.switch_page("pages/2_Head.py").run()            # the first run lands on the page, not on app.py
+    assert not at.exception, [e.value for e in at.exception]
+    assert [r.key for r in at.radio if r.key == "el_lang_pick"] == ["el_lang_pick"]   # the language switch
+    assert any(t("head.empty") in str(i.value) for i in at.info)                     # the head page ran
+    from streamlit.runtime.pages_manager import PagesManager
+    assert PagesManager.uses_pages_directory is False  # the app's own navigation from now on
+    at.radio(key="el_lang_pick").set_value("ja").run()   # a later run: the switch works, no loop, no error
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.query_params["lang"] == "ja"
+    assert any(t("head.empty", "ja") in str(i.value) for i in at.info)

@@ -228,34 +228,39 @@ def app_ran() -> None:
     _RUN.app_ran = True
 
 
+_STARTED = "_el_session_started"
+
+
 def start_page():
     """Call first in every page: the view merged from the URL, URL problems shown.
 
-    Normally ``app.py`` ran first in this run (page config, navigation, URL merge). On the very first run of a
-    server process, Streamlit still treats the app as a ``pages/``-folder app (it decides that when it first
-    sees the folder next to ``app.py``, before any script has run): it builds its own folder navigation ("app",
-    "Head", …) and runs a deep-linked page directly, without ``app.py``. The page then tells Streamlit that this
-    app declares its own navigation and asks for one rerun, which goes through ``app.py`` (the app's navigation
-    and the language switch) and lands on the same page: the URL paths are the folder's page names, so the page
-    keeps its hash. The rerun is asked for only in that folder run and at most once per session, so a page
-    run on its own (an ``AppTest`` of the page file) never loops."""
+    Normally ``app.py`` ran first in this run (page config, navigation, URL merge, language switch). But on the
+    very first run of a server process, Streamlit still treats the app as a ``pages/``-folder app (it decides
+    that when it first sees the folder next to ``app.py``, before any script has run): it declares its own
+    folder navigation ("app", "Head", …) and runs a deep-linked page directly, without ``app.py``. Then the page
+    does what ``app.py`` does: it tells Streamlit that this app declares its own navigation, and declares it
+    (this replaces the folder navigation in the same run; the URL paths are the folder's page names, so the
+    same page is resolved and no "page not found" dialog appears), and shows the language switch. This is done
+    in a session's first run only (the only run without user input, so no widget event can be lost to the
+    change of navigation; ``AppTest`` starts every run as a folder run, and its later runs keep the plain
+    setup). No rerun is involved, so nothing can loop."""
     ran = getattr(_RUN, "app_ran", False)
     _RUN.app_ran = False
+    first_run = not st.session_state.get(_STARTED)
+    st.session_state[_STARTED] = True
     if not ran:
         from streamlit.runtime.pages_manager import PagesManager
         folder_run = bool(PagesManager.uses_pages_directory)
         PagesManager.uses_pages_directory = False
-        if folder_run and not st.session_state.get(_NAV_RERUN):
-            st.session_state[_NAV_RERUN] = True
-            st.rerun()
         page_config()
+        if folder_run and first_run:
+            current_page = st.navigation(navigation_pages())
         begin_run()
+        if folder_run and first_run and getattr(current_page, "url_path", "") != "Story":
+            language_picker()       # as in app.py (the story page has its own, larger language switch)
     for problem in url_problems():
         st.warning(problem, icon=":material/link:")
     return view()
-
-
-_NAV_RERUN = "_el_navigation_rerun"
 
 
 def open_page(name: str) -> None:
