@@ -43,29 +43,48 @@ IDLE_JS = """() => {
   const app = document.querySelector('[data-testid="stApp"]');
   return app && app.getAttribute('data-test-script-state') === 'notRunning';
 }"""
-ALL_DRAWN_JS = """() => document.querySelectorAll('[data-testid="stPlotlyChart"] .main-svg').length >=
-                       document.querySelectorAll('[data-testid="stPlotlyChart"]').length"""
+# Plotly charts drawn by Streamlit (in the page) and by the app's live-chart component (in a same-origin iframe,
+# whose chart counts the figures it has drawn in its data-drawn attribute).
+CHARTS_JS = """
+  window.__elFrames = () => Array.from(document.querySelectorAll('iframe[data-testid="stCustomComponentV1"]'))
+    .map(f => { try { return f.contentDocument && f.contentDocument.getElementById('chart'); } catch (e) { return null; } })
+    .filter(c => c);
+  window.__elAllDrawn = () => {
+    const charts = document.querySelectorAll('[data-testid="stPlotlyChart"]');
+    const drawn = document.querySelectorAll('[data-testid="stPlotlyChart"] .main-svg');
+    const live = window.__elFrames();
+    return (charts.length + live.length) > 0 && drawn.length >= charts.length &&
+           live.every(c => c.querySelector('.main-svg'));
+  };
+"""
+ALL_DRAWN_JS = "() => {" + CHARTS_JS + " return window.__elAllDrawn(); }"
+SVG_COUNT_JS = """() => document.querySelectorAll('.js-plotly-plot .main-svg').length +
+  Array.from(document.querySelectorAll('iframe[data-testid="stCustomComponentV1"]')).reduce((s, f) => {
+    try { return s + f.contentDocument.querySelectorAll('.js-plotly-plot .main-svg').length; } catch (e) { return s; }
+  }, 0)"""
 # In-page clock: pointerdown on anything starts it; done = the script run that followed has finished (the app's
-# script-state attribute went running → notRunning, also seen in the recorded old values) and every plotly chart on
-# the page has drawn its SVG.
-CLOCK_JS = """() => {
+# script-state attribute went running → notRunning, also seen in the recorded old values), every plotly chart on
+# the page has drawn its SVG, and every live chart has drawn a new figure since the pointer went down.
+CLOCK_JS = """() => {""" + CHARTS_JS + """
   const app = document.querySelector('[data-testid="stApp"]');
-  window.__el = {t0: null, seen: false, done: null};
+  window.__el = {t0: null, seen: false, done: null, live: new Map()};
   new MutationObserver((records) => {
     if (window.__el.t0 === null) return;
     // a short run (a fragment) may go running → notRunning before this callback: read the recorded old values
     if (app.getAttribute('data-test-script-state') === 'running' ||
         records.some(r => r.oldValue === 'running')) window.__el.seen = true;
   }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state'], attributeOldValue: true});
-  document.addEventListener('pointerdown', () => { window.__el.t0 = performance.now(); window.__el.seen = false; },
-                            true);
+  document.addEventListener('pointerdown', () => {
+    window.__el.t0 = performance.now(); window.__el.seen = false;
+    window.__el.live = new Map(window.__elFrames().map(c => [c, +(c.getAttribute('data-drawn') || 0)]));
+  }, true);
 }"""
 DONE_JS = """() => {
   const el = window.__el, app = document.querySelector('[data-testid="stApp"]');
   if (!el || el.t0 === null || !el.seen || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
-  const charts = document.querySelectorAll('[data-testid="stPlotlyChart"]');
-  const drawn = document.querySelectorAll('[data-testid="stPlotlyChart"] .main-svg');
-  if (!charts.length || drawn.length < charts.length) return false;
+  if (!window.__elAllDrawn()) return false;
+  for (const c of window.__elFrames())
+    if (+(c.getAttribute('data-drawn') || 0) <= (el.live.has(c) ? el.live.get(c) : -1)) return false;
   return performance.now() - el.t0;
 }"""
 
@@ -100,8 +119,7 @@ def url(base: str, path: str = "", **params) -> str:
 
 
 def wait_drawn(page, charts: int, timeout: float = 180_000) -> None:
-    page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {charts}",
-                           timeout=timeout)
+    page.wait_for_function(f"() => ({SVG_COUNT_JS})() >= {charts}", timeout=timeout)
     page.wait_for_function(IDLE_JS, timeout=timeout, polling="raf")
     page.wait_for_function(ALL_DRAWN_JS, timeout=timeout)
 

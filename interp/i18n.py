@@ -159,6 +159,10 @@ EN: dict[str, str] = {
     "head.section.layer0": "layer 0: CBOW and gate-score splits",
     "head.figure_alt": "Heatmap of gate weights (or firing strengths): rows are query tokens, columns are expert "
                        "tokens; under it, the selected query's gate and firing strength for each expert as bars.",
+    "head.figure_summary": "{what}, layer {layer}, head {head}: {n} queries × {n} experts, the row of query {query} "
+                           "({token}) outlined. In that row the largest gate is {gate:.4f} on expert {top} "
+                           "({top_token}) and the largest firing strength is {firing:.4f} on expert {f_top} "
+                           "({f_token}).",
     # --- lenses ------------------------------------------------------------------------------------------
     "lens.header": "What each expert predicts",
     "lens.choose": "Lens",
@@ -469,6 +473,7 @@ EN: dict[str, str] = {
                         "in the chart's toolbar.",
     "export.csv": "CSV",
     "export.csv_help": "Download this table as CSV.",
+    "export.png_button": "Download the chart as PNG",
     "empty.no_data": "Nothing to show for this selection.",
 }
 

@@ -40,8 +40,10 @@ def head_view() -> None:
     with left:
         show = st.radio(tr("head.show"), options=["gate", "firing"], horizontal=True, key="hd_show",
                         format_func=lambda s: tr(f"head.show_{s}"))
-        ui.show_figure(fh.head_figure(hv, query, show, ui.lang()), f"{show}-L{layer}H{head}q{query}-{lm.name}",
-                       key="hd_heatmap", alt=tr("head.figure_alt"))
+        # drawn in place on a head switch (one chart kept mounted under this key), not mounted anew
+        ui.show_live_figure(fh.head_figure(hv, query, show, ui.lang()), f"{show}-L{layer}H{head}q{query}-{lm.name}",
+                            key="hd_heatmap", alt=tr("head.figure_alt"),
+                            summary=fh.head_figure_summary(hv, query, show, ui.lang()))
     with right:
         ui.show_markdown_table(fh.top_experts_table(hv, query, 8, ui.lang()), f"top-experts-L{layer}H{head}q{query}",
                                key="hd_top", title=tr("head.top"))

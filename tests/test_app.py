@@ -29,10 +29,16 @@ def no_exception(at) -> None:
 
 
 def charts(at) -> list:
-    return at.get("plotly_chart")
+    """Every chart on the page: the live charts (the head page's chart, drawn by the ``ui.live_chart``
+    component) first, then the ``st.plotly_chart`` ones."""
+    live = [c for c in at.get("component_instance") if c.proto.component_name.endswith("live_chart")]
+    return live + list(at.get("plotly_chart"))
 
 
 def spec(chart) -> dict:
+    """The plotly figure a chart element ships to the browser (data, layout)."""
+    if chart.type == "component_instance":
+        return json.loads(json.loads(chart.proto.json_args)["spec"])
     return json.loads(chart.proto.spec)
 
 
@@ -266,6 +272,39 @@ def test_head_page_views_and_widgets(app, tiny_bert_dir):
     assert len(at.get("progress")) == 0
 
 
+def test_head_chart_is_one_live_chart_with_head_figures_spec(app, tiny_bert_dir):
+    """The head page's chart is the live-chart component under one stable key (so the browser keeps it mounted
+    and updates it in place on a head switch): what it receives is exactly ``head_figure``'s spec for the head
+    shown, the chart's PNG config, the frame title, and a text summary whose numbers are the model's own
+    attention weights of that row."""
+    from interp.figures import head as fh
+    from interp.figures.common import chart_config, safe_filename
+    from interp.decompose import head_view
+    at = app(model=tiny_bert_dir, text=TEXT, layer=1, head=0, query=6).run()
+    at.switch_page(HEAD).run()
+    no_exception(at)
+    lm = load_model(tiny_bert_dir)
+    trace = trace_text(lm, TEXT)
+    ids = set()
+    for h in (0, 2, 3):
+        if h:
+            at.selectbox(key="hd_head").select(h).run()
+            no_exception(at)
+        live = [c for c in at.get("component_instance") if c.proto.component_name.endswith("live_chart")]
+        assert len(live) == 1 and not at.get("plotly_chart")          # the one chart of the view, drawn live
+        ids.add(live[0].proto.id)
+        args = json.loads(live[0].proto.json_args)
+        hv = head_view(lm, trace, 1, h)
+        assert json.loads(args["spec"]) == json.loads(fh.head_figure(hv, 6, "gate", "en").to_json())
+        assert args["config"] == chart_config(safe_filename(f"gate-L1H{h}q6-{lm.name}"))
+        assert args["title"] == t("head.figure_alt") and args["lang"] == "en"
+        row = trace.layers[1].probs[h, 6].numpy()
+        top = int(np.argmax(row))
+        assert f"largest gate is {row[top]:.4f} on expert {top} " in args["summary"]
+        assert f"{trace.tokens[6]}" in args["summary"] and f"head {h}:" in args["summary"]
+    assert len(ids) == 1 and live[0].key == "hd_heatmap"          # one element identity across head switches
+
+
 def test_head_switch_updates_the_view_url_and_top_experts(app, tiny_bert_dir):
     """A head switch (a rerun of the page's head fragment) writes the typed view to the URL and shows the new
     head: title, and the top-experts table with the model's own attention weights of that head, largest first."""
@@ -298,7 +337,7 @@ def test_url_reproduces_the_head_view(app, tiny_bert_dir):
         at = app(model=tiny_bert_dir, text=TEXT, layer=1, head=3, query=2).run()
         at.switch_page(HEAD).run()
         no_exception(at)
-        specs.append([c.proto.spec for c in charts(at)])
+        specs.append([json.dumps(spec(c), sort_keys=True) for c in charts(at)])
         assert at.query_params["layer"] == "1" and at.query_params["head"] == "3" and at.query_params["query"] == "2"
     assert specs[0] == specs[1] and specs[0]
 

@@ -42,6 +42,10 @@ def rendered(at) -> str:
     walk(at._tree)
     for chart in at.get("plotly_chart"):
         parts.append(json.dumps(json.loads(chart.proto.spec), ensure_ascii=False))
+    for live in at.get("component_instance"):             # the head page's live chart: its figure and texts
+        args = json.loads(live.proto.json_args)
+        parts.append(json.dumps(json.loads(args.pop("spec")), ensure_ascii=False))
+        parts.append(json.dumps(args, ensure_ascii=False))
     for df in (*at.dataframe, *at.table):
         frame = df.value
         parts.append(" ".join(map(str, frame.columns)) + " " + frame.astype(str).to_string())

@@ -14,8 +14,8 @@ from ui.session import (add_problems, begin_run, bind, clear_view, current, from
                         replace_view, set_lang, set_view, tr, url_problems, view, write_url)
 from ui.engine import (downstream, get_model, get_trace, head, identity_checks, layer0, lens,  # noqa: F401
                        overview, predictions, sampled_rows, sampling_all, sampling_layer)
-from ui.exports import (escape_markdown, figure_download, markdown_table, show_figure, show_markdown_table,  # noqa: F401
-                        show_table, table_download)  # noqa: F401
+from ui.exports import (escape_markdown, figure_download, markdown_table, show_figure, show_live_figure,  # noqa: F401
+                        show_markdown_table, show_table, table_download)  # noqa: F401
 from ui.report import report_buttons  # noqa: F401
 from ui.chrome import (language_picker, BUILTIN_EXAMPLES, LOCAL, PAGES, ROOT, analysed, app_ran, empty_state, examples,  # noqa: F401
                        fit_view, head_picker, layer_head_pickers, layer_picker, model_label, model_labels, model_options,

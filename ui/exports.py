@@ -49,6 +49,19 @@ def show_figure(fig, name: str, key: str, alt: str | None = None, on_select: str
     return event
 
 
+def show_live_figure(fig, name: str, key: str, alt: str, summary: str, download: bool = True) -> None:
+    """Like :func:`show_figure`, for a chart whose figure changes on every rerun under the same ``key`` (the head
+    page's chart on a head switch): drawn by :mod:`ui.live_chart`, which keeps one chart mounted and updates it
+    in place. ``alt`` titles the frame and the chart; ``summary`` is the chart's text alternative for screen
+    readers. PNG export from the modebar and the HTML download as in :func:`show_figure`."""
+    from ui.live_chart import live_chart
+    from ui.session import lang
+    live_chart(fig, key=key, config=chart_config(safe_filename(name)), title=alt, summary=summary, lang=lang(),
+               png_title=tr("export.png_button"))
+    if download:
+        figure_download(fig, name, key)
+
+
 def figure_download(fig, name: str, key: str) -> None:
     """The self-contained HTML download of a figure shown with ``show_figure(..., download=False)`` (the HTML is
     made when the button is clicked)."""

@@ -132,6 +132,16 @@ def head_figure(hv, query: int, show: str = "gate", lang: str = "en") -> go.Figu
     return fig
 
 
+def head_figure_summary(hv, query: int, show: str = "gate", lang: str = "en") -> str:
+    """A text alternative of :func:`head_figure` for screen readers: what is drawn, its size, and the numbers of
+    the outlined query row that the chart's hover shows (largest gate and largest firing strength, 4 decimals)."""
+    j, tok, gate, _ = hv.top_experts(query, 1)[0]
+    fj, ftok, _, firing = hv.top_experts(query, 1, by="firing")[0]
+    what = t("head.gates_title", lang) if show == "gate" else t("head.firing_title", lang)
+    return t("head.figure_summary", lang, what=what, layer=hv.layer, head=hv.head, n=len(hv.tokens), query=query,
+             token=hv.tokens[query], gate=gate, top=j, top_token=tok, firing=firing, f_top=fj, f_token=ftok)
+
+
 def top_experts_table(hv, query: int, k: int = 8, lang: str = "en") -> pd.DataFrame:
     """The k experts with the largest gate for ``query``: position, token, gate, firing."""
     rows = hv.top_experts(query, min(k, len(hv.tokens)))
