@@ -34,9 +34,18 @@ def wait_idle(page, timeout: int = TIMEOUT) -> None:
         page.wait_for_function(IDLE_JS, timeout=timeout)
 
 
+# Every plotly chart of the page in document order: Streamlit's own, and the one inside each live-chart component
+# (the head page's chart: a same-origin iframe that keeps its chart across head switches).
+PLOTS_JS = """(() => Array.from(document.querySelectorAll('.js-plotly-plot, iframe[data-testid="stCustomComponentV1"]'))
+    .flatMap(el => {
+        if (el.tagName !== 'IFRAME') return [el];
+        try { return Array.from(el.contentDocument.querySelectorAll('.js-plotly-plot')); } catch (e) { return []; }
+    }))()"""
+
+
 def wait_charts(page, count: int = 1, timeout: int = TIMEOUT) -> None:
-    page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {count}",
-                           timeout=timeout)
+    page.wait_for_function(f"() => {PLOTS_JS}.reduce((s, gd) => s + gd.querySelectorAll('.main-svg').length, 0)"
+                           f" >= {count}", timeout=timeout)
     wait_idle(page, timeout)
     no_exception(page)
 
@@ -48,7 +57,7 @@ def no_exception(page) -> None:
 
 def rendered(page) -> dict:
     """What plotly really drew: per chart, the number of drawn marks (heatmap images, bar paths, points)."""
-    return page.evaluate("""() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => {
+    return page.evaluate("""() => """ + PLOTS_JS + """.map(gd => {
         const box = gd.getBoundingClientRect();
         return {w: box.width, h: box.height,
                 heat: gd.querySelectorAll('g.heatmaplayer image').length,
@@ -141,10 +150,10 @@ def test_explore_head_sampling_export(warm, chromium, output_dir, tmp_path):
     html = Path(dl.value.path()).read_text(encoding="utf-8")
     assert "Plotly.newPlot" in html and len(html) > 1_000_000
     assert not re.search(r"<script[^>]+src=", html)
-    chart = page.locator(".js-plotly-plot").first
-    chart.hover()
+    live = page.frame_locator('iframe[data-testid="stCustomComponentV1"]').first    # the head chart, drawn live
+    live.locator(".js-plotly-plot").first.hover()
     with page.expect_download(timeout=TIMEOUT) as dl:
-        page.locator('.modebar-btn[data-title="Download plot as a PNG"]').first.click()
+        live.locator('.modebar-btn[data-title="Download the chart as PNG"]').first.click()
     assert Path(dl.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     csv_button = export_button(page, "CSV")
     csv_button.focus()                                          # keyboard: the export is reachable without a mouse
@@ -192,12 +201,22 @@ def test_head_switch_keeps_the_url_and_the_deep_link(warm, chromium):
     page.goto(url(server, "Head", model="minilm", text=text, layer=1, head=0), timeout=TIMEOUT)
     wait_charts(page, 2)
     assert len(rendered(page)) == 1                                   # heatmap and the query's row: one chart
+    frame = page.locator('iframe[data-testid="stCustomComponentV1"]')
+    live = page.frame_locator('iframe[data-testid="stCustomComponentV1"]').locator("#chart")
+    assert frame.get_attribute("title") == "Heatmap of gate weights (or firing strengths): rows are query tokens, " \
+        "columns are expert tokens; under it, the selected query's gate and firing strength for each expert as bars."
+    frame.evaluate("f => { f.__kept = true; }")                        # marks this very iframe element
     for h in (4, 7):
+        drawn = int(live.get_attribute("data-drawn"))
         page.get_by_role("combobox", name="Head", exact=True).click()
         page.get_by_role("option", name=str(h), exact=True).click()
         page.wait_for_url(re.compile(rf".*[?&]head={h}(&|$).*"), timeout=TIMEOUT)
+        expect(live).to_have_attribute("data-drawn", str(drawn + 1), timeout=TIMEOUT)   # updated in place ...
+        assert frame.evaluate("f => f.__kept === true")                # ... in the same, still mounted frame
         wait_charts(page, 2)
         assert page.get_by_role("heading", name=f"Layer 1, head {h}").is_visible()
+        assert f"head {h}:" in page.frame_locator('iframe[data-testid="stCustomComponentV1"]').locator(
+            "#summary").inner_text()                                  # the text alternative follows the chart
         assert "layer=1" in page.url
     assert page.locator('[data-testid="stSidebar"]').get_by_text("日本語").is_visible()   # the sidebar stays
     other = chromium.new_context(viewport=VIEWPORT).new_page()
@@ -205,8 +224,8 @@ def test_head_switch_keeps_the_url_and_the_deep_link(warm, chromium):
     wait_charts(other, 2)
     assert other.get_by_role("heading", name="Layer 1, head 7").is_visible()
     # the query's gate row: the bars under the heatmap in the page's one head chart
-    first = page.evaluate("() => JSON.stringify(document.querySelector('.js-plotly-plot').data[1].y)")
-    second = other.evaluate("() => JSON.stringify(document.querySelector('.js-plotly-plot').data[1].y)")
+    first = page.evaluate("() => JSON.stringify(" + PLOTS_JS + "[0].data[1].y)")
+    second = other.evaluate("() => JSON.stringify(" + PLOTS_JS + "[0].data[1].y)")
     assert first == second
     other.context.close()
     page.close()
