@@ -160,7 +160,7 @@ def main_thread_ms(profile: dict) -> dict:
         if frames[0]["functionName"] == "(idle)":
             continue
         busy += dt
-        if any("Plotly" in f["url"] for f in frames):
+        if any("plotly" in f["url"].lower() for f in frames):     # Streamlit's chunk, or the live chart's copy
             plotly += dt
     return {"busy_ms": busy, "plotly_ms": plotly}
 
