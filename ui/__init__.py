@@ -4,6 +4,7 @@
 * :mod:`ui.session` — that view in session state and in the URL; widget callbacks that accept typed values only;
 * :mod:`ui.engine` — cached calls into the library (the only place the app runs an analysis);
 * :mod:`ui.exports` — figures and tables with their HTML/PNG/CSV downloads;
+* :mod:`ui.live_chart` — a plotly chart that stays mounted across reruns and updates in place (the head page's);
 * :mod:`ui.report` — the report of a view: one self-contained HTML file and its PDF;
 * :mod:`ui.chrome` — navigation, page setup, the error boundary, pickers, notes and empty states.
 
