@@ -232,13 +232,19 @@ class Overview:
 
 
 def _roles(spec_mean: np.ndarray, prof_mass: np.ndarray, eff_ratio: np.ndarray) -> list[list[str]]:
-    L, H, width = prof_mass.shape
-    n = (width + 1) // 2
-    out = []
-    for l in range(L):
-        prof = PositionalProfile(np.arange(-(n - 1), n), prof_mass[l], spec_mean[l], spec_mean[l], spec_mean[l], True)
-        out.append([head_role(float(spec_mean[l, h]), prof, h, float(eff_ratio[l, h])) for h in range(H)])
-    return out
+    """:func:`head_role` of every head at once (``spec_mean``, ``eff_ratio``: L × H; ``prof_mass``: L × H × width,
+    the non-special profile with offset 0 at the centre; the same thresholds in the same order)."""
+    n = (prof_mass.shape[-1] + 1) // 2
+    at = [prof_mass[..., o + n - 1] if 0 <= o + n - 1 < prof_mass.shape[-1] else np.zeros(spec_mean.shape)
+          for o in (-1, 1, 0)]
+    conds = [spec_mean >= ROLE_THRESHOLD, at[0] >= ROLE_THRESHOLD, at[1] >= ROLE_THRESHOLD, at[2] >= ROLE_THRESHOLD,
+             eff_ratio >= ROLE_THRESHOLD]
+    labels = np.array(["delimiter sink", "previous-token", "next-token", "self", "broad (CBOW-like)",
+                       "content-driven"], dtype=object)
+    pick = np.full(spec_mean.shape, 5)
+    for k in range(4, -1, -1):                       # the first condition that holds wins
+        pick[conds[k]] = k
+    return labels[pick].tolist()
 
 
 # G^h depends on the weights only: kept per output-projection weight tensor (a weak reference: the entry goes
@@ -312,6 +318,27 @@ class _StackedWeights:
     beta: torch.Tensor | None          # L × 1 × d
     eps: torch.Tensor | None           # L × 1
     norm: str
+    wct: torch.Tensor | None = None    # L × H × d_h × d  (C W_O^h)ᵀ, see :meth:`message_weights`
+    wdelta: torch.Tensor | None = None  # L × (H·d_h) × 2d, see :meth:`delta_weights`
+    ln_eps: float | None = None        # the LayerNorms' common ε (None: they differ, or no post-norm)
+
+    def message_weights(self) -> torch.Tensor:
+        """(C W_O^h)ᵀ of every layer and head (L × H × d_h × d; C centres, post-norm only, else I): v^h_j times it is
+        the centred message c(o^h_j), so ‖c(o^h_j)‖ is one product and one norm. Built once, on first use."""
+        if self.wct is None:
+            L, Hdh, d = self.wt.shape
+            H = self.gram.shape[1]
+            w = self.wt.view(L, H, Hdh // H, d)
+            self.wct = (w - w.mean(-1, keepdim=True) if self.norm == "post" else w).contiguous()
+        return self.wct
+
+    def delta_weights(self) -> torch.Tensor:
+        """[W_Oᵀ | (C W_O)ᵀ] (L × H·d_h × 2d) post-norm, else W_Oᵀ: for the accelerator's identity checks."""
+        if self.wdelta is None:
+            L, Hdh, d = self.wt.shape
+            self.wdelta = torch.cat([self.wt, self.message_weights().view(L, Hdh, d)], -1) \
+                if self.norm == "post" else self.wt
+        return self.wdelta
 
 
 _STACKED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -361,7 +388,8 @@ def stacked_weights(lm: LoadedModel) -> _StackedWeights:
             gamma = torch.stack([p.ln.weight if p.ln.weight is not None else one for p in layers])[:, None, :]
             beta = torch.stack([p.ln.bias if p.ln.bias is not None else zero for p in layers])[:, None, :]
             eps = torch.tensor([[p.ln.eps] for p in layers], dtype=wt.dtype, device=wt.device)
-    out = _StackedWeights(key, gram, wt, bias, gamma, beta, eps, norm)
+    ln_eps = {p.ln.eps for p in layers} if norm == "post" else set()
+    out = _StackedWeights(key, gram, wt, bias, gamma, beta, eps, norm, ln_eps=ln_eps.pop() if len(ln_eps) == 1 else None)
     with _STACKED_LOCK:
         _STACKED[ad] = out
     return out
@@ -371,14 +399,15 @@ _INDEX: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}
 
 
 def _diagonal_index(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(i, j), each 3 × n: row o + 1 lists the gates a_ij on the diagonal j = i + o, o ∈ {−1, 0, +1}; positions
-    past the end of a diagonal point at a valid gate and get weight 0 (see :func:`_diagonal_weights`)."""
+    """(i, j), each n × 3: column o + 1 lists the gates a_ij on the diagonal j = i + o, o ∈ {−1, 0, +1};
+    positions past the end of a diagonal point at a valid gate and get weight 0 (see :func:`_diagonal_weights`)."""
     key = (n, str(device))
     hit = _INDEX.get(key)
     if hit is None:
-        i = torch.arange(n).expand(3, n)
-        j = (i + torch.arange(-1, 2)[:, None]).clamp(0, max(n - 1, 0))
-        hit = (i.to(device), j.to(device))
+        i = torch.arange(n)[:, None].expand(n, 3)
+        j = (i + torch.arange(-1, 2)[None, :]).clamp(0, max(n - 1, 0))
+        both = torch.stack([i, j]).to(device)                                 # one transfer
+        hit = (both[0], both[1])
         if len(_INDEX) > 64:
             _INDEX.clear()
         _INDEX[key] = hit
@@ -401,8 +430,8 @@ _MASKS: dict[tuple, tuple] = {}
 
 def _mask_constants(special: torch.Tensor, dt: torch.dtype, dev: torch.device) -> tuple:
     """What depends on the special-token mask only (``special``: n bool, on the host): whether any token is
-    ordinary, how many, S (n, 1 for ordinary keys), the mask itself and the 3 × n profile weights, all on
-    ``dev``; built on the host and sent in one transfer, and kept for the next trace with the same mask."""
+    ordinary, how many, S (n, 1 for ordinary keys) and [1, S] (n × 2) on ``dev``, and on the host the mask as
+    numpy and the 3 × n profile weights (float32); kept for the next trace with the same mask."""
     key = (special.numpy().tobytes(), str(dt), str(dev))
     hit = _MASKS.get(key)
     if hit is None:
@@ -411,8 +440,9 @@ def _mask_constants(special: torch.Tensor, dt: torch.dtype, dev: torch.device) -
         any_plain = bool(plain.any())
         S = plain.to(dt)
         q = S if any_plain else torch.ones(n, dtype=dt)
-        consts = torch.cat([S, special.to(dt), _diagonal_weights(q, q).reshape(-1)]).to(dev)
-        hit = (any_plain, max(int(plain.sum()), 1), consts[:n], consts[n:2 * n].bool(), consts[2 * n:].view(3, n))
+        wdiag = _diagonal_weights(q, q).to(torch.float32).numpy()
+        both = torch.stack([S, torch.ones(n, dtype=dt), S], -1).to(dev)         # one transfer
+        hit = (any_plain, max(int(plain.sum()), 1), both[:, 0], both[:, 1:], special.numpy().copy(), wdiag)
         if len(_MASKS) > 256:
             _MASKS.clear()
         _MASKS[key] = hit
@@ -426,7 +456,7 @@ _DEVICE_PATHS_ON_CPU = False
 
 def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_firing: bool = False) -> Overview:
     """Per-head statistics of every layer (docs/MATH.md §4), computed from the trace without re-running the
-    model and without forming the n × d expert messages (their norms come from :func:`message_gram`).
+    model.
 
     Effective experts with special keys excluded use H_S = (Σ_{j∈S} −a_ij log a_ij)/m_i + log m_i with
     m_i = Σ_{j∈S} a_ij (the entropy of the renormalised row, exact); firing totals are Σ_j a_ij ‖c(o_j)‖/σ_i.
@@ -435,10 +465,15 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
     strongest-firing expert of every query is found too (one more pass over the gates).
 
     Work is batched across layers and heads: the passes over the n × n gates (top expert, the gate-weighted sums,
-    three diagonals, and for the checks Σ_j a_ij v_j) run once over all layers' gates when the trace holds them
-    stacked (:meth:`Trace.stacked_probs`), else layer by layer; everything else is one op for all layers and
-    heads on stacked L × H × n tensors (weights stacked once per model, :func:`stacked_weights`); the results
-    come back to the host in one transfer, and nothing synchronises with the device before it."""
+    three diagonals, the entropies, and for the checks Σ_j a_ij v_j) run once over all layers' gates when the
+    trace holds them stacked (:meth:`Trace.stacked_probs`), else layer by layer; everything else on the device is
+    one op for all layers and heads on stacked L × H × n tensors (weights stacked once per model,
+    :func:`stacked_weights`). The message norms ‖c(o_j)‖ come from the Gram matrices of :func:`message_gram` on
+    the CPU (no n × d messages formed) and from the centred messages themselves on an accelerator (two ops
+    instead of five). What the device computes per (layer, head, query) comes back to the host in one transfer
+    (on an accelerator: two concatenations and one copy; nothing synchronises with the device before it), and
+    the few elementwise steps that turn those sums into the statistics (exp, ratios, the profile's three
+    offsets) run there in numpy (float32), instead of one device op each."""
     L, H, n = trace.n_layers, trace.n_heads, trace.n
     layers = trace.layers
     P0 = layers[0].probs
@@ -447,11 +482,14 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
     sw = stacked_weights(lm)
     post = sw.norm == "post"
     special_host = trace.special.cpu()
-    any_plain, n_nonspecial, S, special, wdiag = _mask_constants(special_host, dt, dev)
+    any_plain, n_nonspecial, S, ones_S, special_np, wdiag = _mask_constants(special_host, dt, dev)
     ii, jj = _diagonal_index(n, dev)
     with torch.no_grad():
         V = torch.stack([lt.v for lt in layers])                                  # L × H × n × d_h
-        norms = _norms_from_gram(V, sw.gram)                                      # L × H × n  ‖c(o_j)‖
+        if cpu:
+            norms = _norms_from_gram(V, sw.gram)                                  # L × H × n  ‖c(o_j)‖
+        else:                                        # c(o_j) = (C W_O^h) v_j for all layers and heads, then norms
+            norms = torch.linalg.vector_norm(torch.matmul(V, sw.message_weights()), dim=-1)
         stats = [lt.gate_stats for lt in layers]
         have_stats = all(g is not None for g in stats)
         # the passes over the n × n gates: over all layers at once when the trace holds them stacked (one op
@@ -461,7 +499,7 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
             [(slice(l, l + 1), lt.probs[None]) for l, lt in enumerate(layers)]
         top = torch.empty(L, H, n, dtype=torch.long, device=dev)
         diags = []                                                                # a_{i,i+o}, o = −1, 0, +1
-        ent = None if have_stats else torch.empty(2, L, H, n, dtype=dt, device=dev)
+        ent = None if have_stats else torch.empty(L, H, n, 2, dtype=dt, device=dev)   # H over all keys, over S
         top_f = torch.empty_like(top) if with_top_firing else None
         dh = V.shape[-1]
         if with_checks:
@@ -469,10 +507,10 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
             Vx = torch.cat([V, S.expand(L, H, n)[..., None], norms[..., None]], -1)   # L × H × n × (d_h + 2)
             pvx = torch.empty(L, H, n, dh + 2, dtype=dt, device=dev)
         elif cpu:
-            mass = torch.empty(2, L, H, n, dtype=dt, device=dev)                  # Σ_{j∈S} a_ij, Σ_j a_ij ‖c(o_j)‖
+            mass = torch.empty(L, H, n, 2, dtype=dt, device=dev)                  # Σ_{j∈S} a_ij, Σ_j a_ij ‖c(o_j)‖
         else:
             cols = torch.stack([S.expand(L, H, n), norms], -1)                    # L × H × n × 2
-            mass2 = torch.empty(L, H, n, 2, dtype=dt, device=dev)
+            mass = torch.empty(L, H, n, 2, dtype=dt, device=dev)
         if cpu:
             top_np = top.numpy()
         for ls, P in chunks:                                                      # P: l × H × n × n
@@ -484,43 +522,30 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
             if with_checks:
                 torch.matmul(P, Vx[ls], out=pvx[ls])                              # [Σ_j a_ij v_j, m_i, firing]
             elif cpu:
-                torch.matmul(P, S, out=mass[0, ls])
+                torch.matmul(P, S, out=mass[ls, ..., 0])
                 for l in range(ls.start, ls.stop):                                # H matrix–vector products:
                     for h in range(H):                                            # faster than an n × 1 bmm
-                        torch.mv(P[l - ls.start, h], norms[l, h], out=mass[1, l, h])
+                        torch.mv(P[l - ls.start, h], norms[l, h], out=mass[l, h, :, 1])
             else:
-                torch.matmul(P, cols[ls], out=mass2[ls])
-            diags.append(P[..., ii, jj])                                          # l × H × 3 × n
+                torch.matmul(P, cols[ls], out=mass[ls])
+            diags.append(P[..., ii, jj])                                          # l × H × n × 3
             if ent is not None:
-                e = torch.special.entr(P)                                         # −a log a (0 where a = 0)
-                torch.sum(e, -1, out=ent[0, ls])
-                torch.matmul(e, S, out=ent[1, ls])
-                del e
+                # −a log a (0 where a = 0), summed over all keys and over S in one product
+                torch.matmul(torch.special.entr(P), ones_S, out=ent[ls])
             if top_f is not None:
                 torch.argmax(P * norms[ls, :, None, :], -1, out=top_f[ls])        # 1/σ_i > 0 does not move it
         pv = None
         if with_checks:
-            pv, m_S, m_norm = pvx[..., :dh], pvx[..., dh], pvx[..., dh + 1]
-        elif cpu:
-            m_S, m_norm = mass.unbind(0)
+            pv, m2 = pvx[..., :dh], pvx[..., dh:]                                 # m2: [m_S, Σ_j a_ij ‖c(o_j)‖]
         else:
-            m_S, m_norm = mass2.unbind(-1)
+            m2 = mass
         if have_stats:
             # log a_ij = s_ij − lse_i with lse_i = max_j s_ij − log max_j a_ij: Σ_j a log a = Σ_j a_ij s_ij − lse_i,
             # and over S: Σ_{j∈S} a_ij s_ij − lse_i m_i; the terms were summed during the capture
             e_all, e_ns, s_max, p_max = torch.stack(stats).unbind(1)              # each L × H × n
             lse = s_max - p_max.log()
-            ent_all, ent_ns = lse - e_all, lse * m_S - e_ns
-        else:
-            ent_all, ent_ns = ent.unbind(0)
-        m = m_S.clamp(min=1e-30)
-        eff = torch.exp(ent_all)
-        eff_ns = torch.exp(ent_ns / m).mul_(m).masked_fill_(special, float("nan"))  # exp(H_S/m + log m)
-        spec_mass = (1 - m_S).clamp_(min=0)
-        # the roles read the profile (special keys and queries excluded, rows renormalised) only at offsets
-        # −1, 0, +1: three diagonals of the gate matrix, no pass over all n² gates
-        D3 = diags[0] if len(diags) == 1 else torch.cat(diags)
-        prof = (D3 * wdiag / m[..., ii]).sum(-1) if any_plain else (D3 * wdiag).sum(-1)  # L × H × 3
+            ent = torch.stack([lse - e_all, lse * m2[..., 0] - e_ns], -1)         # L × H × n × 2
+        D3 = diags[0] if len(diags) == 1 else torch.cat(diags)                    # L × H × n × 3
         sigma = None
         errs = None
         if post or with_checks:
@@ -544,20 +569,43 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
                 sigma = torch.addcmul(sw.eps, nrm, nrm, value=1 / pre.shape[-1]).sqrt_()
             if with_checks:
                 errs = _identity_errors(lm, sw, pv, C, X, dense, (pre, cpre) if post else None, sigma, cpu)
-        fire = m_norm / sigma[:, None, :] if sigma is not None else m_norm
-        parts = [eff, eff_ns, spec_mass, fire, prof, top.to(dt)]                  # positions < 2^24: exact
-        if top_f is not None:
-            parts.append(top_f.to(dt))
-        if errs is not None:
-            parts.append(errs)
-        flat_out = torch.cat([t.reshape(-1) for t in parts]).cpu().numpy()        # the one device → host copy
-    sizes = [L * H * n] * 4 + [L * H * 3, L * H * n] + ([L * H * n] if top_f is not None else [])
-    pieces = np.split(flat_out, np.cumsum(sizes))
-    eff_c, eff_ns_c, spec_c, fire_c = (x.reshape(L, H, n) for x in pieces[:4])
-    prof_c = pieces[4].reshape(L, H, 3)
-    top_c = pieces[5].reshape(L, H, n).astype(np.int64)
-    top_f_c = pieces[6].reshape(L, H, n).astype(np.int64) if top_f is not None else None
-    err_c = [float(x) for x in pieces[-1]] if errs is not None else []
+        # per (layer, head, query): [H, H_S, m_S, Σ_j a_ij ‖c(o_j)‖, a_{i,i−1}, a_ii, a_{i,i+1}, top(, top firing)]
+        if cpu:
+            ent_c, m2_c, D3_c = ent.numpy(), m2.numpy(), D3.numpy()
+            top_c = top_np
+            top_f_c = top_f.numpy() if top_f is not None else None
+            sigma_c = sigma.numpy() if sigma is not None else None
+            err_c = [float(x) for x in errs] if errs is not None else []
+        else:
+            cols8 = [ent, m2, D3, top[..., None]] + ([top_f[..., None]] if top_f is not None else [])
+            per_query = torch.cat(cols8, -1)                                      # float (positions < 2^24: exact)
+            rest = [t.reshape(-1) for t in (sigma, errs) if t is not None]
+            flat = torch.cat([per_query.view(-1)] + rest) if rest else per_query.view(-1)
+            flat_out = flat.cpu().numpy()                                         # the one device → host copy
+            k = per_query.shape[-1]
+            pq = flat_out[:L * H * n * k].reshape(L, H, n, k)
+            ent_c, m2_c, D3_c = pq[..., 0:2], pq[..., 2:4], pq[..., 4:7]
+            top_c = pq[..., 7].astype(np.int64)
+            top_f_c = pq[..., 8].astype(np.int64) if top_f is not None else None
+            at = L * H * n * k
+            sigma_c = None
+            if sigma is not None:
+                sigma_c, at = flat_out[at:at + L * n].reshape(L, n), at + L * n
+            err_c = [float(x) for x in flat_out[at:]] if errs is not None else []
+    # host: the statistics from the sums (numpy, float32)
+    f32 = np.float32
+    m_S = m2_c[..., 0].astype(f32, copy=False)
+    m = np.maximum(m_S, f32(1e-30))
+    eff_c = np.exp(ent_c[..., 0], dtype=f32)
+    with np.errstate(over="ignore", invalid="ignore"):   # a row with ~no mass on ordinary keys: inf, as before
+        eff_ns_c = np.exp(ent_c[..., 1] / m, dtype=f32) * m                            # exp(H_S/m + log m)
+    eff_ns_c[..., special_np] = np.nan
+    spec_c = np.maximum(f32(1) - m_S, f32(0))
+    fire_c = m2_c[..., 1] / sigma_c[:, None, :] if sigma_c is not None else m2_c[..., 1].copy()
+    # the roles read the profile (special keys and queries excluded, rows renormalised) only at offsets −1, 0, +1:
+    # three diagonals of the gate matrix, no pass over all n² gates
+    w = wdiag.T                                                                    # n × 3
+    prof_c = ((D3_c / m[..., None]) * w).sum(-2) if any_plain else (D3_c * w).sum(-2)   # L × H × 3
     ratio = np.nanmean(eff_ns_c, axis=-1) / n_nonspecial if any_plain else eff_c.mean(-1) / n
     roles = _roles(spec_c.mean(-1), prof_c.astype(np.float64), ratio)
     checks = {}
@@ -567,7 +615,7 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
                   "layer_output_max_rel_err": None}
     return Overview(tokens=trace.tokens, special=special_host.numpy(), role=roles, effective_experts=eff_c,
                     effective_experts_nospecial=eff_ns_c, special_mass=spec_c, firing_total=fire_c,
-                    top_expert=top_c, top_firing_expert=top_f_c,
+                    top_expert=np.ascontiguousarray(top_c), top_firing_expert=top_f_c,
                     mean_effective_experts=eff_c.mean(-1), mean_special_mass=spec_c.mean(-1), checks=checks)
 
 
@@ -593,17 +641,16 @@ def _identity_errors(lm: LoadedModel, sw: _StackedWeights, pv: torch.Tensor, C: 
     H = pv.shape[1]
     u = torch.empty_like(C)                                                       # L × n × (H·d_h)
     torch.sub(pv.permute(0, 2, 1, 3), C.view(L, n, H, -1), out=u.view(L, n, H, -1))
-    delta = None
     if not cpu:
-        delta = torch.bmm(u, sw.wt)                                               # L × n × d  recon − dense
-    else:
-        rows = u.ne(0).any(-1)                                                    # L × n
-        if bool(rows.any()):
-            delta = torch.zeros_like(dense)
-            for l in range(L):
-                idx = rows[l].nonzero()[:, 0]
-                if idx.numel():
-                    delta[l, idx] = u[l, idx] @ sw.wt[l]
+        return _identity_errors_fused(lm, sw, u, X, dense, pre, sigma)
+    delta = None
+    rows = u.ne(0).any(-1)                                                        # L × n
+    if bool(rows.any()):
+        delta = torch.zeros_like(dense)
+        for l in range(L):
+            idx = rows[l].nonzero()[:, 0]
+            if idx.numel():
+                delta[l, idx] = u[l, idx] @ sw.wt[l]
     # numerators and denominators of the row-wise relative errors (L × n each), then one division and max
     zero = None
     if delta is not None:
@@ -626,12 +673,35 @@ def _identity_errors(lm: LoadedModel, sw: _StackedWeights, pv: torch.Tensor, C: 
     return (torch.stack(num) / torch.stack(den).clamp_(min=1e-30)).amax((1, 2))
 
 
+def _identity_errors_fused(lm: LoadedModel, sw: _StackedWeights, u: torch.Tensor, X: torch.Tensor,
+                           dense: torch.Tensor, pre: tuple[torch.Tensor, torch.Tensor] | None,
+                           sigma: torch.Tensor | None) -> torch.Tensor:
+    """The accelerator's form of :func:`_identity_errors` (the same quantities, fewer ops): one product gives
+    both δ = u W_Oᵀ (recon − dense) and, post-norm, its centred form c(δ) = u (C W_O)ᵀ (no mean and subtraction);
+    every numerator and denominator row is then one stack and one norm, and the ratios one division and one max."""
+    both = torch.bmm(u, sw.delta_weights())                  # L × n × d, or L × n × 2d post-norm: [δ, c(δ)]
+    d = dense.shape[-1]
+    if sw.norm == "post":
+        pre_, cpre = pre
+        delta = both[..., :d]
+        ref = _layer_norms(lm, sw, pre_)
+        diff2 = torch.addcmul(sw.beta, cpre + both[..., d:], sw.gamma / sigma[..., None]) - ref
+        r = torch.linalg.vector_norm(torch.stack([delta, diff2, dense, ref]), dim=-1)    # 4 × L × n
+        num, den = r[:2], r[2:]
+    elif sw.norm == "pre":     # identity 2's numerator is identity 1's: (x + recon) − (x + dense) = δ
+        r = torch.linalg.vector_norm(torch.stack([both, dense, X + dense]), dim=-1)      # 3 × L × n
+        num, den = r[:1], r[1:]
+    else:
+        r = torch.linalg.vector_norm(torch.stack([both, dense]), dim=-1)                # 2 × L × n
+        num, den = r[:1], r[1:]
+    return (num / den.clamp(min=1e-30)).amax((1, 2))
+
+
 def _layer_norms(lm: LoadedModel, sw: _StackedWeights, pre: torch.Tensor) -> torch.Tensor:
     """The post-attention LayerNorm of every layer applied to ``pre`` (L × n × d): one normalisation for all
     layers with their γ, β when they share ε (the model's own modules, one by one, otherwise)."""
-    eps = {p.ln.eps for p in lm.adapter.layers}
-    if len(eps) == 1:
-        normed = torch.nn.functional.layer_norm(pre, pre.shape[-1:], eps=eps.pop())
+    if sw.ln_eps is not None:
+        normed = torch.nn.functional.layer_norm(pre, pre.shape[-1:], eps=sw.ln_eps)
         return torch.addcmul(sw.beta, normed, sw.gamma)
     return torch.stack([p.ln(pre[l]) for l, p in enumerate(lm.adapter.layers)])  # pragma: no cover
 

@@ -2,7 +2,9 @@
 
 The capture goes through the project's attention function (see ``attention.py``): per layer it records the
 model's own Q, K, V, attention probabilities (written into one buffer stacked over layers) and head outputs;
-hidden states and logits come from the same forward pass (``output_hidden_states``). The attention ``dense``
+hidden states come from the same forward pass of the base model (``output_hidden_states``); the model's output
+(the MLM logits of every position, or the pooled embedding) is its own head applied to that pass's last hidden
+state when a view first reads ``output``. The attention ``dense``
 output and the post-attention LayerNorm are the model's own modules applied to the captured head outputs, on
 first use (the overview does not need them). Everything else in ``interp`` reads from the trace.
 """
@@ -12,6 +14,7 @@ import re
 import unicodedata
 import weakref
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -275,7 +278,8 @@ class LayerTrace:
 @dataclass
 class Trace:
     """One example's forward pass. ``output`` is MLM logits (n × V) or, without an MLM head, the mean-pooled
-    sentence embedding (d)."""
+    sentence embedding (d): computed on first access with the model's own head from its last hidden state
+    (``output_fn``), then kept (``output_value``); the numbers are those of the model's own forward with its head."""
     model_name: str
     tokens: list[str]
     input_ids: torch.Tensor
@@ -283,12 +287,28 @@ class Trace:
     special: torch.Tensor          # n bool
     layers: list[LayerTrace]
     final_hidden: torch.Tensor     # n × d  the model's last hidden state (after any final norm)
-    output: torch.Tensor
     has_mlm_head: bool
     notes: list[str] = field(default_factory=list)
     truncation: Truncation | None = None
     probs_all: torch.Tensor | None = field(default=None, repr=False)  # L × H × n × n, the layers' gates stacked
                                                                         # (a view of the capture's buffer)
+    output_value: torch.Tensor | None = field(default=None, repr=False)  # the output once computed
+    output_fn: Callable[[], torch.Tensor] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def output(self) -> torch.Tensor:
+        """MLM logits (n × V) or the pooled embedding (d), computed when first asked for (see the class)."""
+        if self.output_value is None:
+            if self.output_fn is None:
+                raise ValueError("this trace holds no model output")
+            self.output_value = self.output_fn()
+        return self.output_value
+
+    def __getstate__(self):
+        # a pickled trace carries its output, not the function (and the model) that computes it
+        state = dict(self.__dict__)
+        state["output_value"], state["output_fn"] = self.output, None
+        return state
 
     def stacked_probs(self) -> torch.Tensor | None:
         """Every layer's gates as one L × H × n × n tensor when the layers still hold exactly its slices (a gate
@@ -322,7 +342,11 @@ class Trace:
 
 @dataclass
 class BatchTrace:
-    """A batch's forward pass (right-padded); :meth:`example` gives each example's :class:`Trace`."""
+    """A batch's forward pass (right-padded); :meth:`example` gives each example's :class:`Trace`. ``output``
+    (B × n × V logits, or B × d pooled) is computed on first access with the model's own head (the adapter's
+    :meth:`~interp.adapters.base.Adapter.output`) from ``last_hidden``, the base model's last hidden state that
+    the head reads in the model's own forward: the same op on the same tensor, so the same numbers; a view that
+    never shows the predictions never pays for the B × n × V logits."""
     model_name: str
     encoded: Encoded
     q: list[torch.Tensor]          # per layer B × H × n × d_h
@@ -331,12 +355,25 @@ class BatchTrace:
     probs: list[torch.Tensor]      # per layer B × H × n × n
     context: list[torch.Tensor]    # per layer B × n × H·d_h
     hidden: tuple[torch.Tensor, ...]  # L+1 of B × n × d
-    output: torch.Tensor           # B × n × V logits, or B × d pooled
     has_mlm_head: bool
     adapter: object
     final: torch.Tensor | None = None   # B × n × d the model's last hidden state (None: hidden[-1])
     gate_stats: torch.Tensor | None = None  # L × 4 × B × H × n (see LayerTrace; interface families), one buffer
     probs_all: torch.Tensor | None = None   # L × B × H × n × n: ``probs`` are its slices (interface families)
+    last_hidden: torch.Tensor | None = None  # B × n × d what the model's head reads (None: the final state)
+    output_value: torch.Tensor | None = field(default=None, repr=False)  # the output once computed
+
+    @property
+    def output(self) -> torch.Tensor:
+        """B × n × V MLM logits, or B × d mean-pooled embeddings (computed once, on first access)."""
+        if self.output_value is None:
+            last = self.last_hidden
+            if last is None:
+                last = self.final if self.final is not None else self.hidden[-1]
+            with torch.no_grad():
+                valid = self.encoded.attention_mask.to(last.device).bool()
+                self.output_value = self.adapter.output(last, valid)
+        return self.output_value
 
     @property
     def batch_size(self) -> int:
@@ -355,13 +392,15 @@ class BatchTrace:
                                      v=self.v[l][b, :, :n], probs=self.probs[l][b, :, :n, :n],
                                      context=self.context[l][b, :n], hidden_out=self.hidden[l + 1][b, :n],
                                      parts=parts, gate_stats=None if gs is None else gs[l, :, b, :, :n]))
-        out = self.output[b, :n] if self.has_mlm_head else self.output[b]
+        mlm = self.has_mlm_head
+        out_fn = (lambda: self.output[b, :n]) if mlm else (lambda: self.output[b])
         final = self.final[b, :n] if self.final is not None else self.hidden[-1][b, :n]
         return Trace(model_name=self.model_name, tokens=enc.tokens[b], input_ids=enc.input_ids[b, :n],
                      token_type_ids=None if enc.token_type_ids is None else enc.token_type_ids[b, :n],
-                     special=enc.special[b, :n], layers=layers, final_hidden=final, output=out,
-                     has_mlm_head=self.has_mlm_head, notes=enc.notes[b], truncation=enc.truncation[b],
-                     probs_all=None if self.probs_all is None else self.probs_all[:, b, :, :n, :n])
+                     special=enc.special[b, :n], layers=layers, final_hidden=final,
+                     has_mlm_head=mlm, notes=enc.notes[b], truncation=enc.truncation[b],
+                     probs_all=None if self.probs_all is None else self.probs_all[:, b, :, :n, :n],
+                     output_value=None if self.output_value is None else out_fn(), output_fn=out_fn)
 
 
 class CapturePlan(AttentionPlan):
@@ -452,7 +491,8 @@ def model_output(lm: LoadedModel, out, enc: Encoded) -> torch.Tensor:
 
 
 def capture(lm: LoadedModel, texts: list[str] | str) -> BatchTrace:
-    """Tokenise and run one forward pass, capturing everything the analyses need."""
+    """Tokenise and run one forward pass of the base model, capturing everything the analyses need (the
+    model's output, e.g. the MLM logits, is computed when first read: :attr:`BatchTrace.output`)."""
     if isinstance(texts, str):
         texts = [texts]
     if not texts:
@@ -469,7 +509,7 @@ def capture_encoded(lm: LoadedModel, enc: Encoded, gate_stats: bool | None = Non
     L = lm.n_layers
     if ad.attention_via_interface:
         plan = CapturePlan(ad.layer_of, ~enc.special, L, gate_stats)
-        out = forward(lm, enc, plan, hidden_states=True)
+        out = forward(lm, enc, plan, hidden_states=True, module=ad.base)
         missing = [l for l in range(L) if l not in plan.probs]
         if missing:  # pragma: no cover - would mean the model bypassed the attention interface
             raise RuntimeError(f"attention of layers {missing} was not captured")
@@ -481,7 +521,7 @@ def capture_encoded(lm: LoadedModel, enc: Encoded, gate_stats: bool | None = Non
                                           for l in range(L)) else None
     else:
         probs_all = None
-        out = forward(lm, enc, None, hidden_states=True, attentions=True)
+        out = forward(lm, enc, None, hidden_states=True, attentions=True, module=ad.base)
         states = list(ad.layer_states(out))
         probs = [a.detach() for a in out.attentions]
         gate_stats = None
@@ -497,10 +537,15 @@ def capture_encoded(lm: LoadedModel, enc: Encoded, gate_stats: bool | None = Non
             dense = parts.o(ctx[-1]) if parts.o is not None else ctx[-1]
             states[-1] = parts.ffn(parts.after_attention(dense, states[-2])[0])
         final = out.hidden_states[-1]
+    # the output (MLM logits, or the pooled embedding) waits until it is asked for (BatchTrace.output); where the
+    # base module is the whole model (the paper's) its logits came with the forward pass and are kept
+    eager = getattr(out, "logits", None) if lm.has_mlm_head else None
+    last = getattr(out, "last_hidden_state", None)
     return BatchTrace(model_name=lm.name, encoded=enc, q=q, k=k, v=v, probs=probs, context=ctx,
-                      hidden=tuple(states), output=model_output(lm, out, enc), has_mlm_head=lm.has_mlm_head,
+                      hidden=tuple(states), has_mlm_head=lm.has_mlm_head,
                       adapter=ad, final=final, gate_stats=gate_stats,
-                      probs_all=probs_all)
+                      probs_all=probs_all, last_hidden=last if last is not None else out.hidden_states[-1],
+                      output_value=eager)
 
 
 def trace_text(lm: LoadedModel, text: str) -> Trace:

@@ -251,3 +251,20 @@ def test_stacked_weights_follow_an_in_place_change_of_a_weight():
     after = D.overview(own, tr, with_checks=False).firing_total
     assert_close(after, want, what="firing after the change")
     assert not np.allclose(after[1], before[1], rtol=1e-3)
+
+
+def test_roles_of_every_head_at_once_equal_head_role_one_by_one():
+    """The overview labels all heads with one numpy pass; each label is head_role's for that head (the same
+    thresholds, the same order), on values at, below and above the threshold."""
+    rng = np.random.default_rng(0)
+    L, H = 7, 9
+    grid = np.array([0.0, 0.2, 0.49999, 0.5, 0.50001, 0.9])
+    low = [0.3, 0.2, 0.1, 0.2, 0.1, 0.1]                       # mostly below the threshold: every role occurs
+    spec = rng.choice(grid, (L, H), p=low)
+    prof = rng.choice(grid, (L, H, 3), p=low)
+    eff = rng.choice(grid, (L, H))
+    got = D._roles(spec, prof, eff)
+    for l in range(L):
+        p = D.PositionalProfile(np.arange(-1, 2), prof[l], spec[l], spec[l], spec[l], True)
+        assert got[l] == [D.head_role(float(spec[l, h]), p, h, float(eff[l, h])) for h in range(H)]
+    assert {r for row in got for r in row} == set(D.ROLES)
