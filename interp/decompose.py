@@ -546,10 +546,12 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
             lse = s_max - p_max.log()
             ent = torch.stack([lse - e_all, lse * m2[..., 0] - e_ns], -1)         # L × H × n × 2
         D3 = diags[0] if len(diags) == 1 else torch.cat(diags)                    # L × H × n × 3
-        sigma = None
+        sigma = rstd = ln = None
         errs = None
         if post or with_checks:
-            C = torch.stack([lt.context for lt in layers])                        # L × n × (H·d_h)
+            C = trace.stacked_context()                                           # L × n × (H·d_h)
+            if C is None:
+                C = torch.stack([lt.context for lt in layers])
             X = torch.stack([lt.hidden_in for lt in layers])                      # L × n × d
             if cpu:   # one GEMM per layer: on the CPU ~2.5× faster than one batched bmm of the same products
                 dense = torch.empty(L, n, sw.wt.shape[-1], dtype=dt, device=dev)
@@ -560,7 +562,15 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
                         torch.mm(C[l], sw.wt[l], out=dense[l])
             else:
                 dense = torch.baddbmm(sw.bias, C, sw.wt) if sw.bias is not None else torch.bmm(C, sw.wt)
-            if post:
+            if post and not cpu and sw.ln_eps is not None:
+                # one LayerNorm op for every layer gives the normalised rows, the means and 1/σ_i (the model's
+                # own LayerNorm kernel, so σ_i is the forward pass's); the checks reuse the normalised rows
+                pre = dense + X
+                normed, mu, rstd = torch.native_layer_norm(pre, pre.shape[-1:], None, None, sw.ln_eps)
+                cpre = pre - mu
+                ln = (normed, rstd)
+                rstd = rstd.view(L, n)
+            elif post:
                 pre = dense + X
                 cpre = pre - pre.mean(-1, keepdim=True)
                 # σ_i = sqrt(‖c(pre_i)‖²/d + ε), var from the centred row's norm (torch's var is ~10× slower on
@@ -568,18 +578,19 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
                 nrm = torch.linalg.vector_norm(cpre, dim=-1)
                 sigma = torch.addcmul(sw.eps, nrm, nrm, value=1 / pre.shape[-1]).sqrt_()
             if with_checks:
-                errs = _identity_errors(lm, sw, pv, C, X, dense, (pre, cpre) if post else None, sigma, cpu)
+                errs = _identity_errors(lm, sw, pv, C, X, dense, (pre, cpre) if post else None, sigma, cpu, ln)
         # per (layer, head, query): [H, H_S, m_S, Σ_j a_ij ‖c(o_j)‖, a_{i,i−1}, a_ii, a_{i,i+1}, top(, top firing)]
         if cpu:
             ent_c, m2_c, D3_c = ent.numpy(), m2.numpy(), D3.numpy()
             top_c = top_np
             top_f_c = top_f.numpy() if top_f is not None else None
             sigma_c = sigma.numpy() if sigma is not None else None
+            rstd_c = None
             err_c = [float(x) for x in errs] if errs is not None else []
         else:
             cols8 = [ent, m2, D3, top[..., None]] + ([top_f[..., None]] if top_f is not None else [])
             per_query = torch.cat(cols8, -1)                                      # float (positions < 2^24: exact)
-            rest = [t.reshape(-1) for t in (sigma, errs) if t is not None]
+            rest = [t.reshape(-1) for t in (sigma, rstd, errs) if t is not None]
             flat = torch.cat([per_query.view(-1)] + rest) if rest else per_query.view(-1)
             flat_out = flat.cpu().numpy()                                         # the one device → host copy
             k = per_query.shape[-1]
@@ -588,9 +599,11 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
             top_c = pq[..., 7].astype(np.int64)
             top_f_c = pq[..., 8].astype(np.int64) if top_f is not None else None
             at = L * H * n * k
-            sigma_c = None
+            sigma_c = rstd_c = None
             if sigma is not None:
                 sigma_c, at = flat_out[at:at + L * n].reshape(L, n), at + L * n
+            if rstd is not None:
+                rstd_c, at = flat_out[at:at + L * n].reshape(L, n), at + L * n
             err_c = [float(x) for x in flat_out[at:]] if errs is not None else []
     # host: the statistics from the sums (numpy, float32)
     f32 = np.float32
@@ -601,7 +614,12 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
         eff_ns_c = np.exp(ent_c[..., 1] / m, dtype=f32) * m                            # exp(H_S/m + log m)
     eff_ns_c[..., special_np] = np.nan
     spec_c = np.maximum(f32(1) - m_S, f32(0))
-    fire_c = m2_c[..., 1] / sigma_c[:, None, :] if sigma_c is not None else m2_c[..., 1].copy()
+    if sigma_c is not None:
+        fire_c = m2_c[..., 1] / sigma_c[:, None, :]
+    elif rstd_c is not None:
+        fire_c = m2_c[..., 1] * rstd_c[:, None, :]
+    else:
+        fire_c = m2_c[..., 1].copy()
     # the roles read the profile (special keys and queries excluded, rows renormalised) only at offsets −1, 0, +1:
     # three diagonals of the gate matrix, no pass over all n² gates
     w = wdiag.T                                                                    # n × 3
@@ -621,7 +639,7 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
 
 def _identity_errors(lm: LoadedModel, sw: _StackedWeights, pv: torch.Tensor, C: torch.Tensor, X: torch.Tensor,
                      dense: torch.Tensor, pre: tuple[torch.Tensor, torch.Tensor] | None, sigma: torch.Tensor | None,
-                     cpu: bool) -> torch.Tensor:
+                     cpu: bool, ln: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Identities 1 and 2 for every layer at once (max row-wise relative errors; 1 or 2 values).
 
     Identity 1: the reconstruction b_O + Σ_h W_O^h (Σ_j a^h_ij v^h_j) from the gates and values (``pv``:
@@ -642,7 +660,7 @@ def _identity_errors(lm: LoadedModel, sw: _StackedWeights, pv: torch.Tensor, C: 
     u = torch.empty_like(C)                                                       # L × n × (H·d_h)
     torch.sub(pv.permute(0, 2, 1, 3), C.view(L, n, H, -1), out=u.view(L, n, H, -1))
     if not cpu:
-        return _identity_errors_fused(lm, sw, u, X, dense, pre, sigma)
+        return _identity_errors_fused(lm, sw, u, X, dense, pre, sigma, ln)
     delta = None
     rows = u.ne(0).any(-1)                                                        # L × n
     if bool(rows.any()):
@@ -675,17 +693,25 @@ def _identity_errors(lm: LoadedModel, sw: _StackedWeights, pv: torch.Tensor, C: 
 
 def _identity_errors_fused(lm: LoadedModel, sw: _StackedWeights, u: torch.Tensor, X: torch.Tensor,
                            dense: torch.Tensor, pre: tuple[torch.Tensor, torch.Tensor] | None,
-                           sigma: torch.Tensor | None) -> torch.Tensor:
+                           sigma: torch.Tensor | None, ln: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
     """The accelerator's form of :func:`_identity_errors` (the same quantities, fewer ops): one product gives
     both δ = u W_Oᵀ (recon − dense) and, post-norm, its centred form c(δ) = u (C W_O)ᵀ (no mean and subtraction);
-    every numerator and denominator row is then one stack and one norm, and the ratios one division and one max."""
+    every numerator and denominator row is then one stack and one norm, and the ratios one division and one max.
+    ``ln``: (LayerNorm(dense + x) without γ, β; 1/σ, L × n × 1) from the overview's one LayerNorm op, or None
+    (then the reference is :func:`_layer_norms` and ``sigma`` the scale)."""
     both = torch.bmm(u, sw.delta_weights())                  # L × n × d, or L × n × 2d post-norm: [δ, c(δ)]
     d = dense.shape[-1]
     if sw.norm == "post":
         pre_, cpre = pre
         delta = both[..., :d]
-        ref = _layer_norms(lm, sw, pre_)
-        diff2 = torch.addcmul(sw.beta, cpre + both[..., d:], sw.gamma / sigma[..., None]) - ref
+        if ln is not None:
+            normed, rstd = ln
+            ref = torch.addcmul(sw.beta, normed, sw.gamma)
+            scale = sw.gamma * rstd
+        else:
+            ref = _layer_norms(lm, sw, pre_)
+            scale = sw.gamma / sigma[..., None]
+        diff2 = torch.addcmul(sw.beta, cpre + both[..., d:], scale) - ref
         r = torch.linalg.vector_norm(torch.stack([delta, diff2, dense, ref]), dim=-1)    # 4 × L × n
         num, den = r[:2], r[2:]
     elif sw.norm == "pre":     # identity 2's numerator is identity 1's: (x + recon) − (x + dense) = δ

@@ -275,6 +275,17 @@ class LayerTrace:
         return state
 
 
+def _same_view(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride()
+
+
+def _stacked(stack: torch.Tensor | None, parts: list[torch.Tensor]) -> torch.Tensor | None:
+    """``stack`` when its slices along the first axis are exactly ``parts`` (the same memory and layout)."""
+    if stack is None or len(parts) != stack.shape[0]:
+        return None
+    return stack if all(_same_view(p, stack[l]) for l, p in enumerate(parts)) else None
+
+
 @dataclass
 class Trace:
     """One example's forward pass. ``output`` is MLM logits (n × V) or, without an MLM head, the mean-pooled
@@ -292,6 +303,8 @@ class Trace:
     truncation: Truncation | None = None
     probs_all: torch.Tensor | None = field(default=None, repr=False)  # L × H × n × n, the layers' gates stacked
                                                                         # (a view of the capture's buffer)
+    context_all: torch.Tensor | None = field(default=None, repr=False)  # L × n × H·d_h, the layers' head outputs
+                                                                          # stacked (a view of the capture's buffer)
     output_value: torch.Tensor | None = field(default=None, repr=False)  # the output once computed
     output_fn: Callable[[], torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
@@ -313,14 +326,12 @@ class Trace:
     def stacked_probs(self) -> torch.Tensor | None:
         """Every layer's gates as one L × H × n × n tensor when the layers still hold exactly its slices (a gate
         replaced after the capture makes it None, and readers fall back to the layers one by one)."""
-        P = self.probs_all
-        if P is None or len(self.layers) != P.shape[0]:
-            return None
-        for l, lt in enumerate(self.layers):
-            p, s = lt.probs, P[l]
-            if p.data_ptr() != s.data_ptr() or p.shape != s.shape or p.stride() != s.stride():
-                return None
-        return P
+        return _stacked(self.probs_all, [lt.probs for lt in self.layers])
+
+    def stacked_context(self) -> torch.Tensor | None:
+        """Every layer's head outputs as one L × n × H·d_h tensor when the layers still hold exactly its slices
+        (else None: readers stack the layers' own)."""
+        return _stacked(self.context_all, [lt.context for lt in self.layers])
 
     @property
     def n(self) -> int:
@@ -360,6 +371,7 @@ class BatchTrace:
     final: torch.Tensor | None = None   # B × n × d the model's last hidden state (None: hidden[-1])
     gate_stats: torch.Tensor | None = None  # L × 4 × B × H × n (see LayerTrace; interface families), one buffer
     probs_all: torch.Tensor | None = None   # L × B × H × n × n: ``probs`` are its slices (interface families)
+    context_all: torch.Tensor | None = None  # L × B × n × H·d_h: ``context`` are its slices (interface families)
     last_hidden: torch.Tensor | None = None  # B × n × d what the model's head reads (None: the final state)
     output_value: torch.Tensor | None = field(default=None, repr=False)  # the output once computed
 
@@ -383,30 +395,47 @@ class BatchTrace:
         """Example ``b`` as a :class:`Trace`: views of the batch's tensors (nothing is copied or computed here;
         each layer's dense output and LayerNorm scale are computed when a view first asks for them)."""
         enc = self.encoded
-        n = int(enc.attention_mask[b].sum())
+        mask = enc.attention_mask
+        n = int(mask[b].numpy().sum() if mask.device.type == "cpu" else mask[b].sum())   # no torch op on the host
+        full = n == enc.input_ids.shape[1]
+
+        # an example without padding takes one index per tensor instead of an index and slices (on an
+        # accelerator every view is host time, and a trace has ~10 per layer)
+        def rows(t):                     # … × n × … with the batch first: example b's n positions
+            return t[b] if full else t[b, :n]
+
+        def heads(t):                    # B × H × n × …
+            return t[b] if full else t[b, :, :n]
+
         layers = []
         ad = self.adapter
         gs = self.gate_stats
+        hid = self.hidden
         for l, parts in enumerate(ad.layers):
-            layers.append(LayerTrace(hidden_in=self.hidden[l][b, :n], q=self.q[l][b, :, :n], k=self.k[l][b, :, :n],
-                                     v=self.v[l][b, :, :n], probs=self.probs[l][b, :, :n, :n],
-                                     context=self.context[l][b, :n], hidden_out=self.hidden[l + 1][b, :n],
-                                     parts=parts, gate_stats=None if gs is None else gs[l, :, b, :, :n]))
+            layers.append(LayerTrace(hidden_in=rows(hid[l]), q=heads(self.q[l]), k=heads(self.k[l]),
+                                     v=heads(self.v[l]),
+                                     probs=self.probs[l][b] if full else self.probs[l][b, :, :n, :n],
+                                     context=rows(self.context[l]), hidden_out=rows(hid[l + 1]),
+                                     parts=parts,
+                                     gate_stats=None if gs is None else (gs[l, :, b] if full else gs[l, :, b, :, :n])))
         mlm = self.has_mlm_head
-        out_fn = (lambda: self.output[b, :n]) if mlm else (lambda: self.output[b])
-        final = self.final[b, :n] if self.final is not None else self.hidden[-1][b, :n]
-        return Trace(model_name=self.model_name, tokens=enc.tokens[b], input_ids=enc.input_ids[b, :n],
-                     token_type_ids=None if enc.token_type_ids is None else enc.token_type_ids[b, :n],
-                     special=enc.special[b, :n], layers=layers, final_hidden=final,
+        out_fn = (lambda: rows(self.output)) if mlm else (lambda: self.output[b])
+        final = rows(self.final) if self.final is not None else rows(hid[-1])
+        P, C = self.probs_all, self.context_all
+        return Trace(model_name=self.model_name, tokens=enc.tokens[b], input_ids=rows(enc.input_ids),
+                     token_type_ids=None if enc.token_type_ids is None else rows(enc.token_type_ids),
+                     special=rows(enc.special), layers=layers, final_hidden=final,
                      has_mlm_head=mlm, notes=enc.notes[b], truncation=enc.truncation[b],
-                     probs_all=None if self.probs_all is None else self.probs_all[:, b, :, :n, :n],
+                     probs_all=None if P is None else (P[:, b] if full else P[:, b, :, :n, :n]),
+                     context_all=None if C is None else (C[:, b] if full else C[:, b, :n]),
                      output_value=None if self.output_value is None else out_fn(), output_fn=out_fn)
 
 
 class CapturePlan(AttentionPlan):
     """Records each layer's Q, K, V, probabilities and head outputs (views, no copies). The softmax of every
     layer is written into one L × B × H × n × n buffer (``probs_all``; the same op as a fresh softmax), so
-    later per-head statistics can run over all layers in one op. With ``gate_stats`` (default: on the CPU
+    later per-head statistics can run over all layers in one op; likewise the head outputs are made contiguous
+    in one L × B × n × H × d_h buffer (``context_all``; the same copy as ``contiguous()``). With ``gate_stats`` (default: on the CPU
     only) it also sums, per query, the terms of the gate entropies from the logits of the same call
     (see :class:`LayerTrace`) into one L × 4 × B × H × n buffer: the n × n logits are read once while they are
     at hand and not kept. On the CPU that saves the overview a log pass over every gate; on a GPU, where the
@@ -422,6 +451,7 @@ class CapturePlan(AttentionPlan):
         self.n_layers = n_layers
         self.want_stats = gate_stats
         self.probs_all: torch.Tensor | None = None
+        self.context_all: torch.Tensor | None = None
         self.gate_stats: torch.Tensor | None = None
         self._keys: torch.Tensor | None = None
 
@@ -433,6 +463,15 @@ class CapturePlan(AttentionPlan):
         elif self.probs_all.shape[1:] != scores.shape:   # pragma: no cover - every layer sees the same shape
             return None
         return self.probs_all[layer]
+
+    def output_buffer(self, layer, output):
+        if self.n_layers is None:
+            return None
+        if self.context_all is None:
+            self.context_all = torch.empty((self.n_layers, *output.shape), dtype=output.dtype, device=output.device)
+        elif self.context_all.shape[1:] != output.shape:   # pragma: no cover - every layer sees the same shape
+            return None
+        return self.context_all[layer]
 
     def rows(self, layer, query, key, value, scores, probs, key_valid):
         if self.want_stats is None:
@@ -519,8 +558,13 @@ def capture_encoded(lm: LoadedModel, enc: Encoded, gate_stats: bool | None = Non
         gate_stats = plan.gate_stats
         probs_all = plan.probs_all if all(plan.probs[l].data_ptr() == plan.probs_all[l].data_ptr()
                                           for l in range(L)) else None
+        context_all = None
+        if plan.context_all is not None:
+            context_all = plan.context_all.flatten(-2)                        # L × B × n × H·d_h
+            if not all(_same_view(ctx[l], context_all[l]) for l in range(L)):  # pragma: no cover
+                context_all = None
     else:
-        probs_all = None
+        probs_all = context_all = None
         out = forward(lm, enc, None, hidden_states=True, attentions=True, module=ad.base)
         states = list(ad.layer_states(out))
         probs = [a.detach() for a in out.attentions]
@@ -544,7 +588,7 @@ def capture_encoded(lm: LoadedModel, enc: Encoded, gate_stats: bool | None = Non
     return BatchTrace(model_name=lm.name, encoded=enc, q=q, k=k, v=v, probs=probs, context=ctx,
                       hidden=tuple(states), has_mlm_head=lm.has_mlm_head,
                       adapter=ad, final=final, gate_stats=gate_stats,
-                      probs_all=probs_all, last_hidden=last if last is not None else out.hidden_states[-1],
+                      probs_all=probs_all, context_all=context_all, last_hidden=last if last is not None else out.hidden_states[-1],
                       output_value=eager)
 
 
