@@ -321,6 +321,9 @@ class _StackedWeights:
     wct: torch.Tensor | None = None    # L × H × d_h × d  (C W_O^h)ᵀ, see :meth:`message_weights`
     wdelta: torch.Tensor | None = None  # L × (H·d_h) × 2d, see :meth:`delta_weights`
     ln_eps: float | None = None        # the LayerNorms' common ε (None: they differ, or no post-norm)
+    place: tuple = ()                  # (device, dtype) they were built for
+    watched: tuple = ()                # the weight tensors they were built from, and their version counters then
+    versions: tuple = ()
 
     def message_weights(self) -> torch.Tensor:
         """(C W_O^h)ᵀ of every layer and head (L × H × d_h × d; C centres, post-norm only, else I): v^h_j times it is
@@ -345,6 +348,17 @@ _STACKED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _STACKED_LOCK = threading.Lock()
 
 
+def _watched(lm: LoadedModel) -> tuple[torch.Tensor, ...]:
+    """The weight tensors the stacked weights are built from (W_O, b_O, γ, β of every layer that has them)."""
+    out = []
+    for p in lm.adapter.layers:
+        for t in (getattr(p.o, "weight", None), getattr(p.o, "bias", None), getattr(p.ln, "weight", None),
+                  getattr(p.ln, "bias", None)):
+            if t is not None:
+                out.append(t)
+    return tuple(out)
+
+
 def _weights_key(lm: LoadedModel) -> tuple:
     key = [str(lm.device), str(lm.dtype)]
     for p in lm.adapter.layers:
@@ -359,9 +373,14 @@ def stacked_weights(lm: LoadedModel) -> _StackedWeights:
     """The overview's per-layer weights stacked once per model (and again only when a weight changes in place),
     so that one batched op serves every layer."""
     ad = lm.adapter
-    key = _weights_key(lm)
     with _STACKED_LOCK:
         hit = _STACKED.get(ad)
+    # the quick check, on every overview: the same device and type, and no watched weight changed in place (the
+    # model's modules are never replaced; reading them again costs ~1 µs each, the version counters ~0.1 µs)
+    if hit is not None and hit.place == (lm.device, lm.dtype) and \
+            all(t._version == v for t, v in zip(hit.watched, hit.versions)):
+        return hit
+    key = _weights_key(lm)
     if hit is not None and hit.key == key:
         return hit
     layers = ad.layers
@@ -389,7 +408,9 @@ def stacked_weights(lm: LoadedModel) -> _StackedWeights:
             beta = torch.stack([p.ln.bias if p.ln.bias is not None else zero for p in layers])[:, None, :]
             eps = torch.tensor([[p.ln.eps] for p in layers], dtype=wt.dtype, device=wt.device)
     ln_eps = {p.ln.eps for p in layers} if norm == "post" else set()
-    out = _StackedWeights(key, gram, wt, bias, gamma, beta, eps, norm, ln_eps=ln_eps.pop() if len(ln_eps) == 1 else None)
+    watched = _watched(lm)
+    out = _StackedWeights(key, gram, wt, bias, gamma, beta, eps, norm, ln_eps=ln_eps.pop() if len(ln_eps) == 1 else None,
+                          place=(lm.device, lm.dtype), watched=watched, versions=tuple(t._version for t in watched))
     with _STACKED_LOCK:
         _STACKED[ad] = out
     return out
