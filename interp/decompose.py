@@ -420,13 +420,13 @@ _INDEX: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}
 
 
 def _diagonal_index(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(i, j), each n × 3: column o + 1 lists the gates a_ij on the diagonal j = i + o, o ∈ {−1, 0, +1};
-    positions past the end of a diagonal point at a valid gate and get weight 0 (see :func:`_diagonal_weights`)."""
+    """(i, j), each 3 × n: row o + 1 lists the gates a_ij on the diagonal j = i + o, o ∈ {−1, 0, +1}; positions
+    past the end of a diagonal point at a valid gate and get weight 0 (see :func:`_diagonal_weights`)."""
     key = (n, str(device))
     hit = _INDEX.get(key)
     if hit is None:
-        i = torch.arange(n)[:, None].expand(n, 3)
-        j = (i + torch.arange(-1, 2)[None, :]).clamp(0, max(n - 1, 0))
+        i = torch.arange(n).expand(3, n)
+        j = (i + torch.arange(-1, 2)[:, None]).clamp(0, max(n - 1, 0))
         both = torch.stack([i, j]).to(device)                                 # one transfer
         hit = (both[0], both[1])
         if len(_INDEX) > 64:
@@ -452,7 +452,8 @@ _MASKS: dict[tuple, tuple] = {}
 def _mask_constants(special: torch.Tensor, dt: torch.dtype, dev: torch.device) -> tuple:
     """What depends on the special-token mask only (``special``: n bool, on the host): whether any token is
     ordinary, how many, S (n, 1 for ordinary keys) and [1, S] (n × 2) on ``dev``, and on the host the mask as
-    numpy and the 3 × n profile weights (float32); kept for the next trace with the same mask."""
+    numpy, the 3 × n profile weights and the ordinary-query indicator (float32); kept for the next trace with the
+    same mask."""
     key = (special.numpy().tobytes(), str(dt), str(dev))
     hit = _MASKS.get(key)
     if hit is None:
@@ -463,7 +464,8 @@ def _mask_constants(special: torch.Tensor, dt: torch.dtype, dev: torch.device) -
         q = S if any_plain else torch.ones(n, dtype=dt)
         wdiag = _diagonal_weights(q, q).to(torch.float32).numpy()
         both = torch.stack([S, torch.ones(n, dtype=dt), S], -1).to(dev)         # one transfer
-        hit = (any_plain, max(int(plain.sum()), 1), both[:, 0], both[:, 1:], special.numpy().copy(), wdiag)
+        hit = (any_plain, max(int(plain.sum()), 1), both[:, 0], both[:, 1:], special.numpy().copy(), wdiag,
+               plain.to(torch.float32).numpy())
         if len(_MASKS) > 256:
             _MASKS.clear()
         _MASKS[key] = hit
@@ -491,10 +493,12 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
     one op for all layers and heads on stacked L × H × n tensors (weights stacked once per model,
     :func:`stacked_weights`). The message norms ‖c(o_j)‖ come from the Gram matrices of :func:`message_gram` on
     the CPU (no n × d messages formed) and from the centred messages themselves on an accelerator (two ops
-    instead of five). What the device computes per (layer, head, query) comes back to the host in one transfer
-    (on an accelerator: two concatenations and one copy; nothing synchronises with the device before it), and
-    the few elementwise steps that turn those sums into the statistics (exp, ratios, the profile's three
-    offsets) run there in numpy (float32), instead of one device op each."""
+    instead of five); the effective numbers of experts are exponentiated in place on the device (numpy's float32
+    exp is a scalar loop). What the device computes per (layer, head, query) comes back to the host in one
+    transfer (on an accelerator: two concatenations and one copy; nothing synchronises with the device before
+    it), and the cheap elementwise steps (special-token mass, firing totals over σ, the profile's three offsets,
+    the means) run there in numpy (float32), with n the innermost axis of every array, instead of one device op
+    each."""
     L, H, n = trace.n_layers, trace.n_heads, trace.n
     layers = trace.layers
     P0 = layers[0].probs
@@ -503,7 +507,7 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
     sw = stacked_weights(lm)
     post = sw.norm == "post"
     special_host = trace.special.cpu()
-    any_plain, n_nonspecial, S, ones_S, special_np, wdiag = _mask_constants(special_host, dt, dev)
+    any_plain, n_nonspecial, S, ones_S, special_np, wdiag, plain_np = _mask_constants(special_host, dt, dev)
     ii, jj = _diagonal_index(n, dev)
     with torch.no_grad():
         V = torch.stack([lt.v for lt in layers])                                  # L × H × n × d_h
@@ -549,7 +553,7 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
                         torch.mv(P[l - ls.start, h], norms[l, h], out=mass[l, h, :, 1])
             else:
                 torch.matmul(P, cols[ls], out=mass[ls])
-            diags.append(P[..., ii, jj])                                          # l × H × n × 3
+            diags.append(P[..., ii, jj])                                          # l × H × 3 × n
             if ent is not None:
                 # −a log a (0 where a = 0), summed over all keys and over S in one product
                 torch.matmul(torch.special.entr(P), ones_S, out=ent[ls])
@@ -566,7 +570,13 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
             e_all, e_ns, s_max, p_max = torch.stack(stats).unbind(1)              # each L × H × n
             lse = s_max - p_max.log()
             ent = torch.stack([lse - e_all, lse * m2[..., 0] - e_ns], -1)         # L × H × n × 2
-        D3 = diags[0] if len(diags) == 1 else torch.cat(diags)                    # L × H × n × 3
+        # effective experts in place: [H, H_S] → [exp(H), exp(H_S/m + log m) = exp(H_S/m)·m], m = Σ_{j∈S} a_ij
+        # (three ops for both, on the device: numpy's float32 exp is a scalar loop)
+        m_dev = m2[..., 0].clamp(min=1e-30)
+        ent[..., 1].div_(m_dev)
+        ent.exp_()
+        ent[..., 1].mul_(m_dev)
+        D3 = diags[0] if len(diags) == 1 else torch.cat(diags)                    # L × H × 3 × n
         sigma = rstd = ln = None
         errs = None
         if post or with_checks:
@@ -609,17 +619,18 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
             rstd_c = None
             err_c = [float(x) for x in errs] if errs is not None else []
         else:
-            cols8 = [ent, m2, D3, top[..., None]] + ([top_f[..., None]] if top_f is not None else [])
-            per_query = torch.cat(cols8, -1)                                      # float (positions < 2^24: exact)
-            rest = [t.reshape(-1) for t in (sigma, rstd, errs) if t is not None]
-            flat = torch.cat([per_query.view(-1)] + rest) if rest else per_query.view(-1)
+            cols = [ent, m2, top[..., None]] + ([top_f[..., None]] if top_f is not None else [])
+            per_query = torch.cat(cols, -1)                                       # float (positions < 2^24: exact)
+            rest = [t.reshape(-1) for t in (D3, sigma, rstd, errs) if t is not None]
+            flat = torch.cat([per_query.view(-1)] + rest)
             flat_out = flat.cpu().numpy()                                         # the one device → host copy
             k = per_query.shape[-1]
             pq = flat_out[:L * H * n * k].reshape(L, H, n, k)
-            ent_c, m2_c, D3_c = pq[..., 0:2], pq[..., 2:4], pq[..., 4:7]
-            top_c = pq[..., 7].astype(np.int64)
-            top_f_c = pq[..., 8].astype(np.int64) if top_f is not None else None
+            ent_c, m2_c = pq[..., 0:2], pq[..., 2:4]
+            top_c = pq[..., 4].astype(np.int64)
+            top_f_c = pq[..., 5].astype(np.int64) if top_f is not None else None
             at = L * H * n * k
+            D3_c, at = flat_out[at:at + L * H * 3 * n].reshape(L, H, 3, n), at + L * H * 3 * n
             sigma_c = rstd_c = None
             if sigma is not None:
                 sigma_c, at = flat_out[at:at + L * n].reshape(L, n), at + L * n
@@ -628,11 +639,13 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
             err_c = [float(x) for x in flat_out[at:]] if errs is not None else []
     # host: the statistics from the sums (numpy, float32)
     f32 = np.float32
-    m_S = m2_c[..., 0].astype(f32, copy=False)
+    m_S = m2_c[..., 0]
     m = np.maximum(m_S, f32(1e-30))
-    eff_c = np.exp(ent_c[..., 0], dtype=f32)
-    with np.errstate(over="ignore", invalid="ignore"):   # a row with ~no mass on ordinary keys: inf, as before
-        eff_ns_c = np.exp(ent_c[..., 1] / m, dtype=f32) * m                            # exp(H_S/m + log m)
+    eff_c = np.ascontiguousarray(ent_c[..., 0])
+    eff_ns_c = np.ascontiguousarray(ent_c[..., 1])
+    eff_ns_c[..., special_np] = 0                      # (special queries: NaN below; 0 keeps them out of the sum)
+    # mean over ordinary queries, as one product (the NaN-aware mean of the NaN-marked array is ~10× slower)
+    ratio = (eff_ns_c @ plain_np) / (n_nonspecial * n_nonspecial) if any_plain else eff_c.mean(-1) / n
     eff_ns_c[..., special_np] = np.nan
     spec_c = np.maximum(f32(1) - m_S, f32(0))
     if sigma_c is not None:
@@ -643,9 +656,11 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
         fire_c = m2_c[..., 1].copy()
     # the roles read the profile (special keys and queries excluded, rows renormalised) only at offsets −1, 0, +1:
     # three diagonals of the gate matrix, no pass over all n² gates
-    w = wdiag.T                                                                    # n × 3
-    prof_c = ((D3_c / m[..., None]) * w).sum(-2) if any_plain else (D3_c * w).sum(-2)   # L × H × 3
-    ratio = np.nanmean(eff_ns_c, axis=-1) / n_nonspecial if any_plain else eff_c.mean(-1) / n
+    # (n innermost: numpy's loops run over the last axis)
+    if any_plain:
+        prof_c = np.matmul(D3_c * wdiag, (f32(1) / m)[..., None])[..., 0]                 # L × H × 3
+    else:
+        prof_c = (D3_c * wdiag).sum(-1)
     roles = _roles(spec_c.mean(-1), prof_c.astype(np.float64), ratio)
     checks = {}
     if with_checks:
