@@ -571,7 +571,7 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
             lse = s_max - p_max.log()
             ent = torch.stack([lse - e_all, lse * m2[..., 0] - e_ns], -1)         # L × H × n × 2
         # effective experts in place: [H, H_S] → [exp(H), exp(H_S/m + log m) = exp(H_S/m)·m], m = Σ_{j∈S} a_ij
-        # (three ops for both, on the device: numpy's float32 exp is a scalar loop)
+        # (four ops for both, on the device: numpy's float32 exp is a scalar loop)
         m_dev = m2[..., 0].clamp(min=1e-30)
         ent[..., 1].div_(m_dev)
         ent.exp_()
@@ -610,7 +610,8 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
                 sigma = torch.addcmul(sw.eps, nrm, nrm, value=1 / pre.shape[-1]).sqrt_()
             if with_checks:
                 errs = _identity_errors(lm, sw, pv, C, X, dense, (pre, cpre) if post else None, sigma, cpu, ln)
-        # per (layer, head, query): [H, H_S, m_S, Σ_j a_ij ‖c(o_j)‖, a_{i,i−1}, a_ii, a_{i,i+1}, top(, top firing)]
+        # per (layer, head, query): [exp(H), exp(H_S/m)·m, m_S, Σ_j a_ij ‖c(o_j)‖, top(, top firing)]; then the
+        # diagonals a_{i,i+o} (L × H × 3 × n), σ or 1/σ (L × n) and the checks' errors
         if cpu:
             ent_c, m2_c, D3_c = ent.numpy(), m2.numpy(), D3.numpy()
             top_c = top_np
@@ -619,8 +620,8 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
             rstd_c = None
             err_c = [float(x) for x in errs] if errs is not None else []
         else:
-            cols = [ent, m2, top[..., None]] + ([top_f[..., None]] if top_f is not None else [])
-            per_query = torch.cat(cols, -1)                                       # float (positions < 2^24: exact)
+            columns = [ent, m2, top[..., None]] + ([top_f[..., None]] if top_f is not None else [])
+            per_query = torch.cat(columns, -1)                                    # float (positions < 2^24: exact)
             rest = [t.reshape(-1) for t in (D3, sigma, rstd, errs) if t is not None]
             flat = torch.cat([per_query.view(-1)] + rest)
             flat_out = flat.cpu().numpy()                                         # the one device → host copy
