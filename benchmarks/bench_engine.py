@@ -21,9 +21,10 @@ timed in the same rounds too (``plain_forward_with_mlm_head_s``, ``decomposition
 
 ``--clock cpu`` times the CPU configurations by the process's CPU time instead of the wall clock (on a shared
 machine other jobs stretch wall times, not the CPU time a computation needs); ``--rounds R`` repeats the timed
-pair R times per configuration and reports every round's ratio. ``--count-ops`` counts, with torch.profiler on
-the CPU, the aten ops that do work (views and allocations left out) in one plain forward and in one trace +
-overview, the latter both on the CPU's paths and on the accelerator's (what a GPU launches, op for op).
+pair R times per configuration and reports every round's ratio. ``--count-ops`` counts, with torch.profiler after
+all timings, the aten ops that do work (views and allocations left out) in one plain forward and in one trace +
+overview, on the CPU both on the CPU's paths and on the accelerator's (run on the CPU), on CUDA on its own path,
+together with the CUDA runtime's kernel launches, copies and synchronisations (``ops.launches``).
 """
 from __future__ import annotations
 
@@ -181,10 +182,41 @@ def op_counts(lm, eager, text: str, device: str) -> dict:
         finally:
             D._DEVICE_PATHS_ON_CPU = False
 
+    if device.startswith("cuda"):       # on the accelerator itself: its own path, ops and the runtime's launches
+        plain(), full()
+        counts = {name: count_ops(fn) for name, fn in (("plain", plain), ("full_device_paths", full))}
+        out = {name: sum(c.values()) for name, c in counts.items()} | {"by_op": counts}
+        try:
+            out["launches"] = {name: cuda_launches(fn, device) for name, fn in (("plain", plain),
+                                                                                ("full_device_paths", full))}
+        except Exception as err:           # noqa: BLE001 - the launch count is extra; the timings stand without it
+            out["launches"] = f"not counted: {err}"
+        return out
     plain(), full(), full_device_paths()
     counts = {name: count_ops(fn) for name, fn in (("plain", plain), ("full_cpu_paths", full),
                                                    ("full_device_paths", full_device_paths))}
     return {name: sum(c.values()) for name, c in counts.items()} | {"by_op": counts}
+
+
+def cuda_launches(fn, device: str) -> dict[str, int]:
+    """CUDA runtime calls of one call of ``fn`` (torch.profiler with CUDA activity): kernel launches, memory
+    copies and synchronisations, as the host issues them."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize(device)
+    out = {"kernel_launches": 0, "memcpy": 0, "memset": 0, "synchronize": 0}
+    for e in prof.events():
+        name = e.name
+        if name.startswith("cudaLaunchKernel") or name.startswith("cuLaunchKernel"):
+            out["kernel_launches"] += 1
+        elif name.startswith("cudaMemcpy"):
+            out["memcpy"] += 1
+        elif name.startswith("cudaMemset"):
+            out["memset"] += 1
+        elif "Synchronize" in name:
+            out["synchronize"] += 1
+    return out
 
 
 def bench(model: str, device: str, ns: list[int], repeats: int, lens_repeats: int, layer: int,
@@ -228,7 +260,8 @@ def bench(model: str, device: str, ns: list[int], repeats: int, lens_repeats: in
         tr = trace_text(lm, text)
         checks = D.identity_checks(lm, tr)
         ov_checks = D.overview(lm, tr, with_checks=True).checks
-        row = {"device": device, "n": tr.n, "tokenisation": "inside both", "plain_forward_s": t_plain, "trace_plus_decomposition_s": t_full,
+        row = {"device": device, "n": tr.n, "tokenisation": "inside both",
+               "plain_forward_s": t_plain, "trace_plus_decomposition_s": t_full,
                "decomposition_ratio": t_full / t_plain,
                "identity_dense_max_rel_err": checks["identity_dense_max_rel_err"],
                "identity_ln_max_rel_err": checks["identity_ln_max_rel_err"],
@@ -239,8 +272,6 @@ def bench(model: str, device: str, ns: list[int], repeats: int, lens_repeats: in
         if eager_mlm is not None:
             t_mlm = statistics.median(r[2] for r in runs)
             row.update({"plain_forward_with_mlm_head_s": t_mlm, "decomposition_ratio_vs_mlm_forward": t_full / t_mlm})
-        if ops:
-            row["ops"] = op_counts(lm, eager, text, device)
         if lens_ns is None or n in lens_ns:
             q = min(5, tr.n - 1)
             lens_t = {name: timed(lambda f=fn: f(lm, tr, layer, head, q), lens_repeats, sync)
@@ -260,6 +291,11 @@ def bench(model: str, device: str, ns: list[int], repeats: int, lens_repeats: in
                         "counterfactual_first_batch_s": t_first, "lens_layer": layer, "lens_head": head})
         rows.append(row)
         print(json.dumps(rows[-1]), file=sys.stderr)
+    if ops:   # after every timing (a profiler session, CUDA's included, never overlaps a timed run)
+        for row, n in zip(rows, ns):
+            row["ops"] = op_counts(lm, eager, text_of(lm, n), device)
+            print(json.dumps({"n": row["n"], "ops": {k: v for k, v in row["ops"].items() if k != "by_op"}}),
+                  file=sys.stderr)
     return rows
 
 
@@ -278,7 +314,8 @@ def main() -> None:
                     help="cpu: time CPU configurations by process CPU time (default: wall clock)")
     ap.add_argument("--rounds", type=int, default=1, help="timed pairs per configuration (ratios of each round)")
     ap.add_argument("--count-ops", action="store_true", help="count the ops of one plain forward and one trace + "
-                    "overview with torch.profiler (CPU)")
+                    "overview with torch.profiler after the timings (on CUDA also the kernel launches, copies and "
+                    "synchronisations the host issues)")
     a = ap.parse_args()
     devices = a.devices.split(",") if a.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
@@ -287,7 +324,7 @@ def main() -> None:
         CLOCK = time.process_time if (a.clock == "cpu" and dev == "cpu") else time.perf_counter
         rows += bench(a.model, dev, [int(x) for x in a.ns.split(",")], a.repeats, a.lens_repeats, a.layer, a.head,
                       None if a.lens_ns is None else {int(x) for x in a.lens_ns.split(",")}, a.rounds,
-                      a.count_ops and dev == "cpu")
+                      a.count_ops)
     out = {"benchmark": "engine", "model": a.model, "torch": torch.__version__, "threads": torch.get_num_threads(),
            "clock": a.clock,
            "machine": platform.machine(),

@@ -409,8 +409,9 @@ def stacked_weights(lm: LoadedModel) -> _StackedWeights:
             eps = torch.tensor([[p.ln.eps] for p in layers], dtype=wt.dtype, device=wt.device)
     ln_eps = {p.ln.eps for p in layers} if norm == "post" else set()
     watched = _watched(lm)
-    out = _StackedWeights(key, gram, wt, bias, gamma, beta, eps, norm, ln_eps=ln_eps.pop() if len(ln_eps) == 1 else None,
-                          place=(lm.device, lm.dtype), watched=watched, versions=tuple(t._version for t in watched))
+    out = _StackedWeights(key, gram, wt, bias, gamma, beta, eps, norm,
+                          ln_eps=ln_eps.pop() if len(ln_eps) == 1 else None, place=(lm.device, lm.dtype),
+                          watched=watched, versions=tuple(t._version for t in watched))
     with _STACKED_LOCK:
         _STACKED[ad] = out
     return out

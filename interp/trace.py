@@ -435,10 +435,10 @@ class CapturePlan(AttentionPlan):
     """Records each layer's Q, K, V, probabilities and head outputs (views, no copies). The softmax of every
     layer is written into one L × B × H × n × n buffer (``probs_all``; the same op as a fresh softmax), so
     later per-head statistics can run over all layers in one op; likewise the head outputs are made contiguous
-    in one L × B × n × H × d_h buffer (``context_all``; the same copy as ``contiguous()``). With ``gate_stats`` (default: on the CPU
-    only) it also sums, per query, the terms of the gate entropies from the logits of the same call
-    (see :class:`LayerTrace`) into one L × 4 × B × H × n buffer: the n × n logits are read once while they are
-    at hand and not kept. On the CPU that saves the overview a log pass over every gate; on a GPU, where the
+    in one L × B × n × H × d_h buffer (``context_all``; the same copy as ``contiguous()``). With ``gate_stats``
+    (default: on the CPU only) it also sums, per query, the terms of the gate entropies from the logits of the
+    same call (see :class:`LayerTrace`) into one L × 4 × B × H × n buffer: the n × n logits are read once while
+    they are at hand and not kept. On the CPU that saves the overview a log pass over every gate; on a GPU, where the
     cost is the number of launched ops rather than passes over memory, the overview computes the entropies
     from the stacked gates in a few ops for all layers instead. ``nonspecial``: B × n, True for keys that are
     not special tokens; ``n_layers``: L."""
@@ -588,7 +588,8 @@ def capture_encoded(lm: LoadedModel, enc: Encoded, gate_stats: bool | None = Non
     return BatchTrace(model_name=lm.name, encoded=enc, q=q, k=k, v=v, probs=probs, context=ctx,
                       hidden=tuple(states), has_mlm_head=lm.has_mlm_head,
                       adapter=ad, final=final, gate_stats=gate_stats,
-                      probs_all=probs_all, context_all=context_all, last_hidden=last if last is not None else out.hidden_states[-1],
+                      probs_all=probs_all, context_all=context_all,
+                      last_hidden=last if last is not None else out.hidden_states[-1],
                       output_value=eager)
 
 
