@@ -12,15 +12,19 @@ re-run), the two alternately in the same run (``anchored_paired_s``, ``anchored_
 ``anchored_speedup``), and the matrix-product GFLOP of each (``*_gflop``, from the profiler's counts).
     python benchmarks/bench_engine.py --devices cuda
 
-For a model with an MLM head (``minilm-mlm``) the trace computes the model's output, the vocabulary logits,
-which the plain base-model forward does not: the model's own eager forward with its head is timed in the same
-rounds too (``plain_forward_with_mlm_head_s``, ``decomposition_ratio_vs_mlm_forward``).
+The plain forward is the same base model as the trace's (for a model with an MLM head, that model's own base,
+without the head: the trace computes the vocabulary logits only when a view reads them), loaded with
+transformers' eager attention and returning its probabilities; both tokenise the text with the project's
+``encode`` and move the inputs to the device inside the timing, and both are followed by the same
+synchronisation. For a model with an MLM head (``minilm-mlm``) the model's own eager forward with its head is
+timed in the same rounds too (``plain_forward_with_mlm_head_s``, ``decomposition_ratio_vs_mlm_forward``).
 
 ``--clock cpu`` times the CPU configurations by the process's CPU time instead of the wall clock (on a shared
 machine other jobs stretch wall times, not the CPU time a computation needs); ``--rounds R`` repeats the timed
-pair R times per configuration and reports every round's ratio. ``--count-ops`` counts, with torch.profiler on
-the CPU, the aten ops that do work (views and allocations left out) in one plain forward and in one trace +
-overview, the latter both on the CPU's paths and on the accelerator's (what a GPU launches, op for op).
+pair R times per configuration and reports every round's ratio. ``--count-ops`` counts, with torch.profiler after
+all timings, the aten ops that do work (views and allocations left out) in one plain forward and in one trace +
+overview, on the CPU both on the CPU's paths and on the accelerator's (run on the CPU), on CUDA on its own path,
+together with the CUDA runtime's kernel launches, copies and synchronisations (``ops.launches``).
 """
 from __future__ import annotations
 
@@ -141,15 +145,32 @@ def count_ops(fn) -> dict[str, int]:
     return dict(out)
 
 
+def model_inputs(lm, text: str, device: str) -> dict:
+    """What both timed paths do before the model runs: the project's tokenisation (``encode``) and the move of
+    the ids, mask and token types to the device (the trace's ``forward`` does the same)."""
+    enc = encode(lm, [text])
+    kw = {"input_ids": enc.input_ids.to(device), "attention_mask": enc.attention_mask.to(device)}
+    if enc.token_type_ids is not None:
+        kw["token_type_ids"] = enc.token_type_ids.to(device)
+    return kw
+
+
+def plain_forward(lm, eager, text: str, device: str):
+    """One plain forward of ``eager`` (transformers' eager attention, returning the probabilities) on freshly
+    tokenised ``text``: tokenisation is inside the timing, as it is in the trace's."""
+    kw = model_inputs(lm, text, device)
+    with torch.no_grad():
+        return eager(**kw, output_attentions=True)
+
+
 def op_counts(lm, eager, text: str, device: str) -> dict:
     """Ops of one plain forward and of one trace + overview (CPU paths, and the accelerator's paths run on the
-    CPU: no gate sums in the capture, torch argmax, one matmul for the gate-weighted sums)."""
+    CPU: no gate sums in the capture, torch argmax, one matmul for the gate-weighted sums); tokenisation is in
+    both, as in the timings."""
     from interp.trace import capture_encoded
-    ids = encode(lm, [text]).input_ids.to(device)
 
     def plain():
-        with torch.no_grad():
-            eager(input_ids=ids, output_attentions=True)
+        plain_forward(lm, eager, text, device)
 
     def full():
         D.overview(lm, trace_text(lm, text), with_checks=True)
@@ -161,45 +182,75 @@ def op_counts(lm, eager, text: str, device: str) -> dict:
         finally:
             D._DEVICE_PATHS_ON_CPU = False
 
+    if device.startswith("cuda"):       # on the accelerator itself: its own path, ops and the runtime's launches
+        plain(), full()
+        counts = {name: count_ops(fn) for name, fn in (("plain", plain), ("full_device_paths", full))}
+        out = {name: sum(c.values()) for name, c in counts.items()} | {"by_op": counts}
+        try:
+            out["launches"] = {name: cuda_launches(fn, device) for name, fn in (("plain", plain),
+                                                                                ("full_device_paths", full))}
+        except Exception as err:           # noqa: BLE001 - the launch count is extra; the timings stand without it
+            out["launches"] = f"not counted: {err}"
+        return out
     plain(), full(), full_device_paths()
     counts = {name: count_ops(fn) for name, fn in (("plain", plain), ("full_cpu_paths", full),
                                                    ("full_device_paths", full_device_paths))}
     return {name: sum(c.values()) for name, c in counts.items()} | {"by_op": counts}
 
 
+def cuda_launches(fn, device: str) -> dict[str, int]:
+    """CUDA runtime calls of one call of ``fn`` (torch.profiler with CUDA activity): kernel launches, memory
+    copies and synchronisations, as the host issues them."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize(device)
+    out = {"kernel_launches": 0, "memcpy": 0, "memset": 0, "synchronize": 0}
+    for e in prof.events():
+        name = e.name
+        if name.startswith("cudaLaunchKernel") or name.startswith("cuLaunchKernel"):
+            out["kernel_launches"] += 1
+        elif name.startswith("cudaMemcpy"):
+            out["memcpy"] += 1
+        elif name.startswith("cudaMemset"):
+            out["memset"] += 1
+        elif "Synchronize" in name:
+            out["synchronize"] += 1
+    return out
+
+
 def bench(model: str, device: str, ns: list[int], repeats: int, lens_repeats: int, layer: int,
           head: int, lens_ns: set[int] | None = None, rounds: int = 1, ops: bool = False) -> list[dict]:
     lm = load_model(model, device=device)
-    eager = AutoModel.from_pretrained(str(lm.folder), attn_implementation="eager",
-                                      dtype=torch.float32).eval().to(device)
-    # a model with an MLM head: its own eager forward with the head too (the trace computes the model's output,
-    # the logits; the plain base-model forward above does not), reported beside the main ratio
+    # the plain forward runs the same base model as the trace (for a model with an MLM head: the MLM model's own
+    # base, without the head; a sentence encoder is its own base), loaded again with transformers' eager attention
     eager_mlm = AutoModelForMaskedLM.from_pretrained(str(lm.folder), attn_implementation="eager", dtype=torch.float32
                                                      ).eval().to(device) if lm.has_mlm_head else None
+    eager = eager_mlm.base_model if eager_mlm is not None else \
+        AutoModel.from_pretrained(str(lm.folder), attn_implementation="eager", dtype=torch.float32).eval().to(device)
     sync = (lambda: torch.cuda.synchronize()) if device.startswith("cuda") else (lambda: None)
     rows = []
     warm = trace_text(lm, text_of(lm, 24))          # start-up costs (allocator, kernels) before any timing
     D.overview(lm, warm, with_checks=True)
+    warm.output                                     # the MLM head's kernels too
     for fn in LENSES.values():
         fn(lm, warm, layer, head, 1)
-    with torch.no_grad():
-        eager(input_ids=encode(lm, [text_of(lm, 24)]).input_ids.to(device), output_attentions=True)
+    plain_forward(lm, eager, text_of(lm, 24), device)
+    if eager_mlm is not None:
+        plain_forward(lm, eager_mlm, text_of(lm, 24), device)
     for n in ns:
         text = text_of(lm, n)
-        enc = encode(lm, [text])
-        ids = enc.input_ids.to(device)
 
+        # all three tokenise the text and move the inputs to the device inside the timing (the same ``encode``)
         def plain():
-            with torch.no_grad():
-                eager(input_ids=ids, output_attentions=True)
+            plain_forward(lm, eager, text, device)
 
         def full():
             tr = trace_text(lm, text)
             D.overview(lm, tr, with_checks=True)
 
         def plain_mlm():
-            with torch.no_grad():
-                eager_mlm(input_ids=ids, output_attentions=True)
+            plain_forward(lm, eager_mlm, text, device)
 
         fns = (plain, full) if eager_mlm is None else (plain, full, plain_mlm)
         runs = [timed_alternating(fns, repeats, sync) for _ in range(rounds)]
@@ -209,7 +260,8 @@ def bench(model: str, device: str, ns: list[int], repeats: int, lens_repeats: in
         tr = trace_text(lm, text)
         checks = D.identity_checks(lm, tr)
         ov_checks = D.overview(lm, tr, with_checks=True).checks
-        row = {"device": device, "n": tr.n, "plain_forward_s": t_plain, "trace_plus_decomposition_s": t_full,
+        row = {"device": device, "n": tr.n, "tokenisation": "inside both",
+               "plain_forward_s": t_plain, "trace_plus_decomposition_s": t_full,
                "decomposition_ratio": t_full / t_plain,
                "identity_dense_max_rel_err": checks["identity_dense_max_rel_err"],
                "identity_ln_max_rel_err": checks["identity_ln_max_rel_err"],
@@ -220,8 +272,6 @@ def bench(model: str, device: str, ns: list[int], repeats: int, lens_repeats: in
         if eager_mlm is not None:
             t_mlm = statistics.median(r[2] for r in runs)
             row.update({"plain_forward_with_mlm_head_s": t_mlm, "decomposition_ratio_vs_mlm_forward": t_full / t_mlm})
-        if ops:
-            row["ops"] = op_counts(lm, eager, text, device)
         if lens_ns is None or n in lens_ns:
             q = min(5, tr.n - 1)
             lens_t = {name: timed(lambda f=fn: f(lm, tr, layer, head, q), lens_repeats, sync)
@@ -241,6 +291,11 @@ def bench(model: str, device: str, ns: list[int], repeats: int, lens_repeats: in
                         "counterfactual_first_batch_s": t_first, "lens_layer": layer, "lens_head": head})
         rows.append(row)
         print(json.dumps(rows[-1]), file=sys.stderr)
+    if ops:   # after every timing (a profiler session, CUDA's included, never overlaps a timed run)
+        for row, n in zip(rows, ns):
+            row["ops"] = op_counts(lm, eager, text_of(lm, n), device)
+            print(json.dumps({"n": row["n"], "ops": {k: v for k, v in row["ops"].items() if k != "by_op"}}),
+                  file=sys.stderr)
     return rows
 
 
@@ -259,7 +314,8 @@ def main() -> None:
                     help="cpu: time CPU configurations by process CPU time (default: wall clock)")
     ap.add_argument("--rounds", type=int, default=1, help="timed pairs per configuration (ratios of each round)")
     ap.add_argument("--count-ops", action="store_true", help="count the ops of one plain forward and one trace + "
-                    "overview with torch.profiler (CPU)")
+                    "overview with torch.profiler after the timings (on CUDA also the kernel launches, copies and "
+                    "synchronisations the host issues)")
     a = ap.parse_args()
     devices = a.devices.split(",") if a.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
@@ -268,7 +324,7 @@ def main() -> None:
         CLOCK = time.process_time if (a.clock == "cpu" and dev == "cpu") else time.perf_counter
         rows += bench(a.model, dev, [int(x) for x in a.ns.split(",")], a.repeats, a.lens_repeats, a.layer, a.head,
                       None if a.lens_ns is None else {int(x) for x in a.lens_ns.split(",")}, a.rounds,
-                      a.count_ops and dev == "cpu")
+                      a.count_ops)
     out = {"benchmark": "engine", "model": a.model, "torch": torch.__version__, "threads": torch.get_num_threads(),
            "clock": a.clock,
            "machine": platform.machine(),

@@ -58,6 +58,12 @@ class AttentionPlan:
         without copying them; the softmax itself is the same op either way."""
         return None
 
+    def output_buffer(self, layer: int, output: torch.Tensor) -> torch.Tensor | None:
+        """Where the head outputs of this call (``output``: batch × n × heads × d_h, a transposed view) should be
+        made contiguous (a contiguous tensor of the same shape and type), or None for a fresh tensor. Lets a plan
+        keep every layer's head outputs in one stacked buffer; the copy itself is the same op either way."""
+        return None
+
     def observe(self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                 probs: torch.Tensor, output: torch.Tensor) -> None:
         """See the tensors of one call (query/key/value/probs: batch × heads × n × ·; output: batch × n × heads × d_h)."""
@@ -108,7 +114,9 @@ def expertlens_attention(module: torch.nn.Module, query: torch.Tensor, key: torc
             probs = replaced
     if dropout and module.training:
         probs = torch.nn.functional.dropout(probs, p=dropout, training=True)
-    output = torch.matmul(probs, value).transpose(1, 2).contiguous()
+    output = torch.matmul(probs, value).transpose(1, 2)
+    out_buffer = plan.output_buffer(layer, output) if plan is not None else None
+    output = out_buffer.copy_(output) if out_buffer is not None else output.contiguous()
     if plan is not None:
         plan.observe(layer, query, key, value, probs, output)
     return output, probs

@@ -232,13 +232,19 @@ class Overview:
 
 
 def _roles(spec_mean: np.ndarray, prof_mass: np.ndarray, eff_ratio: np.ndarray) -> list[list[str]]:
-    L, H, width = prof_mass.shape
-    n = (width + 1) // 2
-    out = []
-    for l in range(L):
-        prof = PositionalProfile(np.arange(-(n - 1), n), prof_mass[l], spec_mean[l], spec_mean[l], spec_mean[l], True)
-        out.append([head_role(float(spec_mean[l, h]), prof, h, float(eff_ratio[l, h])) for h in range(H)])
-    return out
+    """:func:`head_role` of every head at once (``spec_mean``, ``eff_ratio``: L × H; ``prof_mass``: L × H × width,
+    the non-special profile with offset 0 at the centre; the same thresholds in the same order)."""
+    n = (prof_mass.shape[-1] + 1) // 2
+    at = [prof_mass[..., o + n - 1] if 0 <= o + n - 1 < prof_mass.shape[-1] else np.zeros(spec_mean.shape)
+          for o in (-1, 1, 0)]
+    conds = [spec_mean >= ROLE_THRESHOLD, at[0] >= ROLE_THRESHOLD, at[1] >= ROLE_THRESHOLD, at[2] >= ROLE_THRESHOLD,
+             eff_ratio >= ROLE_THRESHOLD]
+    labels = np.array(["delimiter sink", "previous-token", "next-token", "self", "broad (CBOW-like)",
+                       "content-driven"], dtype=object)
+    pick = np.full(spec_mean.shape, 5)
+    for k in range(4, -1, -1):                       # the first condition that holds wins
+        pick[conds[k]] = k
+    return labels[pick].tolist()
 
 
 # G^h depends on the weights only: kept per output-projection weight tensor (a weak reference: the entry goes
@@ -312,10 +318,45 @@ class _StackedWeights:
     beta: torch.Tensor | None          # L × 1 × d
     eps: torch.Tensor | None           # L × 1
     norm: str
+    wct: torch.Tensor | None = None    # L × H × d_h × d  (C W_O^h)ᵀ, see :meth:`message_weights`
+    wdelta: torch.Tensor | None = None  # L × (H·d_h) × 2d, see :meth:`delta_weights`
+    ln_eps: float | None = None        # the LayerNorms' common ε (None: they differ, or no post-norm)
+    place: tuple = ()                  # (device, dtype) they were built for
+    watched: tuple = ()                # the weight tensors they were built from, and their version counters then
+    versions: tuple = ()
+
+    def message_weights(self) -> torch.Tensor:
+        """(C W_O^h)ᵀ of every layer and head (L × H × d_h × d; C centres, post-norm only, else I): v^h_j times it is
+        the centred message c(o^h_j), so ‖c(o^h_j)‖ is one product and one norm. Built once, on first use."""
+        if self.wct is None:
+            L, Hdh, d = self.wt.shape
+            H = self.gram.shape[1]
+            w = self.wt.view(L, H, Hdh // H, d)
+            self.wct = (w - w.mean(-1, keepdim=True) if self.norm == "post" else w).contiguous()
+        return self.wct
+
+    def delta_weights(self) -> torch.Tensor:
+        """[W_Oᵀ | (C W_O)ᵀ] (L × H·d_h × 2d) post-norm, else W_Oᵀ: for the accelerator's identity checks."""
+        if self.wdelta is None:
+            L, Hdh, d = self.wt.shape
+            self.wdelta = torch.cat([self.wt, self.message_weights().view(L, Hdh, d)], -1) \
+                if self.norm == "post" else self.wt
+        return self.wdelta
 
 
 _STACKED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _STACKED_LOCK = threading.Lock()
+
+
+def _watched(lm: LoadedModel) -> tuple[torch.Tensor, ...]:
+    """The weight tensors the stacked weights are built from (W_O, b_O, γ, β of every layer that has them)."""
+    out = []
+    for p in lm.adapter.layers:
+        for t in (getattr(p.o, "weight", None), getattr(p.o, "bias", None), getattr(p.ln, "weight", None),
+                  getattr(p.ln, "bias", None)):
+            if t is not None:
+                out.append(t)
+    return tuple(out)
 
 
 def _weights_key(lm: LoadedModel) -> tuple:
@@ -332,9 +373,14 @@ def stacked_weights(lm: LoadedModel) -> _StackedWeights:
     """The overview's per-layer weights stacked once per model (and again only when a weight changes in place),
     so that one batched op serves every layer."""
     ad = lm.adapter
-    key = _weights_key(lm)
     with _STACKED_LOCK:
         hit = _STACKED.get(ad)
+    # the quick check, on every overview: the same device and type, and no watched weight changed in place (the
+    # model's modules are never replaced; reading them again costs ~1 µs each, the version counters ~0.1 µs)
+    if hit is not None and hit.place == (lm.device, lm.dtype) and \
+            all(t._version == v for t, v in zip(hit.watched, hit.versions)):
+        return hit
+    key = _weights_key(lm)
     if hit is not None and hit.key == key:
         return hit
     layers = ad.layers
@@ -361,7 +407,11 @@ def stacked_weights(lm: LoadedModel) -> _StackedWeights:
             gamma = torch.stack([p.ln.weight if p.ln.weight is not None else one for p in layers])[:, None, :]
             beta = torch.stack([p.ln.bias if p.ln.bias is not None else zero for p in layers])[:, None, :]
             eps = torch.tensor([[p.ln.eps] for p in layers], dtype=wt.dtype, device=wt.device)
-    out = _StackedWeights(key, gram, wt, bias, gamma, beta, eps, norm)
+    ln_eps = {p.ln.eps for p in layers} if norm == "post" else set()
+    watched = _watched(lm)
+    out = _StackedWeights(key, gram, wt, bias, gamma, beta, eps, norm,
+                          ln_eps=ln_eps.pop() if len(ln_eps) == 1 else None, place=(lm.device, lm.dtype),
+                          watched=watched, versions=tuple(t._version for t in watched))
     with _STACKED_LOCK:
         _STACKED[ad] = out
     return out
@@ -378,7 +428,8 @@ def _diagonal_index(n: int, device: torch.device) -> tuple[torch.Tensor, torch.T
     if hit is None:
         i = torch.arange(n).expand(3, n)
         j = (i + torch.arange(-1, 2)[:, None]).clamp(0, max(n - 1, 0))
-        hit = (i.to(device), j.to(device))
+        both = torch.stack([i, j]).to(device)                                 # one transfer
+        hit = (both[0], both[1])
         if len(_INDEX) > 64:
             _INDEX.clear()
         _INDEX[key] = hit
@@ -401,8 +452,9 @@ _MASKS: dict[tuple, tuple] = {}
 
 def _mask_constants(special: torch.Tensor, dt: torch.dtype, dev: torch.device) -> tuple:
     """What depends on the special-token mask only (``special``: n bool, on the host): whether any token is
-    ordinary, how many, S (n, 1 for ordinary keys), the mask itself and the 3 × n profile weights, all on
-    ``dev``; built on the host and sent in one transfer, and kept for the next trace with the same mask."""
+    ordinary, how many, S (n, 1 for ordinary keys) and [1, S] (n × 2) on ``dev``, and on the host the mask as
+    numpy, the 3 × n profile weights and the ordinary-query indicator (float32); kept for the next trace with the
+    same mask."""
     key = (special.numpy().tobytes(), str(dt), str(dev))
     hit = _MASKS.get(key)
     if hit is None:
@@ -411,8 +463,10 @@ def _mask_constants(special: torch.Tensor, dt: torch.dtype, dev: torch.device) -
         any_plain = bool(plain.any())
         S = plain.to(dt)
         q = S if any_plain else torch.ones(n, dtype=dt)
-        consts = torch.cat([S, special.to(dt), _diagonal_weights(q, q).reshape(-1)]).to(dev)
-        hit = (any_plain, max(int(plain.sum()), 1), consts[:n], consts[n:2 * n].bool(), consts[2 * n:].view(3, n))
+        wdiag = _diagonal_weights(q, q).to(torch.float32).numpy()
+        both = torch.stack([S, torch.ones(n, dtype=dt), S], -1).to(dev)         # one transfer
+        hit = (any_plain, max(int(plain.sum()), 1), both[:, 0], both[:, 1:], special.numpy().copy(), wdiag,
+               plain.to(torch.float32).numpy())
         if len(_MASKS) > 256:
             _MASKS.clear()
         _MASKS[key] = hit
@@ -426,7 +480,7 @@ _DEVICE_PATHS_ON_CPU = False
 
 def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_firing: bool = False) -> Overview:
     """Per-head statistics of every layer (docs/MATH.md §4), computed from the trace without re-running the
-    model and without forming the n × d expert messages (their norms come from :func:`message_gram`).
+    model.
 
     Effective experts with special keys excluded use H_S = (Σ_{j∈S} −a_ij log a_ij)/m_i + log m_i with
     m_i = Σ_{j∈S} a_ij (the entropy of the renormalised row, exact); firing totals are Σ_j a_ij ‖c(o_j)‖/σ_i.
@@ -435,10 +489,17 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
     strongest-firing expert of every query is found too (one more pass over the gates).
 
     Work is batched across layers and heads: the passes over the n × n gates (top expert, the gate-weighted sums,
-    three diagonals, and for the checks Σ_j a_ij v_j) run once over all layers' gates when the trace holds them
-    stacked (:meth:`Trace.stacked_probs`), else layer by layer; everything else is one op for all layers and
-    heads on stacked L × H × n tensors (weights stacked once per model, :func:`stacked_weights`); the results
-    come back to the host in one transfer, and nothing synchronises with the device before it."""
+    three diagonals, the entropies, and for the checks Σ_j a_ij v_j) run once over all layers' gates when the
+    trace holds them stacked (:meth:`Trace.stacked_probs`), else layer by layer; everything else on the device is
+    one op for all layers and heads on stacked L × H × n tensors (weights stacked once per model,
+    :func:`stacked_weights`). The message norms ‖c(o_j)‖ come from the Gram matrices of :func:`message_gram` on
+    the CPU (no n × d messages formed) and from the centred messages themselves on an accelerator (two ops
+    instead of five); the effective numbers of experts are exponentiated in place on the device (numpy's float32
+    exp is a scalar loop). What the device computes per (layer, head, query) comes back to the host in one
+    transfer (on an accelerator: two concatenations and one copy; nothing synchronises with the device before
+    it), and the cheap elementwise steps (special-token mass, firing totals over σ, the profile's three offsets,
+    the means) run there in numpy (float32), with n the innermost axis of every array, instead of one device op
+    each."""
     L, H, n = trace.n_layers, trace.n_heads, trace.n
     layers = trace.layers
     P0 = layers[0].probs
@@ -447,11 +508,14 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
     sw = stacked_weights(lm)
     post = sw.norm == "post"
     special_host = trace.special.cpu()
-    any_plain, n_nonspecial, S, special, wdiag = _mask_constants(special_host, dt, dev)
+    any_plain, n_nonspecial, S, ones_S, special_np, wdiag, plain_np = _mask_constants(special_host, dt, dev)
     ii, jj = _diagonal_index(n, dev)
     with torch.no_grad():
         V = torch.stack([lt.v for lt in layers])                                  # L × H × n × d_h
-        norms = _norms_from_gram(V, sw.gram)                                      # L × H × n  ‖c(o_j)‖
+        if cpu:
+            norms = _norms_from_gram(V, sw.gram)                                  # L × H × n  ‖c(o_j)‖
+        else:                                        # c(o_j) = (C W_O^h) v_j for all layers and heads, then norms
+            norms = torch.linalg.vector_norm(torch.matmul(V, sw.message_weights()), dim=-1)
         stats = [lt.gate_stats for lt in layers]
         have_stats = all(g is not None for g in stats)
         # the passes over the n × n gates: over all layers at once when the trace holds them stacked (one op
@@ -461,7 +525,7 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
             [(slice(l, l + 1), lt.probs[None]) for l, lt in enumerate(layers)]
         top = torch.empty(L, H, n, dtype=torch.long, device=dev)
         diags = []                                                                # a_{i,i+o}, o = −1, 0, +1
-        ent = None if have_stats else torch.empty(2, L, H, n, dtype=dt, device=dev)
+        ent = None if have_stats else torch.empty(L, H, n, 2, dtype=dt, device=dev)   # H over all keys, over S
         top_f = torch.empty_like(top) if with_top_firing else None
         dh = V.shape[-1]
         if with_checks:
@@ -469,10 +533,10 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
             Vx = torch.cat([V, S.expand(L, H, n)[..., None], norms[..., None]], -1)   # L × H × n × (d_h + 2)
             pvx = torch.empty(L, H, n, dh + 2, dtype=dt, device=dev)
         elif cpu:
-            mass = torch.empty(2, L, H, n, dtype=dt, device=dev)                  # Σ_{j∈S} a_ij, Σ_j a_ij ‖c(o_j)‖
+            mass = torch.empty(L, H, n, 2, dtype=dt, device=dev)                  # Σ_{j∈S} a_ij, Σ_j a_ij ‖c(o_j)‖
         else:
             cols = torch.stack([S.expand(L, H, n), norms], -1)                    # L × H × n × 2
-            mass2 = torch.empty(L, H, n, 2, dtype=dt, device=dev)
+            mass = torch.empty(L, H, n, 2, dtype=dt, device=dev)
         if cpu:
             top_np = top.numpy()
         for ls, P in chunks:                                                      # P: l × H × n × n
@@ -484,47 +548,42 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
             if with_checks:
                 torch.matmul(P, Vx[ls], out=pvx[ls])                              # [Σ_j a_ij v_j, m_i, firing]
             elif cpu:
-                torch.matmul(P, S, out=mass[0, ls])
+                torch.matmul(P, S, out=mass[ls, ..., 0])
                 for l in range(ls.start, ls.stop):                                # H matrix–vector products:
                     for h in range(H):                                            # faster than an n × 1 bmm
-                        torch.mv(P[l - ls.start, h], norms[l, h], out=mass[1, l, h])
+                        torch.mv(P[l - ls.start, h], norms[l, h], out=mass[l, h, :, 1])
             else:
-                torch.matmul(P, cols[ls], out=mass2[ls])
+                torch.matmul(P, cols[ls], out=mass[ls])
             diags.append(P[..., ii, jj])                                          # l × H × 3 × n
             if ent is not None:
-                e = torch.special.entr(P)                                         # −a log a (0 where a = 0)
-                torch.sum(e, -1, out=ent[0, ls])
-                torch.matmul(e, S, out=ent[1, ls])
-                del e
+                # −a log a (0 where a = 0), summed over all keys and over S in one product
+                torch.matmul(torch.special.entr(P), ones_S, out=ent[ls])
             if top_f is not None:
                 torch.argmax(P * norms[ls, :, None, :], -1, out=top_f[ls])        # 1/σ_i > 0 does not move it
         pv = None
         if with_checks:
-            pv, m_S, m_norm = pvx[..., :dh], pvx[..., dh], pvx[..., dh + 1]
-        elif cpu:
-            m_S, m_norm = mass.unbind(0)
+            pv, m2 = pvx[..., :dh], pvx[..., dh:]                                 # m2: [m_S, Σ_j a_ij ‖c(o_j)‖]
         else:
-            m_S, m_norm = mass2.unbind(-1)
+            m2 = mass
         if have_stats:
             # log a_ij = s_ij − lse_i with lse_i = max_j s_ij − log max_j a_ij: Σ_j a log a = Σ_j a_ij s_ij − lse_i,
             # and over S: Σ_{j∈S} a_ij s_ij − lse_i m_i; the terms were summed during the capture
             e_all, e_ns, s_max, p_max = torch.stack(stats).unbind(1)              # each L × H × n
             lse = s_max - p_max.log()
-            ent_all, ent_ns = lse - e_all, lse * m_S - e_ns
-        else:
-            ent_all, ent_ns = ent.unbind(0)
-        m = m_S.clamp(min=1e-30)
-        eff = torch.exp(ent_all)
-        eff_ns = torch.exp(ent_ns / m).mul_(m).masked_fill_(special, float("nan"))  # exp(H_S/m + log m)
-        spec_mass = (1 - m_S).clamp_(min=0)
-        # the roles read the profile (special keys and queries excluded, rows renormalised) only at offsets
-        # −1, 0, +1: three diagonals of the gate matrix, no pass over all n² gates
-        D3 = diags[0] if len(diags) == 1 else torch.cat(diags)
-        prof = (D3 * wdiag / m[..., ii]).sum(-1) if any_plain else (D3 * wdiag).sum(-1)  # L × H × 3
-        sigma = None
+            ent = torch.stack([lse - e_all, lse * m2[..., 0] - e_ns], -1)         # L × H × n × 2
+        # effective experts in place: [H, H_S] → [exp(H), exp(H_S/m + log m) = exp(H_S/m)·m], m = Σ_{j∈S} a_ij
+        # (four ops for both, on the device: numpy's float32 exp is a scalar loop)
+        m_dev = m2[..., 0].clamp(min=1e-30)
+        ent[..., 1].div_(m_dev)
+        ent.exp_()
+        ent[..., 1].mul_(m_dev)
+        D3 = diags[0] if len(diags) == 1 else torch.cat(diags)                    # L × H × 3 × n
+        sigma = rstd = ln = None
         errs = None
         if post or with_checks:
-            C = torch.stack([lt.context for lt in layers])                        # L × n × (H·d_h)
+            C = trace.stacked_context()                                           # L × n × (H·d_h)
+            if C is None:
+                C = torch.stack([lt.context for lt in layers])
             X = torch.stack([lt.hidden_in for lt in layers])                      # L × n × d
             if cpu:   # one GEMM per layer: on the CPU ~2.5× faster than one batched bmm of the same products
                 dense = torch.empty(L, n, sw.wt.shape[-1], dtype=dt, device=dev)
@@ -535,7 +594,15 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
                         torch.mm(C[l], sw.wt[l], out=dense[l])
             else:
                 dense = torch.baddbmm(sw.bias, C, sw.wt) if sw.bias is not None else torch.bmm(C, sw.wt)
-            if post:
+            if post and not cpu and sw.ln_eps is not None:
+                # one LayerNorm op for every layer gives the normalised rows, the means and 1/σ_i (the model's
+                # own LayerNorm kernel, so σ_i is the forward pass's); the checks reuse the normalised rows
+                pre = dense + X
+                normed, mu, rstd = torch.native_layer_norm(pre, pre.shape[-1:], None, None, sw.ln_eps)
+                cpre = pre - mu
+                ln = (normed, rstd)
+                rstd = rstd.view(L, n)
+            elif post:
                 pre = dense + X
                 cpre = pre - pre.mean(-1, keepdim=True)
                 # σ_i = sqrt(‖c(pre_i)‖²/d + ε), var from the centred row's norm (torch's var is ~10× slower on
@@ -543,22 +610,59 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
                 nrm = torch.linalg.vector_norm(cpre, dim=-1)
                 sigma = torch.addcmul(sw.eps, nrm, nrm, value=1 / pre.shape[-1]).sqrt_()
             if with_checks:
-                errs = _identity_errors(lm, sw, pv, C, X, dense, (pre, cpre) if post else None, sigma, cpu)
-        fire = m_norm / sigma[:, None, :] if sigma is not None else m_norm
-        parts = [eff, eff_ns, spec_mass, fire, prof, top.to(dt)]                  # positions < 2^24: exact
-        if top_f is not None:
-            parts.append(top_f.to(dt))
-        if errs is not None:
-            parts.append(errs)
-        flat_out = torch.cat([t.reshape(-1) for t in parts]).cpu().numpy()        # the one device → host copy
-    sizes = [L * H * n] * 4 + [L * H * 3, L * H * n] + ([L * H * n] if top_f is not None else [])
-    pieces = np.split(flat_out, np.cumsum(sizes))
-    eff_c, eff_ns_c, spec_c, fire_c = (x.reshape(L, H, n) for x in pieces[:4])
-    prof_c = pieces[4].reshape(L, H, 3)
-    top_c = pieces[5].reshape(L, H, n).astype(np.int64)
-    top_f_c = pieces[6].reshape(L, H, n).astype(np.int64) if top_f is not None else None
-    err_c = [float(x) for x in pieces[-1]] if errs is not None else []
-    ratio = np.nanmean(eff_ns_c, axis=-1) / n_nonspecial if any_plain else eff_c.mean(-1) / n
+                errs = _identity_errors(lm, sw, pv, C, X, dense, (pre, cpre) if post else None, sigma, cpu, ln)
+        # per (layer, head, query): [exp(H), exp(H_S/m)·m, m_S, Σ_j a_ij ‖c(o_j)‖, top(, top firing)]; then the
+        # diagonals a_{i,i+o} (L × H × 3 × n), σ or 1/σ (L × n) and the checks' errors
+        if cpu:
+            ent_c, m2_c, D3_c = ent.numpy(), m2.numpy(), D3.numpy()
+            top_c = top_np
+            top_f_c = top_f.numpy() if top_f is not None else None
+            sigma_c = sigma.numpy() if sigma is not None else None
+            rstd_c = None
+            err_c = [float(x) for x in errs] if errs is not None else []
+        else:
+            columns = [ent, m2, top[..., None]] + ([top_f[..., None]] if top_f is not None else [])
+            per_query = torch.cat(columns, -1)                                    # float (positions < 2^24: exact)
+            rest = [t.reshape(-1) for t in (D3, sigma, rstd, errs) if t is not None]
+            flat = torch.cat([per_query.view(-1)] + rest)
+            flat_out = flat.cpu().numpy()                                         # the one device → host copy
+            k = per_query.shape[-1]
+            pq = flat_out[:L * H * n * k].reshape(L, H, n, k)
+            ent_c, m2_c = pq[..., 0:2], pq[..., 2:4]
+            top_c = pq[..., 4].astype(np.int64)
+            top_f_c = pq[..., 5].astype(np.int64) if top_f is not None else None
+            at = L * H * n * k
+            D3_c, at = flat_out[at:at + L * H * 3 * n].reshape(L, H, 3, n), at + L * H * 3 * n
+            sigma_c = rstd_c = None
+            if sigma is not None:
+                sigma_c, at = flat_out[at:at + L * n].reshape(L, n), at + L * n
+            if rstd is not None:
+                rstd_c, at = flat_out[at:at + L * n].reshape(L, n), at + L * n
+            err_c = [float(x) for x in flat_out[at:]] if errs is not None else []
+    # host: the statistics from the sums (numpy, float32)
+    f32 = np.float32
+    m_S = m2_c[..., 0]
+    m = np.maximum(m_S, f32(1e-30))
+    eff_c = np.ascontiguousarray(ent_c[..., 0])
+    eff_ns_c = np.ascontiguousarray(ent_c[..., 1])
+    eff_ns_c[..., special_np] = 0                      # (special queries: NaN below; 0 keeps them out of the sum)
+    # mean over ordinary queries, as one product (the NaN-aware mean of the NaN-marked array is ~10× slower)
+    ratio = (eff_ns_c @ plain_np) / (n_nonspecial * n_nonspecial) if any_plain else eff_c.mean(-1) / n
+    eff_ns_c[..., special_np] = np.nan
+    spec_c = np.maximum(f32(1) - m_S, f32(0))
+    if sigma_c is not None:
+        fire_c = m2_c[..., 1] / sigma_c[:, None, :]
+    elif rstd_c is not None:
+        fire_c = m2_c[..., 1] * rstd_c[:, None, :]
+    else:
+        fire_c = m2_c[..., 1].copy()
+    # the roles read the profile (special keys and queries excluded, rows renormalised) only at offsets −1, 0, +1:
+    # three diagonals of the gate matrix, no pass over all n² gates
+    # (n innermost: numpy's loops run over the last axis)
+    if any_plain:
+        prof_c = np.matmul(D3_c * wdiag, (f32(1) / m)[..., None])[..., 0]                 # L × H × 3
+    else:
+        prof_c = (D3_c * wdiag).sum(-1)
     roles = _roles(spec_c.mean(-1), prof_c.astype(np.float64), ratio)
     checks = {}
     if with_checks:
@@ -567,13 +671,13 @@ def overview(lm: LoadedModel, trace: Trace, with_checks: bool = True, with_top_f
                   "layer_output_max_rel_err": None}
     return Overview(tokens=trace.tokens, special=special_host.numpy(), role=roles, effective_experts=eff_c,
                     effective_experts_nospecial=eff_ns_c, special_mass=spec_c, firing_total=fire_c,
-                    top_expert=top_c, top_firing_expert=top_f_c,
+                    top_expert=np.ascontiguousarray(top_c), top_firing_expert=top_f_c,
                     mean_effective_experts=eff_c.mean(-1), mean_special_mass=spec_c.mean(-1), checks=checks)
 
 
 def _identity_errors(lm: LoadedModel, sw: _StackedWeights, pv: torch.Tensor, C: torch.Tensor, X: torch.Tensor,
                      dense: torch.Tensor, pre: tuple[torch.Tensor, torch.Tensor] | None, sigma: torch.Tensor | None,
-                     cpu: bool) -> torch.Tensor:
+                     cpu: bool, ln: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Identities 1 and 2 for every layer at once (max row-wise relative errors; 1 or 2 values).
 
     Identity 1: the reconstruction b_O + Σ_h W_O^h (Σ_j a^h_ij v^h_j) from the gates and values (``pv``:
@@ -593,17 +697,16 @@ def _identity_errors(lm: LoadedModel, sw: _StackedWeights, pv: torch.Tensor, C: 
     H = pv.shape[1]
     u = torch.empty_like(C)                                                       # L × n × (H·d_h)
     torch.sub(pv.permute(0, 2, 1, 3), C.view(L, n, H, -1), out=u.view(L, n, H, -1))
-    delta = None
     if not cpu:
-        delta = torch.bmm(u, sw.wt)                                               # L × n × d  recon − dense
-    else:
-        rows = u.ne(0).any(-1)                                                    # L × n
-        if bool(rows.any()):
-            delta = torch.zeros_like(dense)
-            for l in range(L):
-                idx = rows[l].nonzero()[:, 0]
-                if idx.numel():
-                    delta[l, idx] = u[l, idx] @ sw.wt[l]
+        return _identity_errors_fused(lm, sw, u, X, dense, pre, sigma, ln)
+    delta = None
+    rows = u.ne(0).any(-1)                                                        # L × n
+    if bool(rows.any()):
+        delta = torch.zeros_like(dense)
+        for l in range(L):
+            idx = rows[l].nonzero()[:, 0]
+            if idx.numel():
+                delta[l, idx] = u[l, idx] @ sw.wt[l]
     # numerators and denominators of the row-wise relative errors (L × n each), then one division and max
     zero = None
     if delta is not None:
@@ -626,12 +729,43 @@ def _identity_errors(lm: LoadedModel, sw: _StackedWeights, pv: torch.Tensor, C: 
     return (torch.stack(num) / torch.stack(den).clamp_(min=1e-30)).amax((1, 2))
 
 
+def _identity_errors_fused(lm: LoadedModel, sw: _StackedWeights, u: torch.Tensor, X: torch.Tensor,
+                           dense: torch.Tensor, pre: tuple[torch.Tensor, torch.Tensor] | None,
+                           sigma: torch.Tensor | None, ln: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    """The accelerator's form of :func:`_identity_errors` (the same quantities, fewer ops): one product gives
+    both δ = u W_Oᵀ (recon − dense) and, post-norm, its centred form c(δ) = u (C W_O)ᵀ (no mean and subtraction);
+    every numerator and denominator row is then one stack and one norm, and the ratios one division and one max.
+    ``ln``: (LayerNorm(dense + x) without γ, β; 1/σ, L × n × 1) from the overview's one LayerNorm op, or None
+    (then the reference is :func:`_layer_norms` and ``sigma`` the scale)."""
+    both = torch.bmm(u, sw.delta_weights())                  # L × n × d, or L × n × 2d post-norm: [δ, c(δ)]
+    d = dense.shape[-1]
+    if sw.norm == "post":
+        pre_, cpre = pre
+        delta = both[..., :d]
+        if ln is not None:
+            normed, rstd = ln
+            ref = torch.addcmul(sw.beta, normed, sw.gamma)
+            scale = sw.gamma * rstd
+        else:
+            ref = _layer_norms(lm, sw, pre_)
+            scale = sw.gamma / sigma[..., None]
+        diff2 = torch.addcmul(sw.beta, cpre + both[..., d:], scale) - ref
+        r = torch.linalg.vector_norm(torch.stack([delta, diff2, dense, ref]), dim=-1)    # 4 × L × n
+        num, den = r[:2], r[2:]
+    elif sw.norm == "pre":     # identity 2's numerator is identity 1's: (x + recon) − (x + dense) = δ
+        r = torch.linalg.vector_norm(torch.stack([both, dense, X + dense]), dim=-1)      # 3 × L × n
+        num, den = r[:1], r[1:]
+    else:
+        r = torch.linalg.vector_norm(torch.stack([both, dense]), dim=-1)                # 2 × L × n
+        num, den = r[:1], r[1:]
+    return (num / den.clamp(min=1e-30)).amax((1, 2))
+
+
 def _layer_norms(lm: LoadedModel, sw: _StackedWeights, pre: torch.Tensor) -> torch.Tensor:
     """The post-attention LayerNorm of every layer applied to ``pre`` (L × n × d): one normalisation for all
     layers with their γ, β when they share ε (the model's own modules, one by one, otherwise)."""
-    eps = {p.ln.eps for p in lm.adapter.layers}
-    if len(eps) == 1:
-        normed = torch.nn.functional.layer_norm(pre, pre.shape[-1:], eps=eps.pop())
+    if sw.ln_eps is not None:
+        normed = torch.nn.functional.layer_norm(pre, pre.shape[-1:], eps=sw.ln_eps)
         return torch.addcmul(sw.beta, normed, sw.gamma)
     return torch.stack([p.ln(pre[l]) for l, p in enumerate(lm.adapter.layers)])  # pragma: no cover
 

@@ -2,7 +2,9 @@
 
 The capture goes through the project's attention function (see ``attention.py``): per layer it records the
 model's own Q, K, V, attention probabilities (written into one buffer stacked over layers) and head outputs;
-hidden states and logits come from the same forward pass (``output_hidden_states``). The attention ``dense``
+hidden states come from the same forward pass of the base model (``output_hidden_states``); the model's output
+(the MLM logits of every position, or the pooled embedding) is its own head applied to that pass's last hidden
+state when a view first reads ``output``. The attention ``dense``
 output and the post-attention LayerNorm are the model's own modules applied to the captured head outputs, on
 first use (the overview does not need them). Everything else in ``interp`` reads from the trace.
 """
@@ -12,6 +14,7 @@ import re
 import unicodedata
 import weakref
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -272,10 +275,22 @@ class LayerTrace:
         return state
 
 
+def _same_view(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride()
+
+
+def _stacked(stack: torch.Tensor | None, parts: list[torch.Tensor]) -> torch.Tensor | None:
+    """``stack`` when its slices along the first axis are exactly ``parts`` (the same memory and layout)."""
+    if stack is None or len(parts) != stack.shape[0]:
+        return None
+    return stack if all(_same_view(p, stack[l]) for l, p in enumerate(parts)) else None
+
+
 @dataclass
 class Trace:
     """One example's forward pass. ``output`` is MLM logits (n × V) or, without an MLM head, the mean-pooled
-    sentence embedding (d)."""
+    sentence embedding (d): computed on first access with the model's own head from its last hidden state
+    (``output_fn``), then kept (``output_value``); the numbers are those of the model's own forward with its head."""
     model_name: str
     tokens: list[str]
     input_ids: torch.Tensor
@@ -283,24 +298,40 @@ class Trace:
     special: torch.Tensor          # n bool
     layers: list[LayerTrace]
     final_hidden: torch.Tensor     # n × d  the model's last hidden state (after any final norm)
-    output: torch.Tensor
     has_mlm_head: bool
     notes: list[str] = field(default_factory=list)
     truncation: Truncation | None = None
     probs_all: torch.Tensor | None = field(default=None, repr=False)  # L × H × n × n, the layers' gates stacked
                                                                         # (a view of the capture's buffer)
+    context_all: torch.Tensor | None = field(default=None, repr=False)  # L × n × H·d_h, the layers' head outputs
+                                                                          # stacked (a view of the capture's buffer)
+    output_value: torch.Tensor | None = field(default=None, repr=False)  # the output once computed
+    output_fn: Callable[[], torch.Tensor] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def output(self) -> torch.Tensor:
+        """MLM logits (n × V) or the pooled embedding (d), computed when first asked for (see the class)."""
+        if self.output_value is None:
+            if self.output_fn is None:
+                raise ValueError("this trace holds no model output")
+            self.output_value = self.output_fn()
+        return self.output_value
+
+    def __getstate__(self):
+        # a pickled trace carries its output, not the function (and the model) that computes it
+        state = dict(self.__dict__)
+        state["output_value"], state["output_fn"] = self.output, None
+        return state
 
     def stacked_probs(self) -> torch.Tensor | None:
         """Every layer's gates as one L × H × n × n tensor when the layers still hold exactly its slices (a gate
         replaced after the capture makes it None, and readers fall back to the layers one by one)."""
-        P = self.probs_all
-        if P is None or len(self.layers) != P.shape[0]:
-            return None
-        for l, lt in enumerate(self.layers):
-            p, s = lt.probs, P[l]
-            if p.data_ptr() != s.data_ptr() or p.shape != s.shape or p.stride() != s.stride():
-                return None
-        return P
+        return _stacked(self.probs_all, [lt.probs for lt in self.layers])
+
+    def stacked_context(self) -> torch.Tensor | None:
+        """Every layer's head outputs as one L × n × H·d_h tensor when the layers still hold exactly its slices
+        (else None: readers stack the layers' own)."""
+        return _stacked(self.context_all, [lt.context for lt in self.layers])
 
     @property
     def n(self) -> int:
@@ -322,7 +353,11 @@ class Trace:
 
 @dataclass
 class BatchTrace:
-    """A batch's forward pass (right-padded); :meth:`example` gives each example's :class:`Trace`."""
+    """A batch's forward pass (right-padded); :meth:`example` gives each example's :class:`Trace`. ``output``
+    (B × n × V logits, or B × d pooled) is computed on first access with the model's own head (the adapter's
+    :meth:`~interp.adapters.base.Adapter.output`) from ``last_hidden``, the base model's last hidden state that
+    the head reads in the model's own forward: the same op on the same tensor, so the same numbers; a view that
+    never shows the predictions never pays for the B × n × V logits."""
     model_name: str
     encoded: Encoded
     q: list[torch.Tensor]          # per layer B × H × n × d_h
@@ -331,12 +366,26 @@ class BatchTrace:
     probs: list[torch.Tensor]      # per layer B × H × n × n
     context: list[torch.Tensor]    # per layer B × n × H·d_h
     hidden: tuple[torch.Tensor, ...]  # L+1 of B × n × d
-    output: torch.Tensor           # B × n × V logits, or B × d pooled
     has_mlm_head: bool
     adapter: object
     final: torch.Tensor | None = None   # B × n × d the model's last hidden state (None: hidden[-1])
     gate_stats: torch.Tensor | None = None  # L × 4 × B × H × n (see LayerTrace; interface families), one buffer
     probs_all: torch.Tensor | None = None   # L × B × H × n × n: ``probs`` are its slices (interface families)
+    context_all: torch.Tensor | None = None  # L × B × n × H·d_h: ``context`` are its slices (interface families)
+    last_hidden: torch.Tensor | None = None  # B × n × d what the model's head reads (None: the final state)
+    output_value: torch.Tensor | None = field(default=None, repr=False)  # the output once computed
+
+    @property
+    def output(self) -> torch.Tensor:
+        """B × n × V MLM logits, or B × d mean-pooled embeddings (computed once, on first access)."""
+        if self.output_value is None:
+            last = self.last_hidden
+            if last is None:
+                last = self.final if self.final is not None else self.hidden[-1]
+            with torch.no_grad():
+                valid = self.encoded.attention_mask.to(last.device).bool()
+                self.output_value = self.adapter.output(last, valid)
+        return self.output_value
 
     @property
     def batch_size(self) -> int:
@@ -346,31 +395,50 @@ class BatchTrace:
         """Example ``b`` as a :class:`Trace`: views of the batch's tensors (nothing is copied or computed here;
         each layer's dense output and LayerNorm scale are computed when a view first asks for them)."""
         enc = self.encoded
-        n = int(enc.attention_mask[b].sum())
+        mask = enc.attention_mask
+        n = int(mask[b].numpy().sum() if mask.device.type == "cpu" else mask[b].sum())   # no torch op on the host
+        full = n == enc.input_ids.shape[1]
+
+        # an example without padding takes one index per tensor instead of an index and slices (on an
+        # accelerator every view is host time, and a trace has ~10 per layer)
+        def rows(t):                     # … × n × … with the batch first: example b's n positions
+            return t[b] if full else t[b, :n]
+
+        def heads(t):                    # B × H × n × …
+            return t[b] if full else t[b, :, :n]
+
         layers = []
         ad = self.adapter
         gs = self.gate_stats
+        hid = self.hidden
         for l, parts in enumerate(ad.layers):
-            layers.append(LayerTrace(hidden_in=self.hidden[l][b, :n], q=self.q[l][b, :, :n], k=self.k[l][b, :, :n],
-                                     v=self.v[l][b, :, :n], probs=self.probs[l][b, :, :n, :n],
-                                     context=self.context[l][b, :n], hidden_out=self.hidden[l + 1][b, :n],
-                                     parts=parts, gate_stats=None if gs is None else gs[l, :, b, :, :n]))
-        out = self.output[b, :n] if self.has_mlm_head else self.output[b]
-        final = self.final[b, :n] if self.final is not None else self.hidden[-1][b, :n]
-        return Trace(model_name=self.model_name, tokens=enc.tokens[b], input_ids=enc.input_ids[b, :n],
-                     token_type_ids=None if enc.token_type_ids is None else enc.token_type_ids[b, :n],
-                     special=enc.special[b, :n], layers=layers, final_hidden=final, output=out,
-                     has_mlm_head=self.has_mlm_head, notes=enc.notes[b], truncation=enc.truncation[b],
-                     probs_all=None if self.probs_all is None else self.probs_all[:, b, :, :n, :n])
+            layers.append(LayerTrace(hidden_in=rows(hid[l]), q=heads(self.q[l]), k=heads(self.k[l]),
+                                     v=heads(self.v[l]),
+                                     probs=self.probs[l][b] if full else self.probs[l][b, :, :n, :n],
+                                     context=rows(self.context[l]), hidden_out=rows(hid[l + 1]),
+                                     parts=parts,
+                                     gate_stats=None if gs is None else (gs[l, :, b] if full else gs[l, :, b, :, :n])))
+        mlm = self.has_mlm_head
+        out_fn = (lambda: rows(self.output)) if mlm else (lambda: self.output[b])
+        final = rows(self.final) if self.final is not None else rows(hid[-1])
+        P, C = self.probs_all, self.context_all
+        return Trace(model_name=self.model_name, tokens=enc.tokens[b], input_ids=rows(enc.input_ids),
+                     token_type_ids=None if enc.token_type_ids is None else rows(enc.token_type_ids),
+                     special=rows(enc.special), layers=layers, final_hidden=final,
+                     has_mlm_head=mlm, notes=enc.notes[b], truncation=enc.truncation[b],
+                     probs_all=None if P is None else (P[:, b] if full else P[:, b, :, :n, :n]),
+                     context_all=None if C is None else (C[:, b] if full else C[:, b, :n]),
+                     output_value=None if self.output_value is None else out_fn(), output_fn=out_fn)
 
 
 class CapturePlan(AttentionPlan):
     """Records each layer's Q, K, V, probabilities and head outputs (views, no copies). The softmax of every
     layer is written into one L × B × H × n × n buffer (``probs_all``; the same op as a fresh softmax), so
-    later per-head statistics can run over all layers in one op. With ``gate_stats`` (default: on the CPU
-    only) it also sums, per query, the terms of the gate entropies from the logits of the same call
-    (see :class:`LayerTrace`) into one L × 4 × B × H × n buffer: the n × n logits are read once while they are
-    at hand and not kept. On the CPU that saves the overview a log pass over every gate; on a GPU, where the
+    later per-head statistics can run over all layers in one op; likewise the head outputs are made contiguous
+    in one L × B × n × H × d_h buffer (``context_all``; the same copy as ``contiguous()``). With ``gate_stats``
+    (default: on the CPU only) it also sums, per query, the terms of the gate entropies from the logits of the
+    same call (see :class:`LayerTrace`) into one L × 4 × B × H × n buffer: the n × n logits are read once while
+    they are at hand and not kept. On the CPU that saves the overview a log pass over every gate; on a GPU, where the
     cost is the number of launched ops rather than passes over memory, the overview computes the entropies
     from the stacked gates in a few ops for all layers instead. ``nonspecial``: B × n, True for keys that are
     not special tokens; ``n_layers``: L."""
@@ -383,6 +451,7 @@ class CapturePlan(AttentionPlan):
         self.n_layers = n_layers
         self.want_stats = gate_stats
         self.probs_all: torch.Tensor | None = None
+        self.context_all: torch.Tensor | None = None
         self.gate_stats: torch.Tensor | None = None
         self._keys: torch.Tensor | None = None
 
@@ -394,6 +463,15 @@ class CapturePlan(AttentionPlan):
         elif self.probs_all.shape[1:] != scores.shape:   # pragma: no cover - every layer sees the same shape
             return None
         return self.probs_all[layer]
+
+    def output_buffer(self, layer, output):
+        if self.n_layers is None:
+            return None
+        if self.context_all is None:
+            self.context_all = torch.empty((self.n_layers, *output.shape), dtype=output.dtype, device=output.device)
+        elif self.context_all.shape[1:] != output.shape:   # pragma: no cover - every layer sees the same shape
+            return None
+        return self.context_all[layer]
 
     def rows(self, layer, query, key, value, scores, probs, key_valid):
         if self.want_stats is None:
@@ -452,7 +530,8 @@ def model_output(lm: LoadedModel, out, enc: Encoded) -> torch.Tensor:
 
 
 def capture(lm: LoadedModel, texts: list[str] | str) -> BatchTrace:
-    """Tokenise and run one forward pass, capturing everything the analyses need."""
+    """Tokenise and run one forward pass of the base model, capturing everything the analyses need (the
+    model's output, e.g. the MLM logits, is computed when first read: :attr:`BatchTrace.output`)."""
     if isinstance(texts, str):
         texts = [texts]
     if not texts:
@@ -469,7 +548,7 @@ def capture_encoded(lm: LoadedModel, enc: Encoded, gate_stats: bool | None = Non
     L = lm.n_layers
     if ad.attention_via_interface:
         plan = CapturePlan(ad.layer_of, ~enc.special, L, gate_stats)
-        out = forward(lm, enc, plan, hidden_states=True)
+        out = forward(lm, enc, plan, hidden_states=True, module=ad.base)
         missing = [l for l in range(L) if l not in plan.probs]
         if missing:  # pragma: no cover - would mean the model bypassed the attention interface
             raise RuntimeError(f"attention of layers {missing} was not captured")
@@ -479,9 +558,14 @@ def capture_encoded(lm: LoadedModel, enc: Encoded, gate_stats: bool | None = Non
         gate_stats = plan.gate_stats
         probs_all = plan.probs_all if all(plan.probs[l].data_ptr() == plan.probs_all[l].data_ptr()
                                           for l in range(L)) else None
+        context_all = None
+        if plan.context_all is not None:
+            context_all = plan.context_all.flatten(-2)                        # L × B × n × H·d_h
+            if not all(_same_view(ctx[l], context_all[l]) for l in range(L)):  # pragma: no cover
+                context_all = None
     else:
-        probs_all = None
-        out = forward(lm, enc, None, hidden_states=True, attentions=True)
+        probs_all = context_all = None
+        out = forward(lm, enc, None, hidden_states=True, attentions=True, module=ad.base)
         states = list(ad.layer_states(out))
         probs = [a.detach() for a in out.attentions]
         gate_stats = None
@@ -497,10 +581,16 @@ def capture_encoded(lm: LoadedModel, enc: Encoded, gate_stats: bool | None = Non
             dense = parts.o(ctx[-1]) if parts.o is not None else ctx[-1]
             states[-1] = parts.ffn(parts.after_attention(dense, states[-2])[0])
         final = out.hidden_states[-1]
+    # the output (MLM logits, or the pooled embedding) waits until it is asked for (BatchTrace.output); where the
+    # base module is the whole model (the paper's) its logits came with the forward pass and are kept
+    eager = getattr(out, "logits", None) if lm.has_mlm_head else None
+    last = getattr(out, "last_hidden_state", None)
     return BatchTrace(model_name=lm.name, encoded=enc, q=q, k=k, v=v, probs=probs, context=ctx,
-                      hidden=tuple(states), output=model_output(lm, out, enc), has_mlm_head=lm.has_mlm_head,
+                      hidden=tuple(states), has_mlm_head=lm.has_mlm_head,
                       adapter=ad, final=final, gate_stats=gate_stats,
-                      probs_all=probs_all)
+                      probs_all=probs_all, context_all=context_all,
+                      last_hidden=last if last is not None else out.hidden_states[-1],
+                      output_value=eager)
 
 
 def trace_text(lm: LoadedModel, text: str) -> Trace:

@@ -251,3 +251,46 @@ def test_stacked_weights_follow_an_in_place_change_of_a_weight():
     after = D.overview(own, tr, with_checks=False).firing_total
     assert_close(after, want, what="firing after the change")
     assert not np.allclose(after[1], before[1], rtol=1e-3)
+
+
+def test_roles_of_every_head_at_once_equal_head_role_one_by_one():
+    """The overview labels all heads with one numpy pass; each label is head_role's for that head (the same
+    thresholds, the same order), on values at, below and above the threshold."""
+    rng = np.random.default_rng(0)
+    L, H = 7, 9
+    grid = np.array([0.0, 0.2, 0.49999, 0.5, 0.50001, 0.9])
+    low = [0.3, 0.2, 0.1, 0.2, 0.1, 0.1]                       # mostly below the threshold: every role occurs
+    spec = rng.choice(grid, (L, H), p=low)
+    prof = rng.choice(grid, (L, H, 3), p=low)
+    eff = rng.choice(grid, (L, H))
+    got = D._roles(spec, prof, eff)
+    for l in range(L):
+        p = D.PositionalProfile(np.arange(-1, 2), prof[l], spec[l], spec[l], spec[l], True)
+        assert got[l] == [D.head_role(float(spec[l, h]), p, h, float(eff[l, h])) for h in range(H)]
+    assert {r for row in got for r in row} == set(D.ROLES)
+
+
+@pytest.mark.parametrize("arch", ("bert", "electra"))
+def test_the_capture_runs_the_ops_of_the_base_models_own_forward(arch):
+    """On the accelerator's path the capture adds no op to the base model's own forward pass (the stacked gate
+    and head-output buffers take the place of the fresh softmax and contiguous copy; the MLM logits wait until
+    they are read). (ModernBERT reports only its final-normed last state, so its trace rebuilds the last layer's
+    output: a few ops more.)"""
+    from benchmarks.bench_engine import count_ops
+    from interp.trace import forward
+    lm = loaded(arch)
+    enc = encode(lm, [TEXT])
+    base = lambda: forward(lm, enc, hidden_states=True, module=lm.adapter.base)      # noqa: E731
+    cap = lambda: capture_encoded(lm, enc, gate_stats=False).example(0)               # noqa: E731
+    base(), cap()
+    own, captured = count_ops(base), count_ops(cap)
+    extra = {k: captured.get(k, 0) - own.get(k, 0) for k in set(own) | set(captured)}
+    # the one op the capture adds: the mask of ordinary keys (~special) it is handed, on the host
+    assert {k: v for k, v in extra.items() if v} == {"bitwise_not": 1}, extra
+
+
+@pytest.mark.parametrize("arch", ("bert", "modernbert"))
+def test_the_accelerator_path_of_the_overview_stays_within_its_op_budget(arch):
+    """The overview with its identity checks on the accelerator's path: at most 32 ops for every layer and head
+    together (statistics, checks, the transfer to the host); a change that adds launches shows here."""
+    assert _overview_ops(arch, 6) <= 32
