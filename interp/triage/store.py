@@ -205,10 +205,15 @@ def head_matrix(table: pa.Table, n_heads_total: int) -> tuple[np.ndarray, np.nda
     return idx, np.asarray(vals, np.float32).reshape(idx.size, n_heads_total)
 
 
+DUCKDB_MEMORY_LIMIT = "256MB"
+
+
 def duckdb_connect(folder: RunFolder | None = None):
-    """An embedded DuckDB connection with bounded memory (spills to the run folder's temp files)."""
+    """An embedded DuckDB connection with bounded memory (``DUCKDB_MEMORY_LIMIT``; spills to the run folder's temp
+    files)."""
     import duckdb
-    con = duckdb.connect(config={"threads": max(1, min(4, os.cpu_count() or 1)), "memory_limit": "256MB"})
+    con = duckdb.connect(config={"threads": max(1, min(4, os.cpu_count() or 1)),
+                                 "memory_limit": DUCKDB_MEMORY_LIMIT})
     if folder is not None:
         tmp = folder.dir / ".duckdb_tmp"
         tmp.mkdir(exist_ok=True)
@@ -242,9 +247,14 @@ def build_results(folder: RunFolder) -> dict:
     con = duckdb_connect(folder)
     src = f"read_parquet('{_sql_str(str(folder.scored))}/*.parquet')"
     tmp = folder.results.with_suffix(".parquet.tmp")
+    # The rank and the duplicate bookkeeping are window functions over the whole run; they are computed on a
+    # narrow projection (line, status, suspicion, id, key) into a temporary table, and the wide rows (texts,
+    # previews, notes) are joined to it by line and sorted by line: a plain external sort, which spills to the
+    # run folder. Window functions over the wide rows themselves ran out of DuckDB's bounded memory at about
+    # 1,000,000 lines.
     con.execute(f"""
-        COPY (
-          SELECT * EXCLUDE (head_concentration),
+        CREATE TEMP TABLE el_bookkeeping AS
+          SELECT line,
             CASE WHEN status = 'analysed' THEN row_number() OVER (
                 PARTITION BY status = 'analysed' ORDER BY suspicion DESC NULLS LAST, line) END AS rank,
             CASE WHEN id IS NOT NULL THEN count(*) OVER (PARTITION BY id) END AS id_count,
@@ -252,9 +262,14 @@ def build_results(folder: RunFolder) -> dict:
                  THEN min(line) OVER (PARTITION BY id) END AS first_line_of_id,
             CASE WHEN status = 'analysed' THEN count(*) OVER (PARTITION BY status = 'analysed', key) END
                  AS text_count
-          FROM {src}
-          ORDER BY line
+          FROM (SELECT line, status, suspicion, id, key FROM {src})""")
+    con.execute(f"""
+        COPY (
+          SELECT s.* EXCLUDE (head_concentration), b.rank, b.id_count, b.first_line_of_id, b.text_count
+          FROM {src} AS s JOIN el_bookkeeping AS b ON s.line = b.line
+          ORDER BY s.line
         ) TO '{_sql_str(str(tmp))}' (FORMAT parquet, COMPRESSION zstd)""")
+    con.execute("DROP TABLE el_bookkeeping")
     os.replace(tmp, folder.results)
     res = f"read_parquet('{_sql_str(str(folder.results))}')"
     counts = dict(con.execute(f"SELECT status, count(*) FROM {res} GROUP BY status").fetchall())
