@@ -33,7 +33,7 @@ from . import scores as S
 from .readers import ColumnMapping, LogReader, MappingError, RawRecord, inspect_log, parse_time  # noqa: F401
 from .heap import release_free_heap
 from .schema import score_values
-from .store import RESERVED, RunFolder, build_results, head_matrix, schema_for, to_table
+from .store import RESERVED, RunFolder, ScoreGather, build_results, head_matrix, schema_for, to_table
 
 ON_LONG = ("truncate", "skip")
 STATUSES = ("analysed", "skipped", "unreadable", "failed")
@@ -352,17 +352,64 @@ def encoded_from_ids(lm: LoadedModel, got: list[tuple]):
 
 
 def _scored_row(row: dict, sc: S.Scored) -> dict:
+    """The row update of one scored input (the row path: every value written into the dict)."""
     row.pop("_tokens", None)
     row.pop("_ids", None)
     row.update(status="analysed", **score_values(sc))
     got = [a for a in (float(sc.agrees_prediction), float(sc.agrees_label)) if not math.isnan(a)]
     row["agreement"] = sum(got) / len(got) if got else float("nan")     # S.agreement_column of one row
-    notes = [row["notes"]] if row.get("notes") else []
-    cut = "the rest was cut before scoring" in (row.get("notes") or "")
-    notes.extend(n for n in sc.notes if n not in (row.get("notes") or "")
-                 and not (cut and n.startswith("input is ") and "the model reads at most" in n))
-    row["notes"] = "; ".join(notes) or None
+    row["notes"] = _merged_notes(row.get("notes"), sc.notes)
     return row
+
+
+def _merged_notes(own: str | None, scored: list) -> str | None:
+    """The row's notes followed by the scoring's own notes that it does not already say."""
+    if not scored:
+        return own or None
+    notes = [own] if own else []
+    cut = "the rest was cut before scoring" in (own or "")
+    notes.extend(n for n in scored if n not in (own or "")
+                 and not (cut and n.startswith("input is ") and "the model reads at most" in n))
+    return "; ".join(notes) or None
+
+
+def scored_columns(batch: list[dict], res: S.ScoredColumns, extra: list[dict]) -> None:
+    """The column path of :func:`_scored_row` for a whole batch: each row is marked analysed and points into the
+    batch's columns (``_sc``: (columns, index)); the values stay in the NumPy arrays until the rows are stored
+    (``store.to_table`` gathers them column by column) or :func:`materialise` d. Only the notes are merged row by
+    row (and the optional scores' columns, when any are on)."""
+    notes = res.notes
+    for i, r in enumerate(batch):
+        r.pop("_tokens", None)
+        r.pop("_ids", None)
+        r["status"] = "analysed"
+        r["_sc"] = (res, i)
+        if notes[i]:
+            r["notes"] = _merged_notes(r.get("notes"), notes[i])
+        elif not r.get("notes"):
+            r["notes"] = None
+        ex = extra[i]
+        if ex:
+            r.update(ex)
+
+
+def materialise(rows: list[dict]) -> list[dict]:
+    """Rows that point into batch columns (``_sc``) with their values written into the dict instead, as the row
+    path writes them (for hand-over to another process, or code that reads scores from the dicts)."""
+    for r in rows:
+        ref = r.pop("_sc", None)
+        if ref is not None:
+            r.update(ref[0].values(ref[1]))
+    return rows
+
+
+def score_value(row: dict, name: str, default=None):
+    """A row's value of column ``name``, from its dict or from the batch columns it points into."""
+    ref = row.get("_sc")
+    if ref is not None and ref[0].has(name):
+        v = ref[0].column(name)[ref[1]]
+        return v
+    return row.get(name, default)
 
 
 def _fail(row: dict, err: BaseException) -> dict:
@@ -457,7 +504,7 @@ def start_step(lm: LoadedModel, batch: list[dict], settings: S.ScoreSettings, ma
     try:
         fin = S.score_batch(lm, texts, settings, None,
                             [r.get("_prediction_raw") for r in batch], [r.get("_label_raw") for r in batch],
-                            max_rows=max_rows, enc=encode_rows(lm, batch), cells=cells, defer=True)
+                            max_rows=max_rows, enc=encode_rows(lm, batch), cells=cells, defer=True, columns=True)
     except Exception as err:  # isolate the inputs that fail
         return lambda e=err: _split_or_fail(lm, batch, settings, max_rows, cells, e)
 
@@ -468,9 +515,7 @@ def start_step(lm: LoadedModel, batch: list[dict], settings: S.ScoreSettings, ma
         except Exception as err:
             _split_or_fail(lm, batch, settings, max_rows, cells, err)
             return
-        for r, sc, ex in zip(batch, res, extra):
-            _scored_row(r, sc)
-            r.update(ex)
+        scored_columns(batch, res, extra)
     return finish
 
 
@@ -527,7 +572,7 @@ def _worker_init(model: str, device: str | None, settings: S.ScoreSettings, thre
 def _worker_score(todo: list[dict], batch_size: int, max_rows: int | None) -> list[dict]:
     score_rows(_WORKER["lm"], todo, _WORKER["settings"], batch_size, max_rows)
     release_free_heap()
-    return todo
+    return materialise(todo)
 
 
 class _Stop:
@@ -1017,16 +1062,16 @@ class Triage:
         scored = [r for r in rows if r["status"] == "analysed"]
         if not scored:
             return
-        keys = [r["key"] for r in scored]
-        mat = np.stack([r["head_concentration"] for r in scored])
+        g = ScoreGather(scored)
+        keys = g.strings("key")
+        mat = g.heads(self.n_heads_total)
         self.norm.add(keys, mat)
         z, zl, zh = S.worst_concentration(self.norm.z(mat), self.lm.n_heads)
-        for r, a, b, c in zip(scored, z, zl, zh):
-            r["concentration_z"], r["concentration_layer"], r["concentration_head"] = float(a), int(b), int(c)
-        sus = S.suspicion({t.column: np.array([r.get(t.column, np.nan) for r in scored], dtype=float)
-                           for t in S.TERMS.values()})
-        for r, x in zip(scored, sus):
-            r["suspicion"] = float(x)
+        for r, a, b, c in zip(scored, z.tolist(), zl.tolist(), zh.tolist()):
+            r["concentration_z"], r["concentration_layer"], r["concentration_head"] = a, b, c
+        cols = {t.column: (z if t.column == "concentration_z" else g.floats(t.column)) for t in S.TERMS.values()}
+        for r, x in zip(scored, S.suspicion(cols).tolist()):
+            r["suspicion"] = x
 
     # --- the end -----------------------------------------------------------------------------------------
     def finalise(self, seconds: float, analysed_now: int, lines_now: int, stopped: str, resumed_from: int,
