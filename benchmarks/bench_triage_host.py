@@ -45,6 +45,7 @@ STAGES = [
     ("scores", "compared_units"),
     ("scores", "sampled_units"),
     ("scores", "assemble"),
+    ("scores", "assemble_columns"),
     ("runner", "_scored_row"),
     ("runner", "scored_columns"),
     ("runner", "LocalRun.account"),
@@ -122,7 +123,8 @@ def _model_path(name: str, work: Path) -> str:
 def one(args) -> dict:
     """(In a subprocess whose sys.path starts at the tree measured) one timed run, and optionally cProfile."""
     import torch
-    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+    if os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(max(1, int(os.environ["OMP_NUM_THREADS"])))
     from interp.loader import load_model
     from interp.triage import ColumnMapping, ScoreSettings
     from interp.triage.runner import Triage, TriageConfig
@@ -164,7 +166,8 @@ def one(args) -> dict:
 def forward_reference(args) -> dict:
     """The plain forward passes of the same batches (1 dense + S replicated), µs per input, in this tree."""
     import torch
-    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+    if os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(max(1, int(os.environ["OMP_NUM_THREADS"])))
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from bench_triage import batches_like_triage, forward_passes
     from interp.loader import load_model

@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..loader import LoadedModel, load_model
@@ -1098,7 +1099,7 @@ class Triage:
             term_cols = {c: t[c].to_numpy(zero_copy_only=False).astype(np.float64)
                          for c in {tm.column for tm in S.TERMS.values()}}
             sus = S.suspicion(term_cols)
-            analysed = np.asarray([s == "analysed" for s in t["status"].to_pylist()])
+            analysed = pc.fill_null(pc.equal(t["status"], "analysed"), False).to_numpy(zero_copy_only=False)
             sus = np.where(analysed, sus, np.nan)
             t = t.set_column(t.schema.get_field_index("suspicion"), "suspicion",
                              pa.array(sus, pa.float64(), from_pandas=True))

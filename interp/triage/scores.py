@@ -385,19 +385,20 @@ def _top2(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
 
 
 def sampled_effect(lm: LoadedModel, enc: Encoded, dense: torch.Tensor, settings: ScoreSettings, keys: list,
-                   max_rows: int | None = None, cells: int | None = None):
+                   max_rows: int | None = None, cells: int | None = None, positions: list | None = None):
     """The effect of substituting ``settings.scheme`` into the model, given the dense output of the same batch
     (``dense``: B × n × V logits, or B × d pooled) so that the dense pass is not run twice: the sampling
     library's own sampled passes (:func:`interp.sampling.downstream.sampled_passes`, the code path of
     ``downstream_effect``). Returns its per-example :class:`~interp.sampling.downstream.PassEffect`."""
     fetch = Fetch()
-    finish = queue_sampled_effect(lm, enc, dense, settings, keys, fetch, max_rows, cells)
+    finish = queue_sampled_effect(lm, enc, dense, settings, keys, fetch, max_rows, cells, positions)
     fetch.run()
     return finish()
 
 
 def queue_sampled_effect(lm: LoadedModel, enc: Encoded, dense: torch.Tensor, settings: ScoreSettings, keys: list,
-                         fetch: Fetch, max_rows: int | None = None, cells: int | None = None):
+                         fetch: Fetch, max_rows: int | None = None, cells: int | None = None,
+                         positions: list | None = None):
     """:func:`sampled_effect` queued on the device (``downstream.queue_sampled_passes``): returns ``finish()``,
     the :class:`PassEffect` once ``fetch`` has run."""
     from ..sampling.downstream import queue_sampled_passes, resolve_targets
@@ -407,7 +408,7 @@ def queue_sampled_effect(lm: LoadedModel, enc: Encoded, dense: torch.Tensor, set
     targets = resolve_targets(lm.n_layers, lm.n_heads, settings.layers, settings.heads)
     max_rows = int(max_rows or max(64, B * int(settings.seeds)))
     return queue_sampled_passes(lm, enc, settings.scheme, settings.k, h, m, int(settings.seeds), settings.seed,
-                                keys, targets, fetch, dense, max_rows, cells)
+                                keys, targets, fetch, dense, max_rows, cells, positions)
 
 
 def score_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys: list[str] | None = None,
@@ -478,6 +479,7 @@ class Units:
     modes: list = field(default_factory=list)
     dense_conf: list = field(default_factory=list)
     variants: list = field(default_factory=list)
+    positions: list = field(default_factory=list)   # per unit, its compared positions (MLM models)
     pending: list = field(default_factory=list)     # (fetch handle of 3 × P (p1, p2, top), [(b, pos)]) to read
 
     def resolve(self, fetch: Fetch) -> None:
@@ -520,6 +522,7 @@ def compared_units(lm: LoadedModel, enc: Encoded, out: torch.Tensor, settings: S
         has_mask = mask_id is not None and mask_id in ids
         if mlm and settings.mask_policy == "mask-each" and not has_mask:
             for pos, v, t in _mask_variants(lm, enc, b, settings.mask_cap):
+                u.positions.append([pos])              # the variant's one [MASK] (the input has none)
                 u.dense_at.append(("var", len(u.variants)))
                 u.variants.append((b, pos, v, types, t))
                 u.rows.append((v, types, t, False))
@@ -537,6 +540,7 @@ def compared_units(lm: LoadedModel, enc: Encoded, out: torch.Tensor, settings: S
             u.modes.append("pooled")
             continue
         where, kind = positions_in(ids, special_all[b][:n], mask_id)
+        u.positions.append(where)
         u.modes.append(kind)
         at_b.extend([b] * len(where))
         at_pos.extend(where)
@@ -598,9 +602,11 @@ def sampled_units(lm: LoadedModel, enc: Encoded, out: torch.Tensor, vout: torch.
         dense_u = out                     # every unit is its input, in order: the dense output as it is
     else:
         dense_u = torch.stack([dense_row(k_, i) for k_, i in units.dense_at])
+    # the compared positions found above (the sampled passes would otherwise find them again, input by input)
+    positions = units.positions if mlm and len(units.positions) == len(units.keys) else None
     if fetch is None:
-        return sampled_effect(lm, uenc, dense_u, settings, units.keys, max_rows, cells)
-    return queue_sampled_effect(lm, uenc, dense_u, settings, units.keys, fetch, max_rows, cells)
+        return sampled_effect(lm, uenc, dense_u, settings, units.keys, max_rows, cells, positions)
+    return queue_sampled_effect(lm, uenc, dense_u, settings, units.keys, fetch, max_rows, cells, positions)
 
 
 def assemble(lm: LoadedModel, enc: Encoded, units: Units, res, conc: np.ndarray, eff: np.ndarray, keys: list,
