@@ -102,16 +102,19 @@ class _ConcentrationPlan(AttentionPlan):
         self.query_mask = query_mask
         self.conc: dict[int, torch.Tensor] = {}
         self.eff: dict[int, torch.Tensor] = {}
+        self._per_pass: tuple | None = None
 
     def observe(self, layer, query, key, value, probs, output):
         e = effective_experts(probs.to(torch.float32))                                  # B×H×n
-        if self.query_mask.device != e.device:           # moved once per pass, not once per layer
+        if self._per_pass is None or self._per_pass[0] != e.device:
+            # the same for every layer: moved and made once per pass, not once per layer (kernel launches)
             self.query_mask = to_device(self.query_mask, e.device)
             self.lengths = to_device(self.lengths, e.device)
-        qm = self.query_mask.to(torch.float32)[:, None, :]                             # B×1×n
-        denom = qm.sum(-1).clamp(min=1)
-        logn = torch.log(self.lengths.to(torch.float32)).clamp(min=1e-12)[:, None]
-        c = torch.log(e.clamp(min=1.0)) / logn[..., None]
+            qm_ = self.query_mask.to(torch.float32)[:, None, :]                        # B×1×n
+            logn_ = torch.log(self.lengths.to(torch.float32)).clamp(min=1e-12)[:, None]
+            self._per_pass = (e.device, qm_, qm_.sum(-1).clamp(min=1), logn_[..., None])
+        _, qm, denom, logn = self._per_pass
+        c = torch.log(e.clamp(min=1.0)) / logn
         self.conc[layer] = (c * qm).sum(-1) / denom          # stays on the device: one transfer per batch
         self.eff[layer] = (e * qm).sum(-1) / denom
 
@@ -681,6 +684,22 @@ def _special(tok, enc: Encoded) -> torch.Tensor:
     return torch.isin(enc.input_ids, special_ids) & enc.attention_mask.bool()
 
 
+def tokens_of(lm: LoadedModel, ids: list[int]) -> list[str]:
+    """``tokenizer.convert_ids_to_tokens(ids)``, each id converted once per model and remembered (the
+    tokenizer's own conversion, so the same strings; a vocabulary is small)."""
+    memo = getattr(lm, "_triage_tokens", None)
+    if memo is None:
+        memo = {}
+        try:
+            lm._triage_tokens = memo
+        except AttributeError:  # pragma: no cover
+            pass
+    missing = [i for i in dict.fromkeys(ids) if i not in memo]
+    if missing:
+        memo.update(zip(missing, lm.tokenizer.convert_ids_to_tokens(missing)))
+    return [memo[i] for i in ids]
+
+
 def assemble_columns(lm: LoadedModel, enc: Encoded, units: Units, res, conc: np.ndarray, eff: np.ndarray,
                      keys: list, predictions: list, labels: list) -> ScoredColumns:
     """:func:`assemble` column by column: a :class:`~interp.triage.schema.ScoredColumns` of the batch, with
@@ -740,7 +759,7 @@ def assemble_columns(lm: LoadedModel, enc: Encoded, units: Units, res, conc: np.
         at = np.concatenate([[0], np.cumsum(n_conf)[:-1]])[has]
         c["confidence"][has] = np.minimum.reduceat(arr[:, 0], at)
         c["margin"][has] = np.minimum.reduceat(arr[:, 0] - arr[:, 1], at)
-        all_tokens = tok.convert_ids_to_tokens([x[2] for x in flat])
+        all_tokens = tokens_of(lm, [x[2] for x in flat])
     modes = units.modes
     is_mask = np.fromiter((m == "mask" for m in modes), dtype=bool, count=B) & (n_conf > 0)
     if is_mask.any():
