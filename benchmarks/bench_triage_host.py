@@ -150,8 +150,9 @@ def one(args) -> dict:
     totals: dict = {}
     _instrument(totals)
     wall, s = go("timed")
+    results = s["results"]
     n = max(1, s["analysed"])
-    res = {"seconds": round(wall, 4), "analysed": s["analysed"], "lines": s["lines_total"],
+    res = {"seconds": round(wall, 4), "analysed": s["analysed"], "lines": s["lines_total"], "results": results,
            "us_per_input": round(wall / n * 1e6, 1),
            "stages_us_per_input": {k: round(v / n * 1e6, 1) for k, v in totals.items()}}
     if args.cprofile:
@@ -239,6 +240,11 @@ def main() -> None:
                   "stages_us_per_input": stages, "analysed": runs[0]["analysed"]}
     if "baseline" in out:
         out["speedup"] = round(out["baseline"]["us_per_input"] / out["this"]["us_per_input"], 3)
+        import pyarrow.parquet as pq
+        a, b = (pq.read_table(got[t][0]["results"]) for t in ("baseline", "this"))
+        differ = [n for n in a.schema.names if n not in b.schema.names or not a[n].equals(b[n])]
+        out["identical_results"] = a.schema == b.schema and not differ     # every value, bit for bit
+        out["differing_columns"] = differ
     print(json.dumps(out))
 
 

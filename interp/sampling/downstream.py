@@ -396,13 +396,15 @@ def queue_sampled_passes(lm: LoadedModel, enc: Encoded, scheme: str, k: int, h: 
                            (fetch.add(cos.mean(0).double()), fetch.add(cos.min(0).values.double()))))
             continue
         # every compared (example, position) of the group at once: P = Σ_b |positions[b]| rows
-        owner = [j for j, b in enumerate(rows) for _ in positions[b]]
-        if not owner:
+        counts = [len(positions[b]) for b in rows]
+        if not sum(counts):
             groups.append((rows, ls, tv_handle, "none", ()))
             continue
         ddev = d.device
-        ex = to_device(torch.tensor(owner, dtype=torch.long), ddev)                      # P
-        at = to_device(torch.tensor([p_ for b in rows for p_ in positions[b]], dtype=torch.long), ddev)
+        owner = np.repeat(np.arange(len(rows), dtype=np.int64), counts)
+        flat = np.concatenate([np.asarray(positions[b], dtype=np.int64).reshape(-1) for b in rows])
+        ex = to_device(torch.from_numpy(owner), ddev)                                    # P
+        at = to_device(torch.from_numpy(flat), ddev)
         dj, sj = logits_at(lm, d[ex, at], hid), logits_at(lm, sampled[:, ex, at], hid)    # P×V, S×P×V
         lp = torch.log_softmax(dj, -1).double()
         lq = torch.log_softmax(sj, -1).double()

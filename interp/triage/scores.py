@@ -460,7 +460,7 @@ def queue_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys
 
     def finish() -> list[Scored]:
         fetch.wait()
-        units.resolve(fetch)
+        units.resolve(fetch, per_input=not columns)
         both = fetch.get(conc_h)
         build = assemble_columns if columns else assemble
         return build(lm, enc, units, finish_res(), both[0], both[1], keys, predictions, labels)
@@ -483,18 +483,36 @@ class Units:
     dense_conf: list = field(default_factory=list)
     variants: list = field(default_factory=list)
     positions: list = field(default_factory=list)   # per unit, its compared positions (MLM models)
-    pending: list = field(default_factory=list)     # (fetch handle of 3 × P (p1, p2, top), [(b, pos)]) to read
+    pending: list = field(default_factory=list)     # (fetch handle of 3 × P (p1, p2, top), (b, pos) arrays)
+    conf: tuple | None = None                       # (b, p1, p2, top-1 id, position) flat, by input (resolve)
 
-    def resolve(self, fetch: Fetch) -> None:
-        """Fill ``dense_conf`` from the transfer (in the order the confidences were queued)."""
-        for handle, where in self.pending:
-            p1, p2, top = fetch.get(handle)
-            for (b, pos), a, c, t in zip(where, p1.tolist(), p2.tolist(), top.tolist()):
-                self.dense_conf[b].append((a, c, int(t), pos))
+    def resolve(self, fetch: Fetch, per_input: bool = True) -> None:
+        """Read the dense confidences from the transfer: :attr:`conf`, flat arrays ordered by input (each
+        input's positions in the order they were queued), and with ``per_input`` also ``dense_conf`` (a
+        list of (p1, p2, top-1 id, position) per input)."""
+        got = [(np.asarray(wb, dtype=np.int64), np.asarray(wp, dtype=np.int64), fetch.get(h))
+               for h, (wb, wp) in self.pending]
         self.pending = []
+        if not got:
+            return
+        b = np.concatenate([g[0] for g in got])
+        pos = np.concatenate([g[1] for g in got])
+        vals = np.concatenate([g[2] for g in got], axis=1)
+        if self.conf is not None:
+            ob, o1, o2, ot, op = self.conf
+            b, pos = np.concatenate([ob, b]), np.concatenate([op, pos])
+            vals = np.concatenate([np.stack([o1, o2, ot.astype(np.float64)]), vals], axis=1)
+        order = np.argsort(b, kind="stable")
+        self.conf = (b[order], vals[0][order], vals[1][order], vals[2][order].astype(np.int64), pos[order])
+        if per_input:
+            for i in range(len(self.dense_conf)):
+                self.dense_conf[i] = []
+            for bb, a, c, t, ps in zip(*(x.tolist() for x in self.conf)):
+                self.dense_conf[bb].append((a, c, int(t), ps))
 
 
-def _queue_top2(units: Units, fetch: Fetch | None, logits: torch.Tensor, where: list) -> None:
+def _queue_top2(units: Units, fetch: Fetch | None, logits: torch.Tensor, where: tuple) -> None:
+    """Queue the dense top-2 of ``logits`` (one row per compared position; ``where``: (inputs, positions))."""
     p1, p2, top = _top2(logits)
     handle_fetch = fetch if fetch is not None else Fetch()
     handle = handle_fetch.add(torch.stack([p1.to(torch.float64), p2.to(torch.float64), top.to(torch.float64)]))
@@ -513,6 +531,8 @@ def compared_units(lm: LoadedModel, enc: Encoded, out: torch.Tensor, settings: S
     mlm = lm.has_mlm_head
     mask_id = getattr(lm.tokenizer, "mask_token_id", None)
     u = Units(dense_conf=[[] for _ in range(B)])
+    if not (mlm and settings.mask_policy == "mask-each"):
+        return _units_as_inputs(lm, enc, out, keys, fetch, u, mask_id)
     lengths = enc.attention_mask.sum(1).tolist()          # the batch leaves the tensors once, not per input
     ids_all = enc.input_ids.tolist()
     types_all = enc.token_type_ids.tolist() if enc.token_type_ids is not None else None
@@ -551,7 +571,39 @@ def compared_units(lm: LoadedModel, enc: Encoded, out: torch.Tensor, settings: S
         dev = out.device
         _queue_top2(u, fetch, logits_at(lm, out[to_device(torch.tensor(at_b), dev),
                                                to_device(torch.tensor(at_pos), dev)], head_at_positions(lm)),
-                    list(zip(at_b, at_pos)))
+                    (at_b, at_pos))
+    return u
+
+
+def _units_as_inputs(lm: LoadedModel, enc: Encoded, out: torch.Tensor, keys: list, fetch: Fetch | None,
+                     u: Units, mask_id) -> Units:
+    """:func:`compared_units` when every unit is its input (every policy but mask-each), for the whole batch
+    at once: the compared positions of ``downstream.positions_in`` (the [MASK] positions; else the non-special
+    real ones; else every real one) found with array operations. ``rows`` are left empty: the batch itself is
+    the units' encoding."""
+    B = enc.input_ids.shape[0]
+    u.keys = list(keys)
+    u.dense_at = [("orig", b) for b in range(B)]
+    u.owner = list(range(B))
+    u.pos = [-1] * B
+    if not lm.has_mlm_head:
+        u.modes = ["pooled"] * B
+        return u
+    ids = enc.input_ids.cpu().numpy()
+    real = enc.attention_mask.cpu().numpy().astype(bool)
+    is_mask = (ids == mask_id) & real if mask_id is not None else np.zeros_like(real)
+    plain = real & ~enc.special.cpu().numpy().astype(bool)
+    has = is_mask.any(1)
+    sel = np.where(has[:, None], is_mask, np.where(plain.any(1)[:, None], plain, real))
+    at_b, at_pos = np.nonzero(sel)                              # by input, positions ascending
+    counts = sel.sum(1)
+    u.positions = [p.tolist() for p in np.split(at_pos, np.cumsum(counts)[:-1])] if B else []
+    u.modes = ["mask" if h else "non-special" for h in has.tolist()]
+    if at_b.size:
+        dev = out.device
+        _queue_top2(u, fetch, logits_at(lm, out[to_device(torch.from_numpy(at_b.astype(np.int64)), dev),
+                                               to_device(torch.from_numpy(at_pos.astype(np.int64)), dev)],
+                                        head_at_positions(lm)), (at_b, at_pos))
     return u
 
 
@@ -575,7 +627,7 @@ def variant_pass(lm: LoadedModel, enc: Encoded, units: Units, fetch: Fetch | Non
     dev = vout.device
     _queue_top2(units, fetch, logits_at(lm, vout[torch.arange(len(pos), device=dev),
                                                  to_device(torch.tensor(pos), dev)], hid),
-                [(b, ps) for (b, ps, _, _, _) in units.variants])
+                ([v[0] for v in units.variants], pos))
     return vout
 
 
@@ -744,28 +796,28 @@ def assemble_columns(lm: LoadedModel, enc: Encoded, units: Units, res, conc: np.
     c["n_tokens"] = np.asarray(enc.attention_mask.sum(1).tolist(), dtype=np.int64)
     c["truncated"] = np.fromiter((t is not None for t in enc.truncation), dtype=bool, count=B)
     c["mode"][:] = units.modes
-    # the dense confidences: flat (input, p1, p2, top-1 id, position) in the order of units.dense_conf
-    conf = units.dense_conf
-    n_conf = np.fromiter((len(x) for x in conf), dtype=np.int64, count=B)
-    flat = [x for b in range(B) for x in conf[b]]
-    c["n_targets"] = n_conf if mlm else np.zeros(B, np.int64)
+    # the dense confidences: flat (input, p1, p2, top-1 id, position), by input (Units.resolve)
+    if units.conf is not None:
+        cb, cp1, cp2, ctop, cpos = units.conf
+    else:
+        cb = ctop = cpos = np.zeros(0, np.int64)
+        cp1 = cp2 = np.zeros(0)
+    n_conf = np.bincount(cb, minlength=B) if B else np.zeros(0, np.int64)
+    c["n_targets"] = n_conf.astype(np.int64) if mlm else np.zeros(B, np.int64)
     c["confidence"] = np.full(B, np.nan)
     c["margin"] = np.full(B, np.nan)
     c["query"] = np.full(B, -1, dtype=np.int64)
     all_tokens = []
-    if flat:
-        arr = np.array([(x[0], x[1]) for x in flat], dtype=np.float64)
-        has = n_conf > 0
-        at = np.concatenate([[0], np.cumsum(n_conf)[:-1]])[has]
-        c["confidence"][has] = np.minimum.reduceat(arr[:, 0], at)
-        c["margin"][has] = np.minimum.reduceat(arr[:, 0] - arr[:, 1], at)
-        all_tokens = tokens_of(lm, [x[2] for x in flat])
+    has = n_conf > 0
+    at0 = np.concatenate([[0], np.cumsum(n_conf)[:-1]]).astype(np.int64) if B else np.zeros(0, np.int64)
+    if cb.size:
+        c["confidence"][has] = np.minimum.reduceat(cp1, at0[has])
+        c["margin"][has] = np.minimum.reduceat(cp1 - cp2, at0[has])
+        all_tokens = tokens_of(lm, ctop.tolist())
     modes = units.modes
-    is_mask = np.fromiter((m == "mask" for m in modes), dtype=bool, count=B) & (n_conf > 0)
+    is_mask = np.fromiter((m == "mask" for m in modes), dtype=bool, count=B) & has
     if is_mask.any():
-        at0 = np.concatenate([[0], np.cumsum(n_conf)[:-1]])
-        pos = np.fromiter((x[3] for x in flat), dtype=np.int64, count=len(flat))
-        c["query"][is_mask] = pos[at0[is_mask]]
+        c["query"][is_mask] = cpos[at0[is_mask]]
     for b in range(B):
         if modes[b] == "mask-each":
             us = slice(first[b], first[b] + counts[b])
