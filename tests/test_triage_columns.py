@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pyarrow as pa
 import pytest
 
 from engine_fixtures import model_folder
@@ -37,24 +36,37 @@ def lm_pooled():
 
 
 @pytest.mark.parametrize("policy", ["auto", "mask-each", "unmasked", "pooled"])
-def test_columns_equal_the_rows_bit_for_bit(lm, lm_pooled, policy):
+def test_columns_equal_the_per_input_rule_bit_for_bit(lm, lm_pooled, policy, monkeypatch):
     model = lm_pooled if policy == "pooled" else lm
     st = S.ScoreSettings(k=4, seeds=2, seed=3, mask_policy="auto" if policy == "pooled" else policy, mask_cap=3)
     n = len(TEXTS) if policy == "auto" else len(TEXTS) - 1       # the long (cut) text once: it is slow on a CPU
-    rows = S.score_batch(model, TEXTS[:n], st, predictions=PRED[:n], labels=LAB[:n])
+    seen = []
+    real = S.assemble_columns
+
+    def spy(lm_, enc, units, res, conc, eff, keys, predictions, labels):
+        out = real(lm_, enc, units, res, conc, eff, keys, predictions, labels)
+        units.dense_conf = [[] for _ in range(enc.input_ids.shape[0])]
+        if units.conf is not None:
+            for b, a, c, t, p in zip(*(x.tolist() for x in units.conf)):
+                units.dense_conf[b].append((a, c, int(t), p))
+        seen.append((out, assemble_reference(lm_, enc, units, res, conc, eff, keys, predictions, labels)))
+        return out
+    monkeypatch.setattr(S, "assemble_columns", spy)
     cols = S.score_batch(model, TEXTS[:n], st, predictions=PRED[:n], labels=LAB[:n], columns=True)
-    assert isinstance(cols, ScoredColumns) and len(cols) == n
-    for i, r in enumerate(rows):
-        c = cols.row(i)
-        for name in [f for f, _ in column_kinds()] + ["head_concentration", "notes"]:
-            assert same(getattr(c, name), getattr(r, name)), (policy, i, name, getattr(c, name), getattr(r, name))
-        got = [a for a in (r.agrees_prediction, r.agrees_label) if not math.isnan(a)]
-        want = sum(got) / len(got) if got else float("nan")
-        assert same(float(cols.extra["agreement"][i]), want)
+    rows = S.score_batch(model, TEXTS[:n], st, predictions=PRED[:n], labels=LAB[:n])
+    assert isinstance(cols, ScoredColumns) and len(cols) == n and len(seen) == 2
+    ref = seen[0][1]
+    for i, r in enumerate(ref):
+        for got in (cols.row(i), rows[i]):
+            for name in [f for f, _ in column_kinds()] + ["head_concentration", "notes"]:
+                assert same(getattr(got, name), getattr(r, name)), (policy, i, name, getattr(got, name),
+                                                                    getattr(r, name))
+        ag = [a for a in (r.agrees_prediction, r.agrees_label) if not math.isnan(a)]
+        assert same(float(cols.extra["agreement"][i]), sum(ag) / len(ag) if ag else float("nan"))
         assert set(cols.values(i)) == set(score_values(r)) | {"agreement"}
-    assert any(r.truncated for r in rows) == (policy == "auto")
+    assert any(r.truncated for r in ref) == (policy == "auto")
     if policy == "auto":
-        assert any(not math.isnan(r.agrees_prediction) for r in rows)
+        assert any(not math.isnan(r.agrees_prediction) for r in ref)
 
 
 def test_the_gathered_table_equals_the_row_by_row_table(lm):
@@ -111,3 +123,68 @@ def test_a_tricky_log_gives_the_same_results_as_the_row_path(tmp_path, folder, l
     for name in a.schema.names:
         assert a[name].equals(b[name]), name
     assert set(a["status"].to_pylist()) >= {"analysed", "skipped"}
+
+
+def assemble_reference(lm, enc, units, res, conc, eff, keys: list,
+             predictions: list, labels: list) -> list:
+    """The per-input rule as the row path computed it (one ``Scored`` per input, a loop over inputs), kept here
+    as the reference the column path is pinned to."""
+    B = enc.input_ids.shape[0]
+    H = lm.n_heads
+    mlm = lm.has_mlm_head
+    tok = lm.tokenizer
+    units_of: dict[int, list[int]] = {}
+    for i, b in enumerate(units.owner):
+        units_of.setdefault(b, []).append(i)
+    lengths = enc.attention_mask.sum(1).tolist()
+    first = np.array([units_of[b][0] for b in range(B)], dtype=np.int64)
+    multi = [b for b in range(B) if len(units_of[b]) > 1]
+    tv = res.head_tv[first].copy()                                   # B × L × H
+    for b in multi:
+        tv[b] = np.nanmean(res.head_tv[units_of[b]], axis=0)
+    flat_tv = tv.reshape(B, -1)
+    none = np.isnan(flat_tv).all(1)
+    worst = np.nanargmax(np.where(none[:, None], 0.0, flat_tv), axis=1) if B else np.zeros(0, np.int64)
+    worst_tv = flat_tv[np.arange(B), worst]
+    cols = {name: getattr(res, name)[first].tolist() for name in
+            ("flip_rate", "kl_mean", "kl_max", "top1_agreement", "cosine_mean", "cosine_min")}
+    for b in multi:
+        us = units_of[b]
+        for name, fn in (("flip_rate", np.nanmean), ("kl_mean", np.nanmean), ("kl_max", np.nanmax),
+                         ("top1_agreement", np.nanmean), ("cosine_mean", np.nanmean), ("cosine_min", np.nanmin)):
+            vals = getattr(res, name)[us]
+            cols[name][b] = float(fn(vals)) if not np.all(np.isnan(vals)) else float("nan")
+    eff_mean = [float(np.mean(eff[b])) for b in range(B)]
+    all_ids = [c[2] for b in range(B) for c in units.dense_conf[b]]
+    all_tokens = tok.convert_ids_to_tokens(all_ids) if all_ids else []
+    results, at = [], 0
+    for b in range(B):
+        us = units_of[b]
+        conf = units.dense_conf[b]
+        if none[b]:
+            wl = wh = -1
+            wtv = float("nan")
+        else:
+            flat = int(worst[b])
+            wl, wh, wtv = flat // H, flat % H, float(worst_tv[b])
+        mode = units.modes[b]
+        if mode == "mask-each":
+            kl_u = res.kl_mean[us]
+            query = units.pos[us[int(np.nanargmax(kl_u))]] if not np.all(np.isnan(kl_u)) else units.pos[us[0]]
+        else:
+            query = conf[0][3] if mode == "mask" and conf else -1
+        predicted = all_tokens[at:at + len(conf)]
+        at += len(conf)
+        a_pred = S.agreement(predicted, predictions[b]) if mode == "mask" else float("nan")
+        a_lab = S.agreement(predicted, labels[b]) if mode == "mask" else float("nan")
+        results.append(Scored(
+            key=keys[b], n_tokens=int(lengths[b]), truncated=enc.truncation[b] is not None, mode=mode,
+            n_targets=len(conf) if mlm else 0, query=int(query), dense_top1=" ".join(predicted[:8]),
+            confidence=min((c[0] for c in conf), default=float("nan")),
+            margin=min((c[0] - c[1] for c in conf), default=float("nan")),
+            flip_rate=cols["flip_rate"][b], kl=cols["kl_mean"][b], kl_max=cols["kl_max"][b],
+            top1_agreement=cols["top1_agreement"][b], cosine=cols["cosine_mean"][b], cosine_min=cols["cosine_min"][b],
+            worst_layer=int(wl), worst_head=int(wh), worst_tv=wtv,
+            eff_experts=eff_mean[b], head_concentration=conc[b].astype(np.float32),
+            agrees_prediction=a_pred, agrees_label=a_lab, notes=list(enc.notes[b])))
+    return results

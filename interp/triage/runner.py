@@ -33,7 +33,6 @@ from . import registry
 from . import scores as S
 from .readers import ColumnMapping, LogReader, MappingError, RawRecord, inspect_log, parse_time  # noqa: F401
 from .heap import release_free_heap
-from .schema import score_values
 from .store import RESERVED, RunFolder, ScoreGather, build_results, head_matrix, schema_for, to_table
 
 ON_LONG = ("truncate", "skip")
@@ -352,17 +351,6 @@ def encoded_from_ids(lm: LoadedModel, got: list[tuple]):
                    [list(g[2]) for g in got], special, [list(g[3]) for g in got], [None] * B)
 
 
-def _scored_row(row: dict, sc: S.Scored) -> dict:
-    """The row update of one scored input (the row path: every value written into the dict)."""
-    row.pop("_tokens", None)
-    row.pop("_ids", None)
-    row.update(status="analysed", **score_values(sc))
-    got = [a for a in (float(sc.agrees_prediction), float(sc.agrees_label)) if not math.isnan(a)]
-    row["agreement"] = sum(got) / len(got) if got else float("nan")     # S.agreement_column of one row
-    row["notes"] = _merged_notes(row.get("notes"), sc.notes)
-    return row
-
-
 def _merged_notes(own: str | None, scored: list) -> str | None:
     """The row's notes followed by the scoring's own notes that it does not already say."""
     if not scored:
@@ -375,7 +363,7 @@ def _merged_notes(own: str | None, scored: list) -> str | None:
 
 
 def scored_columns(batch: list[dict], res: S.ScoredColumns, extra: list[dict]) -> None:
-    """The column path of :func:`_scored_row` for a whole batch: each row is marked analysed and points into the
+    """The scored rows of a batch: each row is marked analysed and points into the
     batch's columns (``_sc``: (columns, index)); the values stay in the NumPy arrays until the rows are stored
     (``store.to_table`` gathers them column by column) or :func:`materialise` d. Only the notes are merged row by
     row (and the optional scores' columns, when any are on)."""
@@ -402,15 +390,6 @@ def materialise(rows: list[dict]) -> list[dict]:
         if ref is not None:
             r.update(ref[0].values(ref[1]))
     return rows
-
-
-def score_value(row: dict, name: str, default=None):
-    """A row's value of column ``name``, from its dict or from the batch columns it points into."""
-    ref = row.get("_sc")
-    if ref is not None and ref[0].has(name):
-        v = ref[0].column(name)[ref[1]]
-        return v
-    return row.get(name, default)
 
 
 def _fail(row: dict, err: BaseException) -> dict:

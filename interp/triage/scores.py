@@ -460,7 +460,7 @@ def queue_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys
 
     def finish() -> list[Scored]:
         fetch.wait()
-        units.resolve(fetch, per_input=not columns)
+        units.resolve(fetch, per_input=False)
         both = fetch.get(conc_h)
         build = assemble_columns if columns else assemble
         return build(lm, enc, units, finish_res(), both[0], both[1], keys, predictions, labels)
@@ -666,68 +666,9 @@ def sampled_units(lm: LoadedModel, enc: Encoded, out: torch.Tensor, vout: torch.
 
 def assemble(lm: LoadedModel, enc: Encoded, units: Units, res, conc: np.ndarray, eff: np.ndarray, keys: list,
              predictions: list, labels: list) -> list[Scored]:
-    """Step: one :class:`Scored` per input from its units' sampled effects and its dense confidences. Inputs
-    compared as one unit (every mode but mask-each) are handled column by column (one NumPy call per score
-    for the batch); the values are those of the per-input rule."""
-    B = enc.input_ids.shape[0]
-    H = lm.n_heads
-    mlm = lm.has_mlm_head
-    tok = lm.tokenizer
-    units_of: dict[int, list[int]] = {}
-    for i, b in enumerate(units.owner):
-        units_of.setdefault(b, []).append(i)
-    lengths = enc.attention_mask.sum(1).tolist()
-    first = np.array([units_of[b][0] for b in range(B)], dtype=np.int64)
-    multi = [b for b in range(B) if len(units_of[b]) > 1]
-    tv = res.head_tv[first].copy()                                   # B × L × H
-    for b in multi:
-        tv[b] = np.nanmean(res.head_tv[units_of[b]], axis=0)
-    flat_tv = tv.reshape(B, -1)
-    none = np.isnan(flat_tv).all(1)
-    worst = np.nanargmax(np.where(none[:, None], 0.0, flat_tv), axis=1) if B else np.zeros(0, np.int64)
-    worst_tv = flat_tv[np.arange(B), worst]
-    cols = {name: getattr(res, name)[first].tolist() for name in
-            ("flip_rate", "kl_mean", "kl_max", "top1_agreement", "cosine_mean", "cosine_min")}
-    for b in multi:
-        us = units_of[b]
-        for name, fn in (("flip_rate", np.nanmean), ("kl_mean", np.nanmean), ("kl_max", np.nanmax),
-                         ("top1_agreement", np.nanmean), ("cosine_mean", np.nanmean), ("cosine_min", np.nanmin)):
-            vals = getattr(res, name)[us]
-            cols[name][b] = float(fn(vals)) if not np.all(np.isnan(vals)) else float("nan")
-    eff_mean = [float(np.mean(eff[b])) for b in range(B)]
-    all_ids = [c[2] for b in range(B) for c in units.dense_conf[b]]
-    all_tokens = tok.convert_ids_to_tokens(all_ids) if all_ids else []
-    results, at = [], 0
-    for b in range(B):
-        us = units_of[b]
-        conf = units.dense_conf[b]
-        if none[b]:
-            wl = wh = -1
-            wtv = float("nan")
-        else:
-            flat = int(worst[b])
-            wl, wh, wtv = flat // H, flat % H, float(worst_tv[b])
-        mode = units.modes[b]
-        if mode == "mask-each":
-            kl_u = res.kl_mean[us]
-            query = units.pos[us[int(np.nanargmax(kl_u))]] if not np.all(np.isnan(kl_u)) else units.pos[us[0]]
-        else:
-            query = conf[0][3] if mode == "mask" and conf else -1
-        predicted = all_tokens[at:at + len(conf)]
-        at += len(conf)
-        a_pred = agreement(predicted, predictions[b]) if mode == "mask" else float("nan")
-        a_lab = agreement(predicted, labels[b]) if mode == "mask" else float("nan")
-        results.append(Scored(
-            key=keys[b], n_tokens=int(lengths[b]), truncated=enc.truncation[b] is not None, mode=mode,
-            n_targets=len(conf) if mlm else 0, query=int(query), dense_top1=" ".join(predicted[:8]),
-            confidence=min((c[0] for c in conf), default=float("nan")),
-            margin=min((c[0] - c[1] for c in conf), default=float("nan")),
-            flip_rate=cols["flip_rate"][b], kl=cols["kl_mean"][b], kl_max=cols["kl_max"][b],
-            top1_agreement=cols["top1_agreement"][b], cosine=cols["cosine_mean"][b], cosine_min=cols["cosine_min"][b],
-            worst_layer=int(wl), worst_head=int(wh), worst_tv=wtv,
-            eff_experts=eff_mean[b], head_concentration=conc[b].astype(np.float32),
-            agrees_prediction=a_pred, agrees_label=a_lab, notes=list(enc.notes[b])))
-    return results
+    """Step: one :class:`Scored` per input from its units' sampled effects and its dense confidences: the rows
+    of :func:`assemble_columns` (the one implementation; the per-input rule is pinned by a test)."""
+    return assemble_columns(lm, enc, units, res, conc, eff, keys, predictions, labels).rows()
 
 
 def _special(tok, enc: Encoded) -> torch.Tensor:
