@@ -188,3 +188,15 @@ def assemble_reference(lm, enc, units, res, conc, eff, keys: list,
             eff_experts=eff_mean[b], head_concentration=conc[b].astype(np.float32),
             agrees_prediction=a_pred, agrees_label=a_lab, notes=list(enc.notes[b])))
     return results
+
+
+def test_the_dedupe_signature_equals_exactly_when_the_json_texts_do():
+    import json
+
+    from interp.triage.runner import _sig
+    vals = [None, "null", "", "a", "1", 1, 1.0, True, "true", [1, "a"], ["1"], {"b": 1, "a": 2}, {"a": 2, "b": 1},
+            float("nan"), "NaN", 0, False]
+    for a in vals:
+        for b in vals:
+            want = json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+            assert (_sig(a) == _sig(b)) == want, (a, b)

@@ -43,8 +43,14 @@ _OWN = frozenset({"record", "line", "id", "timestamp", "time", "prediction", "la
                   "_prediction_raw", "_label_raw"})
 
 
-def _sig(v) -> str:
-    return json.dumps(v, sort_keys=True, default=str)
+def _sig(v):
+    """A hashable signature of a logged value: equal exactly when the values' JSON texts are equal (strings and
+    null, the usual cases, without writing JSON: a JSON string never equals another type's JSON)."""
+    if v is None:
+        return (0,)
+    if type(v) is str:
+        return (1, v)
+    return (2, json.dumps(v, sort_keys=True, default=str))
 
 
 @dataclass
