@@ -22,6 +22,7 @@ For a batch of cleaned texts this computes, per input:
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -292,11 +293,23 @@ def suspicion(columns: dict[str, np.ndarray]) -> np.ndarray:
 
 def normalise_token(s) -> str:
     """A predicted word as compared with a logged one: stripped, case-folded, subword markers removed."""
+    if type(s) is str:
+        return _normalise_str(s)
+    return _normalise(s)
+
+
+def _normalise(s) -> str:
     s = str(s).strip()
     for mark in ("##", "Ġ", "▁"):
         if s.startswith(mark):
             s = s[len(mark):]
     return s.casefold()
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _normalise_str(s: str) -> str:
+    """:func:`_normalise` of a string, remembered (predicted and logged words repeat; bounded memory)."""
+    return _normalise(s)
 
 
 def _as_list(value) -> list[str] | None:
@@ -306,7 +319,21 @@ def _as_list(value) -> list[str] | None:
         return [normalise_token(v) for v in value]
     if isinstance(value, float) and math.isnan(value):
         return None
-    s = str(value).strip()
+    if type(value) is str:
+        got = _str_list(value)
+        return None if got is None else list(got)
+    return _words(str(value))
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _str_list(value: str) -> tuple | None:
+    """:func:`_words` of a logged string, remembered (logged predictions and labels repeat; bounded memory)."""
+    got = _words(value)
+    return None if got is None else tuple(got)
+
+
+def _words(s: str) -> list[str] | None:
+    s = s.strip()
     if s.startswith("[") and s.endswith("]"):
         try:
             import json
@@ -330,7 +357,8 @@ def agreement(predicted: list[str], logged) -> float:
             want = [" ".join(want)]
         else:
             return float("nan")
-    return float(np.mean([a == b for a, b in zip(got, want)]))
+    # the mean of the matches as NumPy takes it (an exact count over a count, one correctly rounded division)
+    return sum(a == b for a, b in zip(got, want)) / len(got)
 
 
 def logged_correct(prediction, label) -> float:
