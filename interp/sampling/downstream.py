@@ -56,6 +56,11 @@ def resolve_targets(n_layers: int, n_heads: int, layers=None, heads=None) -> dic
     return {l: sorted({int(x) for x in heads}) for l in chosen}
 
 
+# Where every layer's uniform draws of a sampled pass are made at once ("cuda": on a GPU; "always"; "never"):
+# the same bits either way (element-wise integer hashing), fewer kernel launches, more memory at once.
+SHARED_DRAWS = "cuda"
+
+
 class SamplingPlan(AttentionPlan):
     """Replace the rows of the chosen heads by ``scheme``'s weights. The batch the model sees is the examples
     replicated for ``replicates`` (replicate-major: row r·B + b is replicate ``replicates[r]`` of example b).
@@ -87,18 +92,27 @@ class SamplingPlan(AttentionPlan):
                                                  dtype=torch.int64), query.device)
             self._reps = to_device(torch.tensor(list(self.replicates), dtype=torch.int64), query.device)
             layers = sorted(self.targets)       # every substituted layer's stream keys, made once per pass
-            self._keys = dict(zip(layers, seeding.stream_keys_of_layers(self._bases, layers, self._reps)))
-        gens = seeding.Streams(self._keys[layer])
+            every = seeding.stream_keys_of_layers(self._bases, layers, self._reps)
+            self._keys = dict(zip(layers, every))
+            # on a GPU every layer's uniform draws are made in one set of launches (the same integer operations
+            # element by element, so the same bits); the CPU draws layer by layer (less memory at once)
+            shared = SHARED_DRAWS == "always" or (SHARED_DRAWS == "cuda" and query.device.type == "cuda")
+            self._shared = seeding.SharedDraws(every, layers) if shared else None
+        gens = (seeding.Streams(self._keys[layer]) if self._shared is None
+                else seeding.LayerStreams(self._keys[layer], self._shared, layer))
         est = estimate(self.scheme, split(query), split(key), split(value), split(scores), split(probs), valid,
                        self.lengths, gens, self.k, self.h, self.m).weights          # R×B×H×n×n
         p = split(probs).to(torch.float32)
-        head_on = self._head_on(tuple(heads), H, query.device)
-        w = est if len(heads) == H else torch.where(head_on[None, None, :, None, None], est, p)
+        every = len(heads) == H
+        head_on = None if every else self._head_on(tuple(heads), H, query.device)
+        w = est if every else torch.where(head_on[None, None, :, None, None], est, p)
         qmask = self._qmask(n, query.device)                                          # B×n
         tv = 0.5 * torch.sub(est, p).abs_().sum(-1)                                   # R×B×H×n
         tv = (tv * qmask[None, :, None, :]).sum(-1).sum(0)                             # B×H (sum)
-        tv = tv.masked_fill(~head_on[None, :], float("nan"))
-        self.tv_sum[layer] = self.tv_sum.get(layer, 0) + tv                           # stays on the device
+        if not every:                        # NaN for the heads left dense (none when every head is sampled)
+            tv = tv.masked_fill(~head_on[None, :], float("nan"))
+        # stays on the device; the first pass's sum is the tensor itself (0 + x = x: one launch fewer)
+        self.tv_sum[layer] = tv if layer not in self.tv_sum else self.tv_sum[layer] + tv
         return w.reshape(R * B, H, n, n).to(probs.dtype)
 
     def _head_on(self, heads: tuple, H: int, device) -> torch.Tensor:
@@ -368,7 +382,7 @@ def queue_sampled_passes(lm: LoadedModel, enc: Encoded, scheme: str, k: int, h: 
             out = _run(lm, replicate(sub, len(reps)), plan, hid)
             outs.append(out.reshape(len(reps), len(rows), *out.shape[1:]))
             for l, t in plan.tv_sum.items():
-                tv_sum[l] = tv_sum.get(l, 0) + t
+                tv_sum[l] = t if l not in tv_sum else tv_sum[l] + t
         sampled = outs[0] if len(outs) == 1 else torch.cat(outs, 0)                   # S × b × …
         ls = list(tv_sum)
         tv_handle = None
@@ -382,13 +396,15 @@ def queue_sampled_passes(lm: LoadedModel, enc: Encoded, scheme: str, k: int, h: 
                            (fetch.add(cos.mean(0).double()), fetch.add(cos.min(0).values.double()))))
             continue
         # every compared (example, position) of the group at once: P = Σ_b |positions[b]| rows
-        owner = [j for j, b in enumerate(rows) for _ in positions[b]]
-        if not owner:
+        counts = [len(positions[b]) for b in rows]
+        if not sum(counts):
             groups.append((rows, ls, tv_handle, "none", ()))
             continue
         ddev = d.device
-        ex = to_device(torch.tensor(owner, dtype=torch.long), ddev)                      # P
-        at = to_device(torch.tensor([p_ for b in rows for p_ in positions[b]], dtype=torch.long), ddev)
+        owner = np.repeat(np.arange(len(rows), dtype=np.int64), counts)
+        flat = np.concatenate([np.asarray(positions[b], dtype=np.int64).reshape(-1) for b in rows])
+        ex = to_device(torch.from_numpy(owner), ddev)                                    # P
+        at = to_device(torch.from_numpy(flat), ddev)
         dj, sj = logits_at(lm, d[ex, at], hid), logits_at(lm, sampled[:, ex, at], hid)    # P×V, S×P×V
         lp = torch.log_softmax(dj, -1).double()
         lq = torch.log_softmax(sj, -1).double()

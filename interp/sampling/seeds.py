@@ -223,6 +223,35 @@ class Streams:
         return normal(self.keys, H, rows, cols)
 
 
+class SharedDraws:
+    """The uniform draws of several layers' streams (``keys``: L × R × B, the layers in ``layers``' order), made
+    at once on first use (:func:`uniform` of the stacked keys: the same bits as layer by layer) and handed out
+    per layer by :class:`LayerStreams`. One shape of draws is kept (the last asked for)."""
+
+    def __init__(self, keys: torch.Tensor, layers):
+        self.keys = keys
+        self.index = {int(l): i for i, l in enumerate(layers)}
+        self._draws: tuple | None = None
+
+    def uniform(self, layer: int, H: int, n: int, count: int) -> torch.Tensor:
+        shape = (int(H), int(n), int(count))
+        if self._draws is None or self._draws[0] != shape:
+            self._draws = (shape, uniform(self.keys, *shape))
+        return self._draws[1][self.index[int(layer)]]
+
+
+@dataclass
+class LayerStreams(Streams):
+    """:class:`Streams` of one layer whose uniform draws come from a :class:`SharedDraws` of all the layers."""
+    shared: SharedDraws | None = None
+    layer: int = 0
+
+    def uniform(self, H: int, n: int, count: int) -> torch.Tensor:
+        if self.shared is None:
+            return super().uniform(H, n, count)
+        return self.shared.uniform(self.layer, H, n, count)
+
+
 def is_streams(gens) -> bool:
     """True when ``gens`` are counter-based streams (a :class:`Streams`, or nested :class:`StreamKey`)."""
     return isinstance(gens, Streams) or (len(gens) > 0 and len(gens[0]) > 0 and isinstance(gens[0][0], StreamKey))
@@ -230,7 +259,10 @@ def is_streams(gens) -> bool:
 
 def as_streams(gens, device=None) -> Streams:
     if isinstance(gens, Streams):
-        return gens if device is None else Streams(gens.keys.to(device))
+        if device is None or _device(gens.keys) == torch.device(device) or (
+                torch.device(device).type == gens.keys.device.type and torch.device(device).index is None):
+            return gens                                  # already there (a LayerStreams keeps its shared draws)
+        return Streams(gens.keys.to(device))
     return Streams.from_nested(gens, device)
 
 

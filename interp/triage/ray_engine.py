@@ -97,7 +97,7 @@ class RayScorer:
         self._memdebug = _MemDebug.from_env()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from .runner import score_rows
+        from .runner import materialise, score_rows
         self.calls += 1
         if self.fault and self.calls == 2 and not os.path.exists(self.fault):
             Path(self.fault).write_text(str(os.getpid()))      # a test's one-off worker death, mid-run
@@ -107,6 +107,7 @@ class RayScorer:
             r["_prediction_raw"] = json.loads(r.pop("prediction_json") or "null")
             r["_label_raw"] = json.loads(r.pop("label_json") or "null")
         score_rows(self.lm, rows, self.settings, self.batch_size, self.max_rows)
+        materialise(rows)
         cols = {}
         for name, typ in self.fields:
             vals = [r.get(name) for r in rows]

@@ -22,6 +22,7 @@ For a batch of cleaned texts this computes, per input:
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from ..sampling.downstream import head_at_positions, last_hidden, logits_at, on_
 from ..sampling.seeds import content_key
 from ..sampling.transfer import Fetch, to_device
 from ..trace import Encoded, encode, forward, model_output
-from .schema import Scored
+from .schema import Scored, ScoredColumns, empty_columns
 
 MASK_POLICIES = {
     "auto": "the [MASK] positions when the text has any; otherwise the input as it is (every non-special token, "
@@ -102,16 +103,19 @@ class _ConcentrationPlan(AttentionPlan):
         self.query_mask = query_mask
         self.conc: dict[int, torch.Tensor] = {}
         self.eff: dict[int, torch.Tensor] = {}
+        self._per_pass: tuple | None = None
 
     def observe(self, layer, query, key, value, probs, output):
         e = effective_experts(probs.to(torch.float32))                                  # B×H×n
-        if self.query_mask.device != e.device:           # moved once per pass, not once per layer
+        if self._per_pass is None or self._per_pass[0] != e.device:
+            # the same for every layer: moved and made once per pass, not once per layer (kernel launches)
             self.query_mask = to_device(self.query_mask, e.device)
             self.lengths = to_device(self.lengths, e.device)
-        qm = self.query_mask.to(torch.float32)[:, None, :]                             # B×1×n
-        denom = qm.sum(-1).clamp(min=1)
-        logn = torch.log(self.lengths.to(torch.float32)).clamp(min=1e-12)[:, None]
-        c = torch.log(e.clamp(min=1.0)) / logn[..., None]
+            qm_ = self.query_mask.to(torch.float32)[:, None, :]                        # B×1×n
+            logn_ = torch.log(self.lengths.to(torch.float32)).clamp(min=1e-12)[:, None]
+            self._per_pass = (e.device, qm_, qm_.sum(-1).clamp(min=1), logn_[..., None])
+        _, qm, denom, logn = self._per_pass
+        c = torch.log(e.clamp(min=1.0)) / logn
         self.conc[layer] = (c * qm).sum(-1) / denom          # stays on the device: one transfer per batch
         self.eff[layer] = (e * qm).sum(-1) / denom
 
@@ -289,11 +293,23 @@ def suspicion(columns: dict[str, np.ndarray]) -> np.ndarray:
 
 def normalise_token(s) -> str:
     """A predicted word as compared with a logged one: stripped, case-folded, subword markers removed."""
+    if type(s) is str:
+        return _normalise_str(s)
+    return _normalise(s)
+
+
+def _normalise(s) -> str:
     s = str(s).strip()
     for mark in ("##", "Ġ", "▁"):
         if s.startswith(mark):
             s = s[len(mark):]
     return s.casefold()
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _normalise_str(s: str) -> str:
+    """:func:`_normalise` of a string, remembered (predicted and logged words repeat; bounded memory)."""
+    return _normalise(s)
 
 
 def _as_list(value) -> list[str] | None:
@@ -303,7 +319,21 @@ def _as_list(value) -> list[str] | None:
         return [normalise_token(v) for v in value]
     if isinstance(value, float) and math.isnan(value):
         return None
-    s = str(value).strip()
+    if type(value) is str:
+        got = _str_list(value)
+        return None if got is None else list(got)
+    return _words(str(value))
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _str_list(value: str) -> tuple | None:
+    """:func:`_words` of a logged string, remembered (logged predictions and labels repeat; bounded memory)."""
+    got = _words(value)
+    return None if got is None else tuple(got)
+
+
+def _words(s: str) -> list[str] | None:
+    s = s.strip()
     if s.startswith("[") and s.endswith("]"):
         try:
             import json
@@ -327,7 +357,8 @@ def agreement(predicted: list[str], logged) -> float:
             want = [" ".join(want)]
         else:
             return float("nan")
-    return float(np.mean([a == b for a, b in zip(got, want)]))
+    # the mean of the matches as NumPy takes it (an exact count over a count, one correctly rounded division)
+    return sum(a == b for a, b in zip(got, want)) / len(got)
 
 
 def logged_correct(prediction, label) -> float:
@@ -385,19 +416,20 @@ def _top2(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
 
 
 def sampled_effect(lm: LoadedModel, enc: Encoded, dense: torch.Tensor, settings: ScoreSettings, keys: list,
-                   max_rows: int | None = None, cells: int | None = None):
+                   max_rows: int | None = None, cells: int | None = None, positions: list | None = None):
     """The effect of substituting ``settings.scheme`` into the model, given the dense output of the same batch
     (``dense``: B × n × V logits, or B × d pooled) so that the dense pass is not run twice: the sampling
     library's own sampled passes (:func:`interp.sampling.downstream.sampled_passes`, the code path of
     ``downstream_effect``). Returns its per-example :class:`~interp.sampling.downstream.PassEffect`."""
     fetch = Fetch()
-    finish = queue_sampled_effect(lm, enc, dense, settings, keys, fetch, max_rows, cells)
+    finish = queue_sampled_effect(lm, enc, dense, settings, keys, fetch, max_rows, cells, positions)
     fetch.run()
     return finish()
 
 
 def queue_sampled_effect(lm: LoadedModel, enc: Encoded, dense: torch.Tensor, settings: ScoreSettings, keys: list,
-                         fetch: Fetch, max_rows: int | None = None, cells: int | None = None):
+                         fetch: Fetch, max_rows: int | None = None, cells: int | None = None,
+                         positions: list | None = None):
     """:func:`sampled_effect` queued on the device (``downstream.queue_sampled_passes``): returns ``finish()``,
     the :class:`PassEffect` once ``fetch`` has run."""
     from ..sampling.downstream import queue_sampled_passes, resolve_targets
@@ -407,12 +439,12 @@ def queue_sampled_effect(lm: LoadedModel, enc: Encoded, dense: torch.Tensor, set
     targets = resolve_targets(lm.n_layers, lm.n_heads, settings.layers, settings.heads)
     max_rows = int(max_rows or max(64, B * int(settings.seeds)))
     return queue_sampled_passes(lm, enc, settings.scheme, settings.k, h, m, int(settings.seeds), settings.seed,
-                                keys, targets, fetch, dense, max_rows, cells)
+                                keys, targets, fetch, dense, max_rows, cells, positions)
 
 
 def score_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys: list[str] | None = None,
                 predictions: list | None = None, labels: list | None = None, max_rows: int | None = None,
-                enc: Encoded | None = None, cells: int | None = None, defer: bool = False):
+                enc: Encoded | None = None, cells: int | None = None, defer: bool = False, columns: bool = False):
     """Score cleaned, non-empty texts (see the module docstring). The result of each input does not depend on
     the other inputs of the batch (seeds derive from ``keys``, default :func:`example_key` of the token ids).
 
@@ -424,14 +456,16 @@ def score_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys
     device in one transfer (:class:`~interp.sampling.transfer.Fetch`). ``enc``: the batch already encoded
     (``trace.encode`` of ``texts``). The optional scores of the registry are computed by the caller
     (``runner.score_step``). ``defer``: return ``finish()`` instead (see :func:`queue_batch`): the device work
-    is queued, the rows are built when it is called."""
-    finish = queue_batch(lm, texts, settings, keys, predictions, labels, max_rows, enc, cells)
+    is queued, the rows are built when it is called. ``columns``: the batch's scores as one
+    :class:`~interp.triage.schema.ScoredColumns` (:func:`assemble_columns`, the same values) instead of a list."""
+    finish = queue_batch(lm, texts, settings, keys, predictions, labels, max_rows, enc, cells, columns)
     return finish if defer else finish()
 
 
 def queue_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys: list[str] | None = None,
                 predictions: list | None = None, labels: list | None = None, max_rows: int | None = None,
-                enc: Encoded | None = None, cells: int | None = None) -> Callable[[], list[Scored]]:
+                enc: Encoded | None = None, cells: int | None = None,
+                columns: bool = False) -> Callable[[], list[Scored] | ScoredColumns]:
     """:func:`score_batch` in two halves: this queues the batch's device work and the one transfer of its
     results (started, not awaited) and returns ``finish()``, which waits for the transfer and builds the
     :class:`Scored` rows on the host. Between the two the host is free (to queue the next batch, say)."""
@@ -454,9 +488,10 @@ def queue_batch(lm: LoadedModel, texts: list[str], settings: ScoreSettings, keys
 
     def finish() -> list[Scored]:
         fetch.wait()
-        units.resolve(fetch)
+        units.resolve(fetch, per_input=False)
         both = fetch.get(conc_h)
-        return assemble(lm, enc, units, finish_res(), both[0], both[1], keys, predictions, labels)
+        build = assemble_columns if columns else assemble
+        return build(lm, enc, units, finish_res(), both[0], both[1], keys, predictions, labels)
     return finish
 
 
@@ -475,18 +510,37 @@ class Units:
     modes: list = field(default_factory=list)
     dense_conf: list = field(default_factory=list)
     variants: list = field(default_factory=list)
-    pending: list = field(default_factory=list)     # (fetch handle of 3 × P (p1, p2, top), [(b, pos)]) to read
+    positions: list = field(default_factory=list)   # per unit, its compared positions (MLM models)
+    pending: list = field(default_factory=list)     # (fetch handle of 3 × P (p1, p2, top), (b, pos) arrays)
+    conf: tuple | None = None                       # (b, p1, p2, top-1 id, position) flat, by input (resolve)
 
-    def resolve(self, fetch: Fetch) -> None:
-        """Fill ``dense_conf`` from the transfer (in the order the confidences were queued)."""
-        for handle, where in self.pending:
-            p1, p2, top = fetch.get(handle)
-            for (b, pos), a, c, t in zip(where, p1.tolist(), p2.tolist(), top.tolist()):
-                self.dense_conf[b].append((a, c, int(t), pos))
+    def resolve(self, fetch: Fetch, per_input: bool = True) -> None:
+        """Read the dense confidences from the transfer: :attr:`conf`, flat arrays ordered by input (each
+        input's positions in the order they were queued), and with ``per_input`` also ``dense_conf`` (a
+        list of (p1, p2, top-1 id, position) per input)."""
+        got = [(np.asarray(wb, dtype=np.int64), np.asarray(wp, dtype=np.int64), fetch.get(h))
+               for h, (wb, wp) in self.pending]
         self.pending = []
+        if not got:
+            return
+        b = np.concatenate([g[0] for g in got])
+        pos = np.concatenate([g[1] for g in got])
+        vals = np.concatenate([g[2] for g in got], axis=1)
+        if self.conf is not None:
+            ob, o1, o2, ot, op = self.conf
+            b, pos = np.concatenate([ob, b]), np.concatenate([op, pos])
+            vals = np.concatenate([np.stack([o1, o2, ot.astype(np.float64)]), vals], axis=1)
+        order = np.argsort(b, kind="stable")
+        self.conf = (b[order], vals[0][order], vals[1][order], vals[2][order].astype(np.int64), pos[order])
+        if per_input:
+            for i in range(len(self.dense_conf)):
+                self.dense_conf[i] = []
+            for bb, a, c, t, ps in zip(*(x.tolist() for x in self.conf)):
+                self.dense_conf[bb].append((a, c, int(t), ps))
 
 
-def _queue_top2(units: Units, fetch: Fetch | None, logits: torch.Tensor, where: list) -> None:
+def _queue_top2(units: Units, fetch: Fetch | None, logits: torch.Tensor, where: tuple) -> None:
+    """Queue the dense top-2 of ``logits`` (one row per compared position; ``where``: (inputs, positions))."""
     p1, p2, top = _top2(logits)
     handle_fetch = fetch if fetch is not None else Fetch()
     handle = handle_fetch.add(torch.stack([p1.to(torch.float64), p2.to(torch.float64), top.to(torch.float64)]))
@@ -505,6 +559,8 @@ def compared_units(lm: LoadedModel, enc: Encoded, out: torch.Tensor, settings: S
     mlm = lm.has_mlm_head
     mask_id = getattr(lm.tokenizer, "mask_token_id", None)
     u = Units(dense_conf=[[] for _ in range(B)])
+    if not (mlm and settings.mask_policy == "mask-each"):
+        return _units_as_inputs(lm, enc, out, keys, fetch, u, mask_id)
     lengths = enc.attention_mask.sum(1).tolist()          # the batch leaves the tensors once, not per input
     ids_all = enc.input_ids.tolist()
     types_all = enc.token_type_ids.tolist() if enc.token_type_ids is not None else None
@@ -517,6 +573,7 @@ def compared_units(lm: LoadedModel, enc: Encoded, out: torch.Tensor, settings: S
         has_mask = mask_id is not None and mask_id in ids
         if mlm and settings.mask_policy == "mask-each" and not has_mask:
             for pos, v, t in _mask_variants(lm, enc, b, settings.mask_cap):
+                u.positions.append([pos])              # the variant's one [MASK] (the input has none)
                 u.dense_at.append(("var", len(u.variants)))
                 u.variants.append((b, pos, v, types, t))
                 u.rows.append((v, types, t, False))
@@ -534,6 +591,7 @@ def compared_units(lm: LoadedModel, enc: Encoded, out: torch.Tensor, settings: S
             u.modes.append("pooled")
             continue
         where, kind = positions_in(ids, special_all[b][:n], mask_id)
+        u.positions.append(where)
         u.modes.append(kind)
         at_b.extend([b] * len(where))
         at_pos.extend(where)
@@ -541,7 +599,39 @@ def compared_units(lm: LoadedModel, enc: Encoded, out: torch.Tensor, settings: S
         dev = out.device
         _queue_top2(u, fetch, logits_at(lm, out[to_device(torch.tensor(at_b), dev),
                                                to_device(torch.tensor(at_pos), dev)], head_at_positions(lm)),
-                    list(zip(at_b, at_pos)))
+                    (at_b, at_pos))
+    return u
+
+
+def _units_as_inputs(lm: LoadedModel, enc: Encoded, out: torch.Tensor, keys: list, fetch: Fetch | None,
+                     u: Units, mask_id) -> Units:
+    """:func:`compared_units` when every unit is its input (every policy but mask-each), for the whole batch
+    at once: the compared positions of ``downstream.positions_in`` (the [MASK] positions; else the non-special
+    real ones; else every real one) found with array operations. ``rows`` are left empty: the batch itself is
+    the units' encoding."""
+    B = enc.input_ids.shape[0]
+    u.keys = list(keys)
+    u.dense_at = [("orig", b) for b in range(B)]
+    u.owner = list(range(B))
+    u.pos = [-1] * B
+    if not lm.has_mlm_head:
+        u.modes = ["pooled"] * B
+        return u
+    ids = enc.input_ids.cpu().numpy()
+    real = enc.attention_mask.cpu().numpy().astype(bool)
+    is_mask = (ids == mask_id) & real if mask_id is not None else np.zeros_like(real)
+    plain = real & ~enc.special.cpu().numpy().astype(bool)
+    has = is_mask.any(1)
+    sel = np.where(has[:, None], is_mask, np.where(plain.any(1)[:, None], plain, real))
+    at_b, at_pos = np.nonzero(sel)                              # by input, positions ascending
+    counts = sel.sum(1)
+    u.positions = [p.tolist() for p in np.split(at_pos, np.cumsum(counts)[:-1])] if B else []
+    u.modes = ["mask" if h else "non-special" for h in has.tolist()]
+    if at_b.size:
+        dev = out.device
+        _queue_top2(u, fetch, logits_at(lm, out[to_device(torch.from_numpy(at_b.astype(np.int64)), dev),
+                                               to_device(torch.from_numpy(at_pos.astype(np.int64)), dev)],
+                                        head_at_positions(lm)), (at_b, at_pos))
     return u
 
 
@@ -565,7 +655,7 @@ def variant_pass(lm: LoadedModel, enc: Encoded, units: Units, fetch: Fetch | Non
     dev = vout.device
     _queue_top2(units, fetch, logits_at(lm, vout[torch.arange(len(pos), device=dev),
                                                  to_device(torch.tensor(pos), dev)], hid),
-                [(b, ps) for (b, ps, _, _, _) in units.variants])
+                ([v[0] for v in units.variants], pos))
     return vout
 
 
@@ -595,78 +685,127 @@ def sampled_units(lm: LoadedModel, enc: Encoded, out: torch.Tensor, vout: torch.
         dense_u = out                     # every unit is its input, in order: the dense output as it is
     else:
         dense_u = torch.stack([dense_row(k_, i) for k_, i in units.dense_at])
+    # the compared positions found above (the sampled passes would otherwise find them again, input by input)
+    positions = units.positions if mlm and len(units.positions) == len(units.keys) else None
     if fetch is None:
-        return sampled_effect(lm, uenc, dense_u, settings, units.keys, max_rows, cells)
-    return queue_sampled_effect(lm, uenc, dense_u, settings, units.keys, fetch, max_rows, cells)
+        return sampled_effect(lm, uenc, dense_u, settings, units.keys, max_rows, cells, positions)
+    return queue_sampled_effect(lm, uenc, dense_u, settings, units.keys, fetch, max_rows, cells, positions)
 
 
 def assemble(lm: LoadedModel, enc: Encoded, units: Units, res, conc: np.ndarray, eff: np.ndarray, keys: list,
              predictions: list, labels: list) -> list[Scored]:
-    """Step: one :class:`Scored` per input from its units' sampled effects and its dense confidences. Inputs
-    compared as one unit (every mode but mask-each) are handled column by column (one NumPy call per score
-    for the batch); the values are those of the per-input rule."""
-    B = enc.input_ids.shape[0]
-    H = lm.n_heads
-    mlm = lm.has_mlm_head
-    tok = lm.tokenizer
-    units_of: dict[int, list[int]] = {}
-    for i, b in enumerate(units.owner):
-        units_of.setdefault(b, []).append(i)
-    lengths = enc.attention_mask.sum(1).tolist()
-    first = np.array([units_of[b][0] for b in range(B)], dtype=np.int64)
-    multi = [b for b in range(B) if len(units_of[b]) > 1]
-    tv = res.head_tv[first].copy()                                   # B × L × H
-    for b in multi:
-        tv[b] = np.nanmean(res.head_tv[units_of[b]], axis=0)
-    flat_tv = tv.reshape(B, -1)
-    none = np.isnan(flat_tv).all(1)
-    worst = np.nanargmax(np.where(none[:, None], 0.0, flat_tv), axis=1) if B else np.zeros(0, np.int64)
-    worst_tv = flat_tv[np.arange(B), worst]
-    cols = {name: getattr(res, name)[first].tolist() for name in
-            ("flip_rate", "kl_mean", "kl_max", "top1_agreement", "cosine_mean", "cosine_min")}
-    for b in multi:
-        us = units_of[b]
-        for name, fn in (("flip_rate", np.nanmean), ("kl_mean", np.nanmean), ("kl_max", np.nanmax),
-                         ("top1_agreement", np.nanmean), ("cosine_mean", np.nanmean), ("cosine_min", np.nanmin)):
-            vals = getattr(res, name)[us]
-            cols[name][b] = float(fn(vals)) if not np.all(np.isnan(vals)) else float("nan")
-    eff_mean = [float(np.mean(eff[b])) for b in range(B)]
-    all_ids = [c[2] for b in range(B) for c in units.dense_conf[b]]
-    all_tokens = tok.convert_ids_to_tokens(all_ids) if all_ids else []
-    results, at = [], 0
-    for b in range(B):
-        us = units_of[b]
-        conf = units.dense_conf[b]
-        if none[b]:
-            wl = wh = -1
-            wtv = float("nan")
-        else:
-            flat = int(worst[b])
-            wl, wh, wtv = flat // H, flat % H, float(worst_tv[b])
-        mode = units.modes[b]
-        if mode == "mask-each":
-            kl_u = res.kl_mean[us]
-            query = units.pos[us[int(np.nanargmax(kl_u))]] if not np.all(np.isnan(kl_u)) else units.pos[us[0]]
-        else:
-            query = conf[0][3] if mode == "mask" and conf else -1
-        predicted = all_tokens[at:at + len(conf)]
-        at += len(conf)
-        a_pred = agreement(predicted, predictions[b]) if mode == "mask" else float("nan")
-        a_lab = agreement(predicted, labels[b]) if mode == "mask" else float("nan")
-        results.append(Scored(
-            key=keys[b], n_tokens=int(lengths[b]), truncated=enc.truncation[b] is not None, mode=mode,
-            n_targets=len(conf) if mlm else 0, query=int(query), dense_top1=" ".join(predicted[:8]),
-            confidence=min((c[0] for c in conf), default=float("nan")),
-            margin=min((c[0] - c[1] for c in conf), default=float("nan")),
-            flip_rate=cols["flip_rate"][b], kl=cols["kl_mean"][b], kl_max=cols["kl_max"][b],
-            top1_agreement=cols["top1_agreement"][b], cosine=cols["cosine_mean"][b], cosine_min=cols["cosine_min"][b],
-            worst_layer=int(wl), worst_head=int(wh), worst_tv=wtv,
-            eff_experts=eff_mean[b], head_concentration=conc[b].astype(np.float32),
-            agrees_prediction=a_pred, agrees_label=a_lab, notes=list(enc.notes[b])))
-    return results
+    """Step: one :class:`Scored` per input from its units' sampled effects and its dense confidences: the rows
+    of :func:`assemble_columns` (the one implementation; the per-input rule is pinned by a test)."""
+    return assemble_columns(lm, enc, units, res, conc, eff, keys, predictions, labels).rows()
 
 
 def _special(tok, enc: Encoded) -> torch.Tensor:
     """Special-token flags exactly as ``trace.encode`` sets them."""
     special_ids = torch.tensor(sorted(set(tok.all_special_ids)), dtype=torch.long)
     return torch.isin(enc.input_ids, special_ids) & enc.attention_mask.bool()
+
+
+def tokens_of(lm: LoadedModel, ids: list[int]) -> list[str]:
+    """``tokenizer.convert_ids_to_tokens(ids)``, each id converted once per model and remembered (the
+    tokenizer's own conversion, so the same strings; a vocabulary is small)."""
+    memo = getattr(lm, "_triage_tokens", None)
+    if memo is None:
+        memo = {}
+        try:
+            lm._triage_tokens = memo
+        except AttributeError:  # pragma: no cover
+            pass
+    missing = [i for i in dict.fromkeys(ids) if i not in memo]
+    if missing:
+        memo.update(zip(missing, lm.tokenizer.convert_ids_to_tokens(missing)))
+    return [memo[i] for i in ids]
+
+
+def assemble_columns(lm: LoadedModel, enc: Encoded, units: Units, res, conc: np.ndarray, eff: np.ndarray,
+                     keys: list, predictions: list, labels: list) -> ScoredColumns:
+    """:func:`assemble` column by column: a :class:`~interp.triage.schema.ScoredColumns` of the batch, with
+    the values of the per-input rule (pinned by a test), built with one NumPy call per score where the rule
+    allows; only the few inputs compared as several units (mask-each) and the word-level fields (top-1 words,
+    agreement with the logged words) are handled input by input."""
+    B = enc.input_ids.shape[0]
+    H = lm.n_heads
+    mlm = lm.has_mlm_head
+    tok = lm.tokenizer
+    owner = np.asarray(units.owner, dtype=np.int64)
+    counts = np.bincount(owner, minlength=B) if B else np.zeros(0, np.int64)
+    if (counts == 0).any():                  # an input without a unit: as the per-input rule fails on it
+        raise KeyError(int(np.flatnonzero(counts == 0)[0]))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]) if B else np.zeros(0, np.int64)
+    # units are appended input by input, so input b's units are starts[b] .. starts[b] + counts[b] − 1
+    first = starts.astype(np.int64)
+    multi = np.flatnonzero(counts > 1).tolist()
+    tv = res.head_tv[first].copy()                                   # B × L × H
+    for b in multi:
+        tv[b] = np.nanmean(res.head_tv[first[b]:first[b] + counts[b]], axis=0)
+    flat_tv = tv.reshape(B, -1)
+    none = np.isnan(flat_tv).all(1)
+    worst = np.nanargmax(np.where(none[:, None], 0.0, flat_tv), axis=1) if B else np.zeros(0, np.int64)
+    worst_tv = flat_tv[np.arange(B), worst]
+    c = empty_columns(B)
+    for name, src in (("flip_rate", "flip_rate"), ("kl", "kl_mean"), ("kl_max", "kl_max"),
+                      ("top1_agreement", "top1_agreement"), ("cosine", "cosine_mean"), ("cosine_min", "cosine_min")):
+        c[name] = np.asarray(getattr(res, src)[first], dtype=np.float64).copy()
+    for b in multi:
+        us = slice(first[b], first[b] + counts[b])
+        for name, src, fn in (("flip_rate", "flip_rate", np.nanmean), ("kl", "kl_mean", np.nanmean),
+                              ("kl_max", "kl_max", np.nanmax), ("top1_agreement", "top1_agreement", np.nanmean),
+                              ("cosine", "cosine_mean", np.nanmean), ("cosine_min", "cosine_min", np.nanmin)):
+            vals = getattr(res, src)[us]
+            c[name][b] = float(fn(vals)) if not np.all(np.isnan(vals)) else float("nan")
+    c["worst_layer"] = np.where(none, -1, worst // H).astype(np.int64)
+    c["worst_head"] = np.where(none, -1, worst % H).astype(np.int64)
+    c["worst_tv"] = np.where(none, np.nan, worst_tv).astype(np.float64)
+    c["eff_experts"] = np.mean(eff, axis=1).astype(np.float64) if B else np.zeros(0)
+    c["key"][:] = keys
+    c["n_tokens"] = np.asarray(enc.attention_mask.sum(1).tolist(), dtype=np.int64)
+    c["truncated"] = np.fromiter((t is not None for t in enc.truncation), dtype=bool, count=B)
+    c["mode"][:] = units.modes
+    # the dense confidences: flat (input, p1, p2, top-1 id, position), by input (Units.resolve)
+    if units.conf is not None:
+        cb, cp1, cp2, ctop, cpos = units.conf
+    else:
+        cb = ctop = cpos = np.zeros(0, np.int64)
+        cp1 = cp2 = np.zeros(0)
+    n_conf = np.bincount(cb, minlength=B) if B else np.zeros(0, np.int64)
+    c["n_targets"] = n_conf.astype(np.int64) if mlm else np.zeros(B, np.int64)
+    c["confidence"] = np.full(B, np.nan)
+    c["margin"] = np.full(B, np.nan)
+    c["query"] = np.full(B, -1, dtype=np.int64)
+    all_tokens = []
+    has = n_conf > 0
+    at0 = np.concatenate([[0], np.cumsum(n_conf)[:-1]]).astype(np.int64) if B else np.zeros(0, np.int64)
+    if cb.size:
+        c["confidence"][has] = np.minimum.reduceat(cp1, at0[has])
+        c["margin"][has] = np.minimum.reduceat(cp1 - cp2, at0[has])
+        all_tokens = tokens_of(lm, ctop.tolist())
+    modes = units.modes
+    is_mask = np.fromiter((m == "mask" for m in modes), dtype=bool, count=B) & has
+    if is_mask.any():
+        c["query"][is_mask] = cpos[at0[is_mask]]
+    for b in range(B):
+        if modes[b] == "mask-each":
+            us = slice(first[b], first[b] + counts[b])
+            kl_u = res.kl_mean[us]
+            ps = units.pos[us]
+            c["query"][b] = ps[int(np.nanargmax(kl_u))] if not np.all(np.isnan(kl_u)) else ps[0]
+    top1 = c["dense_top1"]
+    a_pred = c["agrees_prediction"]
+    a_lab = c["agrees_label"]
+    a_pred[:] = np.nan
+    a_lab[:] = np.nan
+    at = 0
+    for b in range(B):
+        k = int(n_conf[b])
+        predicted = all_tokens[at:at + k]
+        at += k
+        top1[b] = " ".join(predicted[:8])
+        if modes[b] == "mask":
+            a_pred[b] = agreement(predicted, predictions[b])
+            a_lab[b] = agreement(predicted, labels[b])
+    return ScoredColumns(c, conc.astype(np.float32), [list(n) for n in enc.notes],
+                         {"agreement": agreement_column(a_pred, a_lab)})

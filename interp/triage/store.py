@@ -55,10 +55,114 @@ def schema_for(slices: tuple[str, ...] | list[str], n_heads_total: int, extras=(
     return pa.schema(fields)
 
 
+class ScoreGather:
+    """The score values of rows, column by column. A row either holds its values in its dict, or points into the
+    columns of the batch it was scored in (``_sc``: (``schema.ScoredColumns``, index), the column path of the
+    scoring); values are gathered with one NumPy indexing per batch and column, the dict rows one by one."""
+
+    def __init__(self, rows: list[dict]):
+        self.rows = rows
+        self.n = len(rows)
+        groups: dict[int, tuple] = {}
+        plain = []
+        for j, r in enumerate(rows):
+            ref = r.get("_sc")
+            if ref is None:
+                plain.append(j)
+                continue
+            g = groups.get(id(ref[0]))
+            if g is None:
+                g = groups[id(ref[0])] = (ref[0], [], [])
+            g[1].append(j)
+            g[2].append(ref[1])
+        self.plain = plain
+        self.groups = [(cols, np.asarray(at, dtype=np.int64), np.asarray(idx, dtype=np.int64))
+                       for cols, at, idx in groups.values()]
+
+    def has(self, name: str) -> bool:
+        return any(cols.has(name) for cols, _, _ in self.groups)
+
+    def _fill(self, out: np.ndarray, name: str) -> list[int]:
+        """Gathered values into ``out``; returns the positions whose values are in their dicts."""
+        rest = list(self.plain)
+        for cols, at, idx in self.groups:
+            if cols.has(name):
+                out[at] = cols.column(name)[idx]
+            else:
+                rest.extend(at.tolist())
+        return rest
+
+    def floats(self, name: str) -> np.ndarray:
+        """float64, NaN where missing or None."""
+        out = np.full(self.n, np.nan)
+        for j in self._fill(out, name):
+            v = self.rows[j].get(name)
+            out[j] = np.nan if v is None else v
+        return out
+
+    def strings(self, name: str) -> list:
+        out = np.empty(self.n, dtype=object)
+        for j in self._fill(out, name):
+            out[j] = self.rows[j].get(name)
+        return out.tolist()
+
+    def heads(self, width: int) -> np.ndarray:
+        """The rows' head vectors as an n × ``width`` float32 matrix (every row has one)."""
+        out = np.zeros((self.n, width), dtype=np.float32)
+        for j in self._fill(out, "head_concentration"):
+            out[j] = np.asarray(self.rows[j]["head_concentration"], np.float32)
+        return out
+
+    def column(self, f: pa.Field) -> pa.Array:
+        """The column of field ``f`` (a score column the batches hold), as :func:`to_table` makes it."""
+        name, typ, n = f.name, f.type, self.n
+        if pa.types.is_floating(typ):
+            return pa.array(self.floats(name), type=typ, from_pandas=True)
+        if pa.types.is_fixed_size_list(typ):
+            width = typ.list_size
+            out = np.zeros((n, width), dtype=np.float32)
+            valid = np.ones(n, dtype=bool)
+            for j in self._fill(out, name):
+                v = self.rows[j].get(name)
+                if v is None:
+                    valid[j] = False
+                else:
+                    out[j] = np.asarray(v, np.float32)
+            return pa.FixedSizeListArray.from_arrays(pa.array(out.reshape(-1), pa.float32()), width,
+                                                     mask=pa.array(~valid))
+        if pa.types.is_integer(typ):
+            out = np.zeros(n, dtype=np.int64)
+            null = np.zeros(n, dtype=bool)
+            rest = self._fill(out, name)
+            if name in _NEG_NULL:
+                null |= out < 0
+            for j in rest:
+                v = self.rows[j].get(name)
+                if v is None or (isinstance(v, (int, np.integer)) and v < 0 and name in _NEG_NULL):
+                    out[j], null[j] = 0, True
+                else:
+                    out[j], null[j] = int(v), False
+            return pa.array(np.where(null, 0, out), type=typ, mask=null)
+        if pa.types.is_boolean(typ):
+            out = np.zeros(n, dtype=bool)
+            null = np.zeros(n, dtype=bool)
+            for j in self._fill(out, name):
+                v = self.rows[j].get(name)
+                null[j] = v is None
+                out[j] = bool(v) if v is not None else False
+            return pa.array(out, type=typ, mask=null)
+        return pa.array(self.strings(name), typ)
+
+
 def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
-    """Rows (dicts) → a table of ``schema``; NaN floats become nulls (so that ranking puts them last)."""
+    """Rows (dicts) → a table of ``schema``; NaN floats become nulls (so that ranking puts them last). Score
+    values of rows that point into their batch's columns are gathered column by column (:class:`ScoreGather`)."""
     cols = {}
+    gather = ScoreGather(rows) if any("_sc" in r for r in rows) else None
     for f in schema:
+        if gather is not None and gather.has(f.name):
+            cols[f.name] = gather.column(f)
+            continue
         vals = [r.get(f.name) for r in rows]
         if pa.types.is_floating(f.type):
             arr = np.array([np.nan if v is None else v for v in vals], dtype=np.float64)
