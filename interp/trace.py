@@ -455,23 +455,24 @@ class CapturePlan(AttentionPlan):
         self.gate_stats: torch.Tensor | None = None
         self._keys: torch.Tensor | None = None
 
-    def probs_buffer(self, layer, scores):
+    def _layer_slot(self, name: str, layer: int, like: torch.Tensor):
+        """Layer ``layer``'s slot of the stacked L × ``like.shape`` buffer ``name`` (made on first use), or None
+        when there is no layer count or the shape differs from the first layer's."""
         if self.n_layers is None:
             return None
-        if self.probs_all is None:
-            self.probs_all = torch.empty((self.n_layers, *scores.shape), dtype=scores.dtype, device=scores.device)
-        elif self.probs_all.shape[1:] != scores.shape:   # pragma: no cover - every layer sees the same shape
+        buf = getattr(self, name)
+        if buf is None:
+            buf = torch.empty((self.n_layers, *like.shape), dtype=like.dtype, device=like.device)
+            setattr(self, name, buf)
+        elif buf.shape[1:] != like.shape:   # pragma: no cover - every layer sees the same shape
             return None
-        return self.probs_all[layer]
+        return buf[layer]
+
+    def probs_buffer(self, layer, scores):
+        return self._layer_slot("probs_all", layer, scores)
 
     def output_buffer(self, layer, output):
-        if self.n_layers is None:
-            return None
-        if self.context_all is None:
-            self.context_all = torch.empty((self.n_layers, *output.shape), dtype=output.dtype, device=output.device)
-        elif self.context_all.shape[1:] != output.shape:   # pragma: no cover - every layer sees the same shape
-            return None
-        return self.context_all[layer]
+        return self._layer_slot("context_all", layer, output)
 
     def rows(self, layer, query, key, value, scores, probs, key_valid):
         if self.want_stats is None:
